@@ -1,0 +1,1851 @@
+/* d1.h - masked diffusion language models and the d1 recipe, in one C header.
+   v0.1 - MIT or public domain, see the end of the file.
+
+   d1.h implements, on a CPU with SIMD and threads, the recipe of "d1: Scaling
+   Reasoning in Diffusion Large Language Models via Reinforcement Learning"
+   (Zhao, Gupta, Zheng, Grover, 2025, arXiv 2504.12216): a LLaDA-architecture
+   bidirectional transformer with its backward pass, the masked-diffusion loss,
+   AdamW, and (as they land) the remasking sampler, masked SFT and diffu-GRPO.
+   It needs libc, libm and pthreads, nothing else.
+
+   DO THIS in exactly one C or C++ file of your program:
+
+       #define D1_IMPLEMENTATION
+       #include "d1.h"
+
+   and include "d1.h" without the define anywhere else. A training loop:
+
+       d1_config cfg = {0};                       // zero fields take defaults
+       cfg.vocab_size = 64; cfg.dim = 128; cfg.n_layers = 4; cfg.n_heads = 4;
+       cfg.ffn_dim = 384; cfg.max_seq_len = 128; cfg.mask_id = 63;
+       d1_model m;  d1_model_init(&m, &cfg, 1234);
+       d1_adamw_desc od = d1_adamw_default_desc();
+       d1_adamw opt; d1_adamw_init(&opt, &m, &od);
+       d1_rng rng;  d1_rng_seed(&rng, 42);
+       for (step...) {
+           float loss;
+           d1_model_zero_grad(&m);
+           int rc = d1_pretrain_loss(&m, tokens, B, T, NULL, NULL, &rng, &loss);
+           if (rc == D1_OK) rc = d1_adamw_step(&opt, &m, NULL);
+           if (rc != D1_OK) fprintf(stderr, "%s\n", d1_strerror(rc));
+       }
+       d1_adamw_free(&opt); d1_model_free(&m);
+
+   Every function returns an int status: D1_OK (0) or a negative D1_ERR_*,
+   named by d1_strerror(). On an error nothing observable changes: not the
+   weights, not the gradients, not the optimizer, not the caller's RNG. The
+   library never prints, never exits and never aborts.
+
+   CONFIGURATION MACROS (define before the #include that has D1_IMPLEMENTATION)
+
+     D1_IMPLEMENTATION    compile the implementation into this file
+     D1_STATIC            make every public function static (private copy)
+     D1_MALLOC, D1_FREE   your allocator (define both or neither)
+     D1_ASSERT(x)         internal invariant check (default: assert.h assert)
+     D1_NO_SIMD           use the scalar reference kernels only
+     D1_NO_THREADS        build without pthreads (d1_model_set_threads(m, 1) only)
+     D1_MAX_THREADS       upper bound for d1_model_set_threads (default 64)
+
+   SIMD paths are chosen from the compiler's macros: __AVX512F__ (AVX-512),
+   __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
+   with -march=native (or the flags of your target) to enable them.
+
+   LEGEND (the names used in shapes and formulas throughout)
+
+     B  batch (sequences)          T  sequence length (tokens)
+     N  = B*T tokens in a batch    C  model width (dim, d_model)
+     V  vocabulary size            L  layers
+     H  query heads                KV key/value heads (GQA), H % KV == 0
+     D  head dim = C/H             F  MLP hidden width (ffn_dim)
+     G  group size (completions per prompt in diffu-GRPO)
+     mu inner updates per generation batch (diffu-GRPO)
+     p  masking ratio of a sequence in the forward process
+
+   THE PAPER, EQUATION BY EQUATION
+
+     LLaDA transformer (d1 sec. 2, LLaDA app. B)   d1_model_forward / _backward
+       RMSNorm                                     d1__rmsnorm_forward / _backward
+       RoPE, rotate-half layout                    d1__rope_forward / _backward
+       bidirectional GQA attention                 d1__attention_forward / _backward
+       SiLU-gated MLP                              d1__swiglu_forward / _backward
+     forward process q(x_t|x_0), t ~ U(0,1)        d1_noise_draw
+     masked-diffusion loss (d1 eq. 1)              d1_pretrain_loss
+     AdamW with global-norm clipping               d1_adamw_step
+
+   GRADIENT CONVENTION: parameter gradients accumulate (+=), activation
+   gradients are written (=). d1_model_zero_grad clears the former.
+*/
+#ifndef D1_H
+#define D1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef D1_STATIC
+#define D1_API static
+#else
+#define D1_API extern
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------ */
+enum {
+    D1_OK = 0,
+    D1_ERR_ARG = -1,        /* a NULL pointer or an argument out of range     */
+    D1_ERR_NOMEM = -2,      /* an allocation failed                           */
+    D1_ERR_SHAPE = -3,      /* B, T or a size is <= 0 or exceeds the model    */
+    D1_ERR_TOKEN = -4,      /* a token id outside [0, V)                      */
+    D1_ERR_CONFIG = -5,     /* an inconsistent model configuration            */
+    D1_ERR_NONFINITE = -6,  /* a NaN or infinity in a loss or gradient        */
+    D1_ERR_THREAD = -7,     /* a thread could not be created                  */
+    D1_ERR_STATE = -8       /* called out of order (backward before forward)  */
+};
+D1_API const char *d1_strerror(int status);
+
+/* ---- random numbers: xoshiro256**, seeded by splitmix64 ------------------ */
+typedef struct d1_rng { uint64_t s[4]; } d1_rng;
+D1_API void     d1_rng_seed(d1_rng *rng, uint64_t seed);
+D1_API uint64_t d1_rng_u64(d1_rng *rng);
+D1_API float    d1_rng_uniform(d1_rng *rng);        /* [0, 1), 24 bits  */
+D1_API double   d1_rng_uniform_double(d1_rng *rng); /* [0, 1), 53 bits  */
+D1_API float    d1_rng_normal(d1_rng *rng);         /* N(0, 1)          */
+
+/* ---- the model's configuration (LLaDA's config.json) --------------------- */
+typedef struct d1_config {
+    int   vocab_size;   /* V                                                   */
+    int   dim;          /* C = d_model                                         */
+    int   n_layers;     /* L                                                   */
+    int   n_heads;      /* H                                                   */
+    int   n_kv_heads;   /* KV; 0 means H (no grouping)                         */
+    int   ffn_dim;      /* F = mlp_hidden_size                                 */
+    int   max_seq_len;  /* largest T                                           */
+    float rope_theta;   /* 0 means 500000 (LLaDA)                              */
+    float norm_eps;     /* RMSNorm epsilon; 0 means 1e-5                       */
+    int   mask_id;      /* the [MASK] token of the forward process             */
+    int   eos_id;       /* end of sequence (also the answer padding)           */
+    int   pad_id;       /* padding                                             */
+    int   tied_embeddings; /* 1: logits use wte; 0: a separate head [V,C]      */
+} d1_config;
+
+/* Fills the defaults (the "0 means" above) into *out and checks it:
+   D1_ERR_CONFIG when a size is <= 0, C % H, H % KV or D odd (RoPE) fail,
+   or a special id lies outside [0, V). */
+D1_API int    d1_config_resolve(const d1_config *cfg, d1_config *out);
+D1_API size_t d1_config_num_params(const d1_config *cfg); /* 0 if invalid */
+
+/* ---- parameters ------------------------------------------------------------
+   All parameters live in ONE float buffer, carved into these tensors (llm.c
+   style); the gradients and the AdamW moments use the same layout. Matrices
+   are [out, in] row-major (y = x W^T). The q/k/v projections of a layer are
+   stacked into one [C + 2*KV*D, C] matrix and gate/up into one [2F, C], so a
+   layer does one matmul for each; the Hugging Face names (d1_model_tensor)
+   address their row blocks. */
+typedef struct d1_params {
+    float *wte;        /* [V, C]               model.transformer.wte          */
+    float *attn_norm;  /* [L, C]               blocks.N.attn_norm             */
+    float *qkv;        /* [L, C + 2*KV*D, C]   blocks.N.{q,k,v}_proj          */
+    float *attn_out;   /* [L, C, C]            blocks.N.attn_out              */
+    float *ff_norm;    /* [L, C]               blocks.N.ff_norm               */
+    float *gate_up;    /* [L, 2F, C]           blocks.N.{ff_proj,up_proj}     */
+    float *ff_out;     /* [L, C, F]            blocks.N.ff_out (down)         */
+    float *ln_f;       /* [C]                  model.transformer.ln_f         */
+    float *head;       /* [V, C]  model.transformer.ff_out; == wte when tied  */
+} d1_params;
+
+/* One named tensor in Hugging Face naming, a view into the buffers. */
+typedef struct d1_tensor {
+    char   name[80];   /* e.g. "model.transformer.blocks.0.q_proj.weight"     */
+    int    ndim;       /* 1 or 2                                              */
+    int    shape[2];
+    size_t offset;     /* in floats from the start of the parameter buffer    */
+    size_t size;       /* elements                                            */
+    int    decay;      /* 1 for matrices (AdamW decays them), 0 for norms     */
+} d1_tensor;
+
+struct d1__state;      /* activations, RoPE tables, threads (private)        */
+
+typedef struct d1_model {
+    d1_config config;       /* resolved: no zero defaults left                 */
+    size_t    num_params;
+    float    *param_memory; /* [num_params]                                    */
+    float    *grad_memory;  /* [num_params], allocated at the first backward   */
+    d1_params params;       /* views into param_memory                         */
+    d1_params grads;        /* views into grad_memory (NULLs until allocated)  */
+    int       B, T;         /* shape of the last forward, 0 before any         */
+    float    *logits;       /* [B, T, V] of the last forward                   */
+    struct d1__state *state;
+} d1_model;
+
+/* Allocates the model, draws the weights from `seed`: matrices N(0, 0.02^2),
+   the residual outputs (attn_out, ff_out) scaled by 1/sqrt(2L), norms 1. */
+D1_API int  d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed);
+D1_API void d1_model_free(d1_model *m);
+/* Threads used by the model's kernels (default 1). Results do not depend on
+   the count: every reduction has a fixed order. */
+D1_API int  d1_model_set_threads(d1_model *m, int n_threads);
+D1_API int  d1_model_num_tensors(const d1_model *m);
+D1_API int  d1_model_tensor(const d1_model *m, int index, d1_tensor *out);
+/* Copies the weights of src into dst (same config): a frozen reference. */
+D1_API int  d1_model_copy_weights(d1_model *dst, const d1_model *src);
+
+/* tokens [B,T] -> m->logits [B,T,V]. key_mask [B,T] (may be NULL): nonzero =
+   this key may be attended; every sequence needs at least one such key.
+   Keeps what the backward pass needs. */
+D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T,
+                            const uint8_t *key_mask);
+/* dlogits [B,T,V] (the gradient of a scalar loss w.r.t. m->logits of the
+   last forward) -> parameter gradients, accumulated (+=). dlogits may alias
+   m->logits. */
+D1_API int d1_model_backward(d1_model *m, const float *dlogits);
+D1_API int d1_model_zero_grad(d1_model *m);
+
+/* ---- the forward process and the pretraining loss ------------------------
+   Forward process (LLaDA, d1 sec. 2): for each sequence t ~ U(0,1),
+   p = (1 - eps) t + eps, then each token is replaced by [MASK] with
+   probability p. d1_noise_draw draws p[B] and mask[B,T] (1 = masked) from
+   rng; positions with keep[b*T+i] != 0 (the prompt in SFT) are never masked
+   (keep may be NULL). */
+D1_API int d1_noise_draw(d1_rng *rng, int B, int T, float eps, const uint8_t *keep,
+                         float *p, uint8_t *mask);
+
+/* Masked-diffusion pretraining loss (d1 eq. 1 with LLaDA's estimator):
+       loss = 1/(B*T) * sum_b sum_{i masked} -log p_theta(x0_i | x_t) / p_b
+   (divided by ALL B*T tokens). mask [B,T] and p [B] given explicitly, or both
+   NULL to draw them from rng with eps = 1e-3. Runs forward and backward:
+   gradients accumulate into m->grads. */
+D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T,
+                            const uint8_t *mask, const float *p, d1_rng *rng,
+                            float *loss);
+
+/* ---- AdamW ------------------------------------------------------------------
+   Per step t, with g the gradient after global-norm clipping
+   (g *= clip / (||g|| + 1e-6) when ||g|| > clip > 0):
+       w -= lr * wd * w             (matrices only, as HF excludes norms)
+       m  = b1 m + (1-b1) g;   v = b2 v + (1-b2) g^2
+       w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)          */
+typedef struct d1_adamw_desc {
+    float lr, beta1, beta2, eps, weight_decay;
+    float grad_clip;            /* max global grad norm; 0 = no clipping */
+} d1_adamw_desc;
+
+typedef struct d1_adamw {
+    d1_adamw_desc desc;         /* may be changed between steps (lr schedule) */
+    int64_t step;               /* steps taken                                */
+    size_t  n;                  /* == model num_params                        */
+    float  *m, *v;              /* [n] moments, parameter layout              */
+} d1_adamw;
+
+/* lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01, clip 1.0 */
+D1_API d1_adamw_desc d1_adamw_default_desc(void);
+D1_API int  d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *desc);
+D1_API void d1_adamw_free(d1_adamw *opt);
+/* One update from m->grads. grad_norm (may be NULL) receives ||g|| before
+   clipping. A non-finite gradient gives D1_ERR_NONFINITE and no update. */
+D1_API int  d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* D1_H */
+
+/* ========================================================================== */
+/*                              IMPLEMENTATION                                 */
+/* ========================================================================== */
+#ifdef D1_IMPLEMENTATION
+#ifndef D1__IMPLEMENTED
+#define D1__IMPLEMENTED
+
+// >>platform ------------------------------------------------------------------
+#include <math.h>
+#include <string.h>
+#include <float.h>
+
+#if defined(D1_MALLOC) != defined(D1_FREE)
+#error "define both D1_MALLOC and D1_FREE, or neither"
+#endif
+#ifndef D1_MALLOC
+#include <stdlib.h>
+#define D1_MALLOC(sz) malloc(sz)
+#define D1_FREE(p) free(p)
+#endif
+#ifndef D1_ASSERT
+#include <assert.h>
+#define D1_ASSERT(x) assert(x)
+#endif
+#ifndef D1_MAX_THREADS
+#define D1_MAX_THREADS 64
+#endif
+#ifndef D1_NO_THREADS
+#include <pthread.h>
+#endif
+
+#if !defined(D1_NO_SIMD) && defined(__AVX512F__)
+#define D1__AVX512 1
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+/* g++ 12 warns about _mm512_undefined_ps() inside its own intrinsics (GCC bug
+   105593); the warning's location is in the header, so silence it there. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#elif !defined(D1_NO_SIMD) && defined(__AVX2__) && defined(__FMA__)
+#define D1__AVX2 1
+#include <immintrin.h>
+#elif !defined(D1_NO_SIMD) && defined(__ARM_NEON) && defined(__aarch64__)
+#define D1__NEON 1
+#include <arm_neon.h>
+#endif
+
+#define D1__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define D1__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+D1_API const char *d1_strerror(int status) {
+    switch (status) {
+    case D1_OK: return "ok";
+    case D1_ERR_ARG: return "invalid argument (NULL pointer or value out of range)";
+    case D1_ERR_NOMEM: return "out of memory";
+    case D1_ERR_SHAPE: return "bad shape (B or T <= 0, or T > max_seq_len)";
+    case D1_ERR_TOKEN: return "token id outside [0, vocab_size)";
+    case D1_ERR_CONFIG: return "inconsistent model configuration";
+    case D1_ERR_NONFINITE: return "non-finite value (NaN or infinity) in a loss or gradient";
+    case D1_ERR_THREAD: return "could not create a thread";
+    case D1_ERR_STATE: return "called out of order (e.g. backward without a forward)";
+    default: return "unknown d1 status";
+    }
+}
+
+/* Every buffer the library allocates is 64-byte aligned (one cache line, one
+   AVX-512 vector). The offset to the malloc'd block is kept just below it. */
+static void *d1__alloc(size_t bytes) {
+    unsigned char *raw = (unsigned char *)D1_MALLOC(bytes + 64 + sizeof(void *));
+    uintptr_t a;
+    if (!raw) return NULL;
+    a = ((uintptr_t)(raw + sizeof(void *)) + 63) & ~(uintptr_t)63;
+    ((void **)a)[-1] = raw;
+    return (void *)a;
+}
+static void d1__free(void *p) {
+    if (p) D1_FREE(((void **)p)[-1]);
+}
+static float *d1__alloc_floats(size_t n) { return (float *)d1__alloc(n * sizeof(float)); }
+
+/* xoshiro256** (Blackman & Vigna); the state is seeded by splitmix64. */
+static uint64_t d1__splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+D1_API void d1_rng_seed(d1_rng *rng, uint64_t seed) {
+    int i;
+    if (!rng) return;
+    for (i = 0; i < 4; i++) rng->s[i] = d1__splitmix64(&seed);
+}
+static uint64_t d1__rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+D1_API uint64_t d1_rng_u64(d1_rng *rng) {
+    uint64_t *s = rng->s, r = d1__rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= t; s[3] = d1__rotl(s[3], 45);
+    return r;
+}
+D1_API float d1_rng_uniform(d1_rng *rng) {
+    return (float)(d1_rng_u64(rng) >> 40) * (1.0f / 16777216.0f);
+}
+D1_API double d1_rng_uniform_double(d1_rng *rng) {
+    return (double)(d1_rng_u64(rng) >> 11) * (1.0 / 9007199254740992.0);
+}
+D1_API float d1_rng_normal(d1_rng *rng) { /* Box-Muller, one value per call */
+    double u1 = 1.0 - d1_rng_uniform_double(rng), u2 = d1_rng_uniform_double(rng);
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+/* A fork-join thread pool, ggml style: d1__parallel(pool, fn, arg) runs
+   fn(arg, ith, nth) on every thread ith in [0, nth) (the caller is thread 0)
+   and returns when all are done. Work is split by ith, never by timing, so
+   results are the same from run to run. */
+typedef void (*d1__task_fn)(void *arg, int ith, int nth);
+
+struct d1__pool;
+struct d1__worker { struct d1__pool *pool; int ith; };
+
+typedef struct d1__pool {
+    int n;
+#ifndef D1_NO_THREADS
+    pthread_t threads[D1_MAX_THREADS];
+    struct d1__worker workers[D1_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    d1__task_fn fn;
+    void *arg;
+    unsigned generation;
+    int busy, quit;
+#endif
+} d1__pool;
+
+#ifndef D1_NO_THREADS
+static void *d1__worker_main(void *p) {
+    struct d1__worker *w = (struct d1__worker *)p;
+    d1__pool *pool = w->pool;
+    unsigned seen = 0;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        d1__task_fn fn;
+        void *arg;
+        while (pool->generation == seen && !pool->quit) pthread_cond_wait(&pool->wake, &pool->mu);
+        if (pool->quit) break;
+        seen = pool->generation;
+        fn = pool->fn;
+        arg = pool->arg;
+        pthread_mutex_unlock(&pool->mu);
+        fn(arg, w->ith, pool->n);
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->busy == 0) pthread_cond_signal(&pool->done);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+#endif
+
+static void d1__pool_stop(d1__pool *pool) {
+#ifndef D1_NO_THREADS
+    int i;
+    if (pool->n > 1) {
+        pthread_mutex_lock(&pool->mu);
+        pool->quit = 1;
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mu);
+        for (i = 1; i < pool->n; i++) pthread_join(pool->threads[i], NULL);
+        pthread_mutex_destroy(&pool->mu);
+        pthread_cond_destroy(&pool->wake);
+        pthread_cond_destroy(&pool->done);
+    }
+#endif
+    pool->n = 1;
+}
+
+static int d1__pool_start(d1__pool *pool, int n) {
+    pool->n = 1;
+    if (n == 1) return D1_OK;
+#ifdef D1_NO_THREADS
+    return D1_ERR_ARG;
+#else
+    {
+        int i;
+        pool->generation = 0; pool->busy = 0; pool->quit = 0;
+        if (pthread_mutex_init(&pool->mu, NULL)) return D1_ERR_THREAD;
+        pthread_cond_init(&pool->wake, NULL);
+        pthread_cond_init(&pool->done, NULL);
+        for (i = 1; i < n; i++) {
+            pool->workers[i].pool = pool;
+            pool->workers[i].ith = i;
+            if (pthread_create(&pool->threads[i], NULL, d1__worker_main, &pool->workers[i])) {
+                pool->n = i;         /* stop the ones that did start */
+                d1__pool_stop(pool);
+                return D1_ERR_THREAD;
+            }
+            pool->n = i + 1;
+        }
+        return D1_OK;
+    }
+#endif
+}
+
+static void d1__parallel(d1__pool *pool, d1__task_fn fn, void *arg) {
+#ifdef D1_NO_THREADS
+    (void)pool;
+#else
+    if (pool->n > 1) {
+        pthread_mutex_lock(&pool->mu);
+        pool->fn = fn; pool->arg = arg;
+        pool->busy = pool->n - 1;
+        pool->generation++;
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mu);
+        fn(arg, 0, pool->n);
+        pthread_mutex_lock(&pool->mu);
+        while (pool->busy > 0) pthread_cond_wait(&pool->done, &pool->mu);
+        pthread_mutex_unlock(&pool->mu);
+        return;
+    }
+#endif
+    fn(arg, 0, 1);
+}
+
+/* The share [*lo, *hi) of n items that thread ith of nth takes, in multiples
+   of `align` items (the last share takes the remainder). */
+static void d1__split(int n, int align, int ith, int nth, int *lo, int *hi) {
+    int units = (n + align - 1) / align, per = units / nth, extra = units % nth;
+    int u0 = ith * per + D1__MIN(ith, extra), u1 = u0 + per + (ith < extra);
+    *lo = D1__MIN(n, u0 * align);
+    *hi = D1__MIN(n, u1 * align);
+}
+
+// >>tensor --------------------------------------------------------------------
+/* Tensor kernels. Each layer is a plain function foo_forward / foo_backward
+   that opens with its shapes and formula (llm.c style). Hot inner loops (the
+   GEMM micro-kernel, exp, dot) have a scalar reference and SIMD variants; the
+   scalar code is the spec, and tests/test_kernels.c holds every variant to it. */
+
+#if defined(__GNUC__) || defined(__clang__)
+#define D1__MAYBE_UNUSED __attribute__((unused))
+#else
+#define D1__MAYBE_UNUSED
+#endif
+
+/* Per-call kernel context: the thread pool and one scratch area per thread. */
+typedef struct d1__ctx {
+    d1__pool *pool;
+    float *ws[D1_MAX_THREADS];
+} d1__ctx;
+
+/* ---- GEMM ------------------------------------------------------------------
+   C[M,N] (= or +=) A[M,K] . B[K,N]. A's element (i,k) sits at A[i*rsa + k*csa]
+   and B's (k,j) at B[k*rsb + j*csb], so one routine serves x W^T, dY W and
+   dY^T X, and the strided head slices of attention. C is row-major, row
+   stride ldc. This triple loop is the definition; d1__gemm computes the same
+   sums blocked for the caches (Goto / BLIS): B is packed into panels of NR
+   columns, A into panels of MR rows, and a register-blocked micro-kernel does
+   an MR x NR tile per pass over a KC-long slice of K. */
+static D1__MAYBE_UNUSED void d1__gemm_ref(int M, int N, int K, const float *A, ptrdiff_t rsa,
+                                          ptrdiff_t csa, const float *B, ptrdiff_t rsb,
+                                          ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc) {
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float s = 0.0f;
+            for (k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb];
+            C[i * ldc + j] = acc ? C[i * ldc + j] + s : s;
+        }
+}
+
+#if defined(D1__AVX512)
+#define D1__MR 12
+#define D1__NR 32
+#elif defined(D1__AVX2)
+#define D1__MR 6
+#define D1__NR 16
+#elif defined(D1__NEON)
+#define D1__MR 8
+#define D1__NR 12
+#else
+#define D1__MR 4
+#define D1__NR 8
+#endif
+#define D1__KC 256
+#define D1__MC (D1__MR * (144 / D1__MR))
+#define D1__NC (D1__NR * (3072 / D1__NR))
+#define D1__GEMM_WS ((size_t)D1__MC * D1__KC + (size_t)D1__KC * D1__NC)
+
+/* Micro-kernel: the tile c[MR,NR] (row stride ldc) (= or +=)
+   sum_k a[k*MR + i] * b[k*NR + j], from packed panels a [kc,MR], b [kc,NR]. */
+static D1__MAYBE_UNUSED void d1__ukernel_scalar(int kc, const float *a, const float *b, float *c,
+                                                ptrdiff_t ldc, int acc) {
+    float t[D1__MR][D1__NR] = {{0}};
+    int i, j, k;
+    for (k = 0; k < kc; k++, a += D1__MR, b += D1__NR)
+        for (i = 0; i < D1__MR; i++)
+            for (j = 0; j < D1__NR; j++) t[i][j] += a[i] * b[j];
+    for (i = 0; i < D1__MR; i++)
+        for (j = 0; j < D1__NR; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i][j] : t[i][j];
+}
+
+#if defined(D1__AVX512)
+/* 12 x 32: 24 zmm accumulators, 2 for the B row, 1 broadcast of A. */
+#define D1__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc) {
+    int k;
+#define D1__DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
+    D1__ROWS(D1__DECL)
+    for (k = 0; k < kc; k++, a += 12, b += 32) {
+        __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#define D1__STEP(i)                                                                \
+    {                                                                              \
+        __m512 ai = _mm512_set1_ps(a[i]);                                          \
+        c##i##a = _mm512_fmadd_ps(ai, b0, c##i##a);                                \
+        c##i##b = _mm512_fmadd_ps(ai, b1, c##i##b);                                \
+    }
+        D1__ROWS(D1__STEP)
+    }
+#define D1__SAVE(i)                                                                \
+    {                                                                              \
+        float *ci = c + i * ldc;                                                   \
+        if (acc) {                                                                 \
+            c##i##a = _mm512_add_ps(c##i##a, _mm512_loadu_ps(ci));                 \
+            c##i##b = _mm512_add_ps(c##i##b, _mm512_loadu_ps(ci + 16));            \
+        }                                                                          \
+        _mm512_storeu_ps(ci, c##i##a);                                             \
+        _mm512_storeu_ps(ci + 16, c##i##b);                                        \
+    }
+    D1__ROWS(D1__SAVE)
+#undef D1__DECL
+#undef D1__STEP
+#undef D1__SAVE
+#undef D1__ROWS
+}
+#elif defined(D1__AVX2)
+/* 6 x 16: 12 ymm accumulators, 2 for the B row, 1 broadcast of A. */
+#define D1__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc) {
+    int k;
+#define D1__DECL(i) __m256 c##i##a = _mm256_setzero_ps(), c##i##b = _mm256_setzero_ps();
+    D1__ROWS(D1__DECL)
+    for (k = 0; k < kc; k++, a += 6, b += 16) {
+        __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#define D1__STEP(i)                                                                \
+    {                                                                              \
+        __m256 ai = _mm256_broadcast_ss(a + i);                                    \
+        c##i##a = _mm256_fmadd_ps(ai, b0, c##i##a);                                \
+        c##i##b = _mm256_fmadd_ps(ai, b1, c##i##b);                                \
+    }
+        D1__ROWS(D1__STEP)
+    }
+#define D1__SAVE(i)                                                                \
+    {                                                                              \
+        float *ci = c + i * ldc;                                                   \
+        if (acc) {                                                                 \
+            c##i##a = _mm256_add_ps(c##i##a, _mm256_loadu_ps(ci));                 \
+            c##i##b = _mm256_add_ps(c##i##b, _mm256_loadu_ps(ci + 8));             \
+        }                                                                          \
+        _mm256_storeu_ps(ci, c##i##a);                                             \
+        _mm256_storeu_ps(ci + 8, c##i##b);                                         \
+    }
+    D1__ROWS(D1__SAVE)
+#undef D1__DECL
+#undef D1__STEP
+#undef D1__SAVE
+#undef D1__ROWS
+}
+#elif defined(D1__NEON)
+/* 8 x 12: 24 q-register accumulators, 3 for the B row, 2 holding 8 A values. */
+static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc) {
+    float32x4_t t[8][3];
+    int i, j, k;
+    for (i = 0; i < 8; i++)
+        for (j = 0; j < 3; j++) t[i][j] = vdupq_n_f32(0.0f);
+    for (k = 0; k < kc; k++, a += 8, b += 12) {
+        float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+        float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+#define D1__STEP(i, av, lane)                                                      \
+    t[i][0] = vfmaq_laneq_f32(t[i][0], b0, av, lane);                              \
+    t[i][1] = vfmaq_laneq_f32(t[i][1], b1, av, lane);                              \
+    t[i][2] = vfmaq_laneq_f32(t[i][2], b2, av, lane);
+        D1__STEP(0, a0, 0) D1__STEP(1, a0, 1) D1__STEP(2, a0, 2) D1__STEP(3, a0, 3)
+        D1__STEP(4, a1, 0) D1__STEP(5, a1, 1) D1__STEP(6, a1, 2) D1__STEP(7, a1, 3)
+#undef D1__STEP
+    }
+    for (i = 0; i < 8; i++)
+        for (j = 0; j < 3; j++) {
+            float *ci = c + i * ldc + 4 * j;
+            vst1q_f32(ci, acc ? vaddq_f32(t[i][j], vld1q_f32(ci)) : t[i][j]);
+        }
+}
+#else
+#define d1__ukernel d1__ukernel_scalar
+#endif
+
+/* Pack A[i0.., k0..] (mc x kc) into MR-row panels: Ap[p*MR*kc + k*MR + i],
+   zero-padded to a multiple of MR rows. Reads along whichever stride is 1. */
+static void d1__pack_a(int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa, float *Ap) {
+    int p, i, k;
+    for (p = 0; p < mc; p += D1__MR) {
+        int mr = D1__MIN(D1__MR, mc - p);
+        float *dst = Ap + (size_t)p * kc;
+        if (csa == 1) {
+            for (i = 0; i < mr; i++) {
+                const float *row = A + (ptrdiff_t)(p + i) * rsa;
+                for (k = 0; k < kc; k++) dst[k * D1__MR + i] = row[k];
+            }
+        } else {
+            for (k = 0; k < kc; k++)
+                for (i = 0; i < mr; i++) dst[k * D1__MR + i] = A[(ptrdiff_t)(p + i) * rsa + k * csa];
+        }
+        for (; mr < D1__MR; mr++)
+            for (k = 0; k < kc; k++) dst[k * D1__MR + mr] = 0.0f;
+    }
+}
+
+/* Pack B[k0.., j0..] (kc x nc) into NR-column panels: Bp[p*NR*kc + k*NR + j]. */
+static void d1__pack_b(int kc, int nc, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *Bp) {
+    int p, j, k;
+    for (p = 0; p < nc; p += D1__NR) {
+        int nr = D1__MIN(D1__NR, nc - p);
+        float *dst = Bp + (size_t)p * kc;
+        if (csb == 1) {
+            for (k = 0; k < kc; k++) {
+                const float *row = B + k * rsb + p;
+                for (j = 0; j < nr; j++) dst[k * D1__NR + j] = row[j];
+                for (; j < D1__NR; j++) dst[k * D1__NR + j] = 0.0f;
+            }
+        } else {
+            for (j = 0; j < nr; j++) {
+                const float *col = B + (ptrdiff_t)(p + j) * csb;
+                for (k = 0; k < kc; k++) dst[k * D1__NR + j] = col[k * rsb];
+            }
+            for (; j < D1__NR; j++)
+                for (k = 0; k < kc; k++) dst[k * D1__NR + j] = 0.0f;
+        }
+    }
+}
+
+/* The blocked GEMM on one thread; ws holds D1__GEMM_WS floats (64-aligned). */
+static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                     const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
+                     int acc, float *ws) {
+    float *Ap = ws, *Bp = ws + (size_t)D1__MC * D1__KC;
+    int jc, pc, ic, jr, ir, i, j;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!acc)
+            for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    for (jc = 0; jc < N; jc += D1__NC) {
+        int nc = D1__MIN(D1__NC, N - jc);
+        for (pc = 0; pc < K; pc += D1__KC) {
+            int kc = D1__MIN(D1__KC, K - pc), add = acc || pc > 0;
+            d1__pack_b(kc, nc, B + pc * rsb + jc * csb, rsb, csb, Bp);
+            for (ic = 0; ic < M; ic += D1__MC) {
+                int mc = D1__MIN(D1__MC, M - ic);
+                d1__pack_a(mc, kc, A + ic * rsa + pc * csa, rsa, csa, Ap);
+                for (jr = 0; jr < nc; jr += D1__NR)
+                    for (ir = 0; ir < mc; ir += D1__MR) {
+                        int mr = D1__MIN(D1__MR, mc - ir), nr = D1__MIN(D1__NR, nc - jr);
+                        float *c = C + (ptrdiff_t)(ic + ir) * ldc + jc + jr;
+                        const float *a = Ap + (size_t)ir * kc, *b = Bp + (size_t)jr * kc;
+                        if (mr == D1__MR && nr == D1__NR) {
+                            d1__ukernel(kc, a, b, c, ldc, add);
+                        } else { /* edge tile: compute in full, keep the valid part */
+                            float t[D1__MR * D1__NR];
+                            d1__ukernel(kc, a, b, t, D1__NR, 0);
+                            for (i = 0; i < mr; i++)
+                                for (j = 0; j < nr; j++)
+                                    c[i * ldc + j] = add ? c[i * ldc + j] + t[i * D1__NR + j]
+                                                         : t[i * D1__NR + j];
+                        }
+                    }
+            }
+        }
+    }
+}
+
+/* The GEMM across the pool: the rows of C (or, for a wide C, its columns) are
+   cut into one share per thread. Every element of C is summed in the same
+   order whatever the thread count, so results do not depend on it. */
+typedef struct d1__gemm_args {
+    int M, N, K, acc;
+    const float *A, *B;
+    float *C;
+    ptrdiff_t rsa, csa, rsb, csb, ldc;
+    d1__ctx *cx;
+} d1__gemm_args;
+
+static void d1__gemm_task(void *p, int ith, int nth) {
+    d1__gemm_args *g = (d1__gemm_args *)p;
+    int lo, hi;
+    if (g->M >= g->N || g->N < nth * D1__NR) {
+        d1__split(g->M, D1__MR, ith, nth, &lo, &hi);
+        d1__gemm(hi - lo, g->N, g->K, g->A + lo * g->rsa, g->rsa, g->csa, g->B, g->rsb, g->csb,
+                 g->C + lo * g->ldc, g->ldc, g->acc, g->cx->ws[ith]);
+    } else {
+        d1__split(g->N, D1__NR, ith, nth, &lo, &hi);
+        d1__gemm(g->M, hi - lo, g->K, g->A, g->rsa, g->csa, g->B + lo * g->csb, g->rsb, g->csb,
+                 g->C + lo, g->ldc, g->acc, g->cx->ws[ith]);
+    }
+}
+
+static void d1__gemm_mt(d1__ctx *cx, int M, int N, int K, const float *A, ptrdiff_t rsa,
+                        ptrdiff_t csa, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C,
+                        ptrdiff_t ldc, int acc) {
+    d1__gemm_args g;
+    g.M = M; g.N = N; g.K = K; g.acc = acc; g.A = A; g.B = B; g.C = C;
+    g.rsa = rsa; g.csa = csa; g.rsb = rsb; g.csb = csb; g.ldc = ldc; g.cx = cx;
+    if (cx->pool->n == 1 || (double)M * N * K < 65536.0)
+        d1__gemm_task(&g, 0, 1);
+    else
+        d1__parallel(cx->pool, d1__gemm_task, &g);
+}
+
+/* ---- exp and dot --------------------------------------------------------------
+   d1__vexp: y[i] = exp(a*x[i] - s) for i < n; returns sum_i y[i]. The SIMD
+   variants use Cephes' range reduction (x = k ln2 + r, |r| <= ln2/2) and its
+   degree-7 polynomial: relative error below 2e-7. Arguments below -87.3 give 0
+   exactly (a masked score of -inf becomes a weight of 0). */
+static D1__MAYBE_UNUSED float d1__vexp_scalar(float *y, const float *x, int n, float a, float s) {
+    float sum = 0.0f;
+    int i;
+    for (i = 0; i < n; i++) {
+        y[i] = expf(a * x[i] - s);
+        sum += y[i];
+    }
+    return sum;
+}
+#define D1__EXP_LO -87.33654f
+#define D1__EXP_HI 88.37626f
+#define D1__EXP_C1 0.693359375f
+#define D1__EXP_C2 -2.12194440e-4f
+#define D1__EXP_P0 1.9875691500e-4f
+#define D1__EXP_P1 1.3981999507e-3f
+#define D1__EXP_P2 8.3334519073e-3f
+#define D1__EXP_P3 4.1665795894e-2f
+#define D1__EXP_P4 1.6666665459e-1f
+#define D1__EXP_P5 5.0000001201e-1f
+
+#if defined(D1__AVX512)
+/* horizontal sum in a fixed order (a store, not _mm512_reduce_add_ps, which
+   trips g++ 12's -Wuninitialized) */
+static float d1__hsum16(__m512 v) {
+    float t[16];
+    int i;
+    _mm512_storeu_ps(t, v);
+    for (i = 0; i < 8; i++) t[i] += t[i + 8];
+    for (i = 0; i < 4; i++) t[i] += t[i + 4];
+    return (t[0] + t[2]) + (t[1] + t[3]);
+}
+static __m512 d1__exp16(__m512 x) {
+    __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(D1__EXP_LO), _CMP_LT_OQ);
+    __m512 k, r, p;
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(D1__EXP_LO)), _mm512_set1_ps(D1__EXP_HI));
+    k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(D1__EXP_C1), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(D1__EXP_C2), r);
+    p = _mm512_set1_ps(D1__EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(D1__EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(D1__EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(D1__EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(D1__EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(D1__EXP_P5));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps((__mmask16)~under, _mm512_scalef_ps(p, k));
+}
+static float d1__vexp(float *y, const float *x, int n, float a, float s) {
+    __m512 va = _mm512_set1_ps(a), vs = _mm512_set1_ps(s), acc = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 e = d1__exp16(_mm512_fmsub_ps(va, _mm512_loadu_ps(x + i), vs));
+        _mm512_storeu_ps(y + i, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = d1__exp16(_mm512_fmsub_ps(va, _mm512_maskz_loadu_ps(m, x + i), vs));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(y + i, m, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return d1__hsum16(acc);
+}
+#elif defined(D1__AVX2)
+static __m256 d1__exp8(__m256 x) {
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(D1__EXP_LO), _CMP_LT_OQ);
+    __m256 k, r, p, two_k;
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(D1__EXP_LO)), _mm256_set1_ps(D1__EXP_HI));
+    k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(D1__EXP_C1), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(D1__EXP_C2), r);
+    p = _mm256_set1_ps(D1__EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(D1__EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(D1__EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(D1__EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(D1__EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(D1__EXP_P5));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    two_k = _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, two_k));
+}
+static float d1__vexp(float *y, const float *x, int n, float a, float s) {
+    __m256 va = _mm256_set1_ps(a), vs = _mm256_set1_ps(s), acc = _mm256_setzero_ps();
+    float lanes[8], sum = 0.0f;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = d1__exp8(_mm256_fmsub_ps(va, _mm256_loadu_ps(x + i), vs));
+        _mm256_storeu_ps(y + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    _mm256_storeu_ps(lanes, acc);
+    for (; i < n; i++) { y[i] = expf(a * x[i] - s); sum += y[i]; }
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7] + sum;
+}
+#elif defined(D1__NEON)
+static float32x4_t d1__exp4(float32x4_t x) {
+    uint32x4_t under = vcltq_f32(x, vdupq_n_f32(D1__EXP_LO));
+    float32x4_t k, r, p, two_k;
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(D1__EXP_LO)), vdupq_n_f32(D1__EXP_HI));
+    k = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    r = vfmsq_f32(x, k, vdupq_n_f32(D1__EXP_C1));
+    r = vfmsq_f32(r, k, vdupq_n_f32(D1__EXP_C2));
+    p = vdupq_n_f32(D1__EXP_P0);
+    p = vfmaq_f32(vdupq_n_f32(D1__EXP_P1), p, r);
+    p = vfmaq_f32(vdupq_n_f32(D1__EXP_P2), p, r);
+    p = vfmaq_f32(vdupq_n_f32(D1__EXP_P3), p, r);
+    p = vfmaq_f32(vdupq_n_f32(D1__EXP_P4), p, r);
+    p = vfmaq_f32(vdupq_n_f32(D1__EXP_P5), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    two_k = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(k), vdupq_n_s32(127)), 23));
+    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vmulq_f32(p, two_k)), under));
+}
+static float d1__vexp(float *y, const float *x, int n, float a, float s) {
+    float32x4_t va = vdupq_n_f32(a), vs = vdupq_n_f32(s), acc = vdupq_n_f32(0.0f);
+    float sum = 0.0f;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t e = d1__exp4(vsubq_f32(vmulq_f32(va, vld1q_f32(x + i)), vs));
+        vst1q_f32(y + i, e);
+        acc = vaddq_f32(acc, e);
+    }
+    for (; i < n; i++) { y[i] = expf(a * x[i] - s); sum += y[i]; }
+    return vaddvq_f32(acc) + sum;
+}
+#else
+#define d1__vexp d1__vexp_scalar
+#endif
+
+/* d1__dot: sum_i a[i] * b[i]. */
+static D1__MAYBE_UNUSED float d1__dot_scalar(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    int i;
+    for (i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+#if defined(D1__AVX512)
+static float d1__dot(const float *a, const float *b, int n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+    }
+    return d1__hsum16(_mm512_add_ps(s0, s1));
+}
+#elif defined(D1__AVX2)
+static float d1__dot(const float *a, const float *b, int n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    float lanes[8], s = 0.0f;
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    _mm256_storeu_ps(lanes, _mm256_add_ps(s0, s1));
+    for (; i < n; i++) s += a[i] * b[i];
+    return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7] + s;
+}
+#elif defined(D1__NEON)
+static float d1__dot(const float *a, const float *b, int n) {
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    float s = 0.0f;
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    for (; i < n; i++) s += a[i] * b[i];
+    return vaddvq_f32(vaddq_f32(s0, s1)) + s;
+}
+#else
+#define d1__dot d1__dot_scalar
+#endif
+
+/* Largest element; a NaN anywhere makes the result NaN, so it surfaces. */
+static float d1__max(const float *x, int n) {
+    float m = x[0];
+    int i;
+    for (i = 0; i < n; i++) {
+        if (x[i] != x[i]) return x[i];
+        if (x[i] > m) m = x[i];
+    }
+    return m;
+}
+
+// >>layers --------------------------------------------------------------------
+
+/* matmul (a linear layer without bias):  out[N,O] = inp[N,I] . w[O,I]^T */
+static void d1__matmul_forward(d1__ctx *cx, float *out, const float *inp, const float *w, int N,
+                               int I, int O) {
+    d1__gemm_mt(cx, N, O, I, inp, I, 1, w, 1, I, out, O, 0);
+}
+/* dinp[N,I] = dout[N,O] . w[O,I]   (written)
+   dw[O,I]  += dout^T . inp         (accumulated) */
+static void d1__matmul_backward(d1__ctx *cx, float *dinp, float *dw, const float *dout,
+                                const float *inp, const float *w, int N, int I, int O) {
+    d1__gemm_mt(cx, N, I, O, dout, O, 1, w, I, 1, dinp, I, 0);
+    d1__gemm_mt(cx, O, I, N, dout, 1, O, inp, I, 1, dw, I, 1);
+}
+
+/* embedding:  out[n,:] = wte[tok[n],:]      (no scaling, no positions) */
+static void d1__embed_forward(float *out, const int *tok, const float *wte, int N, int C) {
+    int n;
+    for (n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tok[n] * C, (size_t)C * sizeof(float));
+}
+/* dwte[tok[n],:] += dout[n,:], in token order (a fixed summation order) */
+static void d1__embed_backward(float *dwte, const float *dout, const int *tok, int N, int C) {
+    int n, c;
+    for (n = 0; n < N; n++) {
+        float *d = dwte + (size_t)tok[n] * C;
+        const float *g = dout + (size_t)n * C;
+        for (c = 0; c < C; c++) d[c] += g[c];
+    }
+}
+
+/* RMSNorm:  rstd[n] = 1 / sqrt(mean_c x[n,c]^2 + eps),  out[n,c] = x[n,c] rstd[n] w[c] */
+static void d1__rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N,
+                                int C, float eps) {
+    int n, c;
+    for (n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * C;
+        float *on = out + (size_t)n * C;
+        float r = 1.0f / sqrtf(d1__dot(xn, xn, C) / (float)C + eps);
+        for (c = 0; c < C; c++) on[c] = xn[c] * r * w[c];
+        rstd[n] = r;
+    }
+}
+/* With g = dout ⊙ w and r = rstd[n]:
+     dx[n]  = r g - x[n] r^3 (g . x[n]) / C         (written)
+     dw    += sum_n dout[n] ⊙ x[n] r                (accumulated) */
+static void d1__rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
+                                 const float *w, const float *rstd, int N, int C) {
+    int n, c;
+    for (n = 0; n < N; n++) {
+        const float *xn = x + (size_t)n * C, *dn = dout + (size_t)n * C;
+        float *dxn = dx + (size_t)n * C, r = rstd[n], gx = 0.0f, k;
+        for (c = 0; c < C; c++) gx += dn[c] * w[c] * xn[c];
+        k = r * r * r * gx / (float)C;
+        for (c = 0; c < C; c++) {
+            dxn[c] = r * dn[c] * w[c] - k * xn[c];
+            dw[c] += dn[c] * xn[c] * r;
+        }
+    }
+}
+
+/* RoPE, rotate-half layout (Hugging Face / NeoX), in place on n_heads heads of
+   width D in each row of x (row stride ld); row n holds position t = n % T:
+     x'[i]       = x[i] cos(t f_i) - x[i+D/2] sin(t f_i)
+     x'[i+D/2]   = x[i+D/2] cos(t f_i) + x[i] sin(t f_i),    f_i = theta^(-2i/D)
+   cos_t, sin_t: [max_seq_len, D/2]. sign = +1 rotates (forward); sign = -1
+   rotates back, which is the backward pass (the rotation is orthogonal). */
+static void d1__rope(float *x, int ld, int N, int T, int n_heads, int D, const float *cos_t,
+                     const float *sin_t, float sign) {
+    int n, h, i, half = D / 2;
+    for (n = 0; n < N; n++) {
+        const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
+        for (h = 0; h < n_heads; h++) {
+            float *a = x + (size_t)n * ld + h * D, *b = a + half;
+            for (i = 0; i < half; i++) {
+                float x1 = a[i], x2 = b[i], s = sign * sn[i];
+                a[i] = x1 * cs[i] - x2 * s;
+                b[i] = x2 * cs[i] + x1 * s;
+            }
+        }
+    }
+}
+
+/* Attention, bidirectional (no causal mask), GQA. Rows of qkv [N, QW] hold
+   [q (H*D) | k (KV*D) | v (KV*D)], QW = (H + 2 KV) D. For each sequence b and
+   query head h, with kv head g = h / (H/KV):
+     att[b,h] = softmax(Q_h K_g^T / sqrt(D) + M_b)     [T,T], M_b = -inf at masked keys
+     y[b,:,h*D:(h+1)*D] = att[b,h] V_g                  y: [N, C] */
+typedef struct d1__attn_args {
+    const float *qkv, *att, *dy;
+    float *att_w, *y, *dqkv;
+    const uint8_t *key_mask;
+    int B, T, H, KV, D;
+    d1__ctx *cx;
+} d1__attn_args;
+
+static void d1__attention_forward_task(void *p, int ith, int nth) {
+    d1__attn_args *a = (d1__attn_args *)p;
+    int T = a->T, D = a->D, C = a->H * D, QW = (a->H + 2 * a->KV) * D, bh, i, j;
+    float scale = 1.0f / sqrtf((float)D);
+    for (bh = ith; bh < a->B * a->H; bh += nth) {
+        int b = bh / a->H, h = bh % a->H, g = h / (a->H / a->KV);
+        const float *q = a->qkv + (size_t)b * T * QW + h * D;
+        const float *k = a->qkv + (size_t)b * T * QW + C + g * D;
+        const float *v = k + a->KV * D;
+        float *S = a->att_w + (size_t)bh * T * T;
+        d1__gemm(T, T, D, q, QW, 1, k, 1, QW, S, T, 0, a->cx->ws[ith]); /* S = Q K^T */
+        for (i = 0; i < T; i++) {
+            float *row = S + (size_t)i * T, mx, sum;
+            if (a->key_mask)
+                for (j = 0; j < T; j++)
+                    if (!a->key_mask[b * T + j]) row[j] = -INFINITY;
+            mx = d1__max(row, T);
+            sum = d1__vexp(row, row, T, scale, scale * mx);
+            for (j = 0; j < T; j++) row[j] /= sum;
+        }
+        d1__gemm(T, D, T, S, T, 1, v, QW, 1, a->y + (size_t)b * T * C + h * D, C, 0, a->cx->ws[ith]);
+    }
+}
+
+/* Backward, for each (b, g) and the heads h of group g in order:
+     dP = dY_h V_g^T;  dS = P ⊙ (dP - rowsum(dP ⊙ P)) / sqrt(D)
+     dQ_h = dS K_g  (written);  dK_g = sum_h dS^T Q_h;  dV_g = sum_h P^T dY_h
+   dqkv [N, QW] is written. Scratch: T*T floats after the GEMM workspace. */
+static void d1__attention_backward_task(void *p, int ith, int nth) {
+    d1__attn_args *a = (d1__attn_args *)p;
+    int T = a->T, D = a->D, C = a->H * D, QW = (a->H + 2 * a->KV) * D, per = a->H / a->KV;
+    int bg, hh, i;
+    float scale = 1.0f / sqrtf((float)D), *ws = a->cx->ws[ith], *dS = ws + D1__GEMM_WS;
+    for (bg = ith; bg < a->B * a->KV; bg += nth) {
+        int b = bg / a->KV, g = bg % a->KV;
+        const float *base = a->qkv + (size_t)b * T * QW;
+        const float *k = base + C + g * D, *v = k + a->KV * D;
+        float *dbase = a->dqkv + (size_t)b * T * QW, *dk = dbase + C + g * D, *dv = dk + a->KV * D;
+        for (hh = 0; hh < per; hh++) {
+            int h = g * per + hh;
+            const float *q = base + h * D, *P = a->att + ((size_t)b * a->H + h) * T * T;
+            const float *dy = a->dy + (size_t)b * T * C + h * D;
+            d1__gemm(T, T, D, dy, C, 1, v, 1, QW, dS, T, 0, ws); /* dP = dY V^T */
+            for (i = 0; i < T; i++) {
+                const float *Pi = P + (size_t)i * T;
+                float *di = dS + (size_t)i * T, s = d1__dot(di, Pi, T);
+                int j;
+                for (j = 0; j < T; j++) di[j] = Pi[j] * (di[j] - s) * scale;
+            }
+            d1__gemm(T, D, T, dS, T, 1, k, QW, 1, dbase + h * D, QW, 0, ws);  /* dQ = dS K   */
+            d1__gemm(T, D, T, dS, 1, T, q, QW, 1, dk, QW, hh > 0, ws);        /* dK += dS^T Q */
+            d1__gemm(T, D, T, P, 1, T, dy, C, 1, dv, QW, hh > 0, ws);         /* dV += P^T dY */
+        }
+    }
+}
+
+/* SiLU-gated MLP activation. Rows of gu [N, 2F] hold [g (ff_proj) | u (up_proj)]:
+     h[n,f] = silu(g) u,   silu(g) = g σ(g),   σ(g) = 1 / (1 + exp(-g))      */
+typedef struct d1__swiglu_args {
+    float *out;
+    const float *gu, *dh;
+    int N, F;
+    d1__ctx *cx;
+} d1__swiglu_args;
+
+static void d1__swiglu_forward_task(void *p, int ith, int nth) {
+    d1__swiglu_args *a = (d1__swiglu_args *)p;
+    int F = a->F, lo, hi, n, f;
+    float *e = a->cx->ws[ith];
+    d1__split(a->N, 1, ith, nth, &lo, &hi);
+    for (n = lo; n < hi; n++) {
+        const float *g = a->gu + (size_t)n * 2 * F, *u = g + F;
+        float *h = a->out + (size_t)n * F;
+        d1__vexp(e, g, F, -1.0f, 0.0f); /* e = exp(-g) */
+        for (f = 0; f < F; f++) h[f] = g[f] / (1.0f + e[f]) * u[f];
+    }
+}
+/* dg = dh u σ(g) (1 + g (1 - σ(g))),   du = dh silu(g)     (dgu [N,2F] written) */
+static void d1__swiglu_backward_task(void *p, int ith, int nth) {
+    d1__swiglu_args *a = (d1__swiglu_args *)p;
+    int F = a->F, lo, hi, n, f;
+    float *e = a->cx->ws[ith];
+    d1__split(a->N, 1, ith, nth, &lo, &hi);
+    for (n = lo; n < hi; n++) {
+        const float *g = a->gu + (size_t)n * 2 * F, *u = g + F, *dh = a->dh + (size_t)n * F;
+        float *dg = a->out + (size_t)n * 2 * F, *du = dg + F;
+        d1__vexp(e, g, F, -1.0f, 0.0f);
+        for (f = 0; f < F; f++) {
+            float s = 1.0f / (1.0f + e[f]);
+            dg[f] = dh[f] * u[f] * s * (1.0f + g[f] * (1.0f - s));
+            du[f] = dh[f] * g[f] * s;
+        }
+    }
+}
+
+/* Weighted cross-entropy over rows of logits [N,V] with targets y[N]:
+     loss    = sum_n w[n] (logsumexp(logits[n]) - logits[n, y[n]])
+     dlogits[n] = w[n] (softmax(logits[n]) - onehot(y[n]))
+   Rows with w[n] == 0 cost nothing and get a zero gradient. dlogits may alias
+   logits. The loss is summed in double, in row order. */
+static double d1__cross_entropy(float *dlogits, const float *logits, const int *y, const float *w,
+                                int N, int V) {
+    double loss = 0.0;
+    int n, v;
+    for (n = 0; n < N; n++) {
+        const float *row = logits + (size_t)n * V;
+        float *d = dlogits + (size_t)n * V, target, mx, sum;
+        if (w[n] == 0.0f) {
+            memset(d, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        target = row[y[n]];
+        mx = d1__max(row, V);
+        sum = d1__vexp(d, row, V, 1.0f, mx);
+        loss += (double)w[n] * ((double)mx + log((double)sum) - (double)target);
+        for (v = 0; v < V; v++) d[v] *= w[n] / sum;
+        d[y[n]] -= w[n];
+    }
+    return loss;
+}
+
+// >>model ---------------------------------------------------------------------
+
+/* What a forward pass keeps for the backward pass, for N = B*T tokens, and the
+   backward pass's scratch; carved from one buffer sized for the largest (B,T)
+   seen, so steady-state training allocates nothing. */
+typedef struct d1__acts {
+    float *x;       /* [L+1, N, C] residual stream entering each layer; x[L] leaves the last */
+    float *n1;      /* [L, N, C]   RMSNorm(x) attn_norm                                   */
+    float *r1;      /* [L, N]      its 1/rms                                               */
+    float *qkv;     /* [L, N, QW]  [q | k | v], q and k rotated by RoPE                    */
+    float *att;     /* [L, B, H, T, T] attention probabilities                             */
+    float *y;       /* [L, N, C]   attention output, heads concatenated                    */
+    float *xa;      /* [L, N, C]   x + attn_out(y)                                         */
+    float *n2;      /* [L, N, C]   RMSNorm(xa) ff_norm                                    */
+    float *r2;      /* [L, N]                                                              */
+    float *gu;      /* [L, N, 2F]  [gate | up] pre-activations                             */
+    float *hm;      /* [L, N, F]   silu(gate) * up                                         */
+    float *nf;      /* [N, C]      RMSNorm(x[L]) ln_f                                      */
+    float *rf;      /* [N]                                                                 */
+    float *logits;  /* [N, V]                                                              */
+    float *dlogits; /* [N, V]      the losses write their gradient here                    */
+    float *dres;    /* [N, C]      gradient of the residual stream                        */
+    float *dA, *dB; /* [N, C]      scratch                                                 */
+    float *dh;      /* [N, F]                                                              */
+    float *dgu;     /* [N, 2F]                                                             */
+    float *dqkv;    /* [N, QW]                                                             */
+    float *wts;     /* [N]         per-token loss weights                                  */
+    float *p;       /* [B]         per-sequence masking ratios                             */
+} d1__acts;
+
+struct d1__state {
+    d1__pool pool;
+    d1__ctx  cx;
+    float   *ws_memory;      /* n_threads * ws_floats                       */
+    size_t   ws_floats;      /* per-thread scratch                          */
+    int      ws_threads;
+    float   *rope_cos, *rope_sin; /* [max_seq_len, D/2]                    */
+    float   *act_memory;
+    size_t   act_cap;        /* floats                                      */
+    int      tok_cap;        /* capacity of the token buffers, N            */
+    int     *tokens;         /* [N] input of the last forward               */
+    int     *noisy;          /* [N] x_t of the losses                       */
+    uint8_t *mask;           /* [N] 1 = masked by the forward process       */
+    d1__acts a;
+};
+
+static int d1__qw(const d1_config *c) { return c->dim + 2 * c->n_kv_heads * (c->dim / c->n_heads); }
+
+D1_API int d1_config_resolve(const d1_config *cfg, d1_config *out) {
+    d1_config c;
+    if (!cfg || !out) return D1_ERR_ARG;
+    c = *cfg;
+    if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
+    if (c.rope_theta == 0.0f) c.rope_theta = 500000.0f;
+    if (c.norm_eps == 0.0f) c.norm_eps = 1e-5f;
+    if (c.vocab_size <= 0 || c.dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
+        c.ffn_dim <= 0 || c.max_seq_len <= 0)
+        return D1_ERR_CONFIG;
+    if (c.dim % c.n_heads || c.n_heads % c.n_kv_heads || (c.dim / c.n_heads) % 2) return D1_ERR_CONFIG;
+    if (!(c.rope_theta > 0.0f) || !(c.norm_eps > 0.0f) || !isfinite(c.rope_theta) || !isfinite(c.norm_eps))
+        return D1_ERR_CONFIG;
+    if (c.mask_id < 0 || c.mask_id >= c.vocab_size || c.eos_id < 0 || c.eos_id >= c.vocab_size ||
+        c.pad_id < 0 || c.pad_id >= c.vocab_size || (c.tied_embeddings != 0 && c.tied_embeddings != 1))
+        return D1_ERR_CONFIG;
+    /* sizes must stay well inside int for T and size_t for the buffers */
+    if ((double)c.max_seq_len * c.max_seq_len > 2147483647.0 || (double)c.vocab_size * c.dim > 1e12 ||
+        (double)c.n_layers * c.ffn_dim * c.dim > 1e12)
+        return D1_ERR_CONFIG;
+    *out = c;
+    return D1_OK;
+}
+
+/* The parameter layout: offsets (in floats) of each d1_params tensor. */
+typedef struct d1__layout {
+    size_t wte, attn_norm, qkv, attn_out, ff_norm, gate_up, ff_out, ln_f, head, total;
+} d1__layout;
+
+static d1__layout d1__layout_of(const d1_config *c) {
+    d1__layout o;
+    size_t V = (size_t)c->vocab_size, C = (size_t)c->dim, L = (size_t)c->n_layers, F = (size_t)c->ffn_dim;
+    size_t QW = (size_t)d1__qw(c);
+    o.wte = 0;
+    o.attn_norm = o.wte + V * C;
+    o.qkv = o.attn_norm + L * C;
+    o.attn_out = o.qkv + L * QW * C;
+    o.ff_norm = o.attn_out + L * C * C;
+    o.gate_up = o.ff_norm + L * C;
+    o.ff_out = o.gate_up + L * 2 * F * C;
+    o.ln_f = o.ff_out + L * C * F;
+    o.head = c->tied_embeddings ? o.wte : o.ln_f + C;
+    o.total = o.ln_f + C + (c->tied_embeddings ? 0 : V * C);
+    return o;
+}
+
+D1_API size_t d1_config_num_params(const d1_config *cfg) {
+    d1_config c;
+    if (d1_config_resolve(cfg, &c) != D1_OK) return 0;
+    return d1__layout_of(&c).total;
+}
+
+static void d1__carve_params(const d1_config *c, float *base, d1_params *p) {
+    d1__layout o = d1__layout_of(c);
+    p->wte = base + o.wte; p->attn_norm = base + o.attn_norm; p->qkv = base + o.qkv;
+    p->attn_out = base + o.attn_out; p->ff_norm = base + o.ff_norm; p->gate_up = base + o.gate_up;
+    p->ff_out = base + o.ff_out; p->ln_f = base + o.ln_f; p->head = base + o.head;
+}
+
+/* Tensors in Hugging Face naming: wte; per block attn_norm, q_proj, k_proj,
+   v_proj, attn_out, ff_norm, ff_proj, up_proj, ff_out; ln_f; the untied head. */
+D1_API int d1_model_num_tensors(const d1_model *m) {
+    if (!m || !m->state) return 0;
+    return 2 + 9 * m->config.n_layers + (m->config.tied_embeddings ? 0 : 1);
+}
+
+static void d1__tensor_set(d1_tensor *t, const char *name, int rows, int cols, size_t offset, int decay) {
+    size_t i = 0;
+    while (name[i] && i + 1 < sizeof t->name) { t->name[i] = name[i]; i++; }
+    t->name[i] = 0;
+    t->ndim = rows ? 2 : 1;
+    t->shape[0] = rows ? rows : cols;
+    t->shape[1] = rows ? cols : 0;
+    t->offset = offset;
+    t->size = (size_t)(rows ? rows : 1) * (size_t)cols;
+    t->decay = decay;
+}
+
+D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
+    static const char *const block_names[9] = {"attn_norm", "q_proj",  "k_proj",  "v_proj", "attn_out",
+                                               "ff_norm",   "ff_proj", "up_proj", "ff_out"};
+    const d1_config *c;
+    d1__layout o;
+    int n = d1_model_num_tensors(m), C, F, KVD, QW;
+    if (!t || index < 0 || index >= n) return D1_ERR_ARG;
+    c = &m->config;
+    o = d1__layout_of(c);
+    C = c->dim; F = c->ffn_dim; KVD = c->n_kv_heads * (C / c->n_heads); QW = d1__qw(c);
+    if (index == 0) {
+        d1__tensor_set(t, "model.transformer.wte.weight", c->vocab_size, C, o.wte, 1);
+    } else if (index == n - 1 && !c->tied_embeddings) {
+        d1__tensor_set(t, "model.transformer.ff_out.weight", c->vocab_size, C, o.head, 1);
+    } else if (index == 1 + 9 * c->n_layers) {
+        d1__tensor_set(t, "model.transformer.ln_f.weight", 0, C, o.ln_f, 0);
+    } else {
+        int l = (index - 1) / 9, k = (index - 1) % 9;
+        size_t L = (size_t)l;
+        char name[80];
+        const char *pre = "model.transformer.blocks.";
+        size_t len = strlen(pre), j;
+        memcpy(name, pre, len);
+        /* the layer number, then ".<name>.weight" */
+        {
+            char digits[12];
+            int nd = 0, v = l;
+            do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
+            while (nd) name[len++] = digits[--nd];
+        }
+        name[len++] = '.';
+        for (j = 0; block_names[k][j]; j++) name[len++] = block_names[k][j];
+        memcpy(name + len, ".weight", 8);
+        switch (k) {
+        case 0: d1__tensor_set(t, name, 0, C, o.attn_norm + L * C, 0); break;
+        case 1: d1__tensor_set(t, name, C, C, o.qkv + L * QW * C, 1); break;
+        case 2: d1__tensor_set(t, name, KVD, C, o.qkv + L * QW * C + (size_t)C * C, 1); break;
+        case 3: d1__tensor_set(t, name, KVD, C, o.qkv + L * QW * C + (size_t)(C + KVD) * C, 1); break;
+        case 4: d1__tensor_set(t, name, C, C, o.attn_out + L * C * C, 1); break;
+        case 5: d1__tensor_set(t, name, 0, C, o.ff_norm + L * C, 0); break;
+        case 6: d1__tensor_set(t, name, F, C, o.gate_up + L * 2 * F * C, 1); break;
+        case 7: d1__tensor_set(t, name, F, C, o.gate_up + L * 2 * F * C + (size_t)F * C, 1); break;
+        default: d1__tensor_set(t, name, C, F, o.ff_out + L * C * F, 1); break;
+        }
+    }
+    return D1_OK;
+}
+
+D1_API void d1_model_free(d1_model *m) {
+    if (!m) return;
+    if (m->state) {
+        d1__pool_stop(&m->state->pool);
+        d1__free(m->state->ws_memory);
+        d1__free(m->state->rope_cos);
+        d1__free(m->state->act_memory);
+        d1__free(m->state->tokens);
+        d1__free(m->state);
+    }
+    d1__free(m->param_memory);
+    d1__free(m->grad_memory);
+    memset(m, 0, sizeof *m);
+}
+
+D1_API int d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed) {
+    d1_config c;
+    d1_model tmp;
+    d1_rng rng;
+    int rc, i, t, half, n;
+    if (!m || !cfg) return D1_ERR_ARG;
+    if ((rc = d1_config_resolve(cfg, &c)) != D1_OK) return rc;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.config = c;
+    tmp.num_params = d1__layout_of(&c).total;
+    half = c.dim / c.n_heads / 2;
+    tmp.param_memory = d1__alloc_floats(tmp.num_params);
+    tmp.state = (struct d1__state *)d1__alloc(sizeof(struct d1__state));
+    if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
+    if (tmp.state) tmp.state->rope_cos = d1__alloc_floats(2 * (size_t)c.max_seq_len * half);
+    if (!tmp.param_memory || !tmp.state || !tmp.state->rope_cos) {
+        d1_model_free(&tmp);
+        return D1_ERR_NOMEM;
+    }
+    tmp.state->pool.n = 1;
+    tmp.state->cx.pool = &tmp.state->pool;
+    d1__carve_params(&c, tmp.param_memory, &tmp.params);
+
+    /* RoPE tables: angle = t * theta^(-2i/D), in double, stored as float */
+    tmp.state->rope_sin = tmp.state->rope_cos + (size_t)c.max_seq_len * half;
+    for (t = 0; t < c.max_seq_len; t++)
+        for (i = 0; i < half; i++) {
+            double ang = (double)t * pow((double)c.rope_theta, -2.0 * i / (2.0 * half));
+            tmp.state->rope_cos[(size_t)t * half + i] = (float)cos(ang);
+            tmp.state->rope_sin[(size_t)t * half + i] = (float)sin(ang);
+        }
+
+    /* weights, tensor by tensor in table order */
+    d1_rng_seed(&rng, seed);
+    n = d1_model_num_tensors(&tmp);
+    for (i = 0; i < n; i++) {
+        d1_tensor ti;
+        float *w, std = 0.02f;
+        size_t j;
+        d1_model_tensor(&tmp, i, &ti);
+        w = tmp.param_memory + ti.offset;
+        if (i >= 1 && i <= 9 * c.n_layers && ((i - 1) % 9 == 4 || (i - 1) % 9 == 8))
+            std /= sqrtf(2.0f * c.n_layers); /* attn_out and ff_out feed the residual stream */
+        for (j = 0; j < ti.size; j++) w[j] = ti.decay ? std * d1_rng_normal(&rng) : 1.0f;
+    }
+    *m = tmp;
+    return D1_OK;
+}
+
+D1_API int d1_model_set_threads(d1_model *m, int n_threads) {
+    int rc;
+    if (!m || !m->state || n_threads < 1 || n_threads > D1_MAX_THREADS) return D1_ERR_ARG;
+#ifdef D1_NO_THREADS
+    if (n_threads != 1) return D1_ERR_ARG;
+#endif
+    d1__pool_stop(&m->state->pool);
+    rc = d1__pool_start(&m->state->pool, n_threads);
+    return rc; /* on failure the pool runs on one thread */
+}
+
+D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
+    if (!dst || !src || !dst->param_memory || !src->param_memory) return D1_ERR_ARG;
+    if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1_ERR_CONFIG;
+    memcpy(dst->param_memory, src->param_memory, src->num_params * sizeof(float));
+    return D1_OK;
+}
+
+/* Floats needed by the activations of a (B,T) batch, and the carving itself
+   (when a is not NULL). Every piece starts on a 64-byte boundary. */
+static size_t d1__carve_acts(const d1_config *c, int B, int T, float *base, d1__acts *a) {
+    size_t N = (size_t)B * T, C = (size_t)c->dim, L = (size_t)c->n_layers, F = (size_t)c->ffn_dim;
+    size_t V = (size_t)c->vocab_size, QW = (size_t)d1__qw(c), H = (size_t)c->n_heads, off = 0;
+#define D1__PIECE(field, count)                                                    \
+    do {                                                                           \
+        if (a) a->field = base + off;                                              \
+        off += ((count) + 15) & ~(size_t)15;                                       \
+    } while (0)
+    D1__PIECE(x, (L + 1) * N * C);
+    D1__PIECE(n1, L * N * C);
+    D1__PIECE(r1, L * N);
+    D1__PIECE(qkv, L * N * QW);
+    D1__PIECE(att, L * (size_t)B * H * (size_t)T * T);
+    D1__PIECE(y, L * N * C);
+    D1__PIECE(xa, L * N * C);
+    D1__PIECE(n2, L * N * C);
+    D1__PIECE(r2, L * N);
+    D1__PIECE(gu, L * N * 2 * F);
+    D1__PIECE(hm, L * N * F);
+    D1__PIECE(nf, N * C);
+    D1__PIECE(rf, N);
+    D1__PIECE(logits, N * V);
+    D1__PIECE(dlogits, N * V);
+    D1__PIECE(dres, N * C);
+    D1__PIECE(dA, N * C);
+    D1__PIECE(dB, N * C);
+    D1__PIECE(dh, N * F);
+    D1__PIECE(dgu, N * 2 * F);
+    D1__PIECE(dqkv, N * QW);
+    D1__PIECE(wts, N);
+    D1__PIECE(p, (size_t)B);
+#undef D1__PIECE
+    return off;
+}
+
+/* Makes room for a (B,T) batch: activations, token buffers and per-thread
+   scratch. Grows only; on failure the model keeps what it had. */
+static int d1__ensure(d1_model *m, int B, int T) {
+    struct d1__state *s = m->state;
+    const d1_config *c = &m->config;
+    size_t need = d1__carve_acts(c, B, T, NULL, NULL);
+    size_t ws = D1__GEMM_WS + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
+    int nth = s->pool.n, i;
+    ws = (ws + 15) & ~(size_t)15;
+    if (need > s->act_cap) {
+        float *mem = d1__alloc_floats(need);
+        if (!mem) return D1_ERR_NOMEM;
+        d1__free(s->act_memory);
+        s->act_memory = mem;
+        s->act_cap = need;
+        m->logits = NULL;
+        m->B = m->T = 0;
+    }
+    if (B * T > s->tok_cap) {
+        int N = B * T;
+        int *mem = (int *)d1__alloc((size_t)N * (2 * sizeof(int) + 1));
+        if (!mem) return D1_ERR_NOMEM;
+        d1__free(s->tokens);
+        s->tokens = mem;
+        s->noisy = mem + N;
+        s->mask = (uint8_t *)(mem + 2 * (size_t)N);
+        s->tok_cap = N;
+        m->logits = NULL;
+        m->B = m->T = 0;
+    }
+    if (ws > s->ws_floats || nth > s->ws_threads) {
+        size_t per = D1__MAX(ws, s->ws_floats);
+        float *mem = d1__alloc_floats(per * nth);
+        if (!mem) return D1_ERR_NOMEM;
+        d1__free(s->ws_memory);
+        s->ws_memory = mem;
+        s->ws_floats = per;
+        s->ws_threads = nth;
+    }
+    for (i = 0; i < nth; i++) s->cx.ws[i] = s->ws_memory + (size_t)i * s->ws_floats;
+    d1__carve_acts(c, B, T, s->act_memory, &s->a);
+    return D1_OK;
+}
+
+static int d1__ensure_grads(d1_model *m) {
+    if (m->grad_memory) return D1_OK;
+    m->grad_memory = d1__alloc_floats(m->num_params);
+    if (!m->grad_memory) return D1_ERR_NOMEM;
+    memset(m->grad_memory, 0, m->num_params * sizeof(float));
+    d1__carve_params(&m->config, m->grad_memory, &m->grads);
+    return D1_OK;
+}
+
+/* Checks of a batch of tokens: shape, ids, key mask. Touches nothing. */
+static int d1__check_batch(const d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    size_t i, N;
+    int b, j;
+    if (!m || !m->state || !tokens) return D1_ERR_ARG;
+    if (B <= 0 || T <= 0 || T > m->config.max_seq_len) return D1_ERR_SHAPE;
+    if ((double)B * T * D1__MAX(m->config.dim, m->config.vocab_size) > 4e12) return D1_ERR_SHAPE;
+    N = (size_t)B * T;
+    for (i = 0; i < N; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size) return D1_ERR_TOKEN;
+    if (key_mask)
+        for (b = 0; b < B; b++) {
+            int any = 0;
+            for (j = 0; j < T; j++) any |= key_mask[(size_t)b * T + j] != 0;
+            if (!any) return D1_ERR_ARG; /* a row of attention over no key */
+        }
+    return D1_OK;
+}
+
+static void d1__residual_add(float *x, const float *r, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] += r[i];
+}
+
+/* The LLaDA forward pass on checked input (tokens [B,T] -> a.logits [B,T,V]):
+     h = wte[tokens]
+     per block:  h += attn_out(Attn(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),  n = RMSNorm(h) attn_norm
+                 h += ff_out(silu(ff_proj m) ⊙ up_proj m),                      m = RMSNorm(h) ff_norm
+     logits = RMSNorm(h) ln_f . head^T                                                        */
+static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__acts *a = &s->a;
+    d1__ctx *cx = &s->cx;
+    const d1_params *w = &m->params;
+    int N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size, H = c->n_heads, KV = c->n_kv_heads;
+    int D = C / H, QW = d1__qw(c), l;
+    size_t NC = (size_t)N * C;
+    if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
+    d1__embed_forward(a->x, s->tokens, w->wte, N, C);
+    for (l = 0; l < c->n_layers; l++) {
+        size_t L = (size_t)l;
+        float *x = a->x + L * NC, *xo = x + NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
+        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
+        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
+        d1__attn_args at;
+        d1__swiglu_args sw;
+        /* attention sub-block */
+        d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
+        d1__matmul_forward(cx, qkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1__rope(qkv, QW, N, T, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
+        memset(&at, 0, sizeof at);
+        at.qkv = qkv; at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y;
+        at.key_mask = key_mask; at.B = B; at.T = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
+        d1__parallel(cx->pool, d1__attention_forward_task, &at);
+        d1__matmul_forward(cx, xa, y, w->attn_out + L * C * C, N, C, C);
+        d1__residual_add(xa, x, NC);
+        /* MLP sub-block */
+        d1__rmsnorm_forward(n2, a->r2 + L * N, xa, w->ff_norm + L * C, N, C, c->norm_eps);
+        d1__matmul_forward(cx, gu, n2, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
+        d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
+        d1__matmul_forward(cx, xo, hm, w->ff_out + L * C * F, N, F, C);
+        d1__residual_add(xo, xa, NC);
+    }
+    d1__rmsnorm_forward(a->nf, a->rf, a->x + (size_t)c->n_layers * NC, w->ln_f, N, C, c->norm_eps);
+    d1__matmul_forward(cx, a->logits, a->nf, w->head, N, C, V);
+    m->B = B;
+    m->T = T;
+    m->logits = a->logits;
+}
+
+/* The backward pass of d1__forward, from dlogits [B,T,V]; every parameter
+   gradient accumulates into m->grads. */
+static void d1__backward(d1_model *m, const float *dlogits) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__acts *a = &s->a;
+    d1__ctx *cx = &s->cx;
+    const d1_params *w = &m->params;
+    d1_params *g = &m->grads;
+    int B = m->B, T = m->T, N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
+    int H = c->n_heads, KV = c->n_kv_heads, D = C / H, QW = d1__qw(c), l;
+    size_t NC = (size_t)N * C;
+    d1__matmul_backward(cx, a->dA, g->head, dlogits, a->nf, w->head, N, C, V);
+    d1__rmsnorm_backward(a->dres, g->ln_f, a->dA, a->x + (size_t)c->n_layers * NC, w->ln_f, a->rf, N, C);
+    for (l = c->n_layers - 1; l >= 0; l--) {
+        size_t L = (size_t)l;
+        float *x = a->x + L * NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
+        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
+        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
+        d1__attn_args at;
+        d1__swiglu_args sw;
+        /* MLP sub-block: dres is d(out) = d(xa) through the residual */
+        d1__matmul_backward(cx, a->dh, g->ff_out + L * C * F, a->dres, hm, w->ff_out + L * C * F, N, F, C);
+        sw.out = a->dgu; sw.gu = gu; sw.dh = a->dh; sw.N = N; sw.F = F; sw.cx = cx;
+        d1__parallel(cx->pool, d1__swiglu_backward_task, &sw);
+        d1__matmul_backward(cx, a->dA, g->gate_up + L * 2 * F * C, a->dgu, n2, w->gate_up + L * 2 * F * C,
+                            N, C, 2 * F);
+        d1__rmsnorm_backward(a->dB, g->ff_norm + L * C, a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
+        d1__residual_add(a->dres, a->dB, NC);
+        /* attention sub-block */
+        d1__matmul_backward(cx, a->dA, g->attn_out + L * C * C, a->dres, y, w->attn_out + L * C * C, N, C, C);
+        memset(&at, 0, sizeof at);
+        at.qkv = qkv; at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
+        at.B = B; at.T = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
+        d1__parallel(cx->pool, d1__attention_backward_task, &at);
+        d1__rope(a->dqkv, QW, N, T, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
+        d1__matmul_backward(cx, a->dB, g->qkv + L * QW * C, a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1__rmsnorm_backward(a->dA, g->attn_norm + L * C, a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
+        d1__residual_add(a->dres, a->dA, NC);
+    }
+    d1__embed_backward(g->wte, a->dres, s->tokens, N, C);
+}
+
+D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    int rc = d1__check_batch(m, tokens, B, T, key_mask);
+    if (rc == D1_OK) rc = d1__ensure(m, B, T);
+    if (rc == D1_OK) d1__forward(m, tokens, B, T, key_mask);
+    return rc;
+}
+
+static int d1__all_finite(const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
+    int rc;
+    if (!m || !m->state || !dlogits) return D1_ERR_ARG;
+    if (m->B <= 0) return D1_ERR_STATE;
+    if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1_ERR_NONFINITE;
+    if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    d1__backward(m, dlogits);
+    return D1_OK;
+}
+
+D1_API int d1_model_zero_grad(d1_model *m) {
+    int rc;
+    if (!m || !m->param_memory) return D1_ERR_ARG;
+    if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    memset(m->grad_memory, 0, m->num_params * sizeof(float));
+    return D1_OK;
+}
+
+// >>losses --------------------------------------------------------------------
+
+D1_API int d1_noise_draw(d1_rng *rng, int B, int T, float eps, const uint8_t *keep, float *p,
+                         uint8_t *mask) {
+    int b, i;
+    if (!rng || !p || !mask) return D1_ERR_ARG;
+    if (B <= 0 || T <= 0) return D1_ERR_SHAPE;
+    if (!(eps >= 0.0f && eps <= 1.0f)) return D1_ERR_ARG;
+    for (b = 0; b < B; b++) {
+        float t = d1_rng_uniform(rng);
+        p[b] = (1.0f - eps) * t + eps;
+        for (i = 0; i < T; i++) {
+            size_t k = (size_t)b * T + i;
+            float u = d1_rng_uniform(rng); /* drawn for every position: the stream does not depend on keep */
+            mask[k] = (uint8_t)((!keep || !keep[k]) && u < p[b]);
+        }
+    }
+    return D1_OK;
+}
+
+/* Masked-diffusion loss (d1 eq. 1; LLaDA's pretraining estimator):
+     L(theta) = -E_{t, x0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x0^i | x_t) ]
+   estimated on the batch as
+     loss = 1/(B*T) sum_b sum_{i: mask[b,i]} CE(logits[b,i], x0[b,i]) / p_b      */
+D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask,
+                            const float *p, d1_rng *rng, float *loss) {
+    struct d1__state *s;
+    d1__acts *a;
+    double total;
+    size_t N, i;
+    int rc, b;
+    if (!loss || (!mask && !rng) || (!mask != !p)) return D1_ERR_ARG;
+    if ((rc = d1__check_batch(m, tokens, B, T, NULL)) != D1_OK) return rc;
+    if (p)
+        for (b = 0; b < B; b++)
+            if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1_ERR_ARG;
+    if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    if ((rc = d1__ensure(m, B, T)) != D1_OK) return rc;
+    s = m->state;
+    a = &s->a;
+    N = (size_t)B * T;
+    if (mask) {
+        memcpy(s->mask, mask, N);
+        memcpy(a->p, p, (size_t)B * sizeof(float));
+    } else {
+        d1_noise_draw(rng, B, T, 1e-3f, NULL, a->p, s->mask);
+    }
+    for (i = 0; i < N; i++) {
+        int masked = s->mask[i] != 0;
+        s->noisy[i] = masked ? m->config.mask_id : tokens[i];
+        a->wts[i] = masked ? 1.0f / (a->p[i / T] * (float)N) : 0.0f;
+    }
+    d1__forward(m, s->noisy, B, T, NULL);
+    total = d1__cross_entropy(a->dlogits, a->logits, tokens, a->wts, (int)N, m->config.vocab_size);
+    if (!isfinite(total)) return D1_ERR_NONFINITE; /* gradients untouched */
+    d1__backward(m, a->dlogits);
+    *loss = (float)total;
+    return D1_OK;
+}
+
+// >>optimizer -----------------------------------------------------------------
+
+D1_API d1_adamw_desc d1_adamw_default_desc(void) {
+    d1_adamw_desc d;
+    d.lr = 1e-3f; d.beta1 = 0.9f; d.beta2 = 0.999f; d.eps = 1e-8f;
+    d.weight_decay = 0.01f; d.grad_clip = 1.0f;
+    return d;
+}
+
+static int d1__adamw_desc_ok(const d1_adamw_desc *d) {
+    return d->lr >= 0.0f && isfinite(d->lr) && d->beta1 >= 0.0f && d->beta1 < 1.0f &&
+           d->beta2 >= 0.0f && d->beta2 < 1.0f && d->eps > 0.0f && d->weight_decay >= 0.0f &&
+           isfinite(d->weight_decay) && d->grad_clip >= 0.0f && isfinite(d->grad_clip);
+}
+
+D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *desc) {
+    if (!opt || !m || !m->param_memory || !desc) return D1_ERR_ARG;
+    if (!d1__adamw_desc_ok(desc)) return D1_ERR_ARG;
+    memset(opt, 0, sizeof *opt);
+    opt->desc = *desc;
+    opt->n = m->num_params;
+    opt->m = d1__alloc_floats(2 * opt->n);
+    if (!opt->m) return D1_ERR_NOMEM;
+    opt->v = opt->m + opt->n;
+    memset(opt->m, 0, 2 * opt->n * sizeof(float));
+    return D1_OK;
+}
+
+D1_API void d1_adamw_free(d1_adamw *opt) {
+    if (!opt) return;
+    d1__free(opt->m);
+    memset(opt, 0, sizeof *opt);
+}
+
+D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
+    const d1_adamw_desc *d;
+    double sq = 0.0, norm, bc1, bc2;
+    float scale = 1.0f;
+    int nt, ti;
+    size_t i;
+    if (!opt || !opt->m || !m || !m->grad_memory || opt->n != m->num_params) return D1_ERR_ARG;
+    d = &opt->desc;
+    if (!d1__adamw_desc_ok(d)) return D1_ERR_ARG;
+    for (i = 0; i < opt->n; i++) sq += (double)m->grad_memory[i] * m->grad_memory[i];
+    norm = sqrt(sq);
+    if (!isfinite(norm)) return D1_ERR_NONFINITE;
+    if (grad_norm) *grad_norm = (float)norm;
+    if (d->grad_clip > 0.0f && norm > d->grad_clip) scale = (float)(d->grad_clip / (norm + 1e-6));
+    opt->step++;
+    bc1 = 1.0 - pow((double)d->beta1, (double)opt->step);
+    bc2 = 1.0 - pow((double)d->beta2, (double)opt->step);
+    nt = d1_model_num_tensors(m);
+    for (ti = 0; ti < nt; ti++) {
+        d1_tensor t;
+        float decay;
+        d1_model_tensor(m, ti, &t);
+        decay = t.decay ? d->lr * d->weight_decay : 0.0f;
+        for (i = t.offset; i < t.offset + t.size; i++) {
+            float g = m->grad_memory[i] * scale, w = m->param_memory[i];
+            float mi = opt->m[i] = d->beta1 * opt->m[i] + (1.0f - d->beta1) * g;
+            float vi = opt->v[i] = d->beta2 * opt->v[i] + (1.0f - d->beta2) * g * g;
+            w -= decay * w;
+            m->param_memory[i] = w - d->lr * (float)(mi / bc1) / (sqrtf((float)(vi / bc2)) + d->eps);
+        }
+    }
+    return D1_OK;
+}
+
+#endif /* D1__IMPLEMENTED */
+#endif /* D1_IMPLEMENTATION */
+
+/*
+------------------------------------------------------------------------------
+This software is available under 2 licenses -- choose whichever you prefer.
+------------------------------------------------------------------------------
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the d1.h authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of
+this software and associated documentation files (the "Software"), to deal in
+the Software without restriction, including without limitation the rights to
+use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies
+of the Software, and to permit persons to whom the Software is furnished to do
+so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+------------------------------------------------------------------------------
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this
+software, either in source code form or as a compiled binary, for any purpose,
+commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this
+software dedicate any and all copyright interest in the software to the public
+domain. We make this dedication in the hope that it will encourage release of
+the software to the public domain.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN
+ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION
+WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------
+*/

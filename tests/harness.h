@@ -1,0 +1,50 @@
+/* A tiny test harness: TEST functions made of CHECKs, each file ends with one
+   line "N passed, N failed" (N counts tests, not checks). */
+#ifndef D1_TEST_HARNESS_H
+#define D1_TEST_HARNESS_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int th_passed, th_failed, th_cur_failed;
+static const char *th_cur_name = "";
+
+#define CHECK(cond, ...)                                                          \
+    do {                                                                          \
+        if (!(cond)) {                                                            \
+            if (!th_cur_failed) printf("FAIL %s\n", th_cur_name);                 \
+            th_cur_failed = 1;                                                    \
+            printf("  %s:%d: %s: ", __FILE__, __LINE__, #cond);                   \
+            printf(__VA_ARGS__);                                                  \
+            printf("\n");                                                         \
+        }                                                                         \
+    } while (0)
+
+#define RUN(fn)                                                                   \
+    do {                                                                          \
+        th_cur_name = #fn;                                                        \
+        th_cur_failed = 0;                                                        \
+        fn();                                                                     \
+        if (th_cur_failed) th_failed++;                                           \
+        else { th_passed++; printf("ok   %s\n", #fn); }                           \
+        fflush(stdout);                                                           \
+    } while (0)
+
+static int th_summary(void) {
+    printf("%d passed, %d failed\n", th_passed, th_failed);
+    return th_failed ? 1 : 0;
+}
+
+/* max |a - b| / (max |b| + floor): a relative error against the scale of b */
+static double th_rel_err(const float *a, const double *b, size_t n, double floor_) {
+    double mx = 0.0, scale = floor_;
+    size_t i;
+    for (i = 0; i < n; i++) if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    for (i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - b[i]);
+        if (!(e <= mx)) mx = e; /* NaN sticks */
+    }
+    return mx / scale;
+}
+#endif

@@ -1,0 +1,148 @@
+"""PyTorch side of the d1.h benchmark: training and forward throughput of tools/llada_torch.py
+(float32) on the masked-diffusion pretraining objective.
+
+    /usr/bin/python3 tools/bench_torch.py [--configs A,B,C] [--threads 1,2]
+                                          [--device cpu|cuda] [--csv FILE]
+
+A training step = draw t ~ U(0,1) per sequence, p = (1-1e-3) t + 1e-3, mask each token with
+probability p, forward on the noisy batch, masked-diffusion loss, backward, AdamW step.
+Throughput = B*T*steps / seconds, timed after 2 warm-up steps over at least MIN_SECONDS and
+the config's minimum number of steps, whichever is longer. Each (config, threads) pair runs
+in a fresh subprocess so its peak RSS (ru_maxrss, read at the end) is its own.
+CSV rows: impl,config,threads,train_tok_s,fwd_tok_s,peak_rss_mib (impl = torch).
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from llada_torch import (LLaDA, LLaDAConfig, apply_mask, draw_mask,  # noqa: E402
+                         masked_diffusion_loss, sample_p)
+
+# vocab V, dim C, layers L, heads H, kv heads KV, ffn F, sequence T, batch B; min timed steps
+CONFIGS = {
+    "A": dict(V=64, C=128, L=4, H=4, KV=4, F=384, T=128, B=16, min_steps=5),
+    "B": dict(V=64, C=256, L=6, H=8, KV=8, F=768, T=128, B=16, min_steps=5),
+    "C": dict(V=256, C=512, L=8, H=8, KV=8, F=1536, T=256, B=8, min_steps=3),
+}
+WARMUP = 2
+MIN_SECONDS = 3.0
+CSV_HEADER = "impl,config,threads,train_tok_s,fwd_tok_s,peak_rss_mib"
+BLAS_THREAD_VARS = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "BLIS_NUM_THREADS"]
+
+
+def tokens_per_second(step, tokens_per_step, min_steps, sync):
+    """Run WARMUP untimed steps, then time steps until both min_steps and MIN_SECONDS."""
+    for _ in range(WARMUP):
+        step()
+    sync()
+    t0, n = time.perf_counter(), 0
+    while True:
+        step()
+        n += 1
+        if n >= min_steps:
+            sync()
+            elapsed = time.perf_counter() - t0
+            if elapsed >= MIN_SECONDS:
+                return tokens_per_step * n / elapsed
+
+
+def peak_rss_mib():
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
+
+
+def run_config(name, threads, device):
+    """Benchmark one config at one thread count (in this process); returns a result dict."""
+    c = CONFIGS[name]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)                      # parameter init (nn defaults)
+    g = torch.Generator().manual_seed(1)      # data and masks, drawn on the CPU
+    cfg = LLaDAConfig(vocab_size=c["V"], dim=c["C"], n_layers=c["L"], n_heads=c["H"],
+                      n_kv_heads=c["KV"], ffn_dim=c["F"], max_seq_len=c["T"],
+                      mask_id=c["V"] - 1)
+    model = LLaDA(cfg, dtype=torch.float32).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    B, T = c["B"], c["T"]
+    x0 = torch.randint(0, cfg.mask_id, (B, T), generator=g)   # clean tokens, never mask_id
+
+    def noisy_batch():
+        """Fresh forward-process draw: (x0, noisy, mask, p) on the device."""
+        p = sample_p(B, eps=1e-3, generator=g)                # [B] float64
+        mask = draw_mask(p, T, generator=g)                   # [B,T] bool
+        xt = apply_mask(x0, mask, cfg.mask_id)
+        return x0.to(device), xt.to(device), mask.to(device), p.to(device)
+
+    def train_step():
+        x, xt, mask, p = noisy_batch()
+        loss = masked_diffusion_loss(model(xt), x, mask, p)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def fwd_step():
+        with torch.no_grad():
+            model(noisy_batch()[1])
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    train = tokens_per_second(train_step, B * T, c["min_steps"], sync)
+    fwd = tokens_per_second(fwd_step, B * T, c["min_steps"], sync)
+    return dict(config=name, threads=threads, train_tok_s=train, fwd_tok_s=fwd,
+                peak_rss_mib=peak_rss_mib())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configs", default="A,B,C")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--csv", help="append result rows to this CSV file")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    configs = args.configs.split(",")
+    threads = [int(t) for t in args.threads.split(",")]
+    for name in configs:
+        if name not in CONFIGS:
+            ap.error(f"unknown config {name!r} (have {','.join(CONFIGS)})")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: CUDA is not available")
+
+    if args.child:  # one config, one thread count: print the result as one JSON line
+        print(json.dumps(run_config(configs[0], threads[0], args.device)))
+        return
+
+    rows = []
+    print(f"{'impl':<6} {'config':<6} {'threads':>7} {'train_tok_s':>12} {'fwd_tok_s':>12} "
+          f"{'peak_rss_mib':>12}", flush=True)
+    for name in configs:
+        for nt in threads:
+            # torch.set_num_threads does not reach the BLAS library torch may call (Debian's
+            # torch uses BLIS, which reads its thread count from the environment at load)
+            env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
+                                  "--configs", name, "--threads", str(nt),
+                                  "--device", args.device],
+                                 check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append(f"torch,{name},{nt},{r['train_tok_s']:.1f},{r['fwd_tok_s']:.1f},"
+                        f"{r['peak_rss_mib']:.1f}")
+            print(f"{'torch':<6} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
+                  f"{r['fwd_tok_s']:>12.1f} {r['peak_rss_mib']:>12.1f}", flush=True)
+    if args.csv:
+        new = not os.path.exists(args.csv) or os.path.getsize(args.csv) == 0
+        with open(args.csv, "a") as f:
+            if new:
+                f.write(CSV_HEADER + "\n")
+            f.write("\n".join(rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()
