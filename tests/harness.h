@@ -3,6 +3,9 @@
 #ifndef D1_TEST_HARNESS_H
 #define D1_TEST_HARNESS_H
 #include <math.h>
+#ifndef D1__MAYBE_UNUSED
+#define D1__MAYBE_UNUSED
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,7 @@ static int th_summary(void) {
 }
 
 /* max |a - b| / (max |b| + floor): a relative error against the scale of b */
-static double th_rel_err(const float *a, const double *b, size_t n, double floor_) {
+static D1__MAYBE_UNUSED double th_rel_err(const float *a, const double *b, size_t n, double floor_) {
     double mx = 0.0, scale = floor_;
     size_t i;
     for (i = 0; i < n; i++) if (fabs(b[i]) > scale) scale = fabs(b[i]);

@@ -1,0 +1,324 @@
+/* The model as a whole: the PyTorch reference dump (logits, loss, every
+   gradient), determinism, learning on a synthetic corpus, and bad input. */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+#include "refdata.h"
+
+#ifndef D1_TEST_DATA
+#define D1_TEST_DATA "tests/data"
+#endif
+
+/* max |a - b| / max |b| over one tensor (llm.c's measure) */
+static double rel_err_f(const float *a, const float *b, size_t n) {
+    double e = 0, s = 1e-12;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d;
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return e / s;
+}
+
+static void test_reference_dump(void) {
+    ref_file rf;
+    const ref_record *cfgr, *r;
+    d1_config c;
+    d1_model m;
+    int B, T, i, nt, rc;
+    uint8_t mask[64], key_mask[64];
+    float loss, p[8];
+    double worst_grad = 0;
+    if (!ref_load(&rf, D1_TEST_DATA "/ref_core.bin")) {
+        CHECK(0, "cannot read %s/ref_core.bin", D1_TEST_DATA);
+        return;
+    }
+    cfgr = ref_get(&rf, "config");
+    {
+        const int *ci = (const int *)cfgr->data;
+        memset(&c, 0, sizeof c);
+        c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
+        c.ffn_dim = ci[5]; c.max_seq_len = ci[6]; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
+        c.rope_theta = *(const float *)ref_get(&rf, "rope_theta")->data;
+        c.norm_eps = *(const float *)ref_get(&rf, "norm_eps")->data;
+    }
+    CHECK(d1_model_init(&m, &c, 0) == D1_OK, "init");
+    nt = d1_model_num_tensors(&m);
+    CHECK(nt == 2 + 9 * c.n_layers + !c.tied_embeddings, "tensor count %d", nt);
+    for (i = 0; i < nt; i++) { /* weights by Hugging Face name */
+        d1_tensor t;
+        d1_model_tensor(&m, i, &t);
+        r = ref_get(&rf, t.name);
+        CHECK(r && r->n == t.size, "tensor %s present with %zu elements", t.name, t.size);
+        if (r && r->n == t.size) memcpy(m.param_memory + t.offset, r->data, t.size * sizeof(float));
+    }
+    r = ref_get(&rf, "tokens");
+    B = r->dims[0]; T = r->dims[1];
+    for (i = 0; i < B * T; i++) {
+        mask[i] = (uint8_t)((const int *)ref_get(&rf, "mask")->data)[i];
+        key_mask[i] = (uint8_t)((const int *)ref_get(&rf, "key_mask")->data)[i];
+    }
+    memcpy(p, ref_get(&rf, "p")->data, (size_t)B * sizeof(float));
+    d1_model_zero_grad(&m);
+    rc = d1_pretrain_loss(&m, (const int *)r->data, B, T, mask, p, NULL, &loss);
+    CHECK(rc == D1_OK, "pretrain loss: %s", d1_strerror(rc));
+    {
+        float ref_loss = *(const float *)ref_get(&rf, "loss")->data;
+        const ref_record *lr = ref_get(&rf, "logits");
+        double el = rel_err_f(m.logits, (const float *)lr->data, lr->n);
+        CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "loss %.7f vs reference %.7f", loss, ref_loss);
+        CHECK(el <= 1e-4, "logits rel err %.3g", el);
+        printf("  reference: loss %.7f vs %.7f, logits rel err %.2g\n", loss, ref_loss, el);
+    }
+    for (i = 0; i < nt; i++) {
+        d1_tensor t;
+        char gname[96];
+        double e;
+        d1_model_tensor(&m, i, &t);
+        snprintf(gname, sizeof gname, "grad.%s", t.name);
+        r = ref_get(&rf, gname);
+        CHECK(r && r->n == t.size, "gradient %s present", gname);
+        if (!r) continue;
+        e = rel_err_f(m.grad_memory + t.offset, (const float *)r->data, t.size);
+        if (e > worst_grad) worst_grad = e;
+        CHECK(e <= 1e-3, "%s rel err %.3g", gname, e);
+    }
+    printf("  reference: worst gradient rel err %.2g over %d tensors\n", worst_grad, nt);
+    /* key-padding mask: sequence 1 attends keys 0..5 only */
+    rc = d1_model_forward(&m, (const int *)ref_get(&rf, "noisy")->data, B, T, key_mask);
+    CHECK(rc == D1_OK, "forward with key mask");
+    r = ref_get(&rf, "logits_keymask");
+    CHECK(rel_err_f(m.logits, (const float *)r->data, r->n) <= 1e-4, "key-masked logits rel err %.3g",
+          rel_err_f(m.logits, (const float *)r->data, r->n));
+    d1_model_free(&m);
+    ref_free(&rf);
+}
+
+/* ---- a small synthetic corpus: arithmetic progressions mod 12 ------------ */
+static void make_batch(d1_rng *r, int *tok, int B, int T) {
+    int b, i;
+    for (b = 0; b < B; b++) {
+        int s = (int)(d1_rng_u64(r) % 12), d = 1 + (int)(d1_rng_u64(r) % 3);
+        for (i = 0; i < T; i++) tok[b * T + i] = (s + i * d) % 12;
+    }
+}
+
+static d1_config small_config(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 16; c.dim = 32; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2;
+    c.ffn_dim = 72; c.max_seq_len = 16; c.mask_id = 15; c.eos_id = 14; c.pad_id = 14;
+    return c;
+}
+
+/* 20 training steps from fixed seeds; returns a copy of the weights. */
+static float *train20(int threads, float *losses) {
+    d1_config c = small_config();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_rng data, noise;
+    int tok[8 * 16], s;
+    float *w;
+    d1_model_init(&m, &c, 5);
+    CHECK(d1_model_set_threads(&m, threads) == D1_OK, "threads %d", threads);
+    d1_adamw_init(&opt, &m, &od);
+    d1_rng_seed(&data, 11);
+    d1_rng_seed(&noise, 12);
+    for (s = 0; s < 20; s++) {
+        make_batch(&data, tok, 8, 16);
+        d1_model_zero_grad(&m);
+        CHECK(d1_pretrain_loss(&m, tok, 8, 16, NULL, NULL, &noise, &losses[s]) == D1_OK, "step %d", s);
+        CHECK(d1_adamw_step(&opt, &m, NULL) == D1_OK, "adamw %d", s);
+    }
+    w = (float *)malloc(m.num_params * sizeof(float));
+    memcpy(w, m.param_memory, m.num_params * sizeof(float));
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+    return w;
+}
+
+static void test_determinism(void) {
+    d1_config c = small_config();
+    size_t n = d1_config_num_params(&c);
+    float l[4][20];
+    float *a1 = train20(1, l[0]), *b1 = train20(1, l[1]), *a2 = train20(2, l[2]), *b2 = train20(2, l[3]);
+    CHECK(memcmp(a1, b1, n * sizeof(float)) == 0, "1 thread: two runs differ");
+    CHECK(memcmp(a2, b2, n * sizeof(float)) == 0, "2 threads: two runs differ");
+    CHECK(memcmp(a1, a2, n * sizeof(float)) == 0, "1 and 2 threads differ");
+    CHECK(memcmp(l[0], l[2], sizeof l[0]) == 0, "losses differ across thread counts");
+    free(a1); free(b1); free(a2); free(b2);
+}
+
+/* Pretraining lowers the loss: the mean of the last 20 of 600 steps is below
+   a third of the first step's loss (stated factor 3). */
+static void test_learning(void) {
+    d1_config c = small_config();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_rng data, noise;
+    int tok[16 * 16], s, steps = 600;
+    float loss, first = 0, last = 0;
+    od.lr = 3e-3f;
+    d1_model_init(&m, &c, 1);
+    d1_adamw_init(&opt, &m, &od);
+    d1_rng_seed(&data, 2);
+    d1_rng_seed(&noise, 3);
+    for (s = 0; s < steps; s++) {
+        make_batch(&data, tok, 16, 16);
+        d1_model_zero_grad(&m);
+        if (d1_pretrain_loss(&m, tok, 16, 16, NULL, NULL, &noise, &loss) != D1_OK) break;
+        d1_adamw_step(&opt, &m, NULL);
+        if (s == 0) first = loss;
+        if (s >= steps - 20) last += loss / 20;
+    }
+    printf("  learning: loss %.3f at step 1, %.3f over the last 20 of %d\n", first, last, steps);
+    CHECK(s == steps, "training stopped at step %d", s);
+    CHECK(last < first / 3, "loss fell from %.3f to only %.3f", first, last);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+/* ---- bad input: an error code, and nothing changes -------------------------- */
+typedef struct snapshot { float *w, *g, *om; d1_rng rng; int64_t step; } snapshot;
+
+static snapshot snap(const d1_model *m, const d1_adamw *o, const d1_rng *r) {
+    snapshot s;
+    s.w = (float *)malloc(m->num_params * sizeof(float));
+    s.g = (float *)malloc(m->num_params * sizeof(float));
+    s.om = (float *)malloc(2 * m->num_params * sizeof(float));
+    memcpy(s.w, m->param_memory, m->num_params * sizeof(float));
+    memcpy(s.g, m->grad_memory, m->num_params * sizeof(float));
+    memcpy(s.om, o->m, 2 * m->num_params * sizeof(float));
+    s.rng = *r;
+    s.step = o->step;
+    return s;
+}
+static int same(const snapshot *s, const d1_model *m, const d1_adamw *o, const d1_rng *r) {
+    int ok = !memcmp(s->w, m->param_memory, m->num_params * sizeof(float)) &&
+             !memcmp(s->g, m->grad_memory, m->num_params * sizeof(float)) &&
+             !memcmp(s->om, o->m, 2 * m->num_params * sizeof(float)) && !memcmp(&s->rng, r, sizeof *r) &&
+             s->step == o->step;
+    free(s->w); free(s->g); free(s->om);
+    return ok;
+}
+
+static void test_bad_input(void) {
+    d1_config c = small_config(), bad;
+    d1_model m, untouched;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_rng r;
+    int tok[2 * 16], i, rc;
+    float loss = 123.0f, p[2] = {0.5f, 0.5f};
+    uint8_t mask[32], km[32];
+    snapshot s;
+    d1_model_init(&m, &c, 1);
+    d1_adamw_init(&opt, &m, &od);
+    d1_rng_seed(&r, 4);
+    make_batch(&r, tok, 2, 16);
+    d1_model_zero_grad(&m);
+    d1_pretrain_loss(&m, tok, 2, 16, NULL, NULL, &r, &loss); /* some state to protect */
+    d1_adamw_step(&opt, &m, NULL);
+    memset(mask, 1, sizeof mask);
+
+#define EXPECT(call, code)                                                         \
+    do {                                                                           \
+        s = snap(&m, &opt, &r);                                                    \
+        rc = (call);                                                               \
+        CHECK(rc == (code), "%s gave %d (%s), expected %s", #call, rc, d1_strerror(rc), #code); \
+        CHECK(same(&s, &m, &opt, &r), "%s changed the model, optimizer or rng", #call); \
+    } while (0)
+
+    tok[5] = c.vocab_size;
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, NULL, NULL, &r, &loss), D1_ERR_TOKEN);
+    EXPECT(d1_model_forward(&m, tok, 2, 16, NULL), D1_ERR_TOKEN);
+    tok[5] = -1;
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, NULL, NULL, &r, &loss), D1_ERR_TOKEN);
+    tok[5] = 3;
+    EXPECT(d1_pretrain_loss(&m, tok, 1, 32, NULL, NULL, &r, &loss), D1_ERR_SHAPE); /* T > max_seq_len */
+    EXPECT(d1_pretrain_loss(&m, tok, 0, 16, NULL, NULL, &r, &loss), D1_ERR_SHAPE);
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 0, NULL, NULL, &r, &loss), D1_ERR_SHAPE);
+    EXPECT(d1_pretrain_loss(&m, tok, -1, 16, NULL, NULL, &r, &loss), D1_ERR_SHAPE);
+    EXPECT(d1_model_forward(&m, tok, 2, -3, NULL), D1_ERR_SHAPE);
+    EXPECT(d1_pretrain_loss(&m, NULL, 2, 16, NULL, NULL, &r, &loss), D1_ERR_ARG);
+    EXPECT(d1_pretrain_loss(NULL, tok, 2, 16, NULL, NULL, &r, &loss), D1_ERR_ARG);
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, NULL, NULL, NULL, &loss), D1_ERR_ARG);
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, NULL, NULL, &r, NULL), D1_ERR_ARG);
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, mask, NULL, &r, &loss), D1_ERR_ARG); /* mask without p */
+    p[1] = 0.0f;
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, mask, p, NULL, &loss), D1_ERR_ARG);
+    p[1] = NAN;
+    EXPECT(d1_pretrain_loss(&m, tok, 2, 16, mask, p, NULL, &loss), D1_ERR_ARG);
+    memset(km, 1, sizeof km);
+    memset(km + 16, 0, 16); /* sequence 1 may attend nothing */
+    EXPECT(d1_model_forward(&m, tok, 2, 16, km), D1_ERR_ARG);
+    EXPECT(d1_model_forward(&m, NULL, 2, 16, NULL), D1_ERR_ARG);
+    EXPECT(d1_model_backward(&m, NULL), D1_ERR_ARG);
+    EXPECT(d1_adamw_step(NULL, &m, NULL), D1_ERR_ARG);
+    CHECK(loss != 123.0f, "the good call set the loss");
+
+    /* a NaN in the upstream gradient: refused, gradients unchanged */
+    CHECK(d1_model_forward(&m, tok, 2, 16, NULL) == D1_OK, "forward");
+    {
+        float *dl = (float *)calloc((size_t)32 * c.vocab_size, sizeof(float));
+        dl[7] = NAN;
+        EXPECT(d1_model_backward(&m, dl), D1_ERR_NONFINITE);
+        free(dl);
+    }
+    /* a NaN gradient: AdamW refuses, nothing moves */
+    m.grad_memory[3] = NAN;
+    EXPECT(d1_adamw_step(&opt, &m, NULL), D1_ERR_NONFINITE);
+    m.grad_memory[3] = 0.0f;
+    /* a NaN weight: the loss is NaN, refused before the backward pass */
+    {
+        float keep = m.params.head[0];
+        m.params.head[0] = NAN;
+        EXPECT(d1_pretrain_loss(&m, tok, 2, 16, mask, (p[1] = 0.5f, p), NULL, &loss), D1_ERR_NONFINITE);
+        m.params.head[0] = keep;
+    }
+    /* an optimizer setting out of range */
+    opt.desc.beta1 = 1.0f;
+    EXPECT(d1_adamw_step(&opt, &m, NULL), D1_ERR_ARG);
+    opt.desc = od;
+
+    /* inconsistent configurations: an error, and the model struct untouched */
+    memset(&untouched, 0xAB, sizeof untouched);
+    bad = c; bad.n_heads = 3; /* 32 % 3 != 0 */
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "dim %% heads");
+    bad = c; bad.n_kv_heads = 3; /* 4 % 3 != 0 */
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "heads %% kv heads");
+    bad = c; bad.mask_id = 16;
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "mask id outside V");
+    bad = c; bad.vocab_size = 0;
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "V = 0");
+    bad = c; bad.n_layers = -1;
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "L < 0");
+    bad = c; bad.dim = 36; bad.n_heads = 4; /* head dim 9 is odd: no rotate-half */
+    CHECK(d1_model_init(&untouched, &bad, 1) == D1_ERR_CONFIG, "odd head dim");
+    CHECK(d1_model_init(&untouched, NULL, 1) == D1_ERR_ARG, "NULL config");
+    for (i = 0; i < (int)sizeof untouched; i++)
+        if (((unsigned char *)&untouched)[i] != 0xAB) break;
+    CHECK(i == (int)sizeof untouched, "a failed init wrote into the model struct");
+    CHECK(d1_model_set_threads(&m, 0) == D1_ERR_ARG, "0 threads");
+    CHECK(strcmp(d1_strerror(D1_ERR_TOKEN), d1_strerror(D1_ERR_SHAPE)) != 0, "distinct messages");
+    {
+        d1_model fresh;
+        d1_model_init(&fresh, &c, 1);
+        CHECK(d1_model_backward(&fresh, m.logits) == D1_ERR_STATE, "backward before forward");
+        d1_model_free(&fresh);
+    }
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+#undef EXPECT
+}
+
+int main(void) {
+    RUN(test_reference_dump);
+    RUN(test_determinism);
+    RUN(test_learning);
+    RUN(test_bad_input);
+    return th_summary();
+}
