@@ -82,7 +82,11 @@
 #include <stdint.h>
 
 #ifdef D1_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define D1_API static __attribute__((unused)) /* a private copy may use only part of it */
+#else
 #define D1_API static
+#endif
 #else
 #define D1_API extern
 #endif

@@ -81,7 +81,11 @@ static void test_gemm_threads_bitwise(void) {
         float *A = randv((size_t)M * K, 1.0f), *B = randv((size_t)K * N, 1.0f);
         float *C1 = (float *)calloc((size_t)M * N, sizeof(float));
         float *Cn = (float *)calloc((size_t)M * N, sizeof(float));
+#ifdef D1_NO_THREADS
+        for (nth = 1; nth <= 1; nth++) {
+#else
         for (nth = 1; nth <= 3; nth++) {
+#endif
             int t;
             CHECK(d1__pool_start(&pool, nth) == D1_OK, "pool of %d", nth);
             for (t = 0; t < nth; t++) cx.ws[t] = d1__alloc_floats(D1__GEMM_WS);

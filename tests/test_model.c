@@ -143,7 +143,16 @@ static void test_determinism(void) {
     d1_config c = small_config();
     size_t n = d1_config_num_params(&c);
     float l[4][20];
-    float *a1 = train20(1, l[0]), *b1 = train20(1, l[1]), *a2 = train20(2, l[2]), *b2 = train20(2, l[3]);
+#ifdef D1_NO_THREADS
+    int two = 1; /* no threads in this build: set_threads(2) must refuse, 1 thread twice more */
+    d1_model m;
+    d1_model_init(&m, &c, 1);
+    CHECK(d1_model_set_threads(&m, 2) == D1_ERR_ARG, "2 threads without threads");
+    d1_model_free(&m);
+#else
+    int two = 2;
+#endif
+    float *a1 = train20(1, l[0]), *b1 = train20(1, l[1]), *a2 = train20(two, l[2]), *b2 = train20(two, l[3]);
     CHECK(memcmp(a1, b1, n * sizeof(float)) == 0, "1 thread: two runs differ");
     CHECK(memcmp(a2, b2, n * sizeof(float)) == 0, "2 threads: two runs differ");
     CHECK(memcmp(a1, a2, n * sizeof(float)) == 0, "1 and 2 threads differ");

@@ -1,0 +1,50 @@
+# d1.h - build the examples, tests, benchmark and tools.
+#   make demo     the main job (for now: examples/hello)
+#   make test     every test binary; ends with "N passed, N failed"
+#   make bench    throughput table (tools/bench.c); bench-compare adds PyTorch
+# CC, CFLAGS, LDLIBS and BUILD may be overridden, e.g.
+#   make test BUILD=build/nosimd CFLAGS="-O2 -DD1_NO_SIMD"
+CFLAGS ?= -O3 -march=native
+WARN    = -std=c99 -Wall -Wextra
+LDLIBS ?= -lm -lpthread
+BUILD  ?= build
+PYTHON ?= /usr/bin/python3
+
+TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model
+EXAMPLES = $(BUILD)/hello
+
+.PHONY: all build-tests test demo bench bench-compare clean
+all: $(EXAMPLES) $(TESTS) $(BUILD)/bench
+
+build-tests: $(TESTS)
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+test: $(TESTS)
+	@sh tests/run.sh $(TESTS)
+
+demo: $(BUILD)/hello
+	./$(BUILD)/hello
+
+bench: $(BUILD)/bench
+	./$(BUILD)/bench
+
+# d1.h and PyTorch (Debian's python3-torch) on the same machine, in one run
+bench-compare: $(BUILD)/bench
+	rm -f $(BUILD)/bench.csv
+	./$(BUILD)/bench --csv $(BUILD)/bench.csv
+	$(PYTHON) tools/bench_torch.py --csv $(BUILD)/bench.csv
+	$(PYTHON) tools/bench_compare.py $(BUILD)/bench.csv
+
+clean:
+	rm -rf build
