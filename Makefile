@@ -5,12 +5,12 @@
 # CC, CFLAGS, LDLIBS and BUILD may be overridden, e.g.
 #   make test BUILD=build/nosimd CFLAGS="-O2 -DD1_NO_SIMD"
 CFLAGS ?= -O3 -march=native
-WARN    = -std=c99 -Wall -Wextra
+WARN    = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra
 LDLIBS ?= -lm -lpthread
 BUILD  ?= build
 PYTHON ?= /usr/bin/python3
 
-TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model
+TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler
 EXAMPLES = $(BUILD)/hello
 
 .PHONY: all build-tests test demo bench bench-compare clean

@@ -250,6 +250,67 @@ D1_API void d1_adamw_free(d1_adamw *opt);
    clipping. A non-finite gradient gives D1_ERR_NONFINITE and no update. */
 D1_API int  d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm);
 
+/* ---- the sampler (LLaDA generate.py, with Fast-dLLM's options) --------------
+   The canvas is prompt ⊕ gen_len [MASK]s. gen_len is cut into blocks of
+   block_len, decoded left to right (semi-autoregressive); the steps are shared
+   evenly by the blocks. At each step one forward pass predicts every position;
+   for each masked position of the current block a candidate x0 is drawn
+   (argmax, or Gumbel-max at temperature > 0) and scored by a confidence; the
+   k most confident are revealed, k following LLaDA's schedule (the block's
+   masks // steps per block, the first (masks % steps) steps one more).
+   Differences from generate.py, on purpose: the mask token is never a
+   candidate (its logit is -inf before the argmax and the softmax), so no
+   output holds a mask; options beyond it are off when zero. */
+enum {
+    D1_REMASK_LOW_CONFIDENCE = 0, /* confidence = softmax(logits)[x0]            (LLaDA) */
+    D1_REMASK_RANDOM = 1,         /* confidence ~ U(0,1)                           (LLaDA) */
+    D1_REMASK_MARGIN = 2,         /* p(top1) - p(top2)                                      */
+    D1_REMASK_ENTROPY = 3         /* sum_v p log p (negative entropy)                       */
+};
+
+typedef struct d1_sample_event {   /* what a per-step callback sees */
+    int step, block;               /* global step number (from 0), current block          */
+    int B, T, prompt_len;          /* canvas shape; the prompt is canvas[:, :prompt_len]   */
+    const int *canvas;             /* [B, T] after this step's reveals                     */
+    const uint8_t *revealed;       /* [B, T] 1 where a token was revealed at this step     */
+    int n_masked;                  /* masks left in the whole batch                         */
+} d1_sample_event;
+typedef void (*d1_sample_callback)(const d1_sample_event *ev, void *user);
+
+typedef struct d1_sampler_desc {
+    int   gen_len;       /* tokens to generate (required)                               */
+    int   block_len;     /* 0 means gen_len (one block); must divide gen_len             */
+    int   steps;         /* 0 means gen_len; must be a multiple of the block count       */
+    float temperature;   /* 0 = argmax; > 0 = Gumbel-max in double precision             */
+    int   remasking;     /* D1_REMASK_*                                                  */
+    float cfg_scale;     /* classifier-free guidance s: un + (s+1)(cond - un); 0 = off   */
+    float threshold;     /* Fast-dLLM: > 0 reveals the most confident masked token of
+                            the block and every other one with confidence >= threshold;
+                            the step count then adapts and `steps` is ignored            */
+    int   kv_cache;      /* Fast-dLLM block-wise prefix KV cache, refreshed each block   */
+    int   suppress_eos;  /* never propose eos_id                                         */
+    int   stop_at_eos;   /* once a finished block of a row is all EOS, fill the rest of
+                            that row with EOS; stop when every row is done               */
+    d1_sample_callback callback; /* called after every step (may be NULL)                */
+    void *user;
+} d1_sampler_desc;
+
+typedef struct d1_sample_stats {
+    int forward_passes;  /* model evaluations (a CFG step counts one, over 2B rows)     */
+    int steps;           /* denoising steps taken                                        */
+    int revealed;        /* tokens revealed                                              */
+} d1_sample_stats;
+
+/* prompts [B, P] -> out [B, P + gen_len] (prompt copied, completion generated).
+   prompt_lens [B] (may be NULL = all P): row b's prompt is its LAST
+   prompt_lens[b] tokens; the positions before are left padding that no query
+   attends to. Prompts may not contain mask_id. stats may be NULL. */
+D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B,
+                               int P, const int *prompt_lens, d1_rng *rng, int *out,
+                               d1_sample_stats *stats);
+/* LLaDA's schedule: how many tokens step s of a block with n masks reveals. */
+D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step);
+
 #ifdef __cplusplus
 }
 #endif
@@ -1035,16 +1096,17 @@ static void d1__rmsnorm_backward(float *dx, float *dw, const float *dout, const 
 }
 
 /* RoPE, rotate-half layout (Hugging Face / NeoX), in place on n_heads heads of
-   width D in each row of x (row stride ld); row n holds position t = n % T:
+   width D in each row of x (row stride ld); row n holds position t = pos0 + n % T:
      x'[i]       = x[i] cos(t f_i) - x[i+D/2] sin(t f_i)
      x'[i+D/2]   = x[i+D/2] cos(t f_i) + x[i] sin(t f_i),    f_i = theta^(-2i/D)
    cos_t, sin_t: [max_seq_len, D/2]. sign = +1 rotates (forward); sign = -1
    rotates back, which is the backward pass (the rotation is orthogonal). */
-static void d1__rope(float *x, int ld, int N, int T, int n_heads, int D, const float *cos_t,
+static void d1__rope(float *x, int ld, int N, int T, int pos0, int n_heads, int D, const float *cos_t,
                      const float *sin_t, float sign) {
     int n, h, i, half = D / 2;
     for (n = 0; n < N; n++) {
-        const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
+        size_t t = (size_t)(pos0 + n % T);
+        const float *cs = cos_t + t * half, *sn = sin_t + t * half;
         for (h = 0; h < n_heads; h++) {
             float *a = x + (size_t)n * ld + h * D, *b = a + half;
             for (i = 0; i < half; i++) {
@@ -1056,55 +1118,59 @@ static void d1__rope(float *x, int ld, int N, int T, int n_heads, int D, const f
     }
 }
 
-/* Attention, bidirectional (no causal mask), GQA. Rows of qkv [N, QW] hold
-   [q (H*D) | k (KV*D) | v (KV*D)], QW = (H + 2 KV) D. For each sequence b and
+/* Attention, bidirectional (no causal mask), GQA. For each sequence b and
    query head h, with kv head g = h / (H/KV):
-     att[b,h] = softmax(Q_h K_g^T / sqrt(D) + M_b)     [T,T], M_b = -inf at masked keys
-     y[b,:,h*D:(h+1)*D] = att[b,h] V_g                  y: [N, C] */
+     att[b,h] = softmax(Q_h K_g^T / sqrt(D) + M_b)     [Tq,Tk], M_b = -inf at masked keys
+     y[b,:,h*D:(h+1)*D] = att[b,h] V_g                  y: [B*Tq, C]
+   Query row (b,i) of head h is at q + (b*Tq + i)*ldq + h*D; key / value row
+   (b,j) of head g at k / v + (b*Tk + j)*ldk + g*D. In training q, k and v are
+   the three column blocks of one qkv row (Tq = Tk = T); the sampler's KV
+   cache passes suffix queries against cached keys (Tq < Tk). */
 typedef struct d1__attn_args {
-    const float *qkv, *att, *dy;
+    const float *q, *k, *v, *att, *dy;
     float *att_w, *y, *dqkv;
-    const uint8_t *key_mask;
-    int B, T, H, KV, D;
+    const uint8_t *key_mask;   /* [B, Tk] or NULL */
+    int B, Tq, Tk, ldq, ldk, H, KV, D;
     d1__ctx *cx;
 } d1__attn_args;
 
 static void d1__attention_forward_task(void *p, int ith, int nth) {
     d1__attn_args *a = (d1__attn_args *)p;
-    int T = a->T, D = a->D, C = a->H * D, QW = (a->H + 2 * a->KV) * D, bh, i, j;
+    int Tq = a->Tq, Tk = a->Tk, D = a->D, C = a->H * D, bh, i, j;
     float scale = 1.0f / sqrtf((float)D);
     for (bh = ith; bh < a->B * a->H; bh += nth) {
         int b = bh / a->H, h = bh % a->H, g = h / (a->H / a->KV);
-        const float *q = a->qkv + (size_t)b * T * QW + h * D;
-        const float *k = a->qkv + (size_t)b * T * QW + C + g * D;
-        const float *v = k + a->KV * D;
-        float *S = a->att_w + (size_t)bh * T * T;
-        d1__gemm(T, T, D, q, QW, 1, k, 1, QW, S, T, 0, a->cx->ws[ith]); /* S = Q K^T */
-        for (i = 0; i < T; i++) {
-            float *row = S + (size_t)i * T, mx, sum;
+        const float *q = a->q + (size_t)b * Tq * a->ldq + h * D;
+        const float *k = a->k + (size_t)b * Tk * a->ldk + g * D;
+        const float *v = a->v + (size_t)b * Tk * a->ldk + g * D;
+        float *S = a->att_w + (size_t)bh * Tq * Tk;
+        d1__gemm(Tq, Tk, D, q, a->ldq, 1, k, 1, a->ldk, S, Tk, 0, a->cx->ws[ith]); /* S = Q K^T */
+        for (i = 0; i < Tq; i++) {
+            float *row = S + (size_t)i * Tk, mx, sum;
             if (a->key_mask)
-                for (j = 0; j < T; j++)
-                    if (!a->key_mask[b * T + j]) row[j] = -INFINITY;
-            mx = d1__max(row, T);
-            sum = d1__vexp(row, row, T, scale, scale * mx);
-            for (j = 0; j < T; j++) row[j] /= sum;
+                for (j = 0; j < Tk; j++)
+                    if (!a->key_mask[(size_t)b * Tk + j]) row[j] = -INFINITY;
+            mx = d1__max(row, Tk);
+            sum = d1__vexp(row, row, Tk, scale, scale * mx);
+            for (j = 0; j < Tk; j++) row[j] /= sum;
         }
-        d1__gemm(T, D, T, S, T, 1, v, QW, 1, a->y + (size_t)b * T * C + h * D, C, 0, a->cx->ws[ith]);
+        d1__gemm(Tq, D, Tk, S, Tk, 1, v, a->ldk, 1, a->y + (size_t)b * Tq * C + h * D, C, 0, a->cx->ws[ith]);
     }
 }
 
-/* Backward, for each (b, g) and the heads h of group g in order:
+/* Backward (training layout: Tq = Tk = T, q/k/v in one qkv row of width
+   ldq = ldk = QW), for each (b, g) and the heads h of group g in order:
      dP = dY_h V_g^T;  dS = P ⊙ (dP - rowsum(dP ⊙ P)) / sqrt(D)
      dQ_h = dS K_g  (written);  dK_g = sum_h dS^T Q_h;  dV_g = sum_h P^T dY_h
    dqkv [N, QW] is written. Scratch: T*T floats after the GEMM workspace. */
 static void d1__attention_backward_task(void *p, int ith, int nth) {
     d1__attn_args *a = (d1__attn_args *)p;
-    int T = a->T, D = a->D, C = a->H * D, QW = (a->H + 2 * a->KV) * D, per = a->H / a->KV;
+    int T = a->Tq, D = a->D, C = a->H * D, QW = a->ldq, per = a->H / a->KV;
     int bg, hh, i;
     float scale = 1.0f / sqrtf((float)D), *ws = a->cx->ws[ith], *dS = ws + D1__GEMM_WS;
     for (bg = ith; bg < a->B * a->KV; bg += nth) {
         int b = bg / a->KV, g = bg % a->KV;
-        const float *base = a->qkv + (size_t)b * T * QW;
+        const float *base = a->q + (size_t)b * T * QW;
         const float *k = base + C + g * D, *v = k + a->KV * D;
         float *dbase = a->dqkv + (size_t)b * T * QW, *dk = dbase + C + g * D, *dv = dk + a->KV * D;
         for (hh = 0; hh < per; hh++) {
@@ -1560,6 +1626,17 @@ static void d1__residual_add(float *x, const float *r, size_t n) {
     for (i = 0; i < n; i++) x[i] += r[i];
 }
 
+/* Attention arguments for the training layout: q, k, v are the column blocks
+   of the qkv rows [B*T, QW]. */
+static void d1__attn_setup(d1__attn_args *at, const float *qkv, int QW, const d1_config *c, int B, int T,
+                           d1__ctx *cx) {
+    int D = c->dim / c->n_heads;
+    memset(at, 0, sizeof *at);
+    at->q = qkv; at->k = qkv + c->dim; at->v = qkv + c->dim + c->n_kv_heads * D;
+    at->ldq = at->ldk = QW;
+    at->B = B; at->Tq = at->Tk = T; at->H = c->n_heads; at->KV = c->n_kv_heads; at->D = D; at->cx = cx;
+}
+
 /* The LLaDA forward pass on checked input (tokens [B,T] -> a.logits [B,T,V]):
      h = wte[tokens]
      per block:  h += attn_out(Attn(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),  n = RMSNorm(h) attn_norm
@@ -1586,10 +1663,9 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
         /* attention sub-block */
         d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, qkv, n1, w->qkv + L * QW * C, N, C, QW);
-        d1__rope(qkv, QW, N, T, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
-        memset(&at, 0, sizeof at);
-        at.qkv = qkv; at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y;
-        at.key_mask = key_mask; at.B = B; at.T = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
+        d1__rope(qkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
+        d1__attn_setup(&at, qkv, QW, c, B, T, cx);
+        at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y; at.key_mask = key_mask;
         d1__parallel(cx->pool, d1__attention_forward_task, &at);
         d1__matmul_forward(cx, xa, y, w->attn_out + L * C * C, N, C, C);
         d1__residual_add(xa, x, NC);
@@ -1639,11 +1715,10 @@ static void d1__backward(d1_model *m, const float *dlogits) {
         d1__residual_add(a->dres, a->dB, NC);
         /* attention sub-block */
         d1__matmul_backward(cx, a->dA, g->attn_out + L * C * C, a->dres, y, w->attn_out + L * C * C, N, C, C);
-        memset(&at, 0, sizeof at);
-        at.qkv = qkv; at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
-        at.B = B; at.T = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
+        d1__attn_setup(&at, qkv, QW, c, B, T, cx);
+        at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
         d1__parallel(cx->pool, d1__attention_backward_task, &at);
-        d1__rope(a->dqkv, QW, N, T, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
+        d1__rope(a->dqkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
         d1__matmul_backward(cx, a->dB, g->qkv + L * QW * C, a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
         d1__rmsnorm_backward(a->dA, g->attn_norm + L * C, a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
         d1__residual_add(a->dres, a->dA, NC);
@@ -1808,6 +1883,297 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
             m->param_memory[i] = w - d->lr * (float)(mi / bc1) / (sqrtf((float)(vi / bc2)) + d->eps);
         }
     }
+    return D1_OK;
+}
+
+// >>sampler -------------------------------------------------------------------
+
+D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step) {
+    if (steps <= 0 || step < 0 || step >= steps || n_masked < 0) return 0;
+    return n_masked / steps + (step < n_masked % steps);
+}
+
+/* The inference-only forward of the Fast-dLLM prefix cache. kv [L, B, T, 2*KVD]
+   holds every layer's rotated keys and values from the last full forward;
+   this pass recomputes only the suffix positions [start, T) of each row,
+   refreshes their keys and values in kv, attends over all T keys (the prefix
+   from the cache), and leaves logits for the B*(T-start) suffix rows in
+   a.logits. Activation buffers are reused layer after layer. */
+static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, const uint8_t *key_mask,
+                               float *kv) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__acts *a = &s->a;
+    d1__ctx *cx = &s->cx;
+    const d1_params *w = &m->params;
+    int Ts = T - start, N = B * Ts, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
+    int D = C / H, KVD = KV * D, QW = d1__qw(c), l, b, i;
+    size_t NC = (size_t)N * C;
+    float *x = a->x, *n = a->n1, *qkv = a->qkv, *y = a->y, *t = a->xa, *gu = a->gu, *hm = a->hm;
+    for (b = 0; b < B; b++)
+        for (i = 0; i < Ts; i++) s->tokens[b * Ts + i] = canvas[(size_t)b * T + start + i];
+    d1__embed_forward(x, s->tokens, w->wte, N, C);
+    for (l = 0; l < c->n_layers; l++) {
+        size_t L = (size_t)l;
+        float *kvl = kv + L * B * T * 2 * KVD;
+        d1__attn_args at;
+        d1__swiglu_args sw;
+        d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
+        d1__matmul_forward(cx, qkv, n, w->qkv + L * QW * C, N, C, QW);
+        d1__rope(qkv, QW, N, Ts, start, H + KV, D, s->rope_cos, s->rope_sin, 1.0f);
+        for (b = 0; b < B; b++) /* refresh the suffix's keys and values in the cache */
+            for (i = 0; i < Ts; i++)
+                memcpy(kvl + ((size_t)b * T + start + i) * 2 * KVD, qkv + ((size_t)b * Ts + i) * QW + C,
+                       (size_t)2 * KVD * sizeof(float));
+        memset(&at, 0, sizeof at);
+        at.q = qkv; at.ldq = QW; at.k = kvl; at.v = kvl + KVD; at.ldk = 2 * KVD;
+        at.att_w = a->att; at.y = y; at.key_mask = key_mask;
+        at.B = B; at.Tq = Ts; at.Tk = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
+        d1__parallel(cx->pool, d1__attention_forward_task, &at);
+        d1__matmul_forward(cx, t, y, w->attn_out + L * C * C, N, C, C);
+        d1__residual_add(x, t, NC);
+        d1__rmsnorm_forward(n, a->r2, x, w->ff_norm + L * C, N, C, c->norm_eps);
+        d1__matmul_forward(cx, gu, n, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
+        d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
+        d1__matmul_forward(cx, t, hm, w->ff_out + L * C * F, N, F, C);
+        d1__residual_add(x, t, NC);
+    }
+    d1__rmsnorm_forward(a->nf, a->rf, x, w->ln_f, N, C, c->norm_eps);
+    d1__matmul_forward(cx, a->logits, a->nf, w->head, N, C, c->vocab_size);
+    m->B = 0; /* these activations cannot be back-propagated */
+    m->logits = NULL;
+}
+
+/* Candidate and confidence of one masked position from its logits [V]:
+     x0 = argmax_v l_v                                   (temperature 0)
+     x0 = argmax_v l_v - tau log(-log u_v), u ~ U(0,1)   (Gumbel-max; the same
+          argmax as generate.py's exp(l) / (-log u)^tau, without overflow)
+   and the confidence of x0 under p = softmax(l) (in double). Banned ids
+   (mask, and EOS when suppressed) are out of both. */
+static void d1__propose(const float *l, int V, int ban1, int ban2, float tau, int remasking, d1_rng *rng,
+                        int *x0, double *conf) {
+    double mx = -HUGE_VAL, sum = 0.0, best = -HUGE_VAL, p1 = 0.0, p2 = 0.0, plogp = 0.0;
+    int v, arg = -1;
+    for (v = 0; v < V; v++)
+        if (v != ban1 && v != ban2 && l[v] > mx) mx = l[v];
+    for (v = 0; v < V; v++) {
+        double score;
+        if (v == ban1 || v == ban2) continue;
+        sum += exp((double)l[v] - mx);
+        score = l[v];
+        if (tau > 0.0f) score -= tau * log(-log(1.0 - d1_rng_uniform_double(rng)));
+        if (score > best) { best = score; arg = v; }
+    }
+    *x0 = arg;
+    switch (remasking) {
+    case D1_REMASK_RANDOM: *conf = d1_rng_uniform_double(rng); break;
+    case D1_REMASK_MARGIN:
+        for (v = 0; v < V; v++) {
+            double p = (v == ban1 || v == ban2) ? 0.0 : exp((double)l[v] - mx) / sum;
+            if (p > p1) { p2 = p1; p1 = p; } else if (p > p2) p2 = p;
+        }
+        *conf = p1 - p2;
+        break;
+    case D1_REMASK_ENTROPY:
+        for (v = 0; v < V; v++) {
+            double p = (v == ban1 || v == ban2) ? 0.0 : exp((double)l[v] - mx) / sum;
+            if (p > 0.0) plogp += p * log(p);
+        }
+        *conf = plogp;
+        break;
+    default: *conf = exp((double)l[arg] - mx) / sum; break;
+    }
+}
+
+/* A candidate of the current step: position, proposed token, confidence. */
+typedef struct d1__cand { double conf; int pos, tok; } d1__cand;
+
+/* Most confident first; ties go to the earlier position (a fixed order). */
+static int d1__cand_cmp(const void *x, const void *y) {
+    const d1__cand *a = (const d1__cand *)x, *b = (const d1__cand *)y;
+    if (a->conf != b->conf) return a->conf > b->conf ? -1 : 1;
+    return a->pos - b->pos;
+}
+
+static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const int *prompts, int B, int P,
+                             const int *prompt_lens, const d1_rng *rng, const int *out) {
+    int gen, bl, steps, nb, b, i;
+    if (!m || !m->state || !d || !rng || !out || (!prompts && P > 0)) return D1_ERR_ARG;
+    gen = d->gen_len;
+    bl = d->block_len ? d->block_len : gen;
+    steps = d->steps ? d->steps : gen;
+    if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0) return D1_ERR_SHAPE;
+    if (P + gen > m->config.max_seq_len) return D1_ERR_SHAPE;
+    if (gen % bl) return D1_ERR_ARG;          /* generate.py asserts it too */
+    nb = gen / bl;
+    if (d->threshold <= 0.0f && steps % nb) return D1_ERR_ARG;
+    if (!(d->temperature >= 0.0f) || !isfinite(d->temperature) || !(d->cfg_scale >= 0.0f) ||
+        !isfinite(d->cfg_scale) || !(d->threshold >= 0.0f && d->threshold <= 1.0f) || d->remasking < 0 ||
+        d->remasking > D1_REMASK_ENTROPY)
+        return D1_ERR_ARG;
+    for (b = 0; b < B; b++) {
+        int len = prompt_lens ? prompt_lens[b] : P;
+        if (len < 0 || len > P) return D1_ERR_SHAPE;
+        for (i = P - len; i < P; i++) {
+            int t = prompts[(size_t)b * P + i];
+            if (t < 0 || t >= m->config.vocab_size) return D1_ERR_TOKEN;
+            if (t == m->config.mask_id) return D1_ERR_TOKEN;
+        }
+    }
+    return D1_OK;
+}
+
+/* Copies the k|v columns of every layer's qkv rows (the last full forward)
+   into the prefix cache kv [L, B*T, 2*KVD]. */
+static void d1__kv_cache_fill(const d1_model *m, float *kv, size_t BT) {
+    const d1_config *c = &m->config;
+    int QW = d1__qw(c), KVD2 = 2 * c->n_kv_heads * (c->dim / c->n_heads), l;
+    size_t r;
+    for (l = 0; l < c->n_layers; l++)
+        for (r = 0; r < BT; r++)
+            memcpy(kv + ((size_t)l * BT + r) * KVD2, m->state->a.qkv + ((size_t)l * BT + r) * QW + c->dim,
+                   (size_t)KVD2 * sizeof(float));
+}
+
+D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B, int P,
+                               const int *prompt_lens, d1_rng *rng, int *out, d1_sample_stats *stats) {
+    const d1_config *c;
+    d1_sample_stats st;
+    int gen, bl, steps, nb, spb, T, V, mask_id, eos_ban, rc, blk, b, i, cfg;
+    size_t BT, kv_floats;
+    uint8_t *key_mask, *revealed, *done;
+    int *twin, *at_start;
+    d1__cand *cand;
+    float *kv;
+    void *scratch;
+    if ((rc = d1__sampler_check(m, desc, prompts, B, P, prompt_lens, rng, out)) != D1_OK) return rc;
+    c = &m->config;
+    gen = desc->gen_len;
+    bl = desc->block_len ? desc->block_len : gen;
+    steps = desc->steps ? desc->steps : gen;
+    nb = gen / bl;
+    spb = steps / nb;
+    T = P + gen;
+    V = c->vocab_size;
+    mask_id = c->mask_id;
+    eos_ban = desc->suppress_eos ? c->eos_id : -1;
+    cfg = desc->cfg_scale > 0.0f;
+    BT = (size_t)B * T;
+    kv_floats = desc->kv_cache && !cfg ? (size_t)c->n_layers * BT * 2 * c->n_kv_heads * (c->dim / c->n_heads) : 0;
+
+    /* scratch for the whole call, one allocation: the KV cache, candidates,
+       masks per row at block start, the CFG twin canvas [2B, T], key mask
+       [2B, T], revealed flags [B, T], done flags [B] */
+    if ((rc = d1__ensure(m, cfg ? 2 * B : B, T)) != D1_OK) return rc;
+    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
+                        2 * BT * sizeof(int) + 2 * BT + BT + (size_t)B);
+    if (!scratch) return D1_ERR_NOMEM;
+    kv = kv_floats ? (float *)scratch : NULL;
+    cand = (d1__cand *)((float *)scratch + kv_floats);
+    at_start = (int *)(cand + (size_t)B * bl);
+    twin = at_start + B;
+    key_mask = (uint8_t *)(twin + 2 * BT);
+    revealed = key_mask + 2 * BT;
+    done = revealed + BT;
+
+    /* the canvas: prompt ⊕ gen_len masks; left padding is no query's key */
+    for (b = 0; b < B; b++) {
+        int pad = P - (prompt_lens ? prompt_lens[b] : P);
+        for (i = 0; i < T; i++) {
+            out[(size_t)b * T + i] = i < P ? (i < pad ? c->pad_id : prompts[(size_t)b * P + i]) : mask_id;
+            key_mask[(size_t)b * T + i] = (uint8_t)(i >= pad);
+        }
+        done[b] = 0;
+    }
+    memcpy(key_mask + BT, key_mask, BT);
+    memset(&st, 0, sizeof st);
+
+    for (blk = 0; blk < nb; blk++) {
+        int b0 = P + blk * bl, b1 = b0 + bl, s_in_block;
+        for (b = 0; b < B; b++)
+            for (i = b0, at_start[b] = 0; i < b1; i++) at_start[b] += out[(size_t)b * T + i] == mask_id;
+        for (s_in_block = 0; desc->threshold > 0.0f || s_in_block < spb; s_in_block++) {
+            const float *logits;
+            int any = 0, off = 0, rs = T; /* logits row of (b, i): logits + (b*rs + i - off)*V */
+            for (b = 0; b < B && !any; b++)
+                for (i = b0; i < b1 && !any; i++) any = out[(size_t)b * T + i] == mask_id;
+            if (!any) break; /* the block is complete (threshold mode ends here) */
+
+            /* one forward pass: the canvas, its unconditional twin, or the suffix */
+            if (cfg) {
+                memcpy(twin, out, BT * sizeof(int));
+                memcpy(twin + BT, out, BT * sizeof(int));
+                for (b = 0; b < B; b++) /* the twin's prompt is masked */
+                    for (i = P - (prompt_lens ? prompt_lens[b] : P); i < P; i++) twin[BT + (size_t)b * T + i] = mask_id;
+                d1__forward(m, twin, 2 * B, T, key_mask);
+            } else if (kv && s_in_block > 0) {
+                d1__forward_cached(m, out, B, T, b0, key_mask, kv);
+                off = b0;
+                rs = T - b0;
+            } else {
+                d1__forward(m, out, B, T, key_mask);
+                if (kv) d1__kv_cache_fill(m, kv, BT);
+            }
+            logits = m->state->a.logits;
+            st.forward_passes++;
+
+            /* propose a token for each masked position of the block; reveal the
+               k most confident (or, with a threshold, all confident enough) */
+            memset(revealed, 0, BT);
+            for (b = 0; b < B; b++) {
+                d1__cand *cb = cand + (size_t)b * bl;
+                int n = 0, k, j;
+                for (i = b0; i < b1; i++) {
+                    float *l = (float *)logits + ((size_t)b * rs + (size_t)(i - off)) * V;
+                    if (out[(size_t)b * T + i] != mask_id) continue;
+                    if (cfg) { /* guided logits: un + (s+1)(cond - un) */
+                        const float *ul = logits + (BT + (size_t)b * T + i) * V;
+                        int v;
+                        for (v = 0; v < V; v++) l[v] = ul[v] + (desc->cfg_scale + 1.0f) * (l[v] - ul[v]);
+                    }
+                    cb[n].pos = i;
+                    d1__propose(l, V, mask_id, eos_ban, desc->temperature, desc->remasking, rng, &cb[n].tok, &cb[n].conf);
+                    n++;
+                }
+                if (n == 0) continue;
+                qsort(cb, (size_t)n, sizeof *cb, d1__cand_cmp);
+                if (desc->threshold > 0.0f)
+                    for (k = 1; k < n && cb[k].conf >= desc->threshold; k++) {}
+                else
+                    k = D1__MIN(n, d1_sampler_transfer_count(at_start[b], spb, s_in_block));
+                for (j = 0; j < k; j++) {
+                    out[(size_t)b * T + cb[j].pos] = cb[j].tok;
+                    revealed[(size_t)b * T + cb[j].pos] = 1;
+                }
+                st.revealed += k;
+            }
+            if (desc->callback) {
+                d1_sample_event ev;
+                size_t r;
+                ev.step = st.steps; ev.block = blk; ev.B = B; ev.T = T; ev.prompt_len = P;
+                ev.canvas = out; ev.revealed = revealed; ev.n_masked = 0;
+                for (r = 0; r < BT; r++) ev.n_masked += out[r] == mask_id;
+                desc->callback(&ev, desc->user);
+            }
+            st.steps++;
+        }
+        if (desc->stop_at_eos) { /* a row whose finished block is all EOS is done */
+            int all = 1;
+            for (b = 0; b < B; b++) {
+                int eos_only = 1;
+                for (i = b0; i < b1 && !done[b]; i++) eos_only &= out[(size_t)b * T + i] == c->eos_id;
+                if (!done[b] && eos_only) {
+                    done[b] = 1;
+                    for (i = b1; i < T; i++) out[(size_t)b * T + i] = c->eos_id;
+                }
+                all &= done[b];
+            }
+            if (all) break;
+        }
+    }
+    d1__free(scratch);
+    if (stats) *stats = st;
     return D1_OK;
 }
 

@@ -193,9 +193,9 @@ static void test_rope_backward(void) {
     rnd(x, c.x, PB * PT * PLD, 1); rnd(r, c.r, PB * PT * PLD, 1);
     memcpy(ref, c.x, sizeof ref);
     ref_rope(ref, PLD, PB * PT, PT, PH, PD, 100.0);
-    d1__rope(x, PLD, PB * PT, PT, PH, PD, cs, sn, 1.0f);
+    d1__rope(x, PLD, PB * PT, PT, 0, PH, PD, cs, sn, 1.0f);
     CHECK(th_rel_err(x, ref, PB * PT * PLD, 1e-12) < 1e-6, "forward");
-    d1__rope(r, PLD, PB * PT, PT, PH, PD, cs, sn, -1.0f); /* backward of sum(r ⊙ rope(x)) is rope^-1(r) */
+    d1__rope(r, PLD, PB * PT, PT, 0, PH, PD, cs, sn, -1.0f); /* backward of sum(r ⊙ rope(x)) is rope^-1(r) */
     e = fd_err(rope_obj, &c, c.x, PB * PT * PLD, r);
     CHECK(e < TOL, "dx %.2g", e);
 }
@@ -219,8 +219,9 @@ static void test_attention_backward(void) {
         rnd(qkv, c.qkv, AB * AT * AQW, 1.5f); rnd(r, c.r, AB * AT * AC, 1);
         c.km = masked ? km : NULL;
         memset(&a, 0, sizeof a);
-        a.qkv = qkv; a.att_w = att; a.y = y; a.key_mask = c.km;
-        a.B = AB; a.T = AT; a.H = AH; a.KV = AKV; a.D = AD; a.cx = &cx;
+        a.q = qkv; a.k = qkv + AC; a.v = qkv + AC + AKV * AD; a.ldq = a.ldk = AQW;
+        a.att_w = att; a.y = y; a.key_mask = c.km;
+        a.B = AB; a.Tq = a.Tk = AT; a.H = AH; a.KV = AKV; a.D = AD; a.cx = &cx;
         d1__attention_forward_task(&a, 0, 1);
         ref_attention(ref, c.qkv, c.km, AB, AT, AH, AKV, AD);
         CHECK(th_rel_err(y, ref, AB * AT * AC, 1e-12) < 1e-6, "forward (key mask %d)", masked);

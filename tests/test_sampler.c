@@ -1,0 +1,264 @@
+/* The sampler: LLaDA's schedule, token-exact agreement with the PyTorch
+   reference of generate.py (tools/ref_sampler.py), the prefix KV cache against
+   the full forward, same seed same sample, no mask left, the prompt kept,
+   and bad settings. */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+#include "refdata.h"
+
+#ifndef D1_TEST_DATA
+#define D1_TEST_DATA "tests/data"
+#endif
+
+static void test_transfer_schedule(void) {
+    int n, steps, s;
+    for (n = 0; n <= 40; n += 3)
+        for (steps = 1; steps <= 12; steps++) {
+            int sum = 0, prev = 1 << 30;
+            for (s = 0; s < steps; s++) {
+                int k = d1_sampler_transfer_count(n, steps, s);
+                CHECK(k == n / steps || k == n / steps + 1, "n %d steps %d step %d: %d", n, steps, s, k);
+                CHECK(k <= prev, "the extra tokens come first");
+                prev = k;
+                sum += k;
+            }
+            CHECK(sum == n, "n %d steps %d: %d revealed", n, steps, sum);
+        }
+    CHECK(d1_sampler_transfer_count(10, 4, 0) == 3 && d1_sampler_transfer_count(10, 4, 1) == 3 &&
+              d1_sampler_transfer_count(10, 4, 2) == 2 && d1_sampler_transfer_count(10, 4, 3) == 2,
+          "10 over 4 steps is 3 3 2 2");
+}
+
+/* the model of the reference dumps, with a longer context */
+static int ref_model(d1_model *m, const ref_file *rf, int max_seq_len) {
+    const int *ci = (const int *)ref_get(rf, "config")->data;
+    d1_config c;
+    int i, nt;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
+    c.ffn_dim = ci[5]; c.max_seq_len = max_seq_len; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
+    c.rope_theta = *(const float *)ref_get(rf, "rope_theta")->data;
+    c.norm_eps = *(const float *)ref_get(rf, "norm_eps")->data;
+    c.eos_id = 46; c.pad_id = 46;
+    if (d1_model_init(m, &c, 0) != D1_OK) return 0;
+    nt = d1_model_num_tensors(m);
+    for (i = 0; i < nt; i++) {
+        d1_tensor t;
+        const ref_record *r;
+        d1_model_tensor(m, i, &t);
+        r = ref_get(rf, t.name);
+        if (!r || r->n != t.size) return 0;
+        memcpy(m->param_memory + t.offset, r->data, t.size * sizeof(float));
+    }
+    return 1;
+}
+
+static void test_reference_generate(void) {
+    ref_file core, rs;
+    d1_model m;
+    const ref_record *pr;
+    int k, B, P, cases = 0;
+    if (!ref_load(&core, D1_TEST_DATA "/ref_core.bin") || !ref_load(&rs, D1_TEST_DATA "/ref_sampler.bin")) {
+        CHECK(0, "cannot read the reference dumps in %s", D1_TEST_DATA);
+        return;
+    }
+    CHECK(ref_model(&m, &core, *(const int *)ref_get(&rs, "max_seq_len")->data), "reference model");
+    m.config.eos_id = *(const int *)ref_get(&rs, "eos_id")->data;
+    pr = ref_get(&rs, "prompt");
+    B = pr->dims[0]; P = pr->dims[1];
+    for (k = 0;; k++) {
+        char name[64];
+        const ref_record *ip, *fp, *ro;
+        d1_sampler_desc d;
+        d1_sample_stats st;
+        d1_rng rng;
+        int *out, rc, T;
+        snprintf(name, sizeof name, "case%d.params", k);
+        if (!(ip = ref_get(&rs, name))) break;
+        snprintf(name, sizeof name, "case%d.fparams", k); fp = ref_get(&rs, name);
+        snprintf(name, sizeof name, "case%d.out", k); ro = ref_get(&rs, name);
+        memset(&d, 0, sizeof d);
+        d.gen_len = ((const int *)ip->data)[0]; d.block_len = ((const int *)ip->data)[1];
+        d.steps = ((const int *)ip->data)[2]; d.remasking = ((const int *)ip->data)[3];
+        d.suppress_eos = ((const int *)ip->data)[4];
+        d.threshold = ((const float *)fp->data)[0]; d.cfg_scale = ((const float *)fp->data)[1];
+        T = P + d.gen_len;
+        out = (int *)malloc(sizeof(int) * B * T);
+        d1_rng_seed(&rng, 1);
+        rc = d1_sampler_generate(&m, &d, (const int *)pr->data, B, P, NULL, &rng, out, &st);
+        CHECK(rc == D1_OK, "case %d: %s", k, d1_strerror(rc));
+        CHECK(ro->n == (size_t)B * T && memcmp(out, ro->data, ro->n * sizeof(int)) == 0,
+              "case %d (gen %d block %d steps %d remask %d thr %g cfg %g eos %d): tokens differ", k, d.gen_len,
+              d.block_len, d.steps, d.remasking, d.threshold, d.cfg_scale, d.suppress_eos);
+        CHECK(st.forward_passes == ((const int *)ip->data)[5], "case %d: %d passes, reference %d", k,
+              st.forward_passes, ((const int *)ip->data)[5]);
+        free(out);
+        cases++;
+    }
+    printf("  generate.py agreement: %d cases\n", cases);
+    CHECK(cases >= 8, "only %d cases", cases);
+    d1_model_free(&m);
+    ref_free(&core);
+    ref_free(&rs);
+}
+
+static d1_config tiny(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 20; c.dim = 32; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 48;
+    c.max_seq_len = 48; c.mask_id = 19; c.eos_id = 18; c.pad_id = 17;
+    return c;
+}
+
+/* The cached suffix pass right after a full pass (same canvas, fresh cache)
+   must give the full pass's logits for the suffix. */
+static void test_kv_cache_matches_full_forward(void) {
+    d1_config c = tiny();
+    d1_model m;
+    int B = 2, T = 24, start = 9, tok[48], b, i, v;
+    size_t kvn;
+    float *kv, *full;
+    double err = 0;
+    d1_rng r;
+    d1_model_init(&m, &c, 3);
+    d1_rng_seed(&r, 5);
+    for (i = 0; i < B * T; i++) tok[i] = (int)(d1_rng_u64(&r) % 20);
+    d1_model_forward(&m, tok, B, T, NULL);
+    full = (float *)malloc(sizeof(float) * B * T * c.vocab_size);
+    memcpy(full, m.logits, sizeof(float) * B * T * c.vocab_size);
+    kvn = (size_t)c.n_layers * B * T * 2 * 2 * 8;
+    kv = d1__alloc_floats(kvn);
+    d1__kv_cache_fill(&m, kv, (size_t)B * T);
+    d1__forward_cached(&m, tok, B, T, start, NULL, kv);
+    for (b = 0; b < B; b++)
+        for (i = start; i < T; i++)
+            for (v = 0; v < c.vocab_size; v++) {
+                double e = fabs(m.state->a.logits[((size_t)b * (T - start) + i - start) * c.vocab_size + v] -
+                                full[((size_t)b * T + i) * c.vocab_size + v]);
+                if (e > err) err = e;
+            }
+    CHECK(err < 1e-5, "suffix logits differ by %g", err);
+    d1__free(kv);
+    free(full);
+    d1_model_free(&m);
+}
+
+static void gen_once(d1_model *m, const d1_sampler_desc *d, uint64_t seed, int *out, d1_sample_stats *st) {
+    int prompt[2 * 5] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    d1_rng r;
+    d1_rng_seed(&r, seed);
+    CHECK(d1_sampler_generate(m, d, prompt, 2, 5, NULL, &r, out, st) == D1_OK, "generate");
+}
+
+static void test_properties(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc d;
+    d1_sample_stats st;
+    int a[2 * 37], b2[2 * 37], i, mode, cache;
+    d1_model_init(&m, &c, 9);
+    for (mode = 0; mode <= D1_REMASK_ENTROPY; mode++)
+        for (cache = 0; cache < 2; cache++) {
+            memset(&d, 0, sizeof d);
+            d.gen_len = 32; d.block_len = 8; d.steps = 16; d.temperature = 0.8f; d.remasking = mode;
+            d.kv_cache = cache;
+            gen_once(&m, &d, 42, a, &st);
+            gen_once(&m, &d, 42, b2, &st);
+            CHECK(!memcmp(a, b2, sizeof a), "mode %d cache %d: same seed, different sample", mode, cache);
+            for (i = 0; i < 2 * 37; i++) CHECK(a[i] != c.mask_id, "a mask left at %d", i);
+            for (i = 0; i < 5; i++) CHECK(a[i] == i + 1 && a[37 + i] == i + 6, "the prompt changed");
+            CHECK(st.steps == 16 && st.revealed == 64, "steps %d revealed %d", st.steps, st.revealed);
+            CHECK(st.forward_passes == 16, "passes %d", st.forward_passes);
+        }
+    /* threshold 1.0: one token per step, so gen_len steps */
+    memset(&d, 0, sizeof d);
+    d.gen_len = 16; d.block_len = 8; d.threshold = 1.0f;
+    gen_once(&m, &d, 1, a, &st);
+    CHECK(st.steps == 16, "threshold 1: %d steps", st.steps);
+    /* threshold tiny: the whole block at once */
+    d.threshold = 1e-9f;
+    gen_once(&m, &d, 1, a, &st);
+    CHECK(st.steps == 2, "threshold ~0: %d steps", st.steps);
+    /* EOS suppressed: none generated */
+    memset(&d, 0, sizeof d);
+    d.gen_len = 32; d.temperature = 2.0f; d.suppress_eos = 1;
+    gen_once(&m, &d, 3, a, &st);
+    for (i = 0; i < 2 * 37; i++) CHECK(a[i] != c.eos_id, "EOS at %d", i);
+    d1_model_free(&m);
+}
+
+static int events, last_masked;
+static void on_step(const d1_sample_event *ev, void *user) {
+    int i, n = 0;
+    (void)user;
+    for (i = 0; i < ev->B * ev->T; i++) n += ev->revealed[i];
+    if (n == 2 && ev->step == events) events++; /* 2 rows, one token each */
+    last_masked = ev->n_masked;
+}
+static void test_callback(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc d;
+    int out[2 * 13];
+    d1_model_init(&m, &c, 2);
+    memset(&d, 0, sizeof d);
+    d.gen_len = 8; d.callback = on_step;
+    events = 0;
+    gen_once(&m, &d, 1, out, NULL);
+    CHECK(events == 8 && last_masked == 0, "%d events, %d masks at the end", events, last_masked);
+    d1_model_free(&m);
+}
+
+static void test_bad_settings(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc d;
+    d1_rng r;
+    int prompt[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, out[2 * 60], lens[2] = {5, 6};
+    d1_model_init(&m, &c, 2);
+    d1_rng_seed(&r, 1);
+#define BAD(field_setup, code)                                                                       \
+    do {                                                                                             \
+        d1_rng before = r;                                                                           \
+        memset(&d, 0, sizeof d);                                                                     \
+        d.gen_len = 16; d.block_len = 8; d.steps = 8;                                                \
+        field_setup;                                                                                 \
+        CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL) == (code), #field_setup); \
+        CHECK(!memcmp(&before, &r, sizeof r), "rng moved: " #field_setup);                           \
+    } while (0)
+    BAD(d.block_len = 5, D1_ERR_ARG);      /* 16 % 5 */
+    BAD(d.steps = 3, D1_ERR_ARG);          /* 3 % 2 blocks */
+    BAD(d.gen_len = 0, D1_ERR_SHAPE);
+    BAD(d.gen_len = 48, D1_ERR_SHAPE);     /* 5 + 48 > max_seq_len */
+    BAD(d.temperature = -1, D1_ERR_ARG);
+    BAD(d.temperature = NAN, D1_ERR_ARG);
+    BAD(d.remasking = 9, D1_ERR_ARG);
+    BAD(d.threshold = 1.5f, D1_ERR_ARG);
+    BAD(d.cfg_scale = -1, D1_ERR_ARG);
+    BAD(prompt[3] = 19, D1_ERR_TOKEN);     /* the mask id in a prompt */
+    prompt[3] = 4;
+    BAD(prompt[3] = 20, D1_ERR_TOKEN);
+    prompt[3] = 4;
+#undef BAD
+    memset(&d, 0, sizeof d);
+    d.gen_len = 8;
+    CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL) == D1_ERR_SHAPE, "prompt_len > P");
+    CHECK(d1_sampler_generate(&m, &d, prompt, 0, 5, NULL, &r, out, NULL) == D1_ERR_SHAPE, "B = 0");
+    CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, NULL, out, NULL) == D1_ERR_ARG, "no rng");
+    CHECK(d1_sampler_generate(&m, NULL, prompt, 2, 5, NULL, &r, out, NULL) == D1_ERR_ARG, "no desc");
+    lens[0] = 3; lens[1] = 5; /* left padding is fine */
+    CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL) == D1_OK, "left-padded prompts");
+    CHECK(out[0] == c.pad_id && out[1] == c.pad_id && out[2] == 3, "padding then the prompt");
+    d1_model_free(&m);
+}
+
+int main(void) {
+    RUN(test_transfer_schedule);
+    RUN(test_reference_generate);
+    RUN(test_kv_cache_matches_full_forward);
+    RUN(test_properties);
+    RUN(test_callback);
+    RUN(test_bad_settings);
+    return th_summary();
+}
