@@ -311,6 +311,117 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
 /* LLaDA's schedule: how many tokens step s of a block with n masks reveals. */
 D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step);
 
+/* ---- masked SFT (d1 sec. 3.2; LLaDA's SFT) --------------------------------
+   tokens [B,T] = prompt ⊕ response, the response padded with EOS to T (the
+   padding is part of the answer, so the model learns to stop); row b's prompt
+   is its first prompt_lens[b] tokens and is never masked. With the forward
+   process on the response only (p_b per sequence, mask drawn from rng with
+   eps = 1e-3, or both given):
+       loss = 1/B sum_b [ sum_{i masked} CE(logits[b,i], x0[b,i]) / p_b ] / (T - prompt_lens[b])
+   the per-sequence mean of LLaDA's SFT guideline. (d1's trainer divides the
+   batch sum by the total answer tokens instead; the two agree at B = 1.)
+   Gradients accumulate into m->grads. */
+D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
+                       const uint8_t *mask, const float *p, d1_rng *rng, float *loss);
+
+/* ---- diffu-GRPO (d1 sec. 3.3, Algorithm 1; d1's trainer is the authority) ----
+   For each prompt q: G completions o_i from the sampler; rewards r_i from the
+   reward functions (weighted sum); advantages A_i = r_i - mean(r) (optionally
+   / (std(r) + 1e-4)). Per-token log-probs by the one-step estimator: ONE
+   forward pass over [q with each token masked at p_mask_prompt] ⊕ [o fully
+   masked], logp_k = log softmax(logits_k)[o_k]. A fresh prompt mask for each
+   of the mu inner updates, shared by the old, reference and current policy.
+   Per token, with rho = exp(logp - logp_old):
+       L_k = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta KL_k,
+       KL_k = exp(ref - logp) - (ref - logp) - 1                          (k3)
+   loss = sum over completion tokens up to and including the first EOS / their count. */
+#define D1_MAX_REWARDS 8
+/* A reward function: the prompt (without padding) and the completion up to
+   (not including) its first EOS. Returns a finite float. */
+typedef float (*d1_reward_fn)(const int *prompt, int prompt_len, const int *completion, int completion_len,
+                              void *user);
+typedef struct d1_reward {
+    const char  *name;   /* for logs                */
+    d1_reward_fn fn;
+    float        weight; /* r = sum_j weight_j r_j  */
+    void        *user;
+} d1_reward;
+
+enum {                      /* the objective */
+    D1_GRPO_CLIPPED = 0,    /* d1: the clipped surrogate above                                   */
+    D1_GRPO_WD1 = 1         /* wd1 (Tang et al. 2025): ratio-free weighted likelihood, per group
+                               omega_i = softmax(A)_i - softmax(-A)_i, L_k = -omega logp_k + beta KL_k */
+};
+enum {                      /* the log-prob estimator */
+    D1_LOGP_ONE_STEP = 0,   /* d1: prompt masked at p_mask_prompt, completion fully masked       */
+    D1_LOGP_COUPLED = 1,    /* DiffuCoder's coupled-GRPO: completion tokens masked at t ~ U(0.2,
+                               0.8) in one pass and the complement in a second; each token is
+                               scored in the pass that masks it (prompt kept)                    */
+    D1_LOGP_PARTIAL = 2     /* UniGRPO (MMaDA): completion masked at p ~ U(0,1), only the masked
+                               tokens scored (prompt kept)                                       */
+};
+
+typedef struct d1_grpo_desc {
+    int   group_size;       /* G >= 2 (d1: 6)                                      */
+    int   inner_steps;      /* mu >= 1 (d1: 8 Countdown/Sudoku, 12 GSM8K/MATH)     */
+    float p_mask_prompt;    /* d1: 0.15                                            */
+    float clip_eps;         /* eps (d1: 0.5)                                       */
+    float beta;             /* KL weight (d1: 0.04); 0 skips the reference model   */
+    int   scale_rewards;    /* 1: advantages / (group std + 1e-4)                  */
+    int   objective;        /* D1_GRPO_*                                           */
+    int   estimator;        /* D1_LOGP_*                                           */
+    d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
+                               block 32, steps gen_len / 2)                        */
+    const d1_reward *rewards;
+    int   n_rewards;        /* 1 .. D1_MAX_REWARDS                                 */
+} d1_grpo_desc;
+
+/* d1's settings for a completion length (rewards left for the caller). */
+D1_API d1_grpo_desc d1_grpo_default_desc(int gen_len);
+
+typedef struct d1_grpo_stats {
+    float  reward_mean, reward_std;            /* of the weighted reward            */
+    float  reward_fn_mean[D1_MAX_REWARDS], reward_fn_std[D1_MAX_REWARDS];
+    float  zero_std_frac;   /* share of groups whose rewards are all equal (no signal) */
+    float  loss, kl, clip_frac, grad_norm;     /* means over the mu updates        */
+    float  completion_len;  /* mean tokens up to and including the first EOS        */
+    int    forward_passes;  /* sampler + log-prob passes + updates                  */
+    double t_generate, t_logp, t_update;       /* wall seconds per phase            */
+} d1_grpo_stats;
+
+/* One diffu-GRPO iteration over n_prompts prompts [n_prompts, P] (optionally
+   left-padded, prompt_lens as in d1_sampler_generate): generate, score,
+   advantages, old/reference log-probs, then mu AdamW updates of `policy`.
+   `ref` is the frozen reference policy (required when beta > 0; same config).
+   A non-finite reward gives D1_ERR_NONFINITE before any update. */
+D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *desc,
+                        const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
+                        d1_grpo_stats *stats);
+
+/* The building blocks of d1_grpo_step, for tests and custom trainers.
+   A batch of rollouts: tokens [B,T] = prompt (P positions) ⊕ completion (Lc = T-P). */
+typedef struct d1_grpo_batch {
+    const int     *tokens;     /* [B, T]                                                  */
+    int            B, T, P;
+    const uint8_t *input_mask; /* [B, T] 1 = replaced by [MASK] in the model's input       */
+    const uint8_t *key_mask;   /* [B, T] or NULL (left padding)                            */
+    const uint8_t *score_mask; /* [B, Lc] completion tokens this pass puts into the loss    */
+    float          denom;      /* the loss divides by this (the tokens scored, all passes)  */
+    const float   *adv;        /* [B] advantages (or, for wd1, the weights omega)           */
+    const float   *old_logp;   /* [B, Lc] or NULL (= the current logp: rho = 1)             */
+    const float   *ref_logp;   /* [B, Lc] or NULL (only with beta = 0)                      */
+} d1_grpo_batch;
+/* logp [B, Lc] = log softmax(logits)[o] at every completion position, from one
+   forward pass over the masked input. */
+D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *batch, float *logp);
+/* The objective's loss over the scored tokens of one pass (sum / denom), its
+   gradient accumulated into m->grads; kl_sum and clipped (may be NULL)
+   receive the sums of KL_k and of the clipped indicator over scored tokens. */
+D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *batch, float clip_eps, float beta, int objective,
+                        float *loss, double *kl_sum, double *clipped);
+/* wd1's weights: omega_i = softmax(A)_i - softmax(-A)_i within each group of G. */
+D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
+
 #ifdef __cplusplus
 }
 #endif
@@ -327,6 +438,8 @@ D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step);
 #include <math.h>
 #include <string.h>
 #include <float.h>
+
+#include <time.h>
 
 #if defined(D1_MALLOC) != defined(D1_FREE)
 #error "define both D1_MALLOC and D1_FREE, or neither"
@@ -400,6 +513,19 @@ static void d1__free(void *p) {
     if (p) D1_FREE(((void **)p)[-1]);
 }
 static float *d1__alloc_floats(size_t n) { return (float *)d1__alloc(n * sizeof(float)); }
+
+/* Wall-clock seconds for the trainers' per-phase timings. POSIX's monotonic
+   clock when <time.h> offers it (compile with _POSIX_C_SOURCE >= 199309L or
+   gnu99); otherwise processor time, which counts every thread. */
+static double d1__now(void) {
+#if defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
 
 /* xoshiro256** (Blackman & Vigna); the state is seeded by splitmix64. */
 static uint64_t d1__splitmix64(uint64_t *x) {
@@ -1778,16 +1904,27 @@ D1_API int d1_noise_draw(d1_rng *rng, int B, int T, float eps, const uint8_t *ke
     return D1_OK;
 }
 
-/* Masked-diffusion loss (d1 eq. 1; LLaDA's pretraining estimator):
-     L(theta) = -E_{t, x0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x0^i | x_t) ]
-   estimated on the batch as
-     loss = 1/(B*T) sum_b sum_{i: mask[b,i]} CE(logits[b,i], x0[b,i]) / p_b      */
-D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask,
-                            const float *p, d1_rng *rng, float *loss) {
-    struct d1__state *s;
-    d1__acts *a;
+/* The shared core of the pretraining and SFT losses: x_t = x0 with the
+   masked positions (s->mask) replaced by [MASK]; one forward pass;
+       loss = sum_i wts[i] CE(logits_i, x0_i)
+   and its gradient into m->grads. A non-finite loss leaves the gradients alone. */
+static int d1__masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) {
+    struct d1__state *s = m->state;
+    d1__acts *a = &s->a;
+    size_t N = (size_t)B * T, i;
     double total;
-    size_t N, i;
+    for (i = 0; i < N; i++) s->noisy[i] = s->mask[i] ? m->config.mask_id : x0[i];
+    d1__forward(m, s->noisy, B, T, NULL);
+    total = d1__cross_entropy(a->dlogits, a->logits, x0, a->wts, (int)N, m->config.vocab_size);
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__backward(m, a->dlogits);
+    *loss = (float)total;
+    return D1_OK;
+}
+
+/* Checks shared by the losses, then room for the batch. Touches nothing else. */
+static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask, const float *p,
+                            const d1_rng *rng, const float *loss) {
     int rc, b;
     if (!loss || (!mask && !rng) || (!mask != !p)) return D1_ERR_ARG;
     if ((rc = d1__check_batch(m, tokens, B, T, NULL)) != D1_OK) return rc;
@@ -1795,27 +1932,61 @@ D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const 
         for (b = 0; b < B; b++)
             if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1_ERR_ARG;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
-    if ((rc = d1__ensure(m, B, T)) != D1_OK) return rc;
+    return d1__ensure(m, B, T);
+}
+
+/* Masked-diffusion pretraining loss (d1 eq. 1; LLaDA's pretraining estimator):
+     L(theta) = -E_{t, x0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x0^i | x_t) ]
+   estimated on the batch as
+     loss = 1/(B*T) sum_b sum_{i: mask[b,i]} CE(logits[b,i], x0[b,i]) / p_b      */
+D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask,
+                            const float *p, d1_rng *rng, float *loss) {
+    struct d1__state *s;
+    size_t N, i;
+    int rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss);
+    if (rc != D1_OK) return rc;
     s = m->state;
-    a = &s->a;
     N = (size_t)B * T;
     if (mask) {
         memcpy(s->mask, mask, N);
-        memcpy(a->p, p, (size_t)B * sizeof(float));
+        memcpy(s->a.p, p, (size_t)B * sizeof(float));
     } else {
-        d1_noise_draw(rng, B, T, 1e-3f, NULL, a->p, s->mask);
+        d1_noise_draw(rng, B, T, 1e-3f, NULL, s->a.p, s->mask);
     }
-    for (i = 0; i < N; i++) {
-        int masked = s->mask[i] != 0;
-        s->noisy[i] = masked ? m->config.mask_id : tokens[i];
-        a->wts[i] = masked ? 1.0f / (a->p[i / T] * (float)N) : 0.0f;
+    for (i = 0; i < N; i++) s->a.wts[i] = s->mask[i] ? 1.0f / (s->a.p[i / T] * (float)N) : 0.0f;
+    return d1__masked_ce(m, tokens, B, T, loss);
+}
+
+// >>sft -----------------------------------------------------------------------
+
+D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
+                       const uint8_t *mask, const float *p, d1_rng *rng, float *loss) {
+    struct d1__state *s;
+    int rc, b, i;
+    if (!prompt_lens) return D1_ERR_ARG;
+    if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
+    for (b = 0; b < B; b++)
+        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1_ERR_SHAPE; /* no answer to learn */
+    if (mask)
+        for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
+            for (i = 0; i < prompt_lens[b]; i++)
+                if (mask[(size_t)b * T + i]) return D1_ERR_ARG;
+    s = m->state;
+    if (mask) {
+        memcpy(s->mask, mask, (size_t)B * T);
+        memcpy(s->a.p, p, (size_t)B * sizeof(float));
+    } else {
+        uint8_t *keep = s->mask; /* the prompt positions; the draw overwrites them in place */
+        for (b = 0; b < B; b++)
+            for (i = 0; i < T; i++) keep[(size_t)b * T + i] = (uint8_t)(i < prompt_lens[b]);
+        d1_noise_draw(rng, B, T, 1e-3f, keep, s->a.p, s->mask);
     }
-    d1__forward(m, s->noisy, B, T, NULL);
-    total = d1__cross_entropy(a->dlogits, a->logits, tokens, a->wts, (int)N, m->config.vocab_size);
-    if (!isfinite(total)) return D1_ERR_NONFINITE; /* gradients untouched */
-    d1__backward(m, a->dlogits);
-    *loss = (float)total;
-    return D1_OK;
+    for (b = 0; b < B; b++)
+        for (i = 0; i < T; i++) {
+            size_t k = (size_t)b * T + i;
+            s->a.wts[k] = s->mask[k] ? 1.0f / (s->a.p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
+        }
+    return d1__masked_ce(m, tokens, B, T, loss);
 }
 
 // >>optimizer -----------------------------------------------------------------
@@ -2175,6 +2346,348 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     d1__free(scratch);
     if (stats) *stats = st;
     return D1_OK;
+}
+
+// >>grpo ----------------------------------------------------------------------
+
+D1_API d1_grpo_desc d1_grpo_default_desc(int gen_len) {
+    d1_grpo_desc d;
+    memset(&d, 0, sizeof d);
+    d.group_size = 6;
+    d.inner_steps = 8;
+    d.p_mask_prompt = 0.15f;
+    d.clip_eps = 0.5f;
+    d.beta = 0.04f;
+    d.sampler.gen_len = gen_len;
+    d.sampler.block_len = gen_len % 32 == 0 ? 32 : gen_len;
+    d.sampler.steps = gen_len / 2 > 0 && (gen_len / 2) % (gen_len / d.sampler.block_len) == 0 ? gen_len / 2 : gen_len;
+    d.sampler.temperature = 0.9f;
+    d.sampler.remasking = D1_REMASK_LOW_CONFIDENCE;
+    return d;
+}
+
+D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega) {
+    int g, i;
+    for (g = 0; g + G <= n; g += G) {
+        double mx = -HUGE_VAL, mn = HUGE_VAL, sp = 0.0, sm = 0.0;
+        for (i = g; i < g + G; i++) {
+            if (adv[i] > mx) mx = adv[i];
+            if (adv[i] < mn) mn = adv[i];
+        }
+        for (i = g; i < g + G; i++) {
+            sp += exp((double)adv[i] - mx);
+            sm += exp((double)mn - adv[i]);
+        }
+        for (i = g; i < g + G; i++)
+            omega[i] = (float)(exp((double)adv[i] - mx) / sp - exp((double)mn - adv[i]) / sm);
+    }
+}
+
+static int d1__grpo_batch_check(const d1_model *m, const d1_grpo_batch *b) {
+    int rc;
+    if (!b || !b->input_mask) return D1_ERR_ARG;
+    if ((rc = d1__check_batch(m, b->tokens, b->B, b->T, b->key_mask)) != D1_OK) return rc;
+    if (b->P < 0 || b->P >= b->T) return D1_ERR_SHAPE;
+    return D1_OK;
+}
+
+/* One forward pass over the masked input: x_t = tokens with input_mask set to [MASK]. */
+static void d1__grpo_forward(d1_model *m, const d1_grpo_batch *b) {
+    struct d1__state *s = m->state;
+    size_t N = (size_t)b->B * b->T, i;
+    for (i = 0; i < N; i++) s->noisy[i] = b->input_mask[i] ? m->config.mask_id : b->tokens[i];
+    d1__forward(m, s->noisy, b->B, b->T, b->key_mask);
+}
+
+/* logp of row (b, k) of the completion, and (when p is not NULL) the softmax
+   of its logits written into p [V]. */
+static double d1__token_logp(const float *l, int V, int target, float *p) {
+    float mx = d1__max(l, V), sum = p ? d1__vexp(p, l, V, 1.0f, mx) : 0.0f;
+    int v;
+    if (!p) {
+        double s = 0.0;
+        for (v = 0; v < V; v++) s += exp((double)l[v] - mx);
+        return (double)l[target] - mx - log(s);
+    }
+    for (v = 0; v < V; v++) p[v] /= sum;
+    return (double)l[target] - mx - log((double)sum);
+}
+
+D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
+    int rc, r, k, Lc, V;
+    if (!logp) return D1_ERR_ARG;
+    if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
+    if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
+    d1__grpo_forward(m, b);
+    Lc = b->T - b->P;
+    V = m->config.vocab_size;
+    for (r = 0; r < b->B; r++)
+        for (k = 0; k < Lc; k++) {
+            size_t row = (size_t)r * b->T + b->P + k;
+            logp[(size_t)r * Lc + k] = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], NULL);
+        }
+    return D1_OK;
+}
+
+/* Per scored completion token, from logp (and old, ref, A):
+     clipped (d1):  L = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta KL,  rho = exp(logp - old)
+                    dL/dlogp = -rho A [unclipped branch selected] + beta (1 - exp(ref - logp))
+     wd1:           L = -omega logp + beta KL,   dL/dlogp = -omega + beta (1 - exp(ref - logp))
+   then dlogits = dL/dlogp (onehot(o) - softmax(logits)) / denom, and one backward pass. */
+D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
+                        float *loss, double *kl_sum, double *clipped) {
+    d1__acts *a;
+    double total = 0.0, kls = 0.0, clips = 0.0;
+    int rc, r, k, Lc, V;
+    size_t i;
+    if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
+        !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1))
+        return D1_ERR_ARG;
+    if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
+    if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
+    d1__grpo_forward(m, b);
+    a = &m->state->a;
+    Lc = b->T - b->P;
+    V = m->config.vocab_size;
+    memset(a->dlogits, 0, (size_t)b->B * b->T * V * sizeof(float));
+    for (r = 0; r < b->B; r++)
+        for (k = 0; k < Lc; k++) {
+            size_t row = (size_t)r * b->T + b->P + k, t = (size_t)r * Lc + k;
+            float *d = a->dlogits + row * V;
+            double logp, old, A = b->adv[r], L, g, kl = 0.0, dkl = 0.0;
+            if (!b->score_mask[t]) continue;
+            logp = d1__token_logp(m->logits + row * V, V, b->tokens[row], d); /* d = softmax */
+            if (beta != 0.0f) {
+                double diff = (double)b->ref_logp[t] - logp;
+                kl = exp(diff) - diff - 1.0;
+                dkl = 1.0 - exp(diff);
+            }
+            if (objective == D1_GRPO_WD1) {
+                L = -A * logp;
+                g = -A;
+            } else {
+                double rho, l1, l2;
+                old = b->old_logp ? (double)b->old_logp[t] : logp;
+                rho = exp(logp - old);
+                l1 = rho * A;
+                l2 = D1__MIN(D1__MAX(rho, 1.0 - clip_eps), 1.0 + clip_eps) * A;
+                L = -D1__MIN(l1, l2);
+                g = l1 <= l2 ? -rho * A : 0.0; /* the clipped branch is constant in theta */
+                clips += l1 > l2;
+            }
+            L += beta * kl;
+            g += beta * dkl;
+            total += L;
+            kls += kl;
+            g /= b->denom;
+            for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]); /* dL/dl = g (onehot - p) */
+            d[b->tokens[row]] += (float)g;
+        }
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__backward(m, a->dlogits);
+    *loss = (float)(total / b->denom);
+    if (kl_sum) *kl_sum += kls;
+    if (clipped) *clipped += clips;
+    return D1_OK;
+}
+
+/* The masks of one inner iteration: input [R,T] and scored [2][R,Lc] (the
+   second pass only for the coupled estimator); returns the passes (1 or 2). */
+static int d1__grpo_masks(const d1_grpo_desc *d, int R, int T, int P, const int *prompt_lens,
+                          const uint8_t *cm, d1_rng *rng, uint8_t *input, uint8_t *score) {
+    int Lc = T - P, r, i, G = d->group_size;
+    for (r = 0; r < R; r++) {
+        int pad = P - (prompt_lens ? prompt_lens[r / G] : P);
+        uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc, *sc2 = sc + (size_t)R * Lc;
+        const uint8_t *c = cm + (size_t)r * Lc;
+        float t = 0.0f;
+        for (i = 0; i < P; i++) /* d1: the prompt at p_mask_prompt (one draw per position, always) */
+            in[i] = (uint8_t)(d1_rng_uniform(rng) < d->p_mask_prompt && i >= pad &&
+                              d->estimator == D1_LOGP_ONE_STEP);
+        if (d->estimator == D1_LOGP_COUPLED) t = 0.2f + 0.6f * d1_rng_uniform(rng);
+        if (d->estimator == D1_LOGP_PARTIAL) t = d1_rng_uniform(rng);
+        for (i = 0; i < Lc; i++) {
+            int masked = d->estimator == D1_LOGP_ONE_STEP || d1_rng_uniform(rng) < t;
+            in[P + i] = (uint8_t)masked;
+            sc[i] = (uint8_t)(c[i] && masked);
+            if (d->estimator == D1_LOGP_COUPLED) sc2[i] = (uint8_t)(c[i] && !masked);
+        }
+    }
+    return d->estimator == D1_LOGP_COUPLED ? 2 : 1;
+}
+
+/* The coupled estimator's second input: the complement of the completion mask. */
+static void d1__grpo_complement(uint8_t *dst, const uint8_t *src, int R, int T, int P) {
+    int r, i;
+    for (r = 0; r < R; r++)
+        for (i = 0; i < T; i++) dst[(size_t)r * T + i] = i < P ? src[(size_t)r * T + i] : !src[(size_t)r * T + i];
+}
+
+static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
+    int j;
+    if (!policy || !policy->state || !opt || !d) return D1_ERR_ARG;
+    if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
+    if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
+        !(d->beta >= 0.0f) || !isfinite(d->beta) || (d->objective != D1_GRPO_CLIPPED && d->objective != D1_GRPO_WD1) ||
+        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_PARTIAL)
+        return D1_ERR_ARG;
+    if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
+    for (j = 0; j < d->n_rewards; j++)
+        if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1_ERR_ARG;
+    if (d->beta > 0.0f && (!ref || !ref->param_memory || memcmp(&ref->config, &policy->config, sizeof ref->config)))
+        return D1_ERR_ARG;
+    return D1_OK;
+}
+
+D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *d,
+                        const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
+                        d1_grpo_stats *stats) {
+    d1_grpo_stats st;
+    d1_grpo_batch gb;
+    int G, R, T, Lc, mu, rc, r, i, j, it, pass, passes = 1;
+    size_t RT, RL;
+    int *rp = NULL, *rl = NULL, *canvas;
+    float *rew, *adv, *old_lp, *ref_lp, *tmp_lp;
+    uint8_t *cm, *in, *sc;
+    double t0, kl = 0.0, clip = 0.0, scored_total = 0.0;
+    void *scratch;
+    d1_sample_stats ss;
+    if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
+    if (n_prompts <= 0) return D1_ERR_SHAPE;
+    G = d->group_size; R = n_prompts * G; mu = d->inner_steps;
+    Lc = d->sampler.gen_len; T = P + Lc;
+    RT = (size_t)R * T; RL = (size_t)R * Lc;
+    /* one allocation: repeated prompts [R,P] and lengths [R], the canvas [R,T],
+       rewards [R, n_rewards+1], advantages [R], logps old/ref [mu][R,Lc] and one more [R,Lc],
+       completion mask [R,Lc], input masks [mu][2][R,T], scored masks [mu][2][R,Lc] */
+    scratch = d1__alloc(sizeof(float) * ((size_t)R * (d->n_rewards + 2) + (2 * (size_t)mu + 1) * RL) +
+                        sizeof(int) * ((size_t)R * P + (size_t)R + RT) + RL + (size_t)mu * 2 * (RT + RL));
+    if (!scratch) return D1_ERR_NOMEM;
+    rew = (float *)scratch; adv = rew + (size_t)R * (d->n_rewards + 1);
+    old_lp = adv + R; ref_lp = old_lp + (size_t)mu * RL;
+    tmp_lp = ref_lp + (size_t)mu * RL;
+    rp = (int *)(tmp_lp + RL); rl = rp + (size_t)R * P; canvas = rl + R;
+    cm = (uint8_t *)(canvas + RT); in = cm + RL; sc = in + (size_t)mu * 2 * RT;
+    memset(&st, 0, sizeof st);
+
+    /* a. G completions per prompt, in one batch */
+    for (r = 0; r < R; r++) {
+        if (P > 0 && prompts) memcpy(rp + (size_t)r * P, prompts + (size_t)(r / G) * P, (size_t)P * sizeof(int));
+        rl[r] = prompt_lens ? prompt_lens[r / G] : P;
+    }
+    t0 = d1__now();
+    rc = d1_sampler_generate(policy, &d->sampler, rp, R, P, rl, rng, canvas, &ss);
+    st.t_generate = d1__now() - t0;
+    if (rc != D1_OK) goto done;
+    st.forward_passes += ss.forward_passes;
+
+    /* b. rewards; d. completion mask up to and including the first EOS */
+    for (r = 0; r < R; r++) {
+        const int *o = canvas + (size_t)r * T + P;
+        int len = Lc, eos_at = Lc;
+        for (i = 0; i < Lc; i++)
+            if (o[i] == policy->config.eos_id) { eos_at = i; break; }
+        for (i = 0; i < Lc; i++) cm[(size_t)r * Lc + i] = (uint8_t)(i <= eos_at);
+        len = eos_at;
+        st.completion_len += (float)D1__MIN(eos_at + 1, Lc) / (float)R;
+        rew[(size_t)r * (d->n_rewards + 1)] = 0.0f;
+        for (j = 0; j < d->n_rewards; j++) {
+            float v = d->rewards[j].fn(canvas + (size_t)r * T + P - rl[r], rl[r], o, len, d->rewards[j].user);
+            if (!isfinite(v)) { rc = D1_ERR_NONFINITE; goto done; }
+            rew[(size_t)r * (d->n_rewards + 1) + 1 + j] = v;
+            rew[(size_t)r * (d->n_rewards + 1)] += d->rewards[j].weight * v;
+        }
+    }
+    /* c. group advantages: A = r - mean (/ (std + 1e-4) when scaled; std unbiased) */
+    for (j = 0; j <= d->n_rewards; j++) {
+        double s1 = 0.0, s2 = 0.0;
+        for (r = 0; r < R; r++) s1 += rew[(size_t)r * (d->n_rewards + 1) + j];
+        for (r = 0; r < R; r++) {
+            double e = rew[(size_t)r * (d->n_rewards + 1) + j] - s1 / R;
+            s2 += e * e;
+        }
+        if (j == 0) { st.reward_mean = (float)(s1 / R); st.reward_std = (float)sqrt(s2 / (R > 1 ? R - 1 : 1)); }
+        else { st.reward_fn_mean[j - 1] = (float)(s1 / R); st.reward_fn_std[j - 1] = (float)sqrt(s2 / (R > 1 ? R - 1 : 1)); }
+    }
+    for (r = 0; r < R; r += G) {
+        double mean = 0.0, var = 0.0;
+        int all_equal = 1;
+        for (i = r; i < r + G; i++) {
+            mean += rew[(size_t)i * (d->n_rewards + 1)] / G;
+            all_equal &= rew[(size_t)i * (d->n_rewards + 1)] == rew[(size_t)r * (d->n_rewards + 1)];
+        }
+        for (i = r; i < r + G; i++) {
+            double e = rew[(size_t)i * (d->n_rewards + 1)] - mean;
+            var += e * e / (G - 1);
+        }
+        for (i = r; i < r + G; i++) {
+            double A = rew[(size_t)i * (d->n_rewards + 1)] - mean;
+            adv[i] = (float)(d->scale_rewards ? A / (sqrt(var) + 1e-4) : A);
+        }
+        st.zero_std_frac += (float)all_equal / (float)n_prompts;
+    }
+    if (d->objective == D1_GRPO_WD1) d1_wd1_weights(adv, R, G, adv);
+
+    /* e. mu masks; old log-probs (mu > 1) and reference log-probs (beta > 0), no grad */
+    t0 = d1__now();
+    for (it = 0; it < mu; it++) {
+        uint8_t *ini = in + (size_t)it * 2 * RT;
+        passes = d1__grpo_masks(d, R, T, P, rl, cm, rng, ini, sc + (size_t)it * 2 * RL);
+        if (passes == 2) d1__grpo_complement(ini + RT, ini, R, T, P);
+    }
+    memset(&gb, 0, sizeof gb);
+    gb.tokens = canvas; gb.B = R; gb.T = T; gb.P = P; gb.key_mask = NULL;
+    for (it = 0; it < mu; it++)
+        for (j = 0; j < 2; j++) { /* j = 0: the old policy (= policy now), j = 1: the reference */
+            float *dst = (j == 0 ? old_lp : ref_lp) + (size_t)it * RL;
+            if ((j == 0 && mu == 1) || (j == 1 && d->beta == 0.0f)) continue;
+            for (pass = 0; pass < passes; pass++) { /* a token's logp comes from the pass that scores it */
+                const uint8_t *sci = sc + ((size_t)it * 2 + pass) * RL;
+                size_t t;
+                gb.input_mask = in + ((size_t)it * 2 + pass) * RT;
+                if ((rc = d1_grpo_logprobs(j == 0 ? policy : ref, &gb, tmp_lp)) != D1_OK) goto done;
+                for (t = 0; t < RL; t++)
+                    if (pass == 0 || sci[t]) dst[t] = tmp_lp[t];
+                st.forward_passes++;
+            }
+        }
+    st.t_logp = d1__now() - t0;
+
+    /* f. mu gradient updates; update `it` uses mask `it`, as the old and reference log-probs did */
+    t0 = d1__now();
+    for (it = 0; it < mu; it++) {
+        float loss_it = 0.0f, gn = 0.0f;
+        double scored = 0.0;
+        size_t t;
+        for (pass = 0; pass < passes; pass++)
+            for (t = 0; t < RL; t++) scored += sc[((size_t)it * 2 + pass) * RL + t];
+        if ((rc = d1_model_zero_grad(policy)) != D1_OK) goto done;
+        for (pass = 0; pass < passes && scored > 0.0; pass++) {
+            float l = 0.0f;
+            gb.input_mask = in + ((size_t)it * 2 + pass) * RT;
+            gb.score_mask = sc + ((size_t)it * 2 + pass) * RL;
+            gb.denom = (float)scored;
+            gb.adv = adv;
+            gb.old_logp = mu > 1 ? old_lp + (size_t)it * RL : NULL;
+            gb.ref_logp = d->beta > 0.0f ? ref_lp + (size_t)it * RL : NULL;
+            if ((rc = d1_grpo_loss(policy, &gb, d->clip_eps, d->beta, d->objective, &l, &kl, &clip)) != D1_OK)
+                goto done;
+            loss_it += l;
+            st.forward_passes++;
+        }
+        if ((rc = d1_adamw_step(opt, policy, &gn)) != D1_OK) goto done;
+        st.loss += loss_it / mu;
+        st.grad_norm += gn / mu;
+        scored_total += scored;
+    }
+    st.t_update = d1__now() - t0;
+    st.kl = (float)(kl / D1__MAX(scored_total, 1.0));
+    st.clip_frac = (float)(clip / D1__MAX(scored_total, 1.0));
+done:
+    d1__free(scratch);
+    if (stats && rc == D1_OK) *stats = st;
+    return rc;
 }
 
 #endif /* D1__IMPLEMENTED */
