@@ -10,7 +10,8 @@ LDLIBS ?= -lm -lpthread
 BUILD  ?= build
 PYTHON ?= /usr/bin/python3
 
-TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler
+TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
+           $(BUILD)/test_recipe
 EXAMPLES = $(BUILD)/hello
 
 .PHONY: all build-tests test demo bench bench-compare clean

@@ -2399,16 +2399,12 @@ static void d1__grpo_forward(d1_model *m, const d1_grpo_batch *b) {
     d1__forward(m, s->noisy, b->B, b->T, b->key_mask);
 }
 
-/* logp of row (b, k) of the completion, and (when p is not NULL) the softmax
-   of its logits written into p [V]. */
+/* log softmax(l)[target] for one row of logits [V]; p [V] receives the
+   softmax. The one routine for every log-prob, so that the old, reference and
+   current log-probs of identical inputs agree to the bit. */
 static double d1__token_logp(const float *l, int V, int target, float *p) {
-    float mx = d1__max(l, V), sum = p ? d1__vexp(p, l, V, 1.0f, mx) : 0.0f;
+    float mx = d1__max(l, V), sum = d1__vexp(p, l, V, 1.0f, mx);
     int v;
-    if (!p) {
-        double s = 0.0;
-        for (v = 0; v < V; v++) s += exp((double)l[v] - mx);
-        return (double)l[target] - mx - log(s);
-    }
     for (v = 0; v < V; v++) p[v] /= sum;
     return (double)l[target] - mx - log((double)sum);
 }
@@ -2424,7 +2420,7 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
     for (r = 0; r < b->B; r++)
         for (k = 0; k < Lc; k++) {
             size_t row = (size_t)r * b->T + b->P + k;
-            logp[(size_t)r * Lc + k] = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], NULL);
+            logp[(size_t)r * Lc + k] = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], m->state->a.dlogits);
         }
     return D1_OK;
 }

@@ -1,0 +1,371 @@
+/* The d1 recipe: masked SFT and diffu-GRPO against the PyTorch reference dump
+   (tools/ref_recipe_dump.py), the invariants of the GRPO loss, learning on a
+   bandit task (diffu-GRPO and wd1, 3 seeds each), and bad input. */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+#include "refdata.h"
+
+#ifndef D1_TEST_DATA
+#define D1_TEST_DATA "tests/data"
+#endif
+
+static double rel_err_f(const float *a, const float *b, size_t n) {
+    double e = 0, s = 1e-12;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d;
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return e / s;
+}
+
+static ref_file core, rec;
+
+static int load_model(d1_model *m) {
+    const int *ci = (const int *)ref_get(&core, "config")->data;
+    d1_config c;
+    int i, nt;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
+    c.ffn_dim = ci[5]; c.max_seq_len = ci[6]; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
+    c.rope_theta = *(const float *)ref_get(&core, "rope_theta")->data;
+    c.norm_eps = *(const float *)ref_get(&core, "norm_eps")->data;
+    c.eos_id = 46; c.pad_id = 46;
+    if (d1_model_init(m, &c, 0) != D1_OK) return 0;
+    nt = d1_model_num_tensors(m);
+    for (i = 0; i < nt; i++) {
+        d1_tensor t;
+        const ref_record *r;
+        d1_model_tensor(m, i, &t);
+        r = ref_get(&core, t.name);
+        if (!r || r->n != t.size) return 0;
+        memcpy(m->param_memory + t.offset, r->data, t.size * sizeof(float));
+    }
+    return d1_model_zero_grad(m) == D1_OK;
+}
+
+/* every gradient against "<prefix>.grad.<name>" */
+static double check_grads(const d1_model *m, const char *prefix) {
+    int i, nt = d1_model_num_tensors(m);
+    double worst = 0;
+    for (i = 0; i < nt; i++) {
+        d1_tensor t;
+        char name[128];
+        const ref_record *r;
+        double e;
+        d1_model_tensor(m, i, &t);
+        snprintf(name, sizeof name, "%s.grad.%s", prefix, t.name);
+        r = ref_get(&rec, name);
+        CHECK(r && r->n == t.size, "%s present", name);
+        if (!r) continue;
+        e = rel_err_f(m->grad_memory + t.offset, (const float *)r->data, t.size);
+        CHECK(e <= 1e-3, "%s rel err %.3g", name, e);
+        if (e > worst) worst = e;
+    }
+    return worst;
+}
+
+static void test_reference_sft(void) {
+    d1_model m;
+    const ref_record *tk = ref_get(&rec, "sft.tokens");
+    int B = tk->dims[0], T = tk->dims[1], i, rc;
+    uint8_t mask[64];
+    float loss, ref_loss = *(const float *)ref_get(&rec, "sft.loss")->data;
+    double worst;
+    CHECK(load_model(&m), "model");
+    for (i = 0; i < B * T; i++) mask[i] = (uint8_t)((const int *)ref_get(&rec, "sft.mask")->data)[i];
+    rc = d1_sft_loss(&m, (const int *)tk->data, B, T, (const int *)ref_get(&rec, "sft.prompt_lens")->data, mask,
+                     (const float *)ref_get(&rec, "sft.p")->data, NULL, &loss);
+    CHECK(rc == D1_OK, "%s", d1_strerror(rc));
+    CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "SFT loss %.7f vs %.7f", loss, ref_loss);
+    worst = check_grads(&m, "sft");
+    printf("  SFT: loss %.7f vs %.7f, worst gradient rel err %.2g\n", loss, ref_loss, worst);
+    d1_model_free(&m);
+}
+
+typedef struct grpo_case {
+    d1_grpo_batch b;
+    uint8_t input[64], score[64];
+    float adv[4];
+} grpo_case;
+
+static void grpo_case_load(grpo_case *g) {
+    const ref_record *tk = ref_get(&rec, "grpo.tokens");
+    const int *pm = (const int *)ref_get(&rec, "grpo.prompt_mask")->data;
+    const int *cm = (const int *)ref_get(&rec, "grpo.completion_mask")->data;
+    int B = tk->dims[0], T = tk->dims[1], P = *(const int *)ref_get(&rec, "grpo.P")->data, r, i;
+    memset(g, 0, sizeof *g);
+    for (r = 0; r < B; r++)
+        for (i = 0; i < T; i++) g->input[r * T + i] = (uint8_t)(i < P ? pm[r * P + i] : 1);
+    for (i = 0; i < B * (T - P); i++) {
+        g->score[i] = (uint8_t)cm[i];
+        g->b.denom += (float)cm[i];
+    }
+    memcpy(g->adv, ref_get(&rec, "grpo.adv")->data, sizeof g->adv);
+    g->b.tokens = (const int *)tk->data; g->b.B = B; g->b.T = T; g->b.P = P;
+    g->b.input_mask = g->input; g->b.score_mask = g->score; g->b.adv = g->adv;
+    g->b.old_logp = (const float *)ref_get(&rec, "grpo.old")->data;
+    g->b.ref_logp = (const float *)ref_get(&rec, "grpo.ref")->data;
+}
+
+static void test_reference_grpo(void) {
+    d1_model m;
+    grpo_case g;
+    const float *eb = (const float *)ref_get(&rec, "grpo.eps_beta")->data;
+    float logp[64], loss, ref_loss = *(const float *)ref_get(&rec, "grpo.loss")->data;
+    double kl = 0, clip = 0, e, worst;
+    const ref_record *lr = ref_get(&rec, "grpo.logp");
+    CHECK(load_model(&m), "model");
+    grpo_case_load(&g);
+    CHECK(d1_grpo_logprobs(&m, &g.b, logp) == D1_OK, "logprobs");
+    e = rel_err_f(logp, (const float *)lr->data, lr->n);
+    CHECK(e <= 1e-4, "per-token log-probs rel err %.3g", e);
+    CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "loss");
+    CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "GRPO loss %.7f vs %.7f", loss, ref_loss);
+    CHECK(fabs(clip / g.b.denom - *(const float *)ref_get(&rec, "grpo.clip_frac")->data) < 1e-6, "clip fraction %g",
+          clip / g.b.denom);
+    CHECK(fabs(kl / g.b.denom - *(const float *)ref_get(&rec, "grpo.kl")->data) < 1e-5, "KL %g", kl / g.b.denom);
+    worst = check_grads(&m, "grpo");
+    printf("  diffu-GRPO: logp rel err %.2g, loss %.7f vs %.7f, clip %.4f, worst gradient rel err %.2g\n", e, loss,
+           ref_loss, clip / g.b.denom, worst);
+    d1_model_free(&m);
+}
+
+static void test_reference_wd1(void) {
+    d1_model m;
+    grpo_case g;
+    float omega[4], loss, ref_loss = *(const float *)ref_get(&rec, "wd1.loss")->data;
+    double worst;
+    CHECK(load_model(&m), "model");
+    grpo_case_load(&g);
+    d1_wd1_weights(g.adv, 4, 2, omega);
+    CHECK(fabsf(omega[0] - 0.6044f) < 1e-4f && fabsf(omega[2] - 0.2449f) < 1e-4f, "omega %g %g", omega[0], omega[2]);
+    g.b.adv = omega;
+    CHECK(d1_grpo_loss(&m, &g.b, 0.2f, 0.04f, D1_GRPO_WD1, &loss, NULL, NULL) == D1_OK, "loss");
+    CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "wd1 loss %.7f vs %.7f", loss, ref_loss);
+    worst = check_grads(&m, "wd1");
+    printf("  wd1: loss %.7f vs %.7f, worst gradient rel err %.2g\n", loss, ref_loss, worst);
+    d1_model_free(&m);
+}
+
+static int all_zero(const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (x[i] != 0.0f) return 0;
+    return 1;
+}
+
+static void test_invariants(void) {
+    d1_model m;
+    grpo_case g;
+    float logp[64], loss, old[64];
+    double kl = 0, clip = 0, expect = 0;
+    int i, Lc;
+    CHECK(load_model(&m), "model");
+    grpo_case_load(&g);
+    Lc = g.b.T - g.b.P;
+    d1_grpo_logprobs(&m, &g.b, logp);
+    /* policy = reference, A = 0: loss, KL and every gradient exactly 0 */
+    memset(g.adv, 0, sizeof g.adv);
+    g.b.ref_logp = logp; g.b.old_logp = logp;
+    CHECK(d1_grpo_loss(&m, &g.b, 0.2f, 0.04f, D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "loss");
+    CHECK(loss == 0.0f && kl == 0.0, "loss %g kl %g", loss, kl);
+    CHECK(all_zero(m.grad_memory, m.num_params), "KL gradient at policy = reference is not 0");
+    /* the first of the mu updates: old = current, so rho = 1, nothing clipped, loss = -mean(A) */
+    memcpy(g.adv, ref_get(&rec, "grpo.adv")->data, sizeof g.adv);
+    clip = 0;
+    CHECK(d1_grpo_loss(&m, &g.b, 0.2f, 0.0f, D1_GRPO_CLIPPED, &loss, NULL, &clip) == D1_OK, "loss");
+    for (i = 0; i < g.b.B * Lc; i++) expect -= g.score[i] * g.adv[i / Lc];
+    CHECK(clip == 0.0 && fabs(loss - expect / g.b.denom) < 1e-6, "rho = 1: loss %g vs %g, clipped %g", loss,
+          expect / g.b.denom, clip);
+    /* clipped tokens give no surrogate gradient: rho > 1+eps with A > 0 on every token */
+    d1_model_zero_grad(&m);
+    for (i = 0; i < g.b.B * Lc; i++) old[i] = logp[i] - 1.0f; /* rho = e */
+    for (i = 0; i < 4; i++) g.adv[i] = 1.0f;
+    g.b.old_logp = old;
+    clip = 0;
+    CHECK(d1_grpo_loss(&m, &g.b, 0.2f, 0.0f, D1_GRPO_CLIPPED, &loss, NULL, &clip) == D1_OK, "loss");
+    CHECK(clip == g.b.denom, "all %g tokens clipped: %g", g.b.denom, clip);
+    CHECK(all_zero(m.grad_memory, m.num_params), "a clipped token moved the gradient");
+    /* ... and with A < 0 and rho < 1-eps */
+    for (i = 0; i < g.b.B * Lc; i++) old[i] = logp[i] + 1.0f;
+    for (i = 0; i < 4; i++) g.adv[i] = -1.0f;
+    CHECK(d1_grpo_loss(&m, &g.b, 0.2f, 0.0f, D1_GRPO_CLIPPED, &loss, NULL, NULL) == D1_OK, "loss");
+    CHECK(all_zero(m.grad_memory, m.num_params), "a clipped token (A < 0) moved the gradient");
+    d1_model_free(&m);
+}
+
+/* ---- a bandit: reward 1 when the completion holds "3 3" somewhere ----------
+   (a pattern the one-step estimator can express: it scores each completion
+   token given the prompt alone, so it learns marginals, not adjacency) */
+static float pattern_reward(const int *prompt, int plen, const int *o, int n, void *user) {
+    int i;
+    (void)prompt; (void)plen; (void)user;
+    for (i = 0; i + 1 < n; i++)
+        if (o[i] == 3 && o[i + 1] == 3) return 1.0f;
+    return 0.0f;
+}
+static float nan_reward(const int *prompt, int plen, const int *o, int n, void *user) {
+    (void)prompt; (void)plen; (void)o; (void)n; (void)user;
+    return NAN;
+}
+static float zero_reward(const int *prompt, int plen, const int *o, int n, void *user) {
+    (void)prompt; (void)plen; (void)o; (void)n; (void)user;
+    return 0.5f;
+}
+
+static d1_config bandit_config(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 10; c.dim = 32; c.n_layers = 2; c.n_heads = 4; c.ffn_dim = 64; c.max_seq_len = 16;
+    c.mask_id = 9; c.eos_id = 8; c.pad_id = 8;
+    return c;
+}
+
+/* Runs diffu-GRPO on the bandit; returns the step at which the mean reward
+   of the last 3 iterations first exceeds 0.8, or -1. */
+static int bandit_run(uint64_t seed, int objective, float *first_reward, int max_steps) {
+    d1_config c = bandit_config();
+    d1_model m, ref;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc d = d1_grpo_default_desc(8);
+    d1_reward rw;
+    d1_grpo_stats st;
+    d1_rng rng;
+    int prompts[4 * 3] = {1, 2, 4, 1, 2, 4, 1, 2, 4, 1, 2, 4}, step, hit = -1;
+    float hist[3] = {0, 0, 0};
+    d1_model_init(&m, &c, seed);
+    /* a zero output head: the untrained policy samples uniformly (a random
+       transformer prefers a few tokens, so the task's start would vary) */
+    memset(m.params.head, 0, sizeof(float) * c.vocab_size * c.dim);
+    d1_model_init(&ref, &c, seed);
+    d1_model_copy_weights(&ref, &m);
+    od.lr = 3e-3f; od.weight_decay = 0.0f;
+    d1_adamw_init(&opt, &m, &od);
+    rw.name = "pattern"; rw.fn = pattern_reward; rw.weight = 1.0f; rw.user = NULL;
+    d.rewards = &rw; d.n_rewards = 1;
+    d.group_size = 6; d.inner_steps = 4; d.objective = objective;
+    d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 1.0f;
+    d1_rng_seed(&rng, seed * 7 + 1);
+    for (step = 0; step < max_steps; step++) {
+        if (d1_grpo_step(&m, &ref, &opt, &d, prompts, 4, 3, NULL, &rng, &st) != D1_OK) break;
+        if (step == 0) *first_reward = st.reward_mean;
+        hist[step % 3] = st.reward_mean;
+        if (step >= 2 && (hist[0] + hist[1] + hist[2]) / 3 > 0.8f) { hit = step + 1; break; }
+    }
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+    d1_model_free(&ref);
+    return hit;
+}
+
+static void test_bandit_learning(void) {
+    int obj, seed;
+    for (obj = 0; obj < 2; obj++)
+        for (seed = 1; seed <= 3; seed++) {
+            float first = 1;
+            int hit = bandit_run((uint64_t)seed, obj, &first, 30);
+            printf("  bandit %s seed %d: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n",
+                   obj ? "wd1" : "diffu-GRPO", seed, first, hit);
+            CHECK(first < 0.2f, "%s seed %d starts at %.2f", obj ? "wd1" : "diffu-GRPO", seed, first);
+            CHECK(hit > 0, "%s seed %d never reached 0.8 in 30 steps", obj ? "wd1" : "diffu-GRPO", seed);
+        }
+}
+
+static void test_bad_input(void) {
+    d1_config c = bandit_config();
+    d1_model m, ref;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc d = d1_grpo_default_desc(8);
+    d1_reward rw;
+    d1_rng rng;
+    int prompts[2 * 12] = {1, 2, 3}, lens[2] = {3, 3}, tok[2 * 16] = {0};
+    float *w0, loss;
+    d1_grpo_stats st;
+    d1_model_init(&m, &c, 1);
+    d1_model_init(&ref, &c, 1);
+    od.weight_decay = 0.0f;
+    d1_adamw_init(&opt, &m, &od);
+    d1_rng_seed(&rng, 1);
+    w0 = (float *)malloc(m.num_params * sizeof(float));
+    memcpy(w0, m.param_memory, m.num_params * sizeof(float));
+    rw.name = "nan"; rw.fn = nan_reward; rw.weight = 1.0f; rw.user = NULL;
+    d.rewards = &rw; d.n_rewards = 1; d.group_size = 2; d.inner_steps = 2;
+    d.sampler.block_len = 8; d.sampler.steps = 8;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_NONFINITE, "NaN reward");
+    CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)) && opt.step == 0, "NaN reward moved weights");
+    rw.fn = pattern_reward;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 12, NULL, &rng, &st) == D1_ERR_SHAPE, "12 + 8 > 16");
+    lens[1] = 13;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_ERR_SHAPE, "prompt_len > P");
+    d.group_size = 1;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "G = 1");
+    d.group_size = 2; d.inner_steps = 0;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "mu = 0");
+    d.inner_steps = 1;
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "beta > 0 without reference");
+    d.n_rewards = 0;
+    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "no reward");
+    d.n_rewards = 1;
+    CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)), "a refused call moved weights");
+    /* every advantage 0 and beta 0 (and no weight decay): no weight moves */
+    rw.fn = zero_reward; d.beta = 0.0f; d.inner_steps = 2;
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_OK, "constant reward");
+    CHECK(st.zero_std_frac == 1.0f, "all groups equal: %g", st.zero_std_frac);
+    CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)), "A = 0, beta = 0 moved the weights");
+    /* SFT: the prompt is never masked, an empty answer is refused */
+    {
+        uint8_t mask[2 * 16];
+        float p[2] = {0.5f, 0.5f};
+        int pl[2] = {4, 16};
+        memset(mask, 0, sizeof mask);
+        CHECK(d1_sft_loss(&m, tok, 2, 16, pl, NULL, NULL, &rng, &loss) == D1_ERR_SHAPE, "empty answer");
+        pl[1] = 4; mask[2] = 1;
+        CHECK(d1_sft_loss(&m, tok, 2, 16, pl, mask, p, NULL, &loss) == D1_ERR_ARG, "a masked prompt position");
+        CHECK(d1_sft_loss(&m, tok, 2, 16, NULL, NULL, NULL, &rng, &loss) == D1_ERR_ARG, "no prompt lengths");
+    }
+    free(w0);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+    d1_model_free(&ref);
+}
+
+static void test_sft_masks_answer_only(void) {
+    d1_rng r;
+    uint8_t keep[4 * 10], mask[4 * 10];
+    float p[4];
+    int b, i, masked_answer = 0;
+    d1_rng_seed(&r, 3);
+    for (b = 0; b < 4; b++)
+        for (i = 0; i < 10; i++) keep[b * 10 + i] = (uint8_t)(i < 3 + b);
+    for (i = 0; i < 200; i++) {
+        int k;
+        d1_noise_draw(&r, 4, 10, 1e-3f, keep, p, mask);
+        for (k = 0; k < 40; k++) {
+            CHECK(!(keep[k] && mask[k]), "a prompt position masked");
+            masked_answer += mask[k];
+        }
+    }
+    CHECK(masked_answer > 0, "no answer position ever masked");
+}
+
+int main(void) {
+    if (!ref_load(&core, D1_TEST_DATA "/ref_core.bin") || !ref_load(&rec, D1_TEST_DATA "/ref_recipe.bin")) {
+        printf("FAIL cannot read the reference dumps in %s\n0 passed, 1 failed\n", D1_TEST_DATA);
+        return 1;
+    }
+    RUN(test_reference_sft);
+    RUN(test_reference_grpo);
+    RUN(test_reference_wd1);
+    RUN(test_invariants);
+    RUN(test_sft_masks_answer_only);
+    RUN(test_bad_input);
+    RUN(test_bandit_learning);
+    ref_free(&core);
+    ref_free(&rec);
+    return th_summary();
+}
