@@ -2453,7 +2453,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
             float *d = a->dlogits + row * V;
             double logp, old, A = b->adv[r], L, g, kl = 0.0, dkl = 0.0;
             if (!b->score_mask[t]) continue;
-            logp = d1__token_logp(m->logits + row * V, V, b->tokens[row], d); /* d = softmax */
+            logp = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], d); /* d = softmax; float, as stored */
             if (beta != 0.0f) {
                 double diff = (double)b->ref_logp[t] - logp;
                 kl = exp(diff) - diff - 1.0;
