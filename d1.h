@@ -729,9 +729,15 @@ static D1__MAYBE_UNUSED void d1__gemm_ref(int M, int N, int K, const float *A, p
 #define D1__MR 4
 #define D1__NR 8
 #endif
-#define D1__KC 256
-#define D1__MC (D1__MR * (144 / D1__MR))
+#ifndef D1__KC /* cache blocking, tuned on Zen 4 with tools/bench.c: MC x KC of A in L2 */
+#define D1__KC 512
+#endif
+#ifndef D1__MC
+#define D1__MC (D1__MR * (240 / D1__MR))
+#endif
+#ifndef D1__NC
 #define D1__NC (D1__NR * (3072 / D1__NR))
+#endif
 #define D1__GEMM_WS ((size_t)D1__MC * D1__KC + (size_t)D1__KC * D1__NC)
 
 /* Micro-kernel: the tile c[MR,NR] (row stride ldc) (= or +=)
@@ -748,9 +754,13 @@ static D1__MAYBE_UNUSED void d1__ukernel_scalar(int kc, const float *a, const fl
 }
 
 #if defined(D1__AVX512)
-/* 12 x 32: 24 zmm accumulators, 2 for the B row, 1 broadcast of A. */
+/* 12 x 32: 24 zmm accumulators, 2 for the B row, 1 broadcast of A. Stores only
+   the first mr rows and nr columns (masked), so edge tiles need no copy. */
 #define D1__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc) {
+static void d1__ukernel_edge(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc,
+                               int mr, int nr) {
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
     int k;
 #define D1__DECL(i) __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();
     D1__ROWS(D1__DECL)
@@ -765,20 +775,23 @@ static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdif
         D1__ROWS(D1__STEP)
     }
 #define D1__SAVE(i)                                                                \
-    {                                                                              \
+    if (i < mr) {                                                                  \
         float *ci = c + i * ldc;                                                   \
         if (acc) {                                                                 \
-            c##i##a = _mm512_add_ps(c##i##a, _mm512_loadu_ps(ci));                 \
-            c##i##b = _mm512_add_ps(c##i##b, _mm512_loadu_ps(ci + 16));            \
+            c##i##a = _mm512_add_ps(c##i##a, _mm512_maskz_loadu_ps(m0, ci));       \
+            c##i##b = _mm512_add_ps(c##i##b, _mm512_maskz_loadu_ps(m1, ci + 16));  \
         }                                                                          \
-        _mm512_storeu_ps(ci, c##i##a);                                             \
-        _mm512_storeu_ps(ci + 16, c##i##b);                                        \
+        _mm512_mask_storeu_ps(ci, m0, c##i##a);                                    \
+        _mm512_mask_storeu_ps(ci + 16, m1, c##i##b);                               \
     }
     D1__ROWS(D1__SAVE)
 #undef D1__DECL
 #undef D1__STEP
 #undef D1__SAVE
 #undef D1__ROWS
+}
+static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc) {
+    d1__ukernel_edge(kc, a, b, c, ldc, acc, D1__MR, D1__NR);
 }
 #elif defined(D1__AVX2)
 /* 6 x 16: 12 ymm accumulators, 2 for the B row, 1 broadcast of A. */
@@ -841,6 +854,19 @@ static void d1__ukernel(int kc, const float *a, const float *b, float *c, ptrdif
 #define d1__ukernel d1__ukernel_scalar
 #endif
 
+#if !defined(D1__AVX512)
+/* An edge tile (mr < MR or nr < NR): the full tile into a buffer, then the
+   valid part into c. (The AVX-512 kernel stores edges itself, with masks.) */
+static void d1__ukernel_edge(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc, int acc, int mr,
+                             int nr) {
+    float t[D1__MR * D1__NR];
+    int i, j;
+    d1__ukernel(kc, a, b, t, D1__NR, 0);
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) c[i * ldc + j] = acc ? c[i * ldc + j] + t[i * D1__NR + j] : t[i * D1__NR + j];
+}
+#endif
+
 /* Pack A[i0.., k0..] (mc x kc) into MR-row panels: Ap[p*MR*kc + k*MR + i],
    zero-padded to a multiple of MR rows. Reads along whichever stride is 1. */
 static void d1__pack_a(int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa, float *Ap) {
@@ -890,7 +916,7 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
                      const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
                      int acc, float *ws) {
     float *Ap = ws, *Bp = ws + (size_t)D1__MC * D1__KC;
-    int jc, pc, ic, jr, ir, i, j;
+    int jc, pc, ic, jr, ir, i;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!acc)
@@ -910,16 +936,10 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
                         int mr = D1__MIN(D1__MR, mc - ir), nr = D1__MIN(D1__NR, nc - jr);
                         float *c = C + (ptrdiff_t)(ic + ir) * ldc + jc + jr;
                         const float *a = Ap + (size_t)ir * kc, *b = Bp + (size_t)jr * kc;
-                        if (mr == D1__MR && nr == D1__NR) {
+                        if (mr == D1__MR && nr == D1__NR)
                             d1__ukernel(kc, a, b, c, ldc, add);
-                        } else { /* edge tile: compute in full, keep the valid part */
-                            float t[D1__MR * D1__NR];
-                            d1__ukernel(kc, a, b, t, D1__NR, 0);
-                            for (i = 0; i < mr; i++)
-                                for (j = 0; j < nr; j++)
-                                    c[i * ldc + j] = add ? c[i * ldc + j] + t[i * D1__NR + j]
-                                                         : t[i * D1__NR + j];
-                        }
+                        else
+                            d1__ukernel_edge(kc, a, b, c, ldc, add, mr, nr);
                     }
             }
         }
