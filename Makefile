@@ -9,12 +9,13 @@ WARN    = -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra
 LDLIBS ?= -lm -lpthread
 BUILD  ?= build
 PYTHON ?= /usr/bin/python3
+RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
            $(BUILD)/test_recipe
 EXAMPLES = $(BUILD)/hello
 
-.PHONY: all build-tests test demo bench bench-compare clean
+.PHONY: all build-tests test demo bench bench-blis bench-compare clean
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench
 
 build-tests: $(TESTS)
@@ -31,14 +32,22 @@ $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
+# RUNNER runs each test binary through an emulator, e.g. for the arm64 build:
+#   make test CC=aarch64-linux-gnu-gcc CFLAGS=-O2 BUILD=build/arm64 \
+#             RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 test: $(TESTS)
-	@sh tests/run.sh $(TESTS)
+	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
 demo: $(BUILD)/hello
 	./$(BUILD)/hello
 
 bench: $(BUILD)/bench
 	./$(BUILD)/bench
+
+# the same with matmuls through BLIS (needs libblis-dev)
+bench-blis: | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -DD1_USE_BLIS tools/bench.c -o $(BUILD)/bench_blis -lblis $(LDLIBS)
+	./$(BUILD)/bench_blis
 
 # d1.h and PyTorch (Debian's python3-torch) on the same machine, in one run
 bench-compare: $(BUILD)/bench

@@ -45,6 +45,7 @@
      D1_NO_SIMD           use the scalar reference kernels only
      D1_NO_THREADS        build without pthreads (d1_model_set_threads(m, 1) only)
      D1_MAX_THREADS       upper bound for d1_model_set_threads (default 64)
+     D1_USE_BLIS          matmuls through BLIS (bli_sgemm; link -lblis)
 
    SIMD paths are chosen from the compiler's macros: __AVX512F__ (AVX-512),
    __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
@@ -188,7 +189,8 @@ typedef struct d1_model {
 D1_API int  d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed);
 D1_API void d1_model_free(d1_model *m);
 /* Threads used by the model's kernels (default 1). Results do not depend on
-   the count: every reduction has a fixed order. */
+   the count: every reduction has a fixed order (with D1_USE_BLIS they may,
+   in the last bits: BLIS blocks each thread's share by its shape). */
 D1_API int  d1_model_set_threads(d1_model *m, int n_threads);
 D1_API int  d1_model_num_tensors(const d1_model *m);
 D1_API int  d1_model_tensor(const d1_model *m, int index, d1_tensor *out);
@@ -458,6 +460,9 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
 #endif
 #ifndef D1_NO_THREADS
 #include <pthread.h>
+#endif
+#ifdef D1_USE_BLIS
+#include <blis.h>
 #endif
 
 #if !defined(D1_NO_SIMD) && defined(__AVX512F__)
@@ -912,9 +917,9 @@ static void d1__pack_b(int kc, int nc, const float *B, ptrdiff_t rsb, ptrdiff_t 
 }
 
 /* The blocked GEMM on one thread; ws holds D1__GEMM_WS floats (64-aligned). */
-static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
-                     const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc,
-                     int acc, float *ws) {
+static D1__MAYBE_UNUSED void d1__gemm_blocked(int M, int N, int K, const float *A, ptrdiff_t rsa,
+                                              ptrdiff_t csa, const float *B, ptrdiff_t rsb, ptrdiff_t csb,
+                                              float *C, ptrdiff_t ldc, int acc, float *ws) {
     float *Ap = ws, *Bp = ws + (size_t)D1__MC * D1__KC;
     int jc, pc, ic, jr, ir, i;
     if (M <= 0 || N <= 0) return;
@@ -944,6 +949,21 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
             }
         }
     }
+}
+
+/* The GEMM of one thread: ours, or BLIS's (D1_USE_BLIS), whose general-stride
+   interface takes the same (row stride, column stride) pairs. */
+static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
+                     ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc, float *ws) {
+#ifdef D1_USE_BLIS
+    float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    (void)ws;
+    if (M <= 0 || N <= 0) return;
+    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, (float *)A, rsa, csa, (float *)B, rsb, csb,
+              &beta, C, ldc, 1);
+#else
+    d1__gemm_blocked(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, acc, ws);
+#endif
 }
 
 /* The GEMM across the pool: the rows of C (or, for a wide C, its columns) are

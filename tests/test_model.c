@@ -155,8 +155,10 @@ static void test_determinism(void) {
     float *a1 = train20(1, l[0]), *b1 = train20(1, l[1]), *a2 = train20(two, l[2]), *b2 = train20(two, l[3]);
     CHECK(memcmp(a1, b1, n * sizeof(float)) == 0, "1 thread: two runs differ");
     CHECK(memcmp(a2, b2, n * sizeof(float)) == 0, "2 threads: two runs differ");
+#ifndef D1_USE_BLIS /* BLIS blocks each thread's share differently, so only our GEMM promises this */
     CHECK(memcmp(a1, a2, n * sizeof(float)) == 0, "1 and 2 threads differ");
     CHECK(memcmp(l[0], l[2], sizeof l[0]) == 0, "losses differ across thread counts");
+#endif
     free(a1); free(b1); free(a2); free(b2);
 }
 
