@@ -270,6 +270,8 @@ enum {
     D1_REMASK_ENTROPY = 3         /* sum_v p log p (negative entropy)                       */
 };
 
+enum { D1_KV_NONE = 0, D1_KV_PREFIX = 1, D1_KV_DUAL = 2 };
+
 typedef struct d1_sample_event {   /* what a per-step callback sees */
     int step, block;               /* global step number (from 0), current block          */
     int B, T, prompt_len;          /* canvas shape; the prompt is canvas[:, :prompt_len]   */
@@ -289,7 +291,9 @@ typedef struct d1_sampler_desc {
     float threshold;     /* Fast-dLLM: > 0 reveals the most confident masked token of
                             the block and every other one with confidence >= threshold;
                             the step count then adapts and `steps` is ignored            */
-    int   kv_cache;      /* Fast-dLLM block-wise prefix KV cache, refreshed each block   */
+    int   kv_cache;      /* Fast-dLLM's approximate KV cache, refreshed at each block's
+                            first step (a full pass): D1_KV_PREFIX recomputes the block
+                            and everything after it, D1_KV_DUAL only the block           */
     int   suppress_eos;  /* never propose eos_id                                         */
     int   stop_at_eos;   /* once a finished block of a row is all EOS, fill the rest of
                             that row with EOS; stop when every row is done               */
@@ -2104,20 +2108,20 @@ D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step) {
     return n_masked / steps + (step < n_masked % steps);
 }
 
-/* The inference-only forward of the Fast-dLLM prefix cache. kv [L, B, T, 2*KVD]
+/* The inference-only forward of Fast-dLLM's KV cache. kv [L, B, T, 2*KVD]
    holds every layer's rotated keys and values from the last full forward;
-   this pass recomputes only the suffix positions [start, T) of each row,
-   refreshes their keys and values in kv, attends over all T keys (the prefix
-   from the cache), and leaves logits for the B*(T-start) suffix rows in
-   a.logits. Activation buffers are reused layer after layer. */
-static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, const uint8_t *key_mask,
-                               float *kv) {
+   this pass recomputes only positions [start, end) of each row, refreshes
+   their keys and values in kv, attends over all T keys (the rest from the
+   cache), and leaves logits for those B*(end-start) rows in a.logits.
+   Activation buffers are reused layer after layer. */
+static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, int end,
+                               const uint8_t *key_mask, float *kv) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
     d1__acts *a = &s->a;
     d1__ctx *cx = &s->cx;
     const d1_params *w = &m->params;
-    int Ts = T - start, N = B * Ts, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
+    int Ts = end - start, N = B * Ts, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
     int D = C / H, KVD = KV * D, QW = d1__qw(c), l, b, i;
     size_t NC = (size_t)N * C;
     float *x = a->x, *n = a->n1, *qkv = a->qkv, *y = a->y, *t = a->xa, *gu = a->gu, *hm = a->hm;
@@ -2132,7 +2136,7 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, qkv, n, w->qkv + L * QW * C, N, C, QW);
         d1__rope(qkv, QW, N, Ts, start, H + KV, D, s->rope_cos, s->rope_sin, 1.0f);
-        for (b = 0; b < B; b++) /* refresh the suffix's keys and values in the cache */
+        for (b = 0; b < B; b++) /* refresh these positions' keys and values in the cache */
             for (i = 0; i < Ts; i++)
                 memcpy(kvl + ((size_t)b * T + start + i) * 2 * KVD, qkv + ((size_t)b * Ts + i) * QW + C,
                        (size_t)2 * KVD * sizeof(float));
@@ -2221,7 +2225,7 @@ static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const 
     if (d->threshold <= 0.0f && steps % nb) return D1_ERR_ARG;
     if (!(d->temperature >= 0.0f) || !isfinite(d->temperature) || !(d->cfg_scale >= 0.0f) ||
         !isfinite(d->cfg_scale) || !(d->threshold >= 0.0f && d->threshold <= 1.0f) || d->remasking < 0 ||
-        d->remasking > D1_REMASK_ENTROPY)
+        d->remasking > D1_REMASK_ENTROPY || d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
         return D1_ERR_ARG;
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
@@ -2319,9 +2323,10 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
                     for (i = P - (prompt_lens ? prompt_lens[b] : P); i < P; i++) twin[BT + (size_t)b * T + i] = mask_id;
                 d1__forward(m, twin, 2 * B, T, key_mask);
             } else if (kv && s_in_block > 0) {
-                d1__forward_cached(m, out, B, T, b0, key_mask, kv);
+                int end = desc->kv_cache == D1_KV_DUAL ? b1 : T;
+                d1__forward_cached(m, out, B, T, b0, end, key_mask, kv);
                 off = b0;
-                rs = T - b0;
+                rs = end - b0;
             } else {
                 d1__forward(m, out, B, T, key_mask);
                 if (kv) d1__kv_cache_fill(m, kv, BT);

@@ -1,9 +1,9 @@
-/* bench.c - d1.h throughput: matmul GFLOP/s at transformer shapes, and
-   training-step and forward tokens/s (with peak RSS) for configs A, B, C at 1
-   and 2 threads. Each (config, threads) pair runs in a forked child so its
+/* bench.c - d1.h throughput: matmul GFLOP/s at transformer shapes, the
+   sampler, and training-step and forward tokens/s (with peak RSS) for configs
+   A, B, C at 1 and 2 threads. Each (config, threads) pair runs in a forked child so its
    peak RSS is its own. Same work and columns as tools/bench_torch.py.
 
-     build/bench [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul]
+     build/bench [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul] [--no-sampler]
 
    A training step: t ~ U(0,1) per sequence, mask with p = (1-1e-3)t + 1e-3,
    forward, masked-diffusion loss, backward, AdamW. Timed after 2 warm-up
@@ -115,19 +115,60 @@ static void bench_matmul(FILE *csv) {
     d1__free(cx.ws[0]);
 }
 
+/* The sampler (the issue's setting): config A untrained, 8 prompts of 32
+   tokens, 64 generated in blocks of 32 with 32 steps, temperature 0,
+   low_confidence; plain, with the prefix and the dual KV cache, and
+   threshold 0.9 with the dual cache. */
+static void bench_sampler(FILE *csv, int threads) {
+    const bconfig *bc = &CONFIGS[0];
+    static const char *names[4] = {"plain", "prefix_cache", "dual_cache", "threshold0.9+dual"};
+    d1_config c;
+    d1_model m;
+    d1_rng rng;
+    int prompts[8 * 32], *out = (int *)malloc(sizeof(int) * 8 * 96), i, mode;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = bc->V; c.dim = bc->C; c.n_layers = bc->L; c.n_heads = bc->H; c.n_kv_heads = bc->KV;
+    c.ffn_dim = bc->F; c.max_seq_len = 96; c.mask_id = bc->V - 1;
+    d1_model_init(&m, &c, 1);
+    d1_model_set_threads(&m, threads);
+    d1_rng_seed(&rng, 5);
+    for (i = 0; i < 8 * 32; i++) prompts[i] = (int)(d1_rng_u64(&rng) % (uint64_t)(bc->V - 1));
+    for (mode = 0; mode < 4; mode++) {
+        d1_sampler_desc d;
+        d1_sample_stats st;
+        double t0, t;
+        int reps = 0;
+        memset(&d, 0, sizeof d);
+        d.gen_len = 64; d.block_len = 32; d.steps = 32;
+        d.kv_cache = mode == 1 ? D1_KV_PREFIX : mode >= 2 ? D1_KV_DUAL : D1_KV_NONE;
+        d.threshold = mode == 3 ? 0.9f : 0.0f;
+        d1_sampler_generate(&m, &d, prompts, 8, 32, NULL, &rng, out, &st); /* warm-up */
+        t0 = now();
+        do { d1_sampler_generate(&m, &d, prompts, 8, 32, NULL, &rng, out, &st); reps++; t = now(); } while (t - t0 < 2.0);
+        printf("sampler %-16s %d thr  %8.2f ms/sequence  %9.0f generated tok/s  %3d passes\n", names[mode], threads,
+               1e3 * (t - t0) / reps / 8, 64.0 * 8 * reps / (t - t0), st.forward_passes);
+        if (csv) fprintf(csv, "d1,sampler_%s,%d,%.3f,%.1f,%d\n", names[mode], threads, 1e3 * (t - t0) / reps / 8,
+                         64.0 * 8 * reps / (t - t0), st.forward_passes);
+    }
+    free(out);
+    d1_model_free(&m);
+}
+
 int main(int argc, char **argv) {
     const char *configs = "ABC", *threads = "12", *csv_path = NULL;
-    int matmul = 1, i;
+    int matmul = 1, sampler = 1, i;
     FILE *csv = NULL;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
         else if (!strcmp(argv[i], "--no-matmul")) matmul = 0;
-        else { fprintf(stderr, "usage: %s [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--no-sampler")) sampler = 0;
+        else { fprintf(stderr, "usage: %s [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul] [--no-sampler]\n", argv[0]); return 2; }
     }
     if (csv_path && !(csv = fopen(csv_path, "a"))) { perror(csv_path); return 1; }
     if (matmul) bench_matmul(csv);
+    if (sampler) { bench_sampler(csv, 1); bench_sampler(csv, 2); }
     printf("%-5s %-7s %-7s %12s %12s %13s\n", "impl", "config", "threads", "train_tok_s", "fwd_tok_s", "peak_rss_mib");
     for (i = 0; i < 3; i++) {
         const char *t;

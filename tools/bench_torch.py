@@ -99,13 +99,64 @@ def run_config(name, threads, device):
                 peak_rss_mib=peak_rss_mib())
 
 
+@torch.no_grad()
+def generate_plain(model, prompt, gen_len, block_len, steps, mask_id):
+    """LLaDA generate.py at temperature 0, low_confidence, vectorised as the original
+    (one topk per row); the sampler benchmark's PyTorch side."""
+    B, P = prompt.shape
+    x = torch.full((B, P + gen_len), mask_id, dtype=torch.long)
+    x[:, :P] = prompt
+    n_blocks = gen_len // block_len
+    spb = steps // n_blocks
+    for blk in range(n_blocks):
+        lo, hi = P + blk * block_len, P + (blk + 1) * block_len
+        n = (x[:, lo:hi] == mask_id).sum(dim=1, keepdim=True)
+        k_sched = n // spb + (torch.arange(spb).unsqueeze(0) < n % spb).long()   # [B, spb]
+        for s in range(spb):
+            mask_index = x == mask_id
+            logits = model(x)
+            logits[..., mask_id] = float("-inf")
+            x0 = logits.argmax(dim=-1)
+            p = torch.softmax(logits.double(), dim=-1)
+            conf = torch.gather(p, -1, x0.unsqueeze(-1)).squeeze(-1)
+            conf[:, hi:] = float("-inf")
+            conf = torch.where(mask_index, conf, torch.full_like(conf, float("-inf")))
+            x0 = torch.where(mask_index, x0, x)
+            for b in range(B):
+                _, idx = torch.topk(conf[b], k=int(k_sched[b, s]))
+                x[b, idx] = x0[b, idx]
+    return x
+
+
+def run_sampler(threads):
+    """ms per sequence: config A, 8 prompts of 32 tokens, 64 generated, blocks of 32, 32 steps."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    c = CONFIGS["A"]
+    cfg = LLaDAConfig(vocab_size=c["V"], dim=c["C"], n_layers=c["L"], n_heads=c["H"],
+                      n_kv_heads=c["KV"], ffn_dim=c["F"], max_seq_len=96, mask_id=c["V"] - 1)
+    model = LLaDA(cfg, dtype=torch.float32)
+    prompt = torch.randint(0, cfg.mask_id, (8, 32), generator=torch.Generator().manual_seed(5))
+    generate_plain(model, prompt, 64, 32, 32, cfg.mask_id)                      # warm-up
+    t0, reps = time.perf_counter(), 0
+    while True:
+        generate_plain(model, prompt, 64, 32, 32, cfg.mask_id)
+        reps += 1
+        t = time.perf_counter() - t0
+        if t >= 2.0:
+            break
+    return dict(ms_per_seq=1e3 * t / reps / 8, gen_tok_s=64 * 8 * reps / t)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="A,B,C")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--csv", help="append result rows to this CSV file")
+    ap.add_argument("--no-sampler", action="store_true", help="skip the sampler benchmark")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child-sampler", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configs = args.configs.split(",")
     threads = [int(t) for t in args.threads.split(",")]
@@ -115,6 +166,9 @@ def main():
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available")
 
+    if args.child_sampler:
+        print(json.dumps(run_sampler(threads[0])))
+        return
     if args.child:  # one config, one thread count: print the result as one JSON line
         print(json.dumps(run_config(configs[0], threads[0], args.device)))
         return
@@ -136,6 +190,16 @@ def main():
                         f"{r['peak_rss_mib']:.1f}")
             print(f"{'torch':<6} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
                   f"{r['fwd_tok_s']:>12.1f} {r['peak_rss_mib']:>12.1f}", flush=True)
+    if not args.no_sampler and args.device == "cpu":
+        for nt in threads:
+            env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-sampler",
+                                  "--threads", str(nt)],
+                                 check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append(f"torch,sampler_plain,{nt},{r['ms_per_seq']:.3f},{r['gen_tok_s']:.1f},32")
+            print(f"sampler plain {nt} thr {r['ms_per_seq']:8.2f} ms/sequence "
+                  f"{r['gen_tok_s']:9.0f} generated tok/s", flush=True)
     if args.csv:
         new = not os.path.exists(args.csv) or os.path.getsize(args.csv) == 0
         with open(args.csv, "a") as f:
