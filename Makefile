@@ -12,7 +12,7 @@ PYTHON ?= /usr/bin/python3
 RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
-           $(BUILD)/test_recipe
+           $(BUILD)/test_recipe $(BUILD)/test_lora
 EXAMPLES = $(BUILD)/hello
 
 .PHONY: all build-tests test demo bench bench-blis bench-compare clean

@@ -172,6 +172,18 @@ typedef struct d1_tensor {
 
 struct d1__state;      /* activations, RoPE tables, threads (private)        */
 
+/* LoRA adapters (Hu et al. 2021) on every layer's q/k/v/o and gate/up/down:
+   W_eff = W + (alpha / r) B A with A [r, in], B [out, r]. One buffer holds
+   them all (d1_lora_tensor names and locates each). */
+typedef struct d1_lora {
+    int    rank;             /* r                                                  */
+    float  alpha, scale;     /* scale = alpha / r                                  */
+    int    enabled;          /* 0: the forward ignores them (the frozen base)      */
+    size_t num_params;
+    float *param_memory;     /* [num_params]                                       */
+    float *grad_memory;      /* [num_params]                                       */
+} d1_lora;
+
 typedef struct d1_model {
     d1_config config;       /* resolved: no zero defaults left                 */
     size_t    num_params;
@@ -181,6 +193,7 @@ typedef struct d1_model {
     d1_params grads;        /* views into grad_memory (NULLs until allocated)  */
     int       B, T;         /* shape of the last forward, 0 before any         */
     float    *logits;       /* [B, T, V] of the last forward                   */
+    d1_lora  *lora;         /* adapters, NULL when none are attached           */
     struct d1__state *state;
 } d1_model;
 
@@ -207,6 +220,19 @@ D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T,
    m->logits. */
 D1_API int d1_model_backward(d1_model *m, const float *dlogits);
 D1_API int d1_model_zero_grad(d1_model *m);
+
+/* ---- LoRA ------------------------------------------------------------------
+   d1_lora_attach allocates adapters (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0,
+   so the model is unchanged) and freezes the base: from then on the backward
+   pass computes adapter gradients only, d1_model_zero_grad clears those, and
+   an optimizer initialised after the attach (d1_adamw_init) trains them.
+   d1_lora_merge folds W += (alpha/r) B A into the base and detaches. Names
+   follow PEFT: "base_model.model.<hf name without .weight>.lora_A.weight". */
+D1_API int  d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed);
+D1_API void d1_lora_detach(d1_model *m);
+D1_API int  d1_lora_merge(d1_model *m);
+D1_API int  d1_lora_num_tensors(const d1_model *m);
+D1_API int  d1_lora_tensor(const d1_model *m, int index, d1_tensor *out); /* offsets into lora->param_memory */
 
 /* ---- the forward process and the pretraining loss ------------------------
    Forward process (LLaDA, d1 sec. 2): for each sequence t ~ U(0,1),
@@ -398,7 +424,9 @@ typedef struct d1_grpo_stats {
 /* One diffu-GRPO iteration over n_prompts prompts [n_prompts, P] (optionally
    left-padded, prompt_lens as in d1_sampler_generate): generate, score,
    advantages, old/reference log-probs, then mu AdamW updates of `policy`.
-   `ref` is the frozen reference policy (required when beta > 0; same config).
+   `ref` is the frozen reference policy (required when beta > 0; same config);
+   a policy that trains LoRA adapters may pass itself: the reference is then
+   its base, with the adapters switched off.
    A non-finite reward gives D1_ERR_NONFINITE before any update. */
 D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *desc,
                         const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
@@ -1213,11 +1241,11 @@ static void d1__matmul_forward(d1__ctx *cx, float *out, const float *inp, const 
     d1__gemm_mt(cx, N, O, I, inp, I, 1, w, 1, I, out, O, 0);
 }
 /* dinp[N,I] = dout[N,O] . w[O,I]   (written)
-   dw[O,I]  += dout^T . inp         (accumulated) */
+   dw[O,I]  += dout^T . inp         (accumulated; skipped when dw is NULL: frozen) */
 static void d1__matmul_backward(d1__ctx *cx, float *dinp, float *dw, const float *dout,
                                 const float *inp, const float *w, int N, int I, int O) {
     d1__gemm_mt(cx, N, I, O, dout, O, 1, w, I, 1, dinp, I, 0);
-    d1__gemm_mt(cx, O, I, N, dout, 1, O, inp, I, 1, dw, I, 1);
+    if (dw) d1__gemm_mt(cx, O, I, N, dout, 1, O, inp, I, 1, dw, I, 1);
 }
 
 /* embedding:  out[n,:] = wte[tok[n],:]      (no scaling, no positions) */
@@ -1249,7 +1277,7 @@ static void d1__rmsnorm_forward(float *out, float *rstd, const float *x, const f
 }
 /* With g = dout ⊙ w and r = rstd[n]:
      dx[n]  = r g - x[n] r^3 (g . x[n]) / C         (written)
-     dw    += sum_n dout[n] ⊙ x[n] r                (accumulated) */
+     dw    += sum_n dout[n] ⊙ x[n] r                (accumulated; dw NULL: frozen) */
 static void d1__rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
                                  const float *w, const float *rstd, int N, int C) {
     int n, c;
@@ -1260,7 +1288,7 @@ static void d1__rmsnorm_backward(float *dx, float *dw, const float *dout, const 
         k = r * r * r * gx / (float)C;
         for (c = 0; c < C; c++) {
             dxn[c] = r * dn[c] * w[c] - k * xn[c];
-            dw[c] += dn[c] * xn[c] * r;
+            if (dw) dw[c] += dn[c] * xn[c] * r;
         }
     }
 }
@@ -1452,6 +1480,8 @@ typedef struct d1__acts {
     float *dh;      /* [N, F]                                                              */
     float *dgu;     /* [N, 2F]                                                             */
     float *dqkv;    /* [N, QW]                                                             */
+    float *lu;      /* [L, N, 7r]  LoRA's s x A^T of the four sites (when attached)        */
+    float *dlu;     /* [N, 3r]     its gradient, one site at a time                        */
     float *wts;     /* [N]         per-token loss weights                                  */
     float *p;       /* [B]         per-sequence masking ratios                             */
 } d1__acts;
@@ -1540,6 +1570,19 @@ D1_API int d1_model_num_tensors(const d1_model *m) {
     return 2 + 9 * m->config.n_layers + (m->config.tied_embeddings ? 0 : 1);
 }
 
+/* Appends text, or a non-negative number, to name[*len] (capacity cap, NUL kept). */
+static void d1__cat(char *name, size_t cap, size_t *len, const char *txt) {
+    while (*txt && *len + 1 < cap) name[(*len)++] = *txt++;
+    name[*len] = 0;
+}
+static void d1__cat_int(char *name, size_t cap, size_t *len, int v) {
+    char digits[12];
+    int n = 0;
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < 11);
+    while (n && *len + 1 < cap) name[(*len)++] = digits[--n];
+    name[*len] = 0;
+}
+
 static void d1__tensor_set(d1_tensor *t, const char *name, int rows, int cols, size_t offset, int decay) {
     size_t i = 0;
     while (name[i] && i + 1 < sizeof t->name) { t->name[i] = name[i]; i++; }
@@ -1570,21 +1613,13 @@ D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
         d1__tensor_set(t, "model.transformer.ln_f.weight", 0, C, o.ln_f, 0);
     } else {
         int l = (index - 1) / 9, k = (index - 1) % 9;
-        size_t L = (size_t)l;
+        size_t L = (size_t)l, len = 0;
         char name[80];
-        const char *pre = "model.transformer.blocks.";
-        size_t len = strlen(pre), j;
-        memcpy(name, pre, len);
-        /* the layer number, then ".<name>.weight" */
-        {
-            char digits[12];
-            int nd = 0, v = l;
-            do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
-            while (nd) name[len++] = digits[--nd];
-        }
-        name[len++] = '.';
-        for (j = 0; block_names[k][j]; j++) name[len++] = block_names[k][j];
-        memcpy(name + len, ".weight", 8);
+        d1__cat(name, sizeof name, &len, "model.transformer.blocks.");
+        d1__cat_int(name, sizeof name, &len, l);
+        d1__cat(name, sizeof name, &len, ".");
+        d1__cat(name, sizeof name, &len, block_names[k]);
+        d1__cat(name, sizeof name, &len, ".weight");
         switch (k) {
         case 0: d1__tensor_set(t, name, 0, C, o.attn_norm + L * C, 0); break;
         case 1: d1__tensor_set(t, name, C, C, o.qkv + L * QW * C, 1); break;
@@ -1602,6 +1637,7 @@ D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
 
 D1_API void d1_model_free(d1_model *m) {
     if (!m) return;
+    d1_lora_detach(m);
     if (m->state) {
         d1__pool_stop(&m->state->pool);
         d1__free(m->state->ws_memory);
@@ -1684,7 +1720,7 @@ D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
 
 /* Floats needed by the activations of a (B,T) batch, and the carving itself
    (when a is not NULL). Every piece starts on a 64-byte boundary. */
-static size_t d1__carve_acts(const d1_config *c, int B, int T, float *base, d1__acts *a) {
+static size_t d1__carve_acts(const d1_config *c, int B, int T, int lora_rank, float *base, d1__acts *a) {
     size_t N = (size_t)B * T, C = (size_t)c->dim, L = (size_t)c->n_layers, F = (size_t)c->ffn_dim;
     size_t V = (size_t)c->vocab_size, QW = (size_t)d1__qw(c), H = (size_t)c->n_heads, off = 0;
 #define D1__PIECE(field, count)                                                    \
@@ -1713,6 +1749,8 @@ static size_t d1__carve_acts(const d1_config *c, int B, int T, float *base, d1__
     D1__PIECE(dh, N * F);
     D1__PIECE(dgu, N * 2 * F);
     D1__PIECE(dqkv, N * QW);
+    D1__PIECE(lu, L * N * 7 * (size_t)lora_rank);
+    D1__PIECE(dlu, N * 3 * (size_t)lora_rank);
     D1__PIECE(wts, N);
     D1__PIECE(p, (size_t)B);
 #undef D1__PIECE
@@ -1724,7 +1762,8 @@ static size_t d1__carve_acts(const d1_config *c, int B, int T, float *base, d1__
 static int d1__ensure(d1_model *m, int B, int T) {
     struct d1__state *s = m->state;
     const d1_config *c = &m->config;
-    size_t need = d1__carve_acts(c, B, T, NULL, NULL);
+    int rank = m->lora ? m->lora->rank : 0;
+    size_t need = d1__carve_acts(c, B, T, rank, NULL, NULL);
     size_t ws = D1__GEMM_WS + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
     int nth = s->pool.n, i;
     ws = (ws + 15) & ~(size_t)15;
@@ -1759,12 +1798,12 @@ static int d1__ensure(d1_model *m, int B, int T) {
         s->ws_threads = nth;
     }
     for (i = 0; i < nth; i++) s->cx.ws[i] = s->ws_memory + (size_t)i * s->ws_floats;
-    d1__carve_acts(c, B, T, s->act_memory, &s->a);
+    d1__carve_acts(c, B, T, rank, s->act_memory, &s->a);
     return D1_OK;
 }
 
 static int d1__ensure_grads(d1_model *m) {
-    if (m->grad_memory) return D1_OK;
+    if (m->grad_memory || m->lora) return D1_OK; /* LoRA: the base is frozen */
     m->grad_memory = d1__alloc_floats(m->num_params);
     if (!m->grad_memory) return D1_ERR_NOMEM;
     memset(m->grad_memory, 0, m->num_params * sizeof(float));
@@ -1796,6 +1835,174 @@ static void d1__residual_add(float *x, const float *r, size_t n) {
     for (i = 0; i < n; i++) x[i] += r[i];
 }
 
+// >>lora ----------------------------------------------------------------------
+/* LoRA on the four matmul sites of a layer. A site is one fused matrix
+   W [O, I] of d1_params (qkv, attn_out, gate_up, ff_out) and its nb row
+   blocks (q|k|v, o, gate|up, down); each block j has its own B_j [o1-o0, r],
+   and the site's A matrices are stacked into one A [nb*r, I], so that
+   u = s x A^T [N, nb*r] is one matmul. Per layer the adapter buffer holds, in
+   order: A_qkv, B_q, B_k, B_v, A_o, B_o, A_gu, B_gate, B_up, A_down, B_down. */
+typedef struct d1__lora_site {
+    int    I, O, nb;          /* input width, fused output width, row blocks        */
+    size_t a, b[3];           /* offsets of A [nb*r, I] and of each B_j [o1-o0, r]    */
+    int    o0[3], o1[3];      /* each block's rows in the fused output               */
+    int    u0;                /* first column of this site's u in a layer's [N, 7r] */
+} d1__lora_site;
+
+static size_t d1__lora_layer_size(const d1_config *c, int r) {
+    int KVD = c->n_kv_heads * (c->dim / c->n_heads);
+    return (size_t)r * (9 * (size_t)c->dim + 2 * (size_t)KVD + 3 * (size_t)c->ffn_dim);
+}
+
+static void d1__lora_sites(const d1_config *c, int r, int l, d1__lora_site st[4]) {
+    int C = c->dim, F = c->ffn_dim, KVD = c->n_kv_heads * (C / c->n_heads), k;
+    size_t off = (size_t)l * d1__lora_layer_size(c, r);
+    /* (I, O, nb, block sizes) of qkv, attn_out, gate_up, ff_out */
+    const int I[4] = {C, C, C, F}, nb[4] = {3, 1, 2, 1}, u0[4] = {0, 3, 4, 6};
+    const int rows[4][3] = {{C, KVD, KVD}, {C, 0, 0}, {F, F, 0}, {C, 0, 0}};
+    for (k = 0; k < 4; k++) {
+        int j, o = 0;
+        st[k].I = I[k]; st[k].nb = nb[k]; st[k].u0 = u0[k] * r;
+        st[k].a = off;
+        off += (size_t)nb[k] * r * I[k];
+        for (j = 0; j < nb[k]; j++) {
+            st[k].o0[j] = o;
+            st[k].o1[j] = o += rows[k][j];
+            st[k].b[j] = off;
+            off += (size_t)rows[k][j] * r;
+        }
+        st[k].O = o;
+    }
+}
+
+/* out [N, O] += u_j B_j^T for each block j, with u = s x A^T [N, nb*r] kept in
+   u (row stride ldu) for the backward pass. */
+static void d1__lora_forward(d1__ctx *cx, const d1_lora *lo, const d1__lora_site *st, const float *x, float *out,
+                             float *u, int ldu, int N) {
+    int r = lo->rank, j, n, k;
+    const float *A = lo->param_memory + st->a;
+    d1__gemm_mt(cx, N, st->nb * r, st->I, x, st->I, 1, A, 1, st->I, u, ldu, 0);
+    for (n = 0; n < N; n++)
+        for (k = 0; k < st->nb * r; k++) u[(size_t)n * ldu + k] *= lo->scale;
+    for (j = 0; j < st->nb; j++)
+        d1__gemm_mt(cx, N, st->o1[j] - st->o0[j], r, u + j * r, ldu, 1, lo->param_memory + st->b[j], 1, r,
+                    out + st->o0[j], st->O, 1);
+}
+
+/* From dout [N, O]:  dB_j += dout_j^T u_j;  du_j = s dout_j B_j;
+   dA += du^T x;  dx += du A   (du: scratch [N, nb*r]). */
+static void d1__lora_backward(d1__ctx *cx, d1_lora *lo, const d1__lora_site *st, const float *dout, const float *x,
+                              const float *u, int ldu, float *du, float *dx, int N) {
+    int r = lo->rank, nr = st->nb * r, j, k;
+    size_t i;
+    for (j = 0; j < st->nb; j++) {
+        int rows = st->o1[j] - st->o0[j];
+        d1__gemm_mt(cx, rows, r, N, dout + st->o0[j], 1, st->O, u + j * r, ldu, 1, lo->grad_memory + st->b[j], r, 1);
+        d1__gemm_mt(cx, N, r, rows, dout + st->o0[j], st->O, 1, lo->param_memory + st->b[j], r, 1, du + j * r, nr, 0);
+    }
+    for (i = 0; i < (size_t)N * nr; i++) du[i] *= lo->scale;
+    d1__gemm_mt(cx, nr, st->I, N, du, 1, nr, x, st->I, 1, lo->grad_memory + st->a, st->I, 1);
+    d1__gemm_mt(cx, N, st->I, nr, du, nr, 1, lo->param_memory + st->a, st->I, 1, dx, st->I, 1);
+    (void)k;
+}
+
+D1_API int d1_lora_num_tensors(const d1_model *m) {
+    return m && m->lora ? 14 * m->config.n_layers : 0;
+}
+
+D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
+    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"};
+    static const int site_of[7] = {0, 0, 0, 1, 2, 2, 3}, block_of[7] = {0, 1, 2, 0, 0, 1, 0};
+    d1__lora_site st[4];
+    const d1__lora_site *ss;
+    int l, k, isB, r;
+    size_t len = 0;
+    char name[80];
+    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
+    r = m->lora->rank;
+    l = index / 14; k = (index % 14) / 2; isB = index % 2;
+    d1__lora_sites(&m->config, r, l, st);
+    ss = &st[site_of[k]];
+    d1__cat(name, sizeof name, &len, "base_model.model.model.transformer.blocks.");
+    d1__cat_int(name, sizeof name, &len, l);
+    d1__cat(name, sizeof name, &len, ".");
+    d1__cat(name, sizeof name, &len, names[k]);
+    d1__cat(name, sizeof name, &len, isB ? ".lora_B.weight" : ".lora_A.weight");
+    if (isB)
+        d1__tensor_set(t, name, ss->o1[block_of[k]] - ss->o0[block_of[k]], r, ss->b[block_of[k]], 1);
+    else
+        d1__tensor_set(t, name, r, ss->I, ss->a + (size_t)block_of[k] * r * ss->I, 1);
+    return D1_OK;
+}
+
+D1_API void d1_lora_detach(d1_model *m) {
+    if (!m || !m->lora) return;
+    d1__free(m->lora->param_memory);
+    d1__free(m->lora);
+    m->lora = NULL;
+}
+
+D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
+    d1_lora *lo;
+    d1_rng rng;
+    int i, n;
+    if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1_ERR_ARG;
+    if (rank > m->config.dim) return D1_ERR_ARG;
+    lo = (d1_lora *)d1__alloc(sizeof *lo);
+    if (!lo) return D1_ERR_NOMEM;
+    memset(lo, 0, sizeof *lo);
+    lo->rank = rank; lo->alpha = alpha; lo->scale = alpha / (float)rank; lo->enabled = 1;
+    lo->num_params = (size_t)m->config.n_layers * d1__lora_layer_size(&m->config, rank);
+    lo->param_memory = d1__alloc_floats(2 * lo->num_params);
+    if (!lo->param_memory) { d1__free(lo); return D1_ERR_NOMEM; }
+    lo->grad_memory = lo->param_memory + lo->num_params;
+    memset(lo->param_memory, 0, 2 * lo->num_params * sizeof(float)); /* B = 0 */
+    m->lora = lo;
+    d1_rng_seed(&rng, seed);
+    n = d1_lora_num_tensors(m);
+    for (i = 0; i < n; i += 2) { /* A ~ U(-1/sqrt(in), 1/sqrt(in)), PEFT's default */
+        d1_tensor t;
+        size_t j;
+        d1_lora_tensor(m, i, &t);
+        for (j = 0; j < t.size; j++)
+            lo->param_memory[t.offset + j] = (2.0f * d1_rng_uniform(&rng) - 1.0f) / sqrtf((float)t.shape[1]);
+    }
+    m->B = m->T = 0; /* the activations of an earlier forward lack the adapters */
+    return D1_OK;
+}
+
+D1_API int d1_lora_merge(d1_model *m) {
+    const d1_config *c;
+    int l, k, j, r;
+    if (!m || !m->lora) return D1_ERR_ARG;
+    c = &m->config;
+    r = m->lora->rank;
+    for (l = 0; l < c->n_layers; l++) {
+        d1__lora_site st[4];
+        float *W[4];
+        d1__lora_sites(c, r, l, st);
+        W[0] = m->params.qkv + (size_t)l * d1__qw(c) * c->dim;
+        W[1] = m->params.attn_out + (size_t)l * c->dim * c->dim;
+        W[2] = m->params.gate_up + (size_t)l * 2 * c->ffn_dim * c->dim;
+        W[3] = m->params.ff_out + (size_t)l * c->dim * c->ffn_dim;
+        for (k = 0; k < 4; k++)
+            for (j = 0; j < st[k].nb; j++) { /* W[o0:o1] += s B_j A_j */
+                const float *A = m->lora->param_memory + st[k].a + (size_t)j * r * st[k].I;
+                const float *Bm = m->lora->param_memory + st[k].b[j];
+                int o, i, q;
+                for (o = st[k].o0[j]; o < st[k].o1[j]; o++)
+                    for (i = 0; i < st[k].I; i++) {
+                        double acc = 0.0;
+                        for (q = 0; q < r; q++) acc += (double)Bm[(size_t)(o - st[k].o0[j]) * r + q] * A[(size_t)q * st[k].I + i];
+                        W[k][(size_t)o * st[k].I + i] += (float)(m->lora->scale * acc);
+                    }
+            }
+    }
+    d1_lora_detach(m);
+    m->B = m->T = 0;
+    return D1_OK;
+}
+
 /* Attention arguments for the training layout: q, k, v are the column blocks
    of the qkv rows [B*T, QW]. */
 static void d1__attn_setup(d1__attn_args *at, const float *qkv, int QW, const d1_config *c, int B, int T,
@@ -1821,6 +2028,7 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
     int N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size, H = c->n_heads, KV = c->n_kv_heads;
     int D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
+    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
     d1__embed_forward(a->x, s->tokens, w->wte, N, C);
     for (l = 0; l < c->n_layers; l++) {
@@ -1831,20 +2039,27 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
         d1__attn_args at;
         d1__swiglu_args sw;
         /* attention sub-block */
+        float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
+        d1__lora_site ls[4];
+        if (lora) d1__lora_sites(c, lora->rank, l, ls);
         d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, qkv, n1, w->qkv + L * QW * C, N, C, QW);
+        if (lora) d1__lora_forward(cx, lora, &ls[0], n1, qkv, lu + ls[0].u0, 7 * lora->rank, N);
         d1__rope(qkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
         d1__attn_setup(&at, qkv, QW, c, B, T, cx);
         at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y; at.key_mask = key_mask;
         d1__parallel(cx->pool, d1__attention_forward_task, &at);
         d1__matmul_forward(cx, xa, y, w->attn_out + L * C * C, N, C, C);
+        if (lora) d1__lora_forward(cx, lora, &ls[1], y, xa, lu + ls[1].u0, 7 * lora->rank, N);
         d1__residual_add(xa, x, NC);
         /* MLP sub-block */
         d1__rmsnorm_forward(n2, a->r2 + L * N, xa, w->ff_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, gu, n2, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        if (lora) d1__lora_forward(cx, lora, &ls[2], n2, gu, lu + ls[2].u0, 7 * lora->rank, N);
         sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
         d1__matmul_forward(cx, xo, hm, w->ff_out + L * C * F, N, F, C);
+        if (lora) d1__lora_forward(cx, lora, &ls[3], hm, xo, lu + ls[3].u0, 7 * lora->rank, N);
         d1__residual_add(xo, xa, NC);
     }
     d1__rmsnorm_forward(a->nf, a->rf, a->x + (size_t)c->n_layers * NC, w->ln_f, N, C, c->norm_eps);
@@ -1862,10 +2077,16 @@ static void d1__backward(d1_model *m, const float *dlogits) {
     d1__acts *a = &s->a;
     d1__ctx *cx = &s->cx;
     const d1_params *w = &m->params;
-    d1_params *g = &m->grads;
+    d1_params none, *g = &m->grads;
+    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     int B = m->B, T = m->T, N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
     int H = c->n_heads, KV = c->n_kv_heads, D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
+    if (m->lora) { /* LoRA: the base is frozen, its gradients are neither needed nor kept */
+        memset(&none, 0, sizeof none);
+        g = &none;
+    }
+#define D1__G(t, off) (g->t ? g->t + (off) : NULL)
     d1__matmul_backward(cx, a->dA, g->head, dlogits, a->nf, w->head, N, C, V);
     d1__rmsnorm_backward(a->dres, g->ln_f, a->dA, a->x + (size_t)c->n_layers * NC, w->ln_f, a->rf, N, C);
     for (l = c->n_layers - 1; l >= 0; l--) {
@@ -1875,25 +2096,34 @@ static void d1__backward(d1_model *m, const float *dlogits) {
         float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
         d1__attn_args at;
         d1__swiglu_args sw;
+        float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
+        int ldu = lora ? 7 * lora->rank : 0;
+        d1__lora_site ls[4];
+        if (lora) d1__lora_sites(c, lora->rank, l, ls);
         /* MLP sub-block: dres is d(out) = d(xa) through the residual */
-        d1__matmul_backward(cx, a->dh, g->ff_out + L * C * F, a->dres, hm, w->ff_out + L * C * F, N, F, C);
+        d1__matmul_backward(cx, a->dh, D1__G(ff_out, L * C * F), a->dres, hm, w->ff_out + L * C * F, N, F, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[3], a->dres, hm, lu + ls[3].u0, ldu, a->dlu, a->dh, N);
         sw.out = a->dgu; sw.gu = gu; sw.dh = a->dh; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_backward_task, &sw);
-        d1__matmul_backward(cx, a->dA, g->gate_up + L * 2 * F * C, a->dgu, n2, w->gate_up + L * 2 * F * C,
+        d1__matmul_backward(cx, a->dA, D1__G(gate_up, L * 2 * F * C), a->dgu, n2, w->gate_up + L * 2 * F * C,
                             N, C, 2 * F);
-        d1__rmsnorm_backward(a->dB, g->ff_norm + L * C, a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[2], a->dgu, n2, lu + ls[2].u0, ldu, a->dlu, a->dA, N);
+        d1__rmsnorm_backward(a->dB, D1__G(ff_norm, L * C), a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
         d1__residual_add(a->dres, a->dB, NC);
         /* attention sub-block */
-        d1__matmul_backward(cx, a->dA, g->attn_out + L * C * C, a->dres, y, w->attn_out + L * C * C, N, C, C);
+        d1__matmul_backward(cx, a->dA, D1__G(attn_out, L * C * C), a->dres, y, w->attn_out + L * C * C, N, C, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[1], a->dres, y, lu + ls[1].u0, ldu, a->dlu, a->dA, N);
         d1__attn_setup(&at, qkv, QW, c, B, T, cx);
         at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
         d1__parallel(cx->pool, d1__attention_backward_task, &at);
         d1__rope(a->dqkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
-        d1__matmul_backward(cx, a->dB, g->qkv + L * QW * C, a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
-        d1__rmsnorm_backward(a->dA, g->attn_norm + L * C, a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
+        d1__matmul_backward(cx, a->dB, D1__G(qkv, L * QW * C), a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
+        if (lora) d1__lora_backward(cx, lora, &ls[0], a->dqkv, n1, lu + ls[0].u0, ldu, a->dlu, a->dB, N);
+        d1__rmsnorm_backward(a->dA, D1__G(attn_norm, L * C), a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
         d1__residual_add(a->dres, a->dA, NC);
     }
-    d1__embed_backward(g->wte, a->dres, s->tokens, N, C);
+    if (g->wte) d1__embed_backward(g->wte, a->dres, s->tokens, N, C);
+#undef D1__G
 }
 
 D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
@@ -1923,6 +2153,10 @@ D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
 D1_API int d1_model_zero_grad(d1_model *m) {
     int rc;
     if (!m || !m->param_memory) return D1_ERR_ARG;
+    if (m->lora) { /* the adapters are what trains */
+        memset(m->lora->grad_memory, 0, m->lora->num_params * sizeof(float));
+        return D1_OK;
+    }
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     memset(m->grad_memory, 0, m->num_params * sizeof(float));
     return D1_OK;
@@ -2053,7 +2287,7 @@ D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *
     if (!d1__adamw_desc_ok(desc)) return D1_ERR_ARG;
     memset(opt, 0, sizeof *opt);
     opt->desc = *desc;
-    opt->n = m->num_params;
+    opt->n = m->lora ? m->lora->num_params : m->num_params; /* what trains */
     opt->m = d1__alloc_floats(2 * opt->n);
     if (!opt->m) return D1_ERR_NOMEM;
     opt->v = opt->m + opt->n;
@@ -2067,16 +2301,35 @@ D1_API void d1_adamw_free(d1_adamw *opt) {
     memset(opt, 0, sizeof *opt);
 }
 
+/* The AdamW update of w[lo, hi) from gradient g (times the clip scale). */
+static void d1__adamw_range(d1_adamw *opt, float *w, const float *g, size_t lo, size_t hi, int decay, float scale,
+                            double bc1, double bc2) {
+    const d1_adamw_desc *d = &opt->desc;
+    float wd = decay ? d->lr * d->weight_decay : 0.0f;
+    size_t i;
+    for (i = lo; i < hi; i++) {
+        float gi = g[i] * scale;
+        float mi = opt->m[i] = d->beta1 * opt->m[i] + (1.0f - d->beta1) * gi;
+        float vi = opt->v[i] = d->beta2 * opt->v[i] + (1.0f - d->beta2) * gi * gi;
+        float wi = w[i] - wd * w[i];
+        w[i] = wi - d->lr * (float)(mi / bc1) / (sqrtf((float)(vi / bc2)) + d->eps);
+    }
+}
+
 D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     const d1_adamw_desc *d;
     double sq = 0.0, norm, bc1, bc2;
-    float scale = 1.0f;
-    int nt, ti;
-    size_t i;
-    if (!opt || !opt->m || !m || !m->grad_memory || opt->n != m->num_params) return D1_ERR_ARG;
+    float scale = 1.0f, *w, *g;
+    size_t i, n;
+    int ti;
+    if (!opt || !opt->m || !m || !m->param_memory) return D1_ERR_ARG;
+    w = m->lora ? m->lora->param_memory : m->param_memory; /* LoRA: the adapters train */
+    g = m->lora ? m->lora->grad_memory : m->grad_memory;
+    n = m->lora ? m->lora->num_params : m->num_params;
+    if (!g || opt->n != n) return D1_ERR_ARG;
     d = &opt->desc;
     if (!d1__adamw_desc_ok(d)) return D1_ERR_ARG;
-    for (i = 0; i < opt->n; i++) sq += (double)m->grad_memory[i] * m->grad_memory[i];
+    for (i = 0; i < n; i++) sq += (double)g[i] * g[i];
     norm = sqrt(sq);
     if (!isfinite(norm)) return D1_ERR_NONFINITE;
     if (grad_norm) *grad_norm = (float)norm;
@@ -2084,18 +2337,13 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     opt->step++;
     bc1 = 1.0 - pow((double)d->beta1, (double)opt->step);
     bc2 = 1.0 - pow((double)d->beta2, (double)opt->step);
-    nt = d1_model_num_tensors(m);
-    for (ti = 0; ti < nt; ti++) {
-        d1_tensor t;
-        float decay;
-        d1_model_tensor(m, ti, &t);
-        decay = t.decay ? d->lr * d->weight_decay : 0.0f;
-        for (i = t.offset; i < t.offset + t.size; i++) {
-            float g = m->grad_memory[i] * scale, w = m->param_memory[i];
-            float mi = opt->m[i] = d->beta1 * opt->m[i] + (1.0f - d->beta1) * g;
-            float vi = opt->v[i] = d->beta2 * opt->v[i] + (1.0f - d->beta2) * g * g;
-            w -= decay * w;
-            m->param_memory[i] = w - d->lr * (float)(mi / bc1) / (sqrtf((float)(vi / bc2)) + d->eps);
+    if (m->lora) {
+        d1__adamw_range(opt, w, g, 0, n, 1, scale, bc1, bc2);
+    } else {
+        for (ti = 0; ti < d1_model_num_tensors(m); ti++) {
+            d1_tensor t;
+            d1_model_tensor(m, ti, &t);
+            d1__adamw_range(opt, w, g, t.offset, t.offset + t.size, t.decay, scale, bc1, bc2);
         }
     }
     return D1_OK;
@@ -2125,6 +2373,8 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
     int D = C / H, KVD = KV * D, QW = d1__qw(c), l, b, i;
     size_t NC = (size_t)N * C;
     float *x = a->x, *n = a->n1, *qkv = a->qkv, *y = a->y, *t = a->xa, *gu = a->gu, *hm = a->hm;
+    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    int ldu = lora ? 7 * lora->rank : 0;
     for (b = 0; b < B; b++)
         for (i = 0; i < Ts; i++) s->tokens[b * Ts + i] = canvas[(size_t)b * T + start + i];
     d1__embed_forward(x, s->tokens, w->wte, N, C);
@@ -2133,8 +2383,11 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         float *kvl = kv + L * B * T * 2 * KVD;
         d1__attn_args at;
         d1__swiglu_args sw;
+        d1__lora_site ls[4];
+        if (lora) d1__lora_sites(c, lora->rank, l, ls);
         d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, qkv, n, w->qkv + L * QW * C, N, C, QW);
+        if (lora) d1__lora_forward(cx, lora, &ls[0], n, qkv, a->lu, ldu, N);
         d1__rope(qkv, QW, N, Ts, start, H + KV, D, s->rope_cos, s->rope_sin, 1.0f);
         for (b = 0; b < B; b++) /* refresh these positions' keys and values in the cache */
             for (i = 0; i < Ts; i++)
@@ -2146,12 +2399,15 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         at.B = B; at.Tq = Ts; at.Tk = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
         d1__parallel(cx->pool, d1__attention_forward_task, &at);
         d1__matmul_forward(cx, t, y, w->attn_out + L * C * C, N, C, C);
+        if (lora) d1__lora_forward(cx, lora, &ls[1], y, t, a->lu, ldu, N);
         d1__residual_add(x, t, NC);
         d1__rmsnorm_forward(n, a->r2, x, w->ff_norm + L * C, N, C, c->norm_eps);
         d1__matmul_forward(cx, gu, n, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        if (lora) d1__lora_forward(cx, lora, &ls[2], n, gu, a->lu, ldu, N);
         sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
         d1__matmul_forward(cx, t, hm, w->ff_out + L * C * F, N, F, C);
+        if (lora) d1__lora_forward(cx, lora, &ls[3], hm, t, a->lu, ldu, N);
         d1__residual_add(x, t, NC);
     }
     d1__rmsnorm_forward(a->nf, a->rf, x, w->ln_f, N, C, c->norm_eps);
@@ -2578,6 +2834,7 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
         if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1_ERR_ARG;
     if (d->beta > 0.0f && (!ref || !ref->param_memory || memcmp(&ref->config, &policy->config, sizeof ref->config)))
         return D1_ERR_ARG;
+    if (ref == policy && d->beta > 0.0f && !policy->lora) return D1_ERR_ARG; /* it would be no reference */
     return D1_OK;
 }
 
@@ -2687,7 +2944,10 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
                 const uint8_t *sci = sc + ((size_t)it * 2 + pass) * RL;
                 size_t t;
                 gb.input_mask = in + ((size_t)it * 2 + pass) * RT;
-                if ((rc = d1_grpo_logprobs(j == 0 ? policy : ref, &gb, tmp_lp)) != D1_OK) goto done;
+                if (j == 1 && ref == policy) policy->lora->enabled = 0; /* the base, adapters off */
+                rc = d1_grpo_logprobs(j == 0 ? policy : ref, &gb, tmp_lp);
+                if (j == 1 && ref == policy) policy->lora->enabled = 1;
+                if (rc != D1_OK) goto done;
                 for (t = 0; t < RL; t++)
                     if (pass == 0 || sci[t]) dst[t] = tmp_lp[t];
                 st.forward_passes++;

@@ -1,0 +1,267 @@
+/* LoRA adapters: a fresh adapter changes nothing, the adapted forward equals
+   the merged model's, the adapter gradients follow from the merged model's
+   weight gradient (dB = s dW A^T, dA = s B^T dW), the base stays frozen while
+   the adapters learn, diffu-GRPO trains them against the base as reference,
+   and bad calls are refused. */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+
+static d1_config cfg(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 13; c.dim = 16; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 24;
+    c.max_seq_len = 12; c.mask_id = 12; c.eos_id = 11; c.pad_id = 11;
+    return c;
+}
+
+static void randomize_b(d1_model *m, uint64_t seed) {
+    d1_rng r;
+    size_t i;
+    d1_rng_seed(&r, seed);
+    for (i = 0; i < m->lora->num_params; i++)
+        if (m->lora->param_memory[i] == 0.0f) m->lora->param_memory[i] = 0.3f * d1_rng_normal(&r);
+}
+
+/* A frozen base with init-sized weights has a head too small for confident
+   outputs (the logits span ~0.3), which no adapter can change: give it a
+   head of a trained model's size. */
+static void scale_head(d1_model *m, float k) {
+    size_t i, n = (size_t)m->config.vocab_size * m->config.dim;
+    for (i = 0; i < n; i++) m->params.head[i] *= k;
+}
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double e = 0, s = 1e-12;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (fabs((double)a[i] - b[i]) > e) e = fabs((double)a[i] - b[i]);
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return e / s;
+}
+
+static void test_fresh_adapter_changes_nothing(void) {
+    d1_config c = cfg();
+    d1_model m;
+    int tok[2 * 12], i;
+    float *base;
+    for (i = 0; i < 24; i++) tok[i] = (i * 5) % 12;
+    d1_model_init(&m, &c, 1);
+    d1_model_forward(&m, tok, 2, 12, NULL);
+    base = (float *)malloc(sizeof(float) * 24 * 13);
+    memcpy(base, m.logits, sizeof(float) * 24 * 13);
+    CHECK(d1_lora_attach(&m, 4, 8.0f, 7) == D1_OK, "attach");
+    CHECK(d1_lora_num_tensors(&m) == 14 * 2, "14 tensors a layer");
+    d1_model_forward(&m, tok, 2, 12, NULL);
+    CHECK(!memcmp(base, m.logits, sizeof(float) * 24 * 13), "B = 0 must leave the logits unchanged");
+    {
+        d1_tensor t;
+        d1_lora_tensor(&m, 2, &t); /* layer 0, k_proj lora_A */
+        CHECK(!strcmp(t.name, "base_model.model.model.transformer.blocks.0.k_proj.lora_A.weight") &&
+                  t.shape[0] == 4 && t.shape[1] == 16, "%s [%d, %d]", t.name, t.shape[0], t.shape[1]);
+        d1_lora_tensor(&m, 27, &t); /* layer 1, ff_out lora_B */
+        CHECK(!strcmp(t.name, "base_model.model.model.transformer.blocks.1.ff_out.lora_B.weight") &&
+                  t.shape[0] == 16 && t.shape[1] == 4, "%s [%d, %d]", t.name, t.shape[0], t.shape[1]);
+    }
+    free(base);
+    d1_model_free(&m);
+}
+
+static void test_adapted_equals_merged(void) {
+    d1_config c = cfg();
+    d1_model m;
+    int tok[2 * 12], i;
+    float *adapted;
+    double e;
+    for (i = 0; i < 24; i++) tok[i] = (i * 7 + 1) % 13;
+    d1_model_init(&m, &c, 2);
+    d1_lora_attach(&m, 3, 6.0f, 8);
+    randomize_b(&m, 9);
+    d1_model_forward(&m, tok, 2, 12, NULL);
+    adapted = (float *)malloc(sizeof(float) * 24 * 13);
+    memcpy(adapted, m.logits, sizeof(float) * 24 * 13);
+    CHECK(d1_lora_merge(&m) == D1_OK && m.lora == NULL, "merge detaches");
+    d1_model_forward(&m, tok, 2, 12, NULL);
+    e = max_rel(adapted, m.logits, 24 * 13);
+    CHECK(e < 1e-5, "adapted vs merged logits: %g", e);
+    free(adapted);
+    d1_model_free(&m);
+}
+
+/* out = x (W + s B A)^T:  dL/dB = s dW A^T,  dL/dA = s B^T dW  (dW: the merged weight's gradient) */
+static void test_adapter_gradients(void) {
+    d1_config c = cfg();
+    d1_model m, merged;
+    int tok[2 * 12], i, nt, k;
+    uint8_t mask[24];
+    float p[2] = {0.5f, 0.8f}, l1, l2;
+    double worst = 0;
+    for (i = 0; i < 24; i++) { tok[i] = (i * 3 + 2) % 12; mask[i] = (uint8_t)(i % 3 != 0); }
+    d1_model_init(&m, &c, 3);
+    for (i = 0; i < (int)m.num_params; i++) m.param_memory[i] *= 8.0f;
+    d1_lora_attach(&m, 2, 4.0f, 10);
+    randomize_b(&m, 11);
+    d1_model_init(&merged, &c, 3);
+    d1_model_copy_weights(&merged, &m);
+    d1_model_zero_grad(&m);
+    CHECK(d1_pretrain_loss(&m, tok, 2, 12, mask, p, NULL, &l1) == D1_OK, "adapted loss");
+    CHECK(m.grad_memory == NULL, "a frozen base allocates no gradients");
+    { /* merge a copy of the adapters into `merged` by hand, through the API */
+        d1_lora *keep = m.lora;
+        merged.lora = NULL;
+        d1_lora_attach(&merged, 2, 4.0f, 10);
+        memcpy(merged.lora->param_memory, keep->param_memory, keep->num_params * sizeof(float));
+        d1_lora_merge(&merged);
+    }
+    d1_model_zero_grad(&merged);
+    CHECK(d1_pretrain_loss(&merged, tok, 2, 12, mask, p, NULL, &l2) == D1_OK, "merged loss");
+    CHECK(fabs(l1 - l2) < 1e-5 * fabs(l2), "loss %g vs %g", l1, l2);
+    nt = d1_lora_num_tensors(&m);
+    for (k = 0; k < nt; k += 2) { /* each (A, B) pair against its base matrix */
+        d1_tensor ta, tb, tw;
+        int o, q, in, r, widx;
+        const float *A, *Bm, *dA, *dB, *dW;
+        double *expA, *expB, s = m.lora->scale, e;
+        float *gotA, *gotB;
+        d1_lora_tensor(&m, k, &ta);
+        d1_lora_tensor(&m, k + 1, &tb);
+        widx = 1 + 9 * (k / 14) + 1 + (k % 14) / 2 + ((k % 14) / 2 >= 4); /* q,k,v,o | (norm) gate,up,down */
+        d1_model_tensor(&merged, widx, &tw);
+        r = ta.shape[0]; in = ta.shape[1];
+        CHECK(tw.shape[0] == tb.shape[0] && tw.shape[1] == in, "%s vs %s", ta.name, tw.name);
+        A = m.lora->param_memory + ta.offset; Bm = m.lora->param_memory + tb.offset;
+        dA = m.lora->grad_memory + ta.offset; dB = m.lora->grad_memory + tb.offset;
+        dW = merged.grad_memory + tw.offset;
+        expA = (double *)calloc((size_t)r * in, sizeof(double));
+        expB = (double *)calloc((size_t)tb.shape[0] * r, sizeof(double));
+        for (o = 0; o < tb.shape[0]; o++)
+            for (q = 0; q < r; q++)
+                for (i = 0; i < in; i++) {
+                    expB[o * r + q] += s * dW[o * in + i] * A[q * in + i];
+                    expA[q * in + i] += s * Bm[o * r + q] * dW[o * in + i];
+                }
+        gotA = (float *)dA; gotB = (float *)dB;
+        e = th_rel_err(gotA, expA, (size_t)r * in, 1e-9);
+        if (e > worst) worst = e;
+        CHECK(e < 1e-4, "%s: %g", ta.name, e);
+        e = th_rel_err(gotB, expB, (size_t)tb.shape[0] * r, 1e-9);
+        if (e > worst) worst = e;
+        CHECK(e < 1e-4, "%s: %g", tb.name, e);
+        free(expA); free(expB);
+    }
+    printf("  adapter gradients vs s dW A^T, s B^T dW: worst rel err %.2g\n", worst);
+    d1_model_free(&m);
+    d1_model_free(&merged);
+}
+
+static void test_base_frozen_adapters_learn(void) {
+    d1_config c = cfg();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_rng r;
+    int tok[8 * 12], s, i;
+    float loss, first = 0, last = 0, *base;
+    d1_model_init(&m, &c, 4);
+    scale_head(&m, 30.0f);
+    base = (float *)malloc(m.num_params * sizeof(float));
+    memcpy(base, m.param_memory, m.num_params * sizeof(float));
+    d1_lora_attach(&m, 4, 8.0f, 12);
+    od.lr = 1e-2f;
+    d1_adamw_init(&opt, &m, &od);
+    CHECK(opt.n == m.lora->num_params, "the optimizer trains the adapters");
+    d1_rng_seed(&r, 5);
+    for (s = 0; s < 150; s++) {
+        for (i = 0; i < 8 * 12; i++) tok[i] = ((i / 12) + (i % 12) * 2) % 11;
+        d1_model_zero_grad(&m);
+        CHECK(d1_pretrain_loss(&m, tok, 8, 12, NULL, NULL, &r, &loss) == D1_OK, "step %d", s);
+        CHECK(d1_adamw_step(&opt, &m, NULL) == D1_OK, "adamw %d", s);
+        if (s < 10) first += loss / 10;
+        if (s >= 140) last += loss / 10;
+    }
+    printf("  LoRA pretraining: loss %.3f (first 10) -> %.3f (last 10)\n", first, last);
+    CHECK(last < first * 0.67f, "adapters did not learn: %.3f -> %.3f", first, last);
+    CHECK(!memcmp(base, m.param_memory, m.num_params * sizeof(float)), "the base moved");
+    free(base);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+/* a dense reward: the share of 2s in the completion (a token this base
+   proposes now and then, so that groups differ from the start) */
+static float share_of_twos(const int *prompt, int plen, const int *o, int n, void *user) {
+    int i, k = 0;
+    (void)prompt; (void)plen; (void)user;
+    for (i = 0; i < n; i++) k += o[i] == 2;
+    return n ? (float)k / (float)n : 0.0f;
+}
+
+static void test_grpo_with_adapters(void) {
+    d1_config c = cfg();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc d = d1_grpo_default_desc(8);
+    d1_reward rw;
+    d1_grpo_stats st;
+    d1_rng r;
+    int prompts[4 * 3] = {1, 2, 4, 1, 2, 4, 1, 2, 4, 1, 2, 4}, step;
+    float first = -1, last = 0, *base;
+    d1_model_init(&m, &c, 6);
+    scale_head(&m, 30.0f);
+    base = (float *)malloc(m.num_params * sizeof(float));
+    memcpy(base, m.param_memory, m.num_params * sizeof(float));
+    d1_lora_attach(&m, 4, 8.0f, 13);
+    od.lr = 1e-2f; od.weight_decay = 0.0f;
+    d1_adamw_init(&opt, &m, &od);
+    rw.name = "twos"; rw.fn = share_of_twos; rw.weight = 1.0f; rw.user = NULL;
+    d.rewards = &rw; d.n_rewards = 1; d.group_size = 6; d.inner_steps = 4;
+    d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 1.0f;
+    d.sampler.suppress_eos = 1; /* this base's favourite token is EOS: keep completions whole */
+    d1_rng_seed(&r, 14);
+    for (step = 0; step < 30; step++) {
+        int rc = d1_grpo_step(&m, &m, &opt, &d, prompts, 4, 3, NULL, &r, &st); /* reference: the base */
+        CHECK(rc == D1_OK, "step %d: %s", step, d1_strerror(rc));
+        if (rc != D1_OK) break;
+        if (first < 0) first = st.reward_mean;
+        if (step >= 27) last += st.reward_mean / 3;
+    }
+    printf("  diffu-GRPO on adapters: reward %.2f at step 1, %.2f over steps 28-30\n", first, last);
+    CHECK(last > first + 0.3f, "reward only went from %.2f to %.2f", first, last);
+    CHECK(!memcmp(base, m.param_memory, m.num_params * sizeof(float)), "the base moved");
+    free(base);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+static void test_bad_calls(void) {
+    d1_config c = cfg();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_model_init(&m, &c, 1);
+    d1_adamw_init(&opt, &m, &od); /* for the base: no longer valid once adapters are attached */
+    CHECK(d1_lora_attach(&m, 0, 8.0f, 1) == D1_ERR_ARG, "rank 0");
+    CHECK(d1_lora_attach(&m, 4, 0.0f, 1) == D1_ERR_ARG, "alpha 0");
+    CHECK(d1_lora_attach(&m, 4, NAN, 1) == D1_ERR_ARG, "alpha NaN");
+    CHECK(d1_lora_attach(&m, 17, 8.0f, 1) == D1_ERR_ARG, "rank > dim");
+    CHECK(d1_lora_attach(NULL, 4, 8.0f, 1) == D1_ERR_ARG, "no model");
+    CHECK(d1_lora_merge(&m) == D1_ERR_ARG, "merge without adapters");
+    CHECK(d1_lora_attach(&m, 4, 8.0f, 1) == D1_OK, "attach");
+    CHECK(d1_lora_attach(&m, 4, 8.0f, 1) == D1_ERR_ARG, "attach twice");
+    d1_model_zero_grad(&m);
+    CHECK(d1_adamw_step(&opt, &m, NULL) == D1_ERR_ARG, "an optimizer made for the base");
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+int main(void) {
+    RUN(test_fresh_adapter_changes_nothing);
+    RUN(test_adapted_equals_merged);
+    RUN(test_adapter_gradients);
+    RUN(test_base_frozen_adapters_learn);
+    RUN(test_grpo_with_adapters);
+    RUN(test_bad_calls);
+    return th_summary();
+}
