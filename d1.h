@@ -72,6 +72,17 @@
      forward process q(x_t|x_0), t ~ U(0,1)        d1_noise_draw
      masked-diffusion loss (d1 eq. 1)              d1_pretrain_loss
      AdamW with global-norm clipping               d1_adamw_step
+     reverse process: LLaDA's semi-AR remasking    d1_sampler_generate
+       transfer schedule (generate.py)             d1_sampler_transfer_count
+       low-confidence / random remasking           d1__propose
+       Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
+     masked SFT (d1 sec. 3.2)                      d1_sft_loss
+     diffu-GRPO (d1 sec. 3.3, Algorithm 1)         d1_grpo_step
+       group advantages A_i = r_i - mean(r)        d1_grpo_step (step c)
+       one-step log-prob estimator (eq. 3-4)       d1_grpo_logprobs
+       clipped surrogate + beta KL (eq. 5)         d1_grpo_loss
+       wd1's ratio-free objective                  d1_wd1_weights, D1_GRPO_WD1
+     LoRA adapters                                 d1_lora_attach / _merge
 
    GRADIENT CONVENTION: parameter gradients accumulate (+=), activation
    gradients are written (=). d1_model_zero_grad clears the former.

@@ -203,6 +203,7 @@ static int d1__little_endian(void) {
     memcpy(&b, &one, 1);
     return b == 1;
 }
+/* The u64 stored little-endian at b, and the reverse. */
 static uint64_t d1__get_u64le(const unsigned char *b) {
     uint64_t v = 0;
     int i;
@@ -213,7 +214,8 @@ static void d1__put_u64le(unsigned char *b, uint64_t v) {
     int i;
     for (i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
 }
-static void d1__bswap32(void *p, size_t n) { /* n 32-bit words in place */
+/* Reverses the bytes of n 32-bit words in place (F32 on a big-endian host). */
+static void d1__bswap32(void *p, size_t n) {
     unsigned char *b = (unsigned char *)p, t;
     size_t i;
     for (i = 0; i < n; i++, b += 4) {
@@ -281,6 +283,7 @@ static uint16_t d1__f32_to_f16(float f) {
     return (uint16_t)h;
 }
 
+/* Bytes per element of a dtype, and its safetensors name. */
 static size_t d1__dtype_size(int dtype) { return dtype == D1_DTYPE_F32 ? 4 : 2; }
 static const char *d1__dtype_name(int dtype) {
     return dtype == D1_DTYPE_F32 ? "F32" : dtype == D1_DTYPE_BF16 ? "BF16" : "F16";
@@ -445,10 +448,12 @@ typedef struct d1__json {
     size_t n;
 } d1__json;
 
+/* The index of the first non-whitespace byte of s[i..n) (n if none). */
 static size_t d1__json_ws(const char *s, size_t n, size_t i) {
     while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
     return i;
 }
+/* The 4 hex digits at s[i] as *cp; 0 if they are not 4 hex digits. */
 static int d1__hex4(const char *s, size_t n, size_t i, unsigned *cp) {
     unsigned v = 0;
     size_t k;
@@ -627,7 +632,7 @@ static size_t d1__json_str(const d1__json *j, size_t i, char *out, size_t cap) {
     const char *s = j->s;
     size_t n = 0;
     for (i++; i < j->n && s[i] != '"';) {
-        unsigned cp;
+        unsigned cp = 0;
         char u[4];
         size_t k, len = 1;
         if (s[i] != '\\') {
@@ -640,7 +645,7 @@ static size_t d1__json_str(const d1__json *j, size_t i, char *out, size_t cap) {
             d1__hex4(s, j->n, i + 2, &cp);
             i += 6;
             if (cp >= 0xD800 && cp <= 0xDBFF) { /* checked: a low surrogate follows */
-                unsigned lo;
+                unsigned lo = 0xDC00;
                 d1__hex4(s, j->n, i + 2, &lo);
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 i += 6;
@@ -698,6 +703,8 @@ typedef struct d1__text {
     size_t cap, len;
 } d1__text;
 
+/* Appends s[0..n) (what fits; len counts it all). The helpers after it append
+   a C string, a decimal integer, a float (d1__format_float). */
 static void d1__put(d1__text *t, const char *s, size_t n) {
     if (t->len < t->cap) memcpy(t->p + t->len, s, D1__MIN(n, t->cap - t->len));
     t->len += n;
@@ -736,6 +743,7 @@ static void d1__put_json_string(d1__text *t, const char *s, size_t n) {
 
 /* ---- config.json ------------------------------------------------------------- */
 
+/* A config -> LLaDA's config.json text, in DESIGN.md's key order. */
 D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
     d1_config c;
     d1__text t;
@@ -815,6 +823,7 @@ static int d1__cfg_expect(const d1__json *j, size_t obj, const char *key, const 
     return j->s[v] == '"' && d1__json_str_is(j, v, want) ? D1_OK : D1_ERR_CONFIG;
 }
 
+/* config.json text -> a resolved config (the keys: see the API comment). */
 D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     d1__json j;
     d1_config c;
@@ -886,12 +895,14 @@ typedef struct d1__st_table {
     int          *order;    /* [n] scratch: a shard's entries by offset      */
 } d1__st_table;
 
+/* FNV-1a hash of s[0..n), for the name lookup. */
 static uint32_t d1__fnv1a(const char *s, size_t n) {
     uint32_t h = 2166136261u;
     size_t i;
     for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
 }
+/* Frees a table (a zeroed one too). */
 static void d1__table_free(d1__st_table *t) {
     d1__free(t->e);
     d1__free(t->slot);
@@ -944,7 +955,7 @@ static void d1__table_set(d1__st_table *t, int i, const char *prefix, const d1_t
 /* d1_model_tensor for a configuration alone: it reads only m->config (and
    m->state to tell an initialised model), so a view with a placeholder state
    serves. (Merge note: a d1__config_tensor(cfg, ...) would replace this.) */
-static int d1__cfg_num_tensors(const d1_config *c) {
+static int d1__cfg_num_tensors(const d1_config *c) { /* d1_model_num_tensors of a config */
     d1_model view;
     struct d1__state placeholder;
     memset(&view, 0, sizeof view);
@@ -952,7 +963,7 @@ static int d1__cfg_num_tensors(const d1_config *c) {
     view.state = &placeholder;
     return d1_model_num_tensors(&view);
 }
-static int d1__cfg_tensor(const d1_config *c, int index, d1_tensor *t) {
+static int d1__cfg_tensor(const d1_config *c, int index, d1_tensor *t) { /* d1_model_tensor of a config */
     d1_model view;
     struct d1__state placeholder;
     memset(&view, 0, sizeof view);
@@ -964,11 +975,13 @@ static int d1__cfg_tensor(const d1_config *c, int index, d1_tensor *t) {
 /* The table of a model's tensors (config c, resolved), at their offsets in the
    parameter buffer. `budget` is the size of the JSON that must name them all:
    each name takes at least 32 bytes there, so a config that needs more tensors
-   than fit is D1_ERR_MISSING before anything is allocated for it. */
+   than fit is D1_ERR_MISSING before a large table is allocated for it (small
+   tables are built anyway, so that the header's own error is the one seen). */
+#define D1__SMALL_TABLE 4096
 static int d1__table_model(d1__st_table *t, const d1_config *c, const float *params, uint64_t budget) {
     int n = d1__cfg_num_tensors(c), i, rc;
     d1_tensor ti;
-    if ((uint64_t)n * 32 > budget) return D1_ERR_MISSING;
+    if (n > D1__SMALL_TABLE && (uint64_t)n * 32 > budget) return D1_ERR_MISSING;
     if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
     for (i = 0; i < n; i++) {
         d1__cfg_tensor(c, i, &ti);
@@ -990,6 +1003,7 @@ struct d1__sink {
     void          *fp;      /* file sink (other platforms: FILE *) */
     uint64_t       written;
 };
+/* The memory sink's write: D1_ERR_ARG past the buffer's end. */
 static int d1__mem_write(d1__sink *s, const void *p, size_t n) {
     if (n > s->cap - s->written) return D1_ERR_ARG;
     memcpy(s->mem + s->written, p, n);
@@ -1163,20 +1177,27 @@ static int d1__st_parse_entry(const d1__json *j, size_t i, d1__st_entry *e, unsi
     return D1_OK;
 }
 
-/* Checks the header h[0..hn) of the file holding shard `shard` of the table:
-   a JSON object whose keys are this shard's tensors (each once, all of them)
-   and an optional "__metadata__" object of strings (*meta gets its index, or
-   (size_t)-1). dtypes: the allowed dtypes as a bit mask. */
+/* The header h[0..hn) is one JSON object (checked before the table is built,
+   so that a malformed header is reported as such). */
+static int d1__st_check_header(const char *h, size_t hn) {
+    if (!d1__json_check(h, hn)) return D1_ERR_JSON;
+    if (h[d1__json_ws(h, hn, 0)] != '{') return D1_ERR_JSON;
+    return D1_OK;
+}
+
+/* Checks the header h[0..hn) (already through d1__st_check_header) of the
+   file holding shard `shard` of the table: an object whose keys are this
+   shard's tensors (each once, all of them) and an optional "__metadata__"
+   object of strings (*meta gets its index, or (size_t)-1). dtypes: the
+   allowed dtypes as a bit mask. */
 static int d1__st_parse(const char *h, size_t hn, d1__st_table *tab, int shard, unsigned dtypes, size_t *meta) {
     d1__json j;
     size_t obj, it, k, v, it2, mk, mv;
     int i, rc, have_meta = 0;
     char name[sizeof tab->e[0].name];
     if (meta) *meta = (size_t)-1;
-    if (!d1__json_check(h, hn)) return D1_ERR_JSON;
     j.s = h; j.n = hn;
     obj = d1__json_start(&j);
-    if (j.s[obj] != '{') return D1_ERR_JSON;
     for (i = 0; i < tab->n; i++)
         if (tab->e[i].shard == shard) tab->e[i].seen = 0;
     it = obj + 1;
@@ -1248,6 +1269,7 @@ typedef struct d1__src {
 } d1__src;
 
 #ifndef D1_NO_STDIO
+/* (the file reader, with the file functions below) */
 static int d1__file_read_at(d1__src *s, uint64_t off, void *dst, size_t n);
 #endif
 
@@ -1330,6 +1352,7 @@ static int d1__model_alloc(d1_model *m, const d1_config *c) {
 
 static int d1__model_ok(const d1_model *m) { return m && m->param_memory && m->state; }
 
+/* The size of the blob d1_model_save_memory writes: header + data. */
 D1_API size_t d1_model_save_size(const d1_model *m, int dtype) {
     d1__st_table tab;
     uint64_t size;
@@ -1340,6 +1363,7 @@ D1_API size_t d1_model_save_size(const d1_model *m, int dtype) {
     return size > (uint64_t)SIZE_MAX ? 0 : (size_t)size;
 }
 
+/* The model as a safetensors blob (and config.json text) in memory. */
 D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t cap, char *config_json,
                                 size_t config_cap) {
     d1__st_table tab;
@@ -1359,6 +1383,8 @@ D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t 
     return rc;
 }
 
+/* Loads a model from memory: config, length word, header and offsets are
+   all checked before the model is allocated and the data converted into it. */
 D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t config_len,
                                 const void *safetensors, size_t len) {
     const unsigned char *b = (const unsigned char *)safetensors;
@@ -1371,6 +1397,7 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
     if (!m || !config_json || (!safetensors && len)) return D1_ERR_ARG;
     if ((rc = d1_config_from_json(&c, config_json, config_len)) != D1_OK) return rc;
     if ((rc = d1__st_prefix(b, len, &hn)) != D1_OK) return rc;
+    if ((rc = d1__st_check_header((const char *)b + 8, (size_t)hn)) != D1_OK) return rc;
     if ((rc = d1__table_model(&tab, &c, NULL, hn)) != D1_OK) return rc;
     rc = d1__st_parse((const char *)b + 8, (size_t)hn, &tab, 0, D1__DTYPES_ALL, NULL);
     if (rc == D1_OK) rc = d1__st_cover(&tab, 0, len - 8 - hn, &count);
@@ -1624,6 +1651,7 @@ typedef struct d1__save_ctx {
     const char         *text;  /* config.json */
 } d1__save_ctx;
 
+/* The emitters of d1__save_files: a safetensors file, a text file. */
 static int d1__emit_safetensors(d1__sink *sk, const void *ctx) {
     const d1__save_ctx *c = (const d1__save_ctx *)ctx;
     return d1__st_write(sk, c->tab, c->dtype, c->meta, c->n_meta);
@@ -1633,6 +1661,7 @@ static int d1__emit_text(d1__sink *sk, const void *ctx) {
     return sk->write(sk, c->text, strlen(c->text));
 }
 
+/* Saves config.json and model.safetensors into dir, atomically. */
 D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     static const char *const names[2] = {"model.safetensors", "config.json"};
     d1__emit_fn emit[2];
@@ -1665,6 +1694,7 @@ typedef struct d1__st_file {
     size_t   hn, meta;
 } d1__st_file;
 
+/* Closes the file and frees the header. */
 static void d1__st_close(d1__st_file *sf) {
     if (sf->f) fclose(sf->f);
     d1__free(sf->header);
@@ -1688,9 +1718,10 @@ static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int
     rc = d1__file_size(sf->f, &sf->size);
     if (rc == D1_OK && sf->size >= 8) rc = d1__file_read_at(&src, 0, b8, 8);
     if (rc == D1_OK) rc = d1__st_prefix(b8, sf->size, &hn);
-    if (rc == D1_OK && make_table) rc = make_table(tab, ctx, hn);
     if (rc == D1_OK && !(sf->header = (char *)d1__alloc((size_t)hn + 1))) rc = D1_ERR_NOMEM;
     if (rc == D1_OK) rc = d1__file_read_at(&src, 8, sf->header, (size_t)hn);
+    if (rc == D1_OK) rc = d1__st_check_header(sf->header, (size_t)hn);
+    if (rc == D1_OK && make_table) rc = make_table(tab, ctx, hn);
     if (rc == D1_OK) {
         int count;
         sf->header[hn] = 0;
@@ -1725,6 +1756,7 @@ typedef struct d1__ckpt {
 #define D1__SHARD_NAME 256
 #define D1__MAX_SHARDS 4096
 
+/* Frees what d1__ckpt_open allocated; the table maker for d1__st_open. */
 static void d1__ckpt_free(d1__ckpt *ck) {
     d1__table_free(&ck->tab);
     d1__free(ck->shards);
@@ -1844,6 +1876,7 @@ static int d1__ckpt_read(d1__ckpt *ck, float *base) {
     return rc;
 }
 
+/* Loads a checkpoint directory: headers first, then the model, then the data. */
 D1_API int d1_model_load(d1_model *m, const char *path) {
     d1__ckpt ck;
     d1_model tmp;
@@ -1859,6 +1892,7 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
     return rc;
 }
 
+/* The stored dtype of each tensor, from the headers alone. */
 D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtypes) {
     d1__ckpt ck;
     int rc, i;
@@ -1878,6 +1912,7 @@ D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtyp
 #define D1__N_DESC 6
 static const char *const d1__desc_keys[D1__N_DESC] = {"d1.lr", "d1.beta1", "d1.beta2", "d1.eps",
                                                       "d1.weight_decay", "d1.grad_clip"};
+/* The AdamW desc as 6 floats (in d1__desc_keys order), and back. */
 static void d1__desc_get(const d1_adamw_desc *d, float *v) {
     v[0] = d->lr; v[1] = d->beta1; v[2] = d->beta2; v[3] = d->eps; v[4] = d->weight_decay; v[5] = d->grad_clip;
 }
@@ -1890,7 +1925,7 @@ static void d1__desc_set(d1_adamw_desc *d, const float *v) {
 static int d1__table_adamw(d1__st_table *t, const d1_model *m, const d1_adamw *opt, uint64_t budget) {
     int nt = d1_model_num_tensors(m), i, rc;
     d1_tensor ti;
-    if ((uint64_t)nt * 64 > budget) return D1_ERR_MISSING;
+    if (nt > D1__SMALL_TABLE && (uint64_t)nt * 64 > budget) return D1_ERR_MISSING;
     if ((rc = d1__table_alloc(t, 2 * nt)) != D1_OK) return rc;
     for (i = 0; i < nt; i++) {
         d1_model_tensor(m, i, &ti);
@@ -1904,13 +1939,15 @@ static int d1__table_adamw(d1__st_table *t, const d1_model *m, const d1_adamw *o
     }
     return D1_OK;
 }
-typedef struct d1__adamw_ctx {
+typedef struct d1__adamw_ctx { /* what d1__make_adamw_table needs */
     const d1_model *m;
 } d1__adamw_ctx;
+/* The table maker for d1__st_open: the moments of ctx's model. */
 static int d1__make_adamw_table(d1__st_table *t, const void *ctx, uint64_t budget) {
     return d1__table_adamw(t, ((const d1__adamw_ctx *)ctx)->m, NULL, budget);
 }
 
+/* Saves the moments, step, desc, RNG states and settings: optimizer.safetensors. */
 D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adamw *opt, const d1_rng *rngs,
                                int n_rngs, const char *settings_json) {
     static const char *const names[1] = {"optimizer.safetensors"};
@@ -2010,6 +2047,7 @@ static int d1__parse_rng(const char *s, size_t n, d1_rng *r) {
     return i == n + 1;
 }
 
+/* Restores what d1_train_state_save wrote; every check comes before any change. */
 D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt, d1_rng *rngs, int n_rngs,
                                char *settings_json, size_t settings_cap) {
     d1__st_table tab;
