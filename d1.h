@@ -64,23 +64,23 @@
 
    THE PAPER, EQUATION BY EQUATION
 
-     LLaDA transformer (d1 sec. 2, LLaDA app. B)   d1_model_forward / _backward
+     LLaDA transformer (modeling_llada.py)         d1_model_forward / _backward
        RMSNorm                                     d1__rmsnorm_forward / _backward
        RoPE, rotate-half layout                    d1__rope_forward / _backward
        bidirectional GQA attention                 d1__attention_forward / _backward
        SiLU-gated MLP                              d1__swiglu_forward / _backward
      forward process q(x_t|x_0), t ~ U(0,1)        d1_noise_draw
-     masked-diffusion loss (d1 eq. 1)              d1_pretrain_loss
+     masked-diffusion loss (LLaDA; d1 background)  d1_pretrain_loss
      AdamW with global-norm clipping               d1_adamw_step
      reverse process: LLaDA's semi-AR remasking    d1_sampler_generate
        transfer schedule (generate.py)             d1_sampler_transfer_count
        low-confidence / random remasking           d1__propose
        Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
-     masked SFT (d1 sec. 3.2)                      d1_sft_loss
-     diffu-GRPO (d1 sec. 3.3, Algorithm 1)         d1_grpo_step
+     masked SFT (d1 stage 1)                       d1_sft_loss
+     diffu-GRPO (d1 stage 2)                       d1_grpo_step
        group advantages A_i = r_i - mean(r)        d1_grpo_step (step c)
-       one-step log-prob estimator (eq. 3-4)       d1_grpo_logprobs
-       clipped surrogate + beta KL (eq. 5)         d1_grpo_loss
+       one-step log-prob estimator                 d1_grpo_logprobs
+       clipped surrogate + beta KL (k3)            d1_grpo_loss
        wd1's ratio-free objective                  d1_wd1_weights, D1_GRPO_WD1
      LoRA adapters                                 d1_lora_attach / _merge
 
@@ -246,7 +246,7 @@ D1_API int  d1_lora_num_tensors(const d1_model *m);
 D1_API int  d1_lora_tensor(const d1_model *m, int index, d1_tensor *out); /* offsets into lora->param_memory */
 
 /* ---- the forward process and the pretraining loss ------------------------
-   Forward process (LLaDA, d1 sec. 2): for each sequence t ~ U(0,1),
+   Forward process (LLaDA): for each sequence t ~ U(0,1),
    p = (1 - eps) t + eps, then each token is replaced by [MASK] with
    probability p. d1_noise_draw draws p[B] and mask[B,T] (1 = masked) from
    rng; positions with keep[b*T+i] != 0 (the prompt in SFT) are never masked
@@ -254,7 +254,7 @@ D1_API int  d1_lora_tensor(const d1_model *m, int index, d1_tensor *out); /* off
 D1_API int d1_noise_draw(d1_rng *rng, int B, int T, float eps, const uint8_t *keep,
                          float *p, uint8_t *mask);
 
-/* Masked-diffusion pretraining loss (d1 eq. 1 with LLaDA's estimator):
+/* Masked-diffusion pretraining loss (LLaDA's estimator, as d1 states it):
        loss = 1/(B*T) * sum_b sum_{i masked} -log p_theta(x0_i | x_t) / p_b
    (divided by ALL B*T tokens). mask [B,T] and p [B] given explicitly, or both
    NULL to draw them from rng with eps = 1e-3. Runs forward and backward:
@@ -354,7 +354,7 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
 /* LLaDA's schedule: how many tokens step s of a block with n masks reveals. */
 D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step);
 
-/* ---- masked SFT (d1 sec. 3.2; LLaDA's SFT) --------------------------------
+/* ---- masked SFT (d1 stage 1; LLaDA's SFT) ---------------------------------
    tokens [B,T] = prompt ⊕ response, the response padded with EOS to T (the
    padding is part of the answer, so the model learns to stop); row b's prompt
    is its first prompt_lens[b] tokens and is never masked. With the forward
@@ -367,7 +367,7 @@ D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step);
 D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
                        const uint8_t *mask, const float *p, d1_rng *rng, float *loss);
 
-/* ---- diffu-GRPO (d1 sec. 3.3, Algorithm 1; d1's trainer is the authority) ----
+/* ---- diffu-GRPO (d1 stage 2; d1's trainer is the authority) ---------------
    For each prompt q: G completions o_i from the sampler; rewards r_i from the
    reward functions (weighted sum); advantages A_i = r_i - mean(r) (optionally
    / (std(r) + 1e-4)). Per-token log-probs by the one-step estimator: ONE
@@ -2224,7 +2224,7 @@ static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const 
     return d1__ensure(m, B, T);
 }
 
-/* Masked-diffusion pretraining loss (d1 eq. 1; LLaDA's pretraining estimator):
+/* Masked-diffusion pretraining loss (LLaDA's pretraining estimator):
      L(theta) = -E_{t, x0, x_t} [ 1/t sum_i 1[x_t^i = M] log p_theta(x0^i | x_t) ]
    estimated on the batch as
      loss = 1/(B*T) sum_b sum_{i: mask[b,i]} CE(logits[b,i], x0[b,i]) / p_b      */
