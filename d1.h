@@ -62,13 +62,13 @@
      mu inner updates per generation batch (diffu-GRPO)
      p  masking ratio of a sequence in the forward process
 
-   THE PAPER, EQUATION BY EQUATION
+   THE PAPER, STEP BY STEP (grep for the names)
 
      LLaDA transformer (modeling_llada.py)         d1_model_forward / _backward
        RMSNorm                                     d1__rmsnorm_forward / _backward
-       RoPE, rotate-half layout                    d1__rope_forward / _backward
-       bidirectional GQA attention                 d1__attention_forward / _backward
-       SiLU-gated MLP                              d1__swiglu_forward / _backward
+       RoPE, rotate-half layout                    d1__rope (sign -1: backward)
+       bidirectional GQA attention                 d1__attention_{forward,backward}_task
+       SiLU-gated MLP                              d1__swiglu_{forward,backward}_task
      forward process q(x_t|x_0), t ~ U(0,1)        d1_noise_draw
      masked-diffusion loss (LLaDA; d1 background)  d1_pretrain_loss
      AdamW with global-norm clipping               d1_adamw_step
