@@ -3,7 +3,11 @@
    1 i32), u32 ndim, u32 dims[ndim], data (4-byte little-endian elements). */
 #ifndef D1_TEST_REFDATA_H
 #define D1_TEST_REFDATA_H
+#include <math.h>
 #include <stdint.h>
+#ifndef D1__MAYBE_UNUSED
+#define D1__MAYBE_UNUSED
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +62,49 @@ static const ref_record *ref_get(const ref_file *rf, const char *name) {
         if (!strcmp(rf->rec[i].name, name)) return &rf->rec[i];
     return NULL;
 }
+
+/* max |a - b| / max |b| over one tensor (llm.c's measure) */
+static D1__MAYBE_UNUSED double ref_rel_err(const float *a, const float *b, size_t n) {
+    double e = 0, s = 1e-12;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (!(d <= e)) e = d; /* NaN sticks */
+        if (fabs(b[i]) > s) s = fabs(b[i]);
+    }
+    return e / s;
+}
+
+#ifdef D1_H
+/* The model of ref_core.bin, with its weights copied in by Hugging Face name
+   (max_seq_len 0 keeps the file's); eos_id / pad_id as given. 0 on failure. */
+static int ref_model_init(d1_model *m, const ref_file *rf, int max_seq_len, int eos_id) {
+    const ref_record *cr = ref_get(rf, "config");
+    const int *ci;
+    d1_config c;
+    int i, nt;
+    if (!cr || cr->n != 9) return 0;
+    ci = (const int *)cr->data;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
+    c.ffn_dim = ci[5]; c.max_seq_len = max_seq_len ? max_seq_len : ci[6]; c.mask_id = ci[7];
+    c.tied_embeddings = ci[8];
+    c.rope_theta = *(const float *)ref_get(rf, "rope_theta")->data;
+    c.norm_eps = *(const float *)ref_get(rf, "norm_eps")->data;
+    c.eos_id = eos_id; c.pad_id = eos_id;
+    if (d1_model_init(m, &c, 0) != D1_OK) return 0;
+    nt = d1_model_num_tensors(m);
+    for (i = 0; i < nt; i++) {
+        d1_tensor t;
+        const ref_record *r;
+        d1_model_tensor(m, i, &t);
+        r = ref_get(rf, t.name);
+        if (!r || r->n != t.size) { d1_model_free(m); return 0; }
+        memcpy(m->param_memory + t.offset, r->data, t.size * sizeof(float));
+    }
+    return 1;
+}
+#endif
 
 static void ref_free(ref_file *rf) {
     int i;

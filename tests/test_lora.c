@@ -162,7 +162,7 @@ static void test_base_frozen_adapters_learn(void) {
     d1_adamw_desc od = d1_adamw_default_desc();
     d1_rng r;
     int tok[8 * 12], s, i;
-    float loss, first = 0, last = 0, *base;
+    float loss = 0, first = 0, last = 0, *base;
     d1_model_init(&m, &c, 4);
     scale_head(&m, 30.0f);
     base = (float *)malloc(m.num_params * sizeof(float));

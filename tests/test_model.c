@@ -9,21 +9,9 @@
 #define D1_TEST_DATA "tests/data"
 #endif
 
-/* max |a - b| / max |b| over one tensor (llm.c's measure) */
-static double rel_err_f(const float *a, const float *b, size_t n) {
-    double e = 0, s = 1e-12;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= e)) e = d;
-        if (fabs(b[i]) > s) s = fabs(b[i]);
-    }
-    return e / s;
-}
-
 static void test_reference_dump(void) {
     ref_file rf;
-    const ref_record *cfgr, *r;
+    const ref_record *r;
     d1_config c;
     d1_model m;
     int B, T, i, nt, rc;
@@ -34,25 +22,10 @@ static void test_reference_dump(void) {
         CHECK(0, "cannot read %s/ref_core.bin", D1_TEST_DATA);
         return;
     }
-    cfgr = ref_get(&rf, "config");
-    {
-        const int *ci = (const int *)cfgr->data;
-        memset(&c, 0, sizeof c);
-        c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
-        c.ffn_dim = ci[5]; c.max_seq_len = ci[6]; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
-        c.rope_theta = *(const float *)ref_get(&rf, "rope_theta")->data;
-        c.norm_eps = *(const float *)ref_get(&rf, "norm_eps")->data;
-    }
-    CHECK(d1_model_init(&m, &c, 0) == D1_OK, "init");
+    CHECK(ref_model_init(&m, &rf, 0, 0), "the reference model, weights by Hugging Face name");
+    c = m.config;
     nt = d1_model_num_tensors(&m);
     CHECK(nt == 2 + 9 * c.n_layers + !c.tied_embeddings, "tensor count %d", nt);
-    for (i = 0; i < nt; i++) { /* weights by Hugging Face name */
-        d1_tensor t;
-        d1_model_tensor(&m, i, &t);
-        r = ref_get(&rf, t.name);
-        CHECK(r && r->n == t.size, "tensor %s present with %zu elements", t.name, t.size);
-        if (r && r->n == t.size) memcpy(m.param_memory + t.offset, r->data, t.size * sizeof(float));
-    }
     r = ref_get(&rf, "tokens");
     B = r->dims[0]; T = r->dims[1];
     for (i = 0; i < B * T; i++) {
@@ -66,7 +39,7 @@ static void test_reference_dump(void) {
     {
         float ref_loss = *(const float *)ref_get(&rf, "loss")->data;
         const ref_record *lr = ref_get(&rf, "logits");
-        double el = rel_err_f(m.logits, (const float *)lr->data, lr->n);
+        double el = ref_rel_err(m.logits, (const float *)lr->data, lr->n);
         CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "loss %.7f vs reference %.7f", loss, ref_loss);
         CHECK(el <= 1e-4, "logits rel err %.3g", el);
         printf("  reference: loss %.7f vs %.7f, logits rel err %.2g\n", loss, ref_loss, el);
@@ -80,7 +53,7 @@ static void test_reference_dump(void) {
         r = ref_get(&rf, gname);
         CHECK(r && r->n == t.size, "gradient %s present", gname);
         if (!r) continue;
-        e = rel_err_f(m.grad_memory + t.offset, (const float *)r->data, t.size);
+        e = ref_rel_err(m.grad_memory + t.offset, (const float *)r->data, t.size);
         if (e > worst_grad) worst_grad = e;
         CHECK(e <= 1e-3, "%s rel err %.3g", gname, e);
     }
@@ -89,8 +62,8 @@ static void test_reference_dump(void) {
     rc = d1_model_forward(&m, (const int *)ref_get(&rf, "noisy")->data, B, T, key_mask);
     CHECK(rc == D1_OK, "forward with key mask");
     r = ref_get(&rf, "logits_keymask");
-    CHECK(rel_err_f(m.logits, (const float *)r->data, r->n) <= 1e-4, "key-masked logits rel err %.3g",
-          rel_err_f(m.logits, (const float *)r->data, r->n));
+    CHECK(ref_rel_err(m.logits, (const float *)r->data, r->n) <= 1e-4, "key-masked logits rel err %.3g",
+          ref_rel_err(m.logits, (const float *)r->data, r->n));
     d1_model_free(&m);
     ref_free(&rf);
 }

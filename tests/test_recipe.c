@@ -10,40 +10,10 @@
 #define D1_TEST_DATA "tests/data"
 #endif
 
-static double rel_err_f(const float *a, const float *b, size_t n) {
-    double e = 0, s = 1e-12;
-    size_t i;
-    for (i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (!(d <= e)) e = d;
-        if (fabs(b[i]) > s) s = fabs(b[i]);
-    }
-    return e / s;
-}
-
 static ref_file core, rec;
 
 static int load_model(d1_model *m) {
-    const int *ci = (const int *)ref_get(&core, "config")->data;
-    d1_config c;
-    int i, nt;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
-    c.ffn_dim = ci[5]; c.max_seq_len = ci[6]; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
-    c.rope_theta = *(const float *)ref_get(&core, "rope_theta")->data;
-    c.norm_eps = *(const float *)ref_get(&core, "norm_eps")->data;
-    c.eos_id = 46; c.pad_id = 46;
-    if (d1_model_init(m, &c, 0) != D1_OK) return 0;
-    nt = d1_model_num_tensors(m);
-    for (i = 0; i < nt; i++) {
-        d1_tensor t;
-        const ref_record *r;
-        d1_model_tensor(m, i, &t);
-        r = ref_get(&core, t.name);
-        if (!r || r->n != t.size) return 0;
-        memcpy(m->param_memory + t.offset, r->data, t.size * sizeof(float));
-    }
-    return d1_model_zero_grad(m) == D1_OK;
+    return ref_model_init(m, &core, 0, 46) && d1_model_zero_grad(m) == D1_OK;
 }
 
 /* every gradient against "<prefix>.grad.<name>" */
@@ -60,7 +30,7 @@ static double check_grads(const d1_model *m, const char *prefix) {
         r = ref_get(&rec, name);
         CHECK(r && r->n == t.size, "%s present", name);
         if (!r) continue;
-        e = rel_err_f(m->grad_memory + t.offset, (const float *)r->data, t.size);
+        e = ref_rel_err(m->grad_memory + t.offset, (const float *)r->data, t.size);
         CHECK(e <= 1e-3, "%s rel err %.3g", name, e);
         if (e > worst) worst = e;
     }
@@ -120,7 +90,7 @@ static void test_reference_grpo(void) {
     CHECK(load_model(&m), "model");
     grpo_case_load(&g);
     CHECK(d1_grpo_logprobs(&m, &g.b, logp) == D1_OK, "logprobs");
-    e = rel_err_f(logp, (const float *)lr->data, lr->n);
+    e = ref_rel_err(logp, (const float *)lr->data, lr->n);
     CHECK(e <= 1e-4, "per-token log-probs rel err %.3g", e);
     CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "loss");
     CHECK(fabs(loss - ref_loss) <= 1e-4 * fabs(ref_loss), "GRPO loss %.7f vs %.7f", loss, ref_loss);

@@ -30,30 +30,6 @@ static void test_transfer_schedule(void) {
           "10 over 4 steps is 3 3 2 2");
 }
 
-/* the model of the reference dumps, with a longer context */
-static int ref_model(d1_model *m, const ref_file *rf, int max_seq_len) {
-    const int *ci = (const int *)ref_get(rf, "config")->data;
-    d1_config c;
-    int i, nt;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = ci[0]; c.dim = ci[1]; c.n_layers = ci[2]; c.n_heads = ci[3]; c.n_kv_heads = ci[4];
-    c.ffn_dim = ci[5]; c.max_seq_len = max_seq_len; c.mask_id = ci[7]; c.tied_embeddings = ci[8];
-    c.rope_theta = *(const float *)ref_get(rf, "rope_theta")->data;
-    c.norm_eps = *(const float *)ref_get(rf, "norm_eps")->data;
-    c.eos_id = 46; c.pad_id = 46;
-    if (d1_model_init(m, &c, 0) != D1_OK) return 0;
-    nt = d1_model_num_tensors(m);
-    for (i = 0; i < nt; i++) {
-        d1_tensor t;
-        const ref_record *r;
-        d1_model_tensor(m, i, &t);
-        r = ref_get(rf, t.name);
-        if (!r || r->n != t.size) return 0;
-        memcpy(m->param_memory + t.offset, r->data, t.size * sizeof(float));
-    }
-    return 1;
-}
-
 static void test_reference_generate(void) {
     ref_file core, rs;
     d1_model m;
@@ -63,8 +39,9 @@ static void test_reference_generate(void) {
         CHECK(0, "cannot read the reference dumps in %s", D1_TEST_DATA);
         return;
     }
-    CHECK(ref_model(&m, &core, *(const int *)ref_get(&rs, "max_seq_len")->data), "reference model");
-    m.config.eos_id = *(const int *)ref_get(&rs, "eos_id")->data;
+    CHECK(ref_model_init(&m, &core, *(const int *)ref_get(&rs, "max_seq_len")->data,
+                         *(const int *)ref_get(&rs, "eos_id")->data),
+          "reference model");
     pr = ref_get(&rs, "prompt");
     B = pr->dims[0]; P = pr->dims[1];
     for (k = 0;; k++) {
