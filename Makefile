@@ -12,11 +12,13 @@ PYTHON ?= /usr/bin/python3
 RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
-           $(BUILD)/test_recipe $(BUILD)/test_lora
+           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/fuzz_replay
 EXAMPLES = $(BUILD)/hello
 
-.PHONY: all build-tests test demo bench bench-blis bench-compare clean
-all: $(EXAMPLES) $(TESTS) $(BUILD)/bench
+FUZZ_SECONDS ?= 60
+
+.PHONY: all build-tests test demo bench bench-blis bench-compare fuzz ckpt-torch clean
+all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
 
 build-tests: $(TESTS)
 
@@ -31,6 +33,30 @@ $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
 
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# the command-line tool: d1 info DIR, d1 sample DIR ...
+$(BUILD)/d1: tools/d1.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# the checkpoint loader's fuzz target: replayed over tests/data/fuzz_corpus by
+# `make test`; `make fuzz` runs libFuzzer (clang) for FUZZ_SECONDS
+$(BUILD)/fuzz_replay: tests/fuzz_load.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
+
+$(BUILD)/fuzz_load: tests/fuzz_load.c d1.h | $(BUILD)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $< -o $@ -lm -lpthread
+
+fuzz: $(BUILD)/fuzz_load
+	mkdir -p $(BUILD)/fuzz_corpus
+	./$(BUILD)/fuzz_load -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz_load.dict \
+	    $(BUILD)/fuzz_corpus tests/data/fuzz_corpus
+
+# a checkpoint written by d1.h, read back by the PyTorch reference (python3-torch)
+ckpt-torch: $(BUILD)/test_checkpoint
+	rm -rf $(BUILD)/ckpt_export
+	D1_CKPT_EXPORT=$(BUILD)/ckpt_export ./$(BUILD)/test_checkpoint >/dev/null
+	$(PYTHON) tools/ckpt_roundtrip.py load $(BUILD)/ckpt_export/f32
+	$(PYTHON) tools/ckpt_roundtrip.py load $(BUILD)/ckpt_export/bf16
 
 # RUNNER runs each test binary through an emulator, e.g. for the arm64 build:
 #   make test CC=aarch64-linux-gnu-gcc CFLAGS=-O2 BUILD=build/arm64 \

@@ -13,7 +13,6 @@
 static long d1_test_fail_after = -1; /* the atomic-save test's failure hook */
 #define D1__TEST_FAIL_AFTER_BYTES d1_test_fail_after
 #include "../d1.h"
-#include "../tools/d1_checkpoint_wip.h"
 #include "harness.h"
 
 #include <dirent.h>
@@ -26,10 +25,6 @@ static long d1_test_fail_after = -1; /* the atomic-save test's failure hook */
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static const char *errstr(int rc) { /* until d1_strerror knows the new codes */
-    const char *s = d1__strerror_ckpt(rc);
-    return s ? s : d1_strerror(rc);
-}
 
 static d1_config make_cfg(int V, int C, int L, int H, int KV, int F, int T, int tied) {
     d1_config c;
@@ -180,9 +175,9 @@ static void test_config_json(void) {
         c.norm_eps = epss[k];
         d1_config_resolve(&c, &r);
         rc = d1_config_to_json(&c, buf, sizeof buf);
-        CHECK(rc == D1_OK, "to_json: %s", errstr(rc));
+        CHECK(rc == D1_OK, "to_json: %s", d1_strerror(rc));
         rc = d1_config_from_json(&back, buf, strlen(buf));
-        CHECK(rc == D1_OK, "from_json: %s\n%s", errstr(rc), buf);
+        CHECK(rc == D1_OK, "from_json: %s\n%s", d1_strerror(rc), buf);
         CHECK(!memcmp(&r, &back, sizeof r), "config %d does not round-trip exactly:\n%s", k, buf);
     }
     c = make_cfg(64, 32, 2, 4, 4, 64, 16, 0);
@@ -195,7 +190,7 @@ static void test_config_json(void) {
           "LLaDA's descriptive keys:\n%s", buf);
     CHECK(d1_config_to_json(&c, buf, 100) == D1_ERR_ARG, "a buffer too small is refused");
     rc = d1_config_from_json(&back, llada_8b_config, strlen(llada_8b_config));
-    CHECK(rc == D1_OK, "LLaDA-8B-Instruct's config.json: %s", errstr(rc));
+    CHECK(rc == D1_OK, "LLaDA-8B-Instruct's config.json: %s", d1_strerror(rc));
     CHECK(back.dim == 4096 && back.n_layers == 32 && back.n_heads == 32 && back.n_kv_heads == 32 &&
               back.ffn_dim == 12288 && back.vocab_size == 126464 && back.max_seq_len == 4096 &&
               back.mask_id == 126336 && back.eos_id == 126081 && back.pad_id == 126081 &&
@@ -258,7 +253,7 @@ static void roundtrip_f32(const d1_config *c) {
     if (!blob) { d1_model_free(&a); return; }
     CHECK(len % 8 == 0 && d1__get_u64le(blob) % 8 == 0, "header padded to 8 bytes");
     rc = d1_model_load_memory(&b, cfg, strlen(cfg), blob, len);
-    CHECK(rc == D1_OK, "load_memory: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load_memory: %s", d1_strerror(rc));
     if (rc == D1_OK) {
         CHECK(same_params(&a, &b), "F32 round trip is bit-exact");
         fixed_tokens(tok, 2, 8, c->vocab_size);
@@ -312,7 +307,7 @@ static void test_roundtrip_bf16_f16(void) {
     blob = save_blob(&a, D1_DTYPE_BF16, &len, cfg);
     CHECK(blob && len < d1_model_save_size(&a, D1_DTYPE_F32), "BF16 blob, half size");
     rc = blob ? d1_model_load_memory(&b, cfg, strlen(cfg), blob, len) : -99;
-    CHECK(rc == D1_OK, "load BF16: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load BF16: %s", d1_strerror(rc));
     if (rc == D1_OK) {
         for (i = 0; i < a.num_params; i++)
             if (b.param_memory[i] != ref_bf16(a.param_memory[i])) bad++;
@@ -322,7 +317,7 @@ static void test_roundtrip_bf16_f16(void) {
     free(blob);
     blob = save_blob(&a, D1_DTYPE_F16, &len, cfg);
     rc = blob ? d1_model_load_memory(&b, cfg, strlen(cfg), blob, len) : -99;
-    CHECK(rc == D1_OK, "load F16: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load F16: %s", d1_strerror(rc));
     if (rc == D1_OK) {
         for (i = 0, bad = 0; i < a.num_params; i++) {
             double x = a.param_memory[i], y = b.param_memory[i];
@@ -363,23 +358,23 @@ static void test_file_roundtrip(void) {
     make_model(&a, &c, 3);
     snprintf(dir, sizeof dir, "%s/files/new/nested", tmpdir()); /* created with its parents */
     rc = d1_model_save(&a, dir, D1_DTYPE_F32);
-    CHECK(rc == D1_OK, "save: %s", errstr(rc));
+    CHECK(rc == D1_OK, "save: %s", d1_strerror(rc));
     CHECK(file_exists(dir, "config.json") && file_exists(dir, "model.safetensors") && !count_tmp_files(dir),
           "config.json + model.safetensors, no .tmp left");
     rc = d1_model_load(&b, dir);
-    CHECK(rc == D1_OK, "load: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load: %s", d1_strerror(rc));
     if (rc == D1_OK) {
         CHECK(same_params(&a, &b), "bit-exact through files");
         n = d1_model_num_tensors(&b);
         rc = d1_model_stored_dtypes(&b, dir, dts);
-        CHECK(rc == D1_OK, "stored dtypes: %s", errstr(rc));
+        CHECK(rc == D1_OK, "stored dtypes: %s", d1_strerror(rc));
         for (i = 0; i < n; i++) CHECK(dts[i] == D1_DTYPE_F32, "tensor %d stored as %d", i, dts[i]);
         d1_model_free(&b);
     }
     rc = d1_model_save(&a, dir, D1_DTYPE_BF16); /* over the old one */
-    CHECK(rc == D1_OK, "save BF16 over it: %s", errstr(rc));
+    CHECK(rc == D1_OK, "save BF16 over it: %s", d1_strerror(rc));
     rc = d1_model_load(&b, dir);
-    CHECK(rc == D1_OK, "load BF16: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load BF16: %s", d1_strerror(rc));
     if (rc == D1_OK) {
         CHECK(b.param_memory[10] == ref_bf16(a.param_memory[10]), "BF16 values");
         CHECK(d1_model_stored_dtypes(&b, dir, dts) == D1_OK && dts[0] == D1_DTYPE_BF16, "stored as BF16");
@@ -408,7 +403,7 @@ static void test_atomic_save(void) {
     d1_test_fail_after = 100;
     rc = d1_model_save(&a, dir, D1_DTYPE_F32);
     d1_test_fail_after = -1;
-    CHECK(rc == D1_ERR_IO, "a failing write is D1_ERR_IO: %s", errstr(rc));
+    CHECK(rc == D1_ERR_IO, "a failing write is D1_ERR_IO: %s", d1_strerror(rc));
     CHECK(!file_exists(dir, "model.safetensors") && !file_exists(dir, "config.json") && !count_tmp_files(dir),
           "nothing left behind");
     /* 2. a good checkpoint, then failing saves over it at several points */
@@ -422,7 +417,7 @@ static void test_atomic_save(void) {
         CHECK(rc == D1_ERR_IO, "fails at %ld bytes", limits[k]);
         CHECK(!count_tmp_files(dir), "no .tmp after failing at %ld bytes", limits[k]);
         rc = d1_model_load(&b, dir);
-        CHECK(rc == D1_OK, "the previous checkpoint still loads: %s", errstr(rc));
+        CHECK(rc == D1_OK, "the previous checkpoint still loads: %s", d1_strerror(rc));
         if (rc == D1_OK) {
             CHECK(same_params(&a, &b), "and is the previous one (limit %ld)", limits[k]);
             d1_model_free(&b);
@@ -434,7 +429,7 @@ static void test_atomic_save(void) {
     mkdir(dir, 0777);
     mkdir(path, 0777);
     rc = d1_model_save(&a, dir, D1_DTYPE_F32);
-    CHECK(rc == D1_ERR_IO, "rename over a directory fails: %s", errstr(rc));
+    CHECK(rc == D1_ERR_IO, "rename over a directory fails: %s", d1_strerror(rc));
     CHECK(!count_tmp_files(dir) && !file_exists(dir, "config.json"), "and leaves no .tmp, no config");
     /* 4. a directory that cannot be created (a file is in the way) */
     snprintf(dir, sizeof dir, "%s/atomic/config.json/sub", tmpdir());
@@ -456,7 +451,7 @@ static void train(d1_model *m, d1_adamw *opt, d1_rng *rngs, int steps) {
         d1_model_zero_grad(m);
         rc = d1_pretrain_loss(m, tok, RB, RT, NULL, NULL, &rngs[1], &loss);
         if (rc == D1_OK) rc = d1_adamw_step(opt, m, NULL);
-        CHECK(rc == D1_OK, "training step: %s", errstr(rc));
+        CHECK(rc == D1_OK, "training step: %s", d1_strerror(rc));
     }
 }
 
@@ -491,14 +486,14 @@ static void resume(int threads, float *final_params, size_t *n_final) {
     d1_rng_seed(&rg[1], 200);
     train(&m, &o, rg, N);
     rc = d1_model_save(&m, dir, D1_DTYPE_F32);
-    CHECK(rc == D1_OK, "save model: %s", errstr(rc));
+    CHECK(rc == D1_OK, "save model: %s", d1_strerror(rc));
     rc = d1_train_state_save(dir, &m, &o, rg, 2, "{\"steps_done\": 3, \"note\": \"r\\u00e9sum\\u00e9\"}");
-    CHECK(rc == D1_OK, "save train state: %s", errstr(rc));
+    CHECK(rc == D1_OK, "save train state: %s", d1_strerror(rc));
     d1_adamw_free(&o);
     d1_model_free(&m);
     /* fresh structs: load, restore, continue M steps */
     rc = d1_model_load(&r, dir);
-    CHECK(rc == D1_OK, "load model: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load model: %s", d1_strerror(rc));
     if (rc != D1_OK) goto done;
     d1_model_set_threads(&r, threads);
     {
@@ -508,7 +503,7 @@ static void resume(int threads, float *final_params, size_t *n_final) {
     d1_rng_seed(&rr[0], 1);
     d1_rng_seed(&rr[1], 2);
     rc = d1_train_state_load(dir, &r, &orr, rr, 2, settings, sizeof settings);
-    CHECK(rc == D1_OK, "load train state: %s", errstr(rc));
+    CHECK(rc == D1_OK, "load train state: %s", d1_strerror(rc));
     CHECK(orr.step == N && !memcmp(&orr.desc, &od, sizeof od), "step %lld and desc restored", (long long)orr.step);
     CHECK(!strcmp(settings, "{\"steps_done\": 3, \"note\": \"r\\u00e9sum\\u00e9\"}"), "settings: %s", settings);
     train(&r, &orr, rr, M);
@@ -662,7 +657,7 @@ static void expect_case(const char *name, const char *cfg, size_t cfg_len, blob_
     memset(&m, 0xA5, sizeof m);
     before = m;
     rc = d1_model_load_memory(&m, cfg, cfg_len, b.p, b.n);
-    CHECK(rc == want, "%s: got %d (%s), want %d (%s)", name, rc, errstr(rc), want, errstr(want));
+    CHECK(rc == want, "%s: got %d (%s), want %d (%s)", name, rc, d1_strerror(rc), want, d1_strerror(want));
     if (want != D1_OK) CHECK(!memcmp(&m, &before, sizeof m), "%s: the model struct changed", name);
     if (rc == D1_OK) d1_model_free(&m);
     corpus_count++;
@@ -913,7 +908,7 @@ static void test_sharded_errors(void) {
                                         "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"};
     size_t i;
     rc = d1_model_load(&ref, src);
-    CHECK(rc == D1_OK, "the sharded fixture loads: %s", errstr(rc));
+    CHECK(rc == D1_OK, "the sharded fixture loads: %s", d1_strerror(rc));
     if (rc != D1_OK) return;
     snprintf(dir, sizeof dir, "%s/sharded", tmpdir());
     mkdir(dir, 0777);
@@ -925,7 +920,7 @@ static void test_sharded_errors(void) {
         memset(&m, 0x3c, sizeof m);                                                             \
         before = m;                                                                             \
         rc = d1_model_load(&m, dir);                                                            \
-        CHECK(rc == (want), "%s: got %s", #want, errstr(rc));                                   \
+        CHECK(rc == (want), "%s: got %s", #want, d1_strerror(rc));                                   \
         if ((int)(want) != 0) CHECK(!memcmp(&m, &before, sizeof m), "model untouched");         \
         if (rc == D1_OK) d1_model_free(&m);                                                     \
     } while (0)
@@ -1012,7 +1007,7 @@ static void check_torch_fixture(const char *name, double tol) {
     memcpy(hdr, f + 4, 12);
     CHECK(!memcmp(f, "D1RL", 4) && len == 16 + 4 * (size_t)hdr[0] * hdr[1] * (1 + (size_t)hdr[2]), "format");
     rc = d1_model_load(&m, dir);
-    CHECK(rc == D1_OK, "load %s: %s", dir, errstr(rc));
+    CHECK(rc == D1_OK, "load %s: %s", dir, d1_strerror(rc));
     if (rc == D1_OK) {
         int B = hdr[0], T = hdr[1], V = hdr[2], i;
         int *tok = (int *)malloc((size_t)B * T * sizeof(int));
@@ -1023,7 +1018,7 @@ static void check_torch_fixture(const char *name, double tol) {
         for (i = 0; i < B * T * V; i++) refd[i] = ref[i];
         CHECK(V == m.config.vocab_size, "V");
         rc = d1_model_forward(&m, tok, B, T, NULL);
-        CHECK(rc == D1_OK, "forward: %s", errstr(rc));
+        CHECK(rc == D1_OK, "forward: %s", d1_strerror(rc));
         e = th_rel_err(m.logits, refd, (size_t)B * T * V, 1e-6);
         CHECK(e <= tol, "%s: logits rel err %.3g > %.1g", name, e, tol);
         printf("  %s: logits vs PyTorch rel err %.2g\n", name, e);
@@ -1047,9 +1042,9 @@ static void export_one(const char *root, const char *sub, int dtype) {
     make_model(&a, &c, 77);
     snprintf(dir, sizeof dir, "%s/%s", root, sub);
     rc = d1_model_save(&a, dir, dtype);
-    CHECK(rc == D1_OK, "export save: %s", errstr(rc));
+    CHECK(rc == D1_OK, "export save: %s", d1_strerror(rc));
     rc = d1_model_load(&b, dir); /* logits of what was stored (bf16-rounded for BF16) */
-    CHECK(rc == D1_OK, "export reload: %s", errstr(rc));
+    CHECK(rc == D1_OK, "export reload: %s", d1_strerror(rc));
     if (rc != D1_OK) { d1_model_free(&a); return; }
     fixed_tokens(tok, 2, 12, 48);
     d1_model_forward(&b, tok, 2, 12, NULL);
