@@ -574,6 +574,12 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
    failure nothing changes. */
 D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt, d1_rng *rngs,
                                int n_rngs, char *settings_json, size_t settings_cap);
+/* LoRA adapters on their own: dir/adapter_model.safetensors (F32, PEFT's
+   names) and dir/adapter_config.json (PEFT's keys). d1_lora_load attaches
+   adapters of the saved rank and alpha when m has none, or fills the attached
+   ones (rank and alpha must match: D1_ERR_CONFIG); on failure m is unchanged. */
+D1_API int d1_lora_save(const d1_model *m, const char *dir);
+D1_API int d1_lora_load(d1_model *m, const char *dir);
 #endif
 
 #ifdef __cplusplus
@@ -5061,6 +5067,123 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     d1__free(rs);
     d1__st_close(&sf);
     d1__table_free(&tab);
+    return rc;
+}
+
+
+/* ---- LoRA adapters on their own ------------------------------------------------ */
+
+/* The table of the attached adapters (d1_lora_tensor names and offsets). */
+static int d1__table_lora(d1__st_table *t, const d1_model *m) {
+    int n = d1_lora_num_tensors(m), i, rc;
+    d1_tensor ti;
+    if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
+    for (i = 0; i < n; i++) {
+        d1_lora_tensor(m, i, &ti);
+        d1__table_set(t, i, "", &ti, ti.offset);
+        t->e[i].src = m->lora->param_memory + ti.offset;
+    }
+    return D1_OK;
+}
+/* The table maker for d1__st_open: the adapters of ctx's model. */
+static int d1__make_lora_table(d1__st_table *t, const void *ctx, uint64_t budget) {
+    (void)budget;
+    return d1__table_lora(t, (const d1_model *)ctx);
+}
+
+/* Saves the adapters alone, atomically: dir/adapter_model.safetensors (F32,
+   PEFT's tensor names) and dir/adapter_config.json (PEFT's keys: r,
+   lora_alpha, target_modules, peft_type). */
+D1_API int d1_lora_save(const d1_model *m, const char *dir) {
+    static const char *const names[2] = {"adapter_model.safetensors", "adapter_config.json"};
+    d1__emit_fn emit[2];
+    const void *ctx[2];
+    d1__save_ctx st, cj;
+    d1__st_table tab;
+    d1__text t;
+    char text[512];
+    int rc;
+    if (!d1__model_ok(m) || !m->lora || !dir) return D1_ERR_ARG;
+    if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
+    t.p = text; t.cap = sizeof text; t.len = 0;
+    d1__puts(&t, "{\n  \"peft_type\": \"LORA\",\n  \"r\": ");
+    d1__put_u64(&t, (uint64_t)m->lora->rank);
+    d1__puts(&t, ",\n  \"lora_alpha\": ");
+    d1__put_float(&t, m->lora->alpha);
+    d1__puts(&t, ",\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n  \"target_modules\": [\"q_proj\", \"k_proj\", "
+                 "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]\n}\n");
+    d1__put(&t, "", 1);
+    if (t.len > t.cap) return D1_ERR_ARG;
+    if ((rc = d1__table_lora(&tab, m)) != D1_OK) return rc;
+    memset(&st, 0, sizeof st);
+    st.tab = &tab;
+    st.dtype = D1_DTYPE_F32;
+    cj = st;
+    cj.text = text;
+    emit[0] = d1__emit_safetensors; ctx[0] = &st;
+    emit[1] = d1__emit_text;        ctx[1] = &cj;
+    rc = d1__save_files(dir, 2, names, emit, ctx);
+    d1__table_free(&tab);
+    return rc;
+}
+
+/* Loads what d1_lora_save wrote: attaches adapters of the saved rank and
+   alpha when m has none (the saved values replace the fresh ones), or fills
+   the attached ones, whose rank and alpha must match. On failure m is as it
+   was (a fresh attachment is undone). */
+D1_API int d1_lora_load(d1_model *m, const char *dir) {
+    d1__st_table tab;
+    d1__st_file sf;
+    d1__json j;
+    char *text = NULL, *p;
+    size_t len = 0, v;
+    uint64_t r = 0;
+    double alpha = 0.0;
+    float *mem = NULL;
+    int rc, attached_here = 0;
+    if (!d1__model_ok(m) || !dir) return D1_ERR_ARG;
+    if (!(p = d1__path(dir, "adapter_config.json"))) return D1_ERR_NOMEM;
+    rc = d1__read_file(p, 1u << 20, &text, &len);
+    d1__free(p);
+    if (rc != D1_OK) return rc;
+    j.s = text; j.n = len;
+    if (!d1__json_check(text, len) || text[d1__json_start(&j)] != '{') rc = D1_ERR_JSON;
+    if (rc == D1_OK) {
+        size_t obj = d1__json_start(&j);
+        int f = d1__json_find(&j, obj, "r", &v);
+        if (f < 0) rc = f;
+        else if (f == 0 || !d1__json_u64(&j, v, &r) || r == 0 || r > (uint64_t)m->config.dim) rc = D1_ERR_CONFIG;
+        if (rc == D1_OK) {
+            f = d1__json_find(&j, obj, "lora_alpha", &v);
+            if (f < 0) rc = f;
+            else if (f == 0 || !d1__parse_number(text + v, d1__json_skip(&j, v) - v, &alpha) || !(alpha > 0.0) ||
+                     !isfinite(alpha))
+                rc = D1_ERR_CONFIG;
+        }
+    }
+    d1__free(text);
+    if (rc != D1_OK) return rc;
+    if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1_ERR_CONFIG;
+    if (!m->lora) {
+        if ((rc = d1_lora_attach(m, (int)r, (float)alpha, 0)) != D1_OK) return rc;
+        attached_here = 1;
+    }
+    memset(&tab, 0, sizeof tab);
+    if (!(p = d1__path(dir, "adapter_model.safetensors"))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK) rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32, d1__make_lora_table, m);
+    d1__free(p);
+    if (rc == D1_OK) { /* into a new buffer, swapped in only when all went well */
+        if (!(mem = d1__alloc_floats(2 * m->lora->num_params))) rc = D1_ERR_NOMEM;
+        if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, mem);
+        d1__st_close(&sf);
+    }
+    d1__table_free(&tab);
+    if (rc == D1_OK) {
+        memcpy(m->lora->param_memory, mem, m->lora->num_params * sizeof(float));
+    } else if (attached_here) {
+        d1_lora_detach(m);
+    }
+    d1__free(mem);
     return rc;
 }
 
