@@ -196,7 +196,7 @@ static d1_config bandit_config(void) {
 
 /* Runs diffu-GRPO on the bandit; returns the step at which the mean reward
    of the last 3 iterations first exceeds 0.8, or -1. */
-static int bandit_run(uint64_t seed, int objective, float *first_reward, int max_steps) {
+static int bandit_run(uint64_t seed, int objective, int estimator, float *first_reward, int max_steps) {
     d1_config c = bandit_config();
     d1_model m, ref;
     d1_adamw opt;
@@ -217,7 +217,7 @@ static int bandit_run(uint64_t seed, int objective, float *first_reward, int max
     d1_adamw_init(&opt, &m, &od);
     rw.name = "pattern"; rw.fn = pattern_reward; rw.weight = 1.0f; rw.user = NULL;
     d.rewards = &rw; d.n_rewards = 1;
-    d.group_size = 6; d.inner_steps = 4; d.objective = objective;
+    d.group_size = 6; d.inner_steps = 4; d.objective = objective; d.estimator = estimator;
     d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 1.0f;
     d1_rng_seed(&rng, seed * 7 + 1);
     for (step = 0; step < max_steps; step++) {
@@ -237,12 +237,25 @@ static void test_bandit_learning(void) {
     for (obj = 0; obj < 2; obj++)
         for (seed = 1; seed <= 3; seed++) {
             float first = 1;
-            int hit = bandit_run((uint64_t)seed, obj, &first, 30);
+            int hit = bandit_run((uint64_t)seed, obj, D1_LOGP_ONE_STEP, &first, 30);
             printf("  bandit %s seed %d: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n",
                    obj ? "wd1" : "diffu-GRPO", seed, first, hit);
             CHECK(first < 0.2f, "%s seed %d starts at %.2f", obj ? "wd1" : "diffu-GRPO", seed, first);
             CHECK(hit > 0, "%s seed %d never reached 0.8 in 30 steps", obj ? "wd1" : "diffu-GRPO", seed);
         }
+}
+
+/* The estimators beyond d1 (DiffuCoder's coupled masks, UniGRPO's partial
+   masking) learn the bandit too. */
+static void test_other_estimators(void) {
+    static const char *const names[3] = {"one-step", "coupled", "partial"};
+    int est;
+    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_PARTIAL; est++) {
+        float first = 1;
+        int hit = bandit_run(1, D1_GRPO_CLIPPED, est, &first, 40);
+        printf("  bandit, %s estimator: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n", names[est], first, hit);
+        CHECK(hit > 0, "%s estimator never reached 0.8 in 40 steps", names[est]);
+    }
 }
 
 static void test_bad_input(void) {
@@ -335,6 +348,7 @@ int main(void) {
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);
     RUN(test_bandit_learning);
+    RUN(test_other_estimators);
     ref_free(&core);
     ref_free(&rec);
     return th_summary();
