@@ -121,6 +121,30 @@ def check_key_mask(model, noisy, key_mask, logits_km):
     assert d < 1e-12, d
 
 
+def read_records(path):
+    """Ordered list of (name, numpy array) from a D1REF001 file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"D1REF001", "bad magic"
+    (count,) = struct.unpack_from("<I", data, 8)
+    off, out = 12, []
+    for _ in range(count):
+        (nl,) = struct.unpack_from("<I", data, off)
+        off += 4
+        name = data[off:off + nl].decode()
+        off += nl
+        dtype, ndim = struct.unpack_from("<II", data, off)
+        off += 8
+        dims = struct.unpack_from(f"<{ndim}I", data, off)
+        off += 4 * ndim
+        n = int(np.prod(dims)) if ndim else 1
+        arr = np.frombuffer(data, dtype="<f4" if dtype == 0 else "<i4", count=n, offset=off)
+        off += 4 * n
+        out.append((name, arr.reshape(dims).copy()))
+    assert off == len(data), "trailing bytes"
+    return out
+
+
 class Writer:
     def __init__(self):
         self.records = []

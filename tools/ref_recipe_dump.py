@@ -49,7 +49,6 @@ group's rows, omega_b = w+_b - w-_b; tok = -omega_b logp + beta kl; loss = sum(t
 """
 
 import os
-import struct
 import sys
 
 import numpy as np
@@ -58,7 +57,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from llada_torch import LLaDA, LLaDAConfig  # noqa: E402
-from ref_dump import Writer  # noqa: E402
+from ref_dump import Writer, read_records  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "tests", "data", "ref_core.bin")
@@ -99,30 +98,6 @@ def f32(x):
 
 # ---------------------------------------------------------------------------------------
 # reading ref_core.bin
-
-def read_records(path):
-    """Ordered list of (name, numpy array) from a D1REF001 file."""
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"D1REF001", "bad magic"
-    (count,) = struct.unpack_from("<I", data, 8)
-    off, out = 12, []
-    for _ in range(count):
-        (nl,) = struct.unpack_from("<I", data, off)
-        off += 4
-        name = data[off:off + nl].decode()
-        off += nl
-        dtype, ndim = struct.unpack_from("<II", data, off)
-        off += 8
-        dims = struct.unpack_from(f"<{ndim}I", data, off)
-        off += 4 * ndim
-        n = int(np.prod(dims)) if ndim else 1
-        arr = np.frombuffer(data, dtype="<f4" if dtype == 0 else "<i4", count=n, offset=off)
-        off += 4 * n
-        out.append((name, arr.reshape(dims).copy()))
-    assert off == len(data), "trailing bytes"
-    return out
-
 
 def load_model():
     recs = read_records(CORE)

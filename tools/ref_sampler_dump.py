@@ -25,7 +25,6 @@ invariants of the sampler (see self_checks).
 """
 
 import os
-import struct
 import sys
 
 import numpy as np
@@ -34,7 +33,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from llada_torch import LLaDA, LLaDAConfig  # noqa: E402
 from ref_sampler import REMASKING, generate, transfer_count  # noqa: E402
-from ref_dump import Writer  # noqa: E402
+from ref_dump import Writer, read_records  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "tests", "data", "ref_core.bin")
@@ -64,30 +63,6 @@ CASES = [
     (8, 4, 8, "low_confidence", None, 0.0, True),
 ]
 SUPPRESS_CASE = 9
-
-
-def read_records(path):
-    """name -> numpy array, from a D1REF001 file."""
-    recs = {}
-    with open(path, "rb") as f:
-        data = f.read()
-    assert data[:8] == b"D1REF001", "bad magic"
-    (count,), off = struct.unpack_from("<I", data, 8), 12
-    for _ in range(count):
-        (nl,) = struct.unpack_from("<I", data, off)
-        off += 4
-        name = data[off:off + nl].decode()
-        off += nl
-        dtype, ndim = struct.unpack_from("<II", data, off)
-        off += 8
-        dims = struct.unpack_from(f"<{ndim}I", data, off)
-        off += 4 * ndim
-        n = int(np.prod(dims)) if ndim else 1
-        arr = np.frombuffer(data, dtype="<f4" if dtype == 0 else "<i4", count=n, offset=off)
-        off += 4 * n
-        recs[name] = arr.reshape(dims).copy()
-    assert off == len(data), "trailing bytes"
-    return recs
 
 
 def load_model(recs, dtype):
@@ -254,7 +229,7 @@ def self_checks(model, prompt, mask_id):
 
 
 def main():
-    recs = read_records(CORE)
+    recs = dict(read_records(CORE))
     m64 = load_model(recs, torch.float64)
     m32 = load_model(recs, torch.float32)
     mask_id = m64.cfg.mask_id
