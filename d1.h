@@ -2445,19 +2445,74 @@ D1_API void d1_adamw_free(d1_adamw *opt) {
     memset(opt, 0, sizeof *opt);
 }
 
-/* The AdamW update of w[lo, hi) from gradient g (times the clip scale). */
+/* The AdamW update of w[lo, hi) from gradient g (times the clip scale), in
+   PyTorch's arrangement: with step = lr / (1 - b1^t) and c2 = sqrt(1 - b2^t),
+       m = b1 m + (1-b1) g,  v = b2 v + (1-b2) g^2,
+       w = w - lr wd w - step m / (sqrt(v) / c2 + eps).
+   The scalar loop is the spec; the SIMD ones compute the same per element. */
+typedef struct d1__adamw_k {
+    float b1, b2, wd, step, inv_c2, eps, scale;
+} d1__adamw_k;
+
+static D1__MAYBE_UNUSED void d1__adamw_scalar(const d1__adamw_k *k, float *w, const float *g, float *m, float *v,
+                                              size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        float gi = g[i] * k->scale;
+        m[i] = k->b1 * m[i] + (1.0f - k->b1) * gi;
+        v[i] = k->b2 * v[i] + (1.0f - k->b2) * gi * gi;
+        w[i] = w[i] - k->wd * w[i] - k->step * m[i] / (sqrtf(v[i]) * k->inv_c2 + k->eps);
+    }
+}
+#if defined(D1__AVX512)
+static void d1__adamw_update(const d1__adamw_k *k, float *w, const float *g, float *m, float *v, size_t n) {
+    __m512 b1 = _mm512_set1_ps(k->b1), b2 = _mm512_set1_ps(k->b2), c1 = _mm512_set1_ps(1.0f - k->b1);
+    __m512 c2 = _mm512_set1_ps(1.0f - k->b2), wd = _mm512_set1_ps(k->wd), st = _mm512_set1_ps(k->step);
+    __m512 ic = _mm512_set1_ps(k->inv_c2), eps = _mm512_set1_ps(k->eps), sc = _mm512_set1_ps(k->scale);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* the scalar loop's operations, in its order, without FMA contraction */
+        __m512 gi = _mm512_mul_ps(_mm512_loadu_ps(g + i), sc), wi = _mm512_loadu_ps(w + i);
+        __m512 mi = _mm512_add_ps(_mm512_mul_ps(b1, _mm512_loadu_ps(m + i)), _mm512_mul_ps(c1, gi));
+        __m512 vi = _mm512_add_ps(_mm512_mul_ps(b2, _mm512_loadu_ps(v + i)), _mm512_mul_ps(_mm512_mul_ps(c2, gi), gi));
+        __m512 den = _mm512_add_ps(_mm512_mul_ps(_mm512_sqrt_ps(vi), ic), eps);
+        wi = _mm512_sub_ps(_mm512_sub_ps(wi, _mm512_mul_ps(wd, wi)), _mm512_div_ps(_mm512_mul_ps(st, mi), den));
+        _mm512_storeu_ps(m + i, mi);
+        _mm512_storeu_ps(v + i, vi);
+        _mm512_storeu_ps(w + i, wi);
+    }
+    d1__adamw_scalar(k, w + i, g + i, m + i, v + i, n - i);
+}
+#elif defined(D1__AVX2)
+static void d1__adamw_update(const d1__adamw_k *k, float *w, const float *g, float *m, float *v, size_t n) {
+    __m256 b1 = _mm256_set1_ps(k->b1), b2 = _mm256_set1_ps(k->b2), c1 = _mm256_set1_ps(1.0f - k->b1);
+    __m256 c2 = _mm256_set1_ps(1.0f - k->b2), wd = _mm256_set1_ps(k->wd), st = _mm256_set1_ps(k->step);
+    __m256 ic = _mm256_set1_ps(k->inv_c2), eps = _mm256_set1_ps(k->eps), sc = _mm256_set1_ps(k->scale);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), sc), wi = _mm256_loadu_ps(w + i);
+        __m256 mi = _mm256_add_ps(_mm256_mul_ps(b1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(c1, gi));
+        __m256 vi = _mm256_add_ps(_mm256_mul_ps(b2, _mm256_loadu_ps(v + i)), _mm256_mul_ps(_mm256_mul_ps(c2, gi), gi));
+        __m256 den = _mm256_add_ps(_mm256_mul_ps(_mm256_sqrt_ps(vi), ic), eps);
+        wi = _mm256_sub_ps(_mm256_sub_ps(wi, _mm256_mul_ps(wd, wi)), _mm256_div_ps(_mm256_mul_ps(st, mi), den));
+        _mm256_storeu_ps(m + i, mi);
+        _mm256_storeu_ps(v + i, vi);
+        _mm256_storeu_ps(w + i, wi);
+    }
+    d1__adamw_scalar(k, w + i, g + i, m + i, v + i, n - i);
+}
+#else
+#define d1__adamw_update d1__adamw_scalar
+#endif
+
 static void d1__adamw_range(d1_adamw *opt, float *w, const float *g, size_t lo, size_t hi, int decay, float scale,
                             double bc1, double bc2) {
     const d1_adamw_desc *d = &opt->desc;
-    float wd = decay ? d->lr * d->weight_decay : 0.0f;
-    size_t i;
-    for (i = lo; i < hi; i++) {
-        float gi = g[i] * scale;
-        float mi = opt->m[i] = d->beta1 * opt->m[i] + (1.0f - d->beta1) * gi;
-        float vi = opt->v[i] = d->beta2 * opt->v[i] + (1.0f - d->beta2) * gi * gi;
-        float wi = w[i] - wd * w[i];
-        w[i] = wi - d->lr * (float)(mi / bc1) / (sqrtf((float)(vi / bc2)) + d->eps);
-    }
+    d1__adamw_k k;
+    k.b1 = d->beta1; k.b2 = d->beta2; k.eps = d->eps; k.scale = scale;
+    k.wd = decay ? d->lr * d->weight_decay : 0.0f;
+    k.step = (float)(d->lr / bc1);
+    k.inv_c2 = (float)(1.0 / sqrt(bc2));
+    d1__adamw_update(&k, w + lo, g + lo, opt->m + lo, opt->v + lo, hi - lo);
 }
 
 D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {

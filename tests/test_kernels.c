@@ -149,6 +149,26 @@ static void test_dot_vs_scalar(void) {
     }
 }
 
+static void test_adamw_vs_scalar(void) {
+    int n;
+    for (n = 1; n <= 100; n += 9) {
+        float *w0 = randv((size_t)n, 1.0f), *g = randv((size_t)n, 0.1f), *m0 = randv((size_t)n, 0.01f);
+        float *v0 = randv((size_t)n, 0.001f), w1[100], m1[100], v1[100];
+        double rw[100], rm[100], rv[100];
+        d1__adamw_k k;
+        int i;
+        for (i = 0; i < n; i++) v0[i] = fabsf(v0[i]);
+        memcpy(w1, w0, n * sizeof(float)); memcpy(m1, m0, n * sizeof(float)); memcpy(v1, v0, n * sizeof(float));
+        k.b1 = 0.9f; k.b2 = 0.99f; k.wd = 1e-4f; k.step = 1e-3f; k.inv_c2 = 3.0f; k.eps = 1e-8f; k.scale = 0.5f;
+        d1__adamw_scalar(&k, w0, g, m0, v0, (size_t)n);
+        d1__adamw_update(&k, w1, g, m1, v1, (size_t)n);
+        for (i = 0; i < n; i++) { rw[i] = w0[i]; rm[i] = m0[i]; rv[i] = v0[i]; }
+        CHECK(th_rel_err(w1, rw, (size_t)n, 1e-6) < 1e-6 && th_rel_err(m1, rm, (size_t)n, 1e-9) < 1e-6 &&
+                  th_rel_err(v1, rv, (size_t)n, 1e-12) < 1e-6, "n %d", n);
+        free(w0); free(g); free(m0); free(v0);
+    }
+}
+
 static void test_max_propagates_nan(void) {
     float x[5] = {1, 2, 3, 4, 5};
     CHECK(d1__max(x, 5) == 5.0f, "max");
@@ -189,6 +209,7 @@ int main(void) {
     RUN(test_gemm_threads_bitwise);
     RUN(test_exp_vs_scalar);
     RUN(test_dot_vs_scalar);
+    RUN(test_adamw_vs_scalar);
     RUN(test_max_propagates_nan);
     RUN(test_rng);
     return th_summary();
