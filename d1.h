@@ -2379,38 +2379,6 @@ D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const 
     return d1__masked_ce(m, tokens, B, T, loss);
 }
 
-// >>sft -----------------------------------------------------------------------
-
-D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
-                       const uint8_t *mask, const float *p, d1_rng *rng, float *loss) {
-    struct d1__state *s;
-    int rc, b, i;
-    if (!prompt_lens) return D1_ERR_ARG;
-    if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
-    for (b = 0; b < B; b++)
-        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1_ERR_SHAPE; /* no answer to learn */
-    if (mask)
-        for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
-            for (i = 0; i < prompt_lens[b]; i++)
-                if (mask[(size_t)b * T + i]) return D1_ERR_ARG;
-    s = m->state;
-    if (mask) {
-        memcpy(s->mask, mask, (size_t)B * T);
-        memcpy(s->a.p, p, (size_t)B * sizeof(float));
-    } else {
-        uint8_t *keep = s->mask; /* the prompt positions; the draw overwrites them in place */
-        for (b = 0; b < B; b++)
-            for (i = 0; i < T; i++) keep[(size_t)b * T + i] = (uint8_t)(i < prompt_lens[b]);
-        d1_noise_draw(rng, B, T, 1e-3f, keep, s->a.p, s->mask);
-    }
-    for (b = 0; b < B; b++)
-        for (i = 0; i < T; i++) {
-            size_t k = (size_t)b * T + i;
-            s->a.wts[k] = s->mask[k] ? 1.0f / (s->a.p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
-        }
-    return d1__masked_ce(m, tokens, B, T, loss);
-}
-
 // >>optimizer -----------------------------------------------------------------
 
 D1_API d1_adamw_desc d1_adamw_default_desc(void) {
@@ -2846,6 +2814,38 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     d1__free(scratch);
     if (stats) *stats = st;
     return D1_OK;
+}
+
+// >>sft -----------------------------------------------------------------------
+
+D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
+                       const uint8_t *mask, const float *p, d1_rng *rng, float *loss) {
+    struct d1__state *s;
+    int rc, b, i;
+    if (!prompt_lens) return D1_ERR_ARG;
+    if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
+    for (b = 0; b < B; b++)
+        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1_ERR_SHAPE; /* no answer to learn */
+    if (mask)
+        for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
+            for (i = 0; i < prompt_lens[b]; i++)
+                if (mask[(size_t)b * T + i]) return D1_ERR_ARG;
+    s = m->state;
+    if (mask) {
+        memcpy(s->mask, mask, (size_t)B * T);
+        memcpy(s->a.p, p, (size_t)B * sizeof(float));
+    } else {
+        uint8_t *keep = s->mask; /* the prompt positions; the draw overwrites them in place */
+        for (b = 0; b < B; b++)
+            for (i = 0; i < T; i++) keep[(size_t)b * T + i] = (uint8_t)(i < prompt_lens[b]);
+        d1_noise_draw(rng, B, T, 1e-3f, keep, s->a.p, s->mask);
+    }
+    for (b = 0; b < B; b++)
+        for (i = 0; i < T; i++) {
+            size_t k = (size_t)b * T + i;
+            s->a.wts[k] = s->mask[k] ? 1.0f / (s->a.p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
+        }
+    return d1__masked_ce(m, tokens, B, T, loss);
 }
 
 // >>grpo ----------------------------------------------------------------------
