@@ -564,7 +564,9 @@ D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtyp
    (atomically, as d1_model_save) with opt's moments by tensor name, its step
    and desc, the n_rngs RNG states (u64 words as decimal strings, exact) and
    settings_json (any valid JSON text, may be NULL) for the caller's own
-   settings. m names the tensors (opt must be d1_adamw_init'ed for it). */
+   settings. m names the tensors (opt must be d1_adamw_init'ed for it). An
+   optimizer of LoRA adapters is not covered yet (D1_ERR_ARG): save the
+   adapters with d1_lora_save. */
 D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adamw *opt,
                                const d1_rng *rngs, int n_rngs, const char *settings_json);
 /* Restores what d1_train_state_save wrote into opt (already initialised for
