@@ -1660,7 +1660,8 @@ D1_API int d1_config_resolve(const d1_config *cfg, d1_config *out) {
         return D1_ERR_CONFIG;
     /* sizes must stay well inside int for T and size_t for the buffers */
     if ((double)c.max_seq_len * c.max_seq_len > 2147483647.0 || (double)c.vocab_size * c.dim > 1e12 ||
-        (double)c.n_layers * c.ffn_dim * c.dim > 1e12)
+        (double)c.n_layers * c.ffn_dim * c.dim > 1e12 || c.n_layers > (1 << 20) ||
+        (double)c.max_seq_len * c.dim > 1e10) /* the RoPE tables */
         return D1_ERR_CONFIG;
     *out = c;
     return D1_OK;
