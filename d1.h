@@ -2677,142 +2677,177 @@ static void d1__kv_cache_fill(const d1_model *m, float *kv, size_t BT) {
                    (size_t)KVD2 * sizeof(float));
 }
 
+/* One sampler call's state: settings, the canvas and its scratch. */
+typedef struct d1__sampler {
+    d1_model              *m;
+    const d1_sampler_desc *d;
+    d1_rng                *rng;
+    const int             *prompt_lens;
+    int       B, P, T, V, bl, spb, eos_ban, cfg;
+    size_t    BT;
+    int      *out;        /* [B, T] the canvas                                      */
+    int      *twin;       /* [2B, T] the canvas and its unconditional twin (CFG)     */
+    int      *at_start;   /* [B] masks of the current block when it started          */
+    uint8_t  *key_mask;   /* [2B, T] 0 at left padding                               */
+    uint8_t  *revealed;   /* [B, T] revealed at this step                            */
+    uint8_t  *done;       /* [B] rows finished early (stop_at_eos)                   */
+    d1__cand *cand;       /* [B, bl] candidates of a step                            */
+    float    *kv;         /* [L, B*T, 2 KVD] the KV cache, or NULL                   */
+} d1__sampler;
+
+/* One forward pass for a step of the block [b0, b1): over the canvas and its
+   unconditional twin (CFG), over the block (and what follows) against the
+   cache, or over the whole canvas (refreshing the cache at a block's first
+   step). Returns the logits; position i of row b is at row (b*rs + i - off). */
+static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int first_step, int *off, int *rs) {
+    d1_model *m = s->m;
+    size_t BT = s->BT;
+    int b, i;
+    *off = 0;
+    *rs = s->T;
+    if (s->cfg) {
+        memcpy(s->twin, s->out, BT * sizeof(int));
+        memcpy(s->twin + BT, s->out, BT * sizeof(int));
+        for (b = 0; b < s->B; b++) /* the twin's prompt is masked */
+            for (i = s->P - (s->prompt_lens ? s->prompt_lens[b] : s->P); i < s->P; i++)
+                s->twin[BT + (size_t)b * s->T + i] = m->config.mask_id;
+        d1__forward(m, s->twin, 2 * s->B, s->T, s->key_mask);
+    } else if (s->kv && !first_step) {
+        int end = s->d->kv_cache == D1_KV_DUAL ? b1 : s->T;
+        d1__forward_cached(m, s->out, s->B, s->T, b0, end, s->key_mask, s->kv);
+        *off = b0;
+        *rs = end - b0;
+    } else {
+        d1__forward(m, s->out, s->B, s->T, s->key_mask);
+        if (s->kv) d1__kv_cache_fill(m, s->kv, BT);
+    }
+    return m->state->a.logits;
+}
+
+/* Row b at step `step` of the block [b0, b1): a candidate for each masked
+   position, then the k most confident revealed (k from LLaDA's schedule, or
+   with a threshold: the first and every other one at or above it). */
+static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const float *logits, int off, int rs,
+                                  int step) {
+    const d1_sampler_desc *d = s->d;
+    d1__cand *cb = s->cand + (size_t)b * s->bl;
+    int V = s->V, mask_id = s->m->config.mask_id, n = 0, k, j, i;
+    for (i = b0; i < b1; i++) {
+        float *l = (float *)logits + ((size_t)b * rs + (size_t)(i - off)) * V;
+        if (s->out[(size_t)b * s->T + i] != mask_id) continue;
+        if (s->cfg) { /* guided logits: un + (s+1)(cond - un) */
+            const float *ul = logits + (s->BT + (size_t)b * s->T + i) * V;
+            int v;
+            for (v = 0; v < V; v++) l[v] = ul[v] + (d->cfg_scale + 1.0f) * (l[v] - ul[v]);
+        }
+        cb[n].pos = i;
+        d1__propose(l, V, mask_id, s->eos_ban, d->temperature, d->remasking, s->rng, &cb[n].tok, &cb[n].conf);
+        n++;
+    }
+    if (n == 0) return 0;
+    qsort(cb, (size_t)n, sizeof *cb, d1__cand_cmp);
+    if (d->threshold > 0.0f)
+        for (k = 1; k < n && cb[k].conf >= d->threshold; k++) {}
+    else
+        k = D1__MIN(n, d1_sampler_transfer_count(s->at_start[b], s->spb, step));
+    for (j = 0; j < k; j++) {
+        s->out[(size_t)b * s->T + cb[j].pos] = cb[j].tok;
+        s->revealed[(size_t)b * s->T + cb[j].pos] = 1;
+    }
+    return k;
+}
+
+/* stop_at_eos: a row whose finished block [b0, b1) is all EOS is filled with
+   EOS to the end and done. Returns 1 when every row is done. */
+static int d1__sampler_stop_rows(d1__sampler *s, int b0, int b1) {
+    int eos = s->m->config.eos_id, all = 1, b, i;
+    for (b = 0; b < s->B; b++) {
+        int eos_only = !s->done[b];
+        for (i = b0; i < b1 && eos_only; i++) eos_only = s->out[(size_t)b * s->T + i] == eos;
+        if (eos_only) {
+            s->done[b] = 1;
+            for (i = b1; i < s->T; i++) s->out[(size_t)b * s->T + i] = eos;
+        }
+        all &= s->done[b];
+    }
+    return all;
+}
+
 D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B, int P,
                                const int *prompt_lens, d1_rng *rng, int *out, d1_sample_stats *stats) {
     const d1_config *c;
+    d1__sampler s;
     d1_sample_stats st;
-    int gen, bl, steps, nb, spb, T, V, mask_id, eos_ban, rc, blk, b, i, cfg;
-    size_t BT, kv_floats;
-    uint8_t *key_mask, *revealed, *done;
-    int *twin, *at_start;
-    d1__cand *cand;
-    float *kv;
+    int gen, steps, nb, blk, b, i, rc;
+    size_t kv_floats;
     void *scratch;
     if ((rc = d1__sampler_check(m, desc, prompts, B, P, prompt_lens, rng, out)) != D1_OK) return rc;
     c = &m->config;
+    memset(&s, 0, sizeof s);
+    s.m = m; s.d = desc; s.rng = rng; s.prompt_lens = prompt_lens; s.out = out;
     gen = desc->gen_len;
-    bl = desc->block_len ? desc->block_len : gen;
+    s.bl = desc->block_len ? desc->block_len : gen;
     steps = desc->steps ? desc->steps : gen;
-    nb = gen / bl;
-    spb = steps / nb;
-    T = P + gen;
-    V = c->vocab_size;
-    mask_id = c->mask_id;
-    eos_ban = desc->suppress_eos ? c->eos_id : -1;
-    cfg = desc->cfg_scale > 0.0f;
-    BT = (size_t)B * T;
-    kv_floats = desc->kv_cache && !cfg ? (size_t)c->n_layers * BT * 2 * c->n_kv_heads * (c->dim / c->n_heads) : 0;
+    nb = gen / s.bl;
+    s.spb = steps / nb;
+    s.B = B; s.P = P; s.T = P + gen; s.V = c->vocab_size;
+    s.eos_ban = desc->suppress_eos ? c->eos_id : -1;
+    s.cfg = desc->cfg_scale > 0.0f;
+    s.BT = (size_t)B * s.T;
+    kv_floats = desc->kv_cache && !s.cfg ? (size_t)c->n_layers * s.BT * 2 * c->n_kv_heads * (c->dim / c->n_heads) : 0;
 
-    /* scratch for the whole call, one allocation: the KV cache, candidates,
-       masks per row at block start, the CFG twin canvas [2B, T], key mask
-       [2B, T], revealed flags [B, T], done flags [B] */
-    if ((rc = d1__ensure(m, cfg ? 2 * B : B, T)) != D1_OK) return rc;
-    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
-                        2 * BT * sizeof(int) + 2 * BT + BT + (size_t)B);
+    /* one allocation for the call: the KV cache, candidates, masks per row at
+       block start, the CFG twin canvas, key mask, revealed and done flags */
+    if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
+    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
+                        2 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
     if (!scratch) return D1_ERR_NOMEM;
-    kv = kv_floats ? (float *)scratch : NULL;
-    cand = (d1__cand *)((float *)scratch + kv_floats);
-    at_start = (int *)(cand + (size_t)B * bl);
-    twin = at_start + B;
-    key_mask = (uint8_t *)(twin + 2 * BT);
-    revealed = key_mask + 2 * BT;
-    done = revealed + BT;
+    s.kv = kv_floats ? (float *)scratch : NULL;
+    s.cand = (d1__cand *)((float *)scratch + kv_floats);
+    s.at_start = (int *)(s.cand + (size_t)B * s.bl);
+    s.twin = s.at_start + B;
+    s.key_mask = (uint8_t *)(s.twin + 2 * s.BT);
+    s.revealed = s.key_mask + 2 * s.BT;
+    s.done = s.revealed + s.BT;
 
     /* the canvas: prompt ⊕ gen_len masks; left padding is no query's key */
     for (b = 0; b < B; b++) {
         int pad = P - (prompt_lens ? prompt_lens[b] : P);
-        for (i = 0; i < T; i++) {
-            out[(size_t)b * T + i] = i < P ? (i < pad ? c->pad_id : prompts[(size_t)b * P + i]) : mask_id;
-            key_mask[(size_t)b * T + i] = (uint8_t)(i >= pad);
+        for (i = 0; i < s.T; i++) {
+            out[(size_t)b * s.T + i] = i < P ? (i < pad ? c->pad_id : prompts[(size_t)b * P + i]) : c->mask_id;
+            s.key_mask[(size_t)b * s.T + i] = (uint8_t)(i >= pad);
         }
-        done[b] = 0;
+        s.done[b] = 0;
     }
-    memcpy(key_mask + BT, key_mask, BT);
+    memcpy(s.key_mask + s.BT, s.key_mask, s.BT);
     memset(&st, 0, sizeof st);
 
+    /* blocks left to right; in each, steps until its schedule (or its masks) run out */
     for (blk = 0; blk < nb; blk++) {
-        int b0 = P + blk * bl, b1 = b0 + bl, s_in_block;
+        int b0 = P + blk * s.bl, b1 = b0 + s.bl, step;
         for (b = 0; b < B; b++)
-            for (i = b0, at_start[b] = 0; i < b1; i++) at_start[b] += out[(size_t)b * T + i] == mask_id;
-        for (s_in_block = 0; desc->threshold > 0.0f || s_in_block < spb; s_in_block++) {
+            for (i = b0, s.at_start[b] = 0; i < b1; i++) s.at_start[b] += out[(size_t)b * s.T + i] == c->mask_id;
+        for (step = 0; desc->threshold > 0.0f || step < s.spb; step++) {
             const float *logits;
-            int any = 0, off = 0, rs = T; /* logits row of (b, i): logits + (b*rs + i - off)*V */
+            int any = 0, off, rs;
             for (b = 0; b < B && !any; b++)
-                for (i = b0; i < b1 && !any; i++) any = out[(size_t)b * T + i] == mask_id;
+                for (i = b0; i < b1 && !any; i++) any = out[(size_t)b * s.T + i] == c->mask_id;
             if (!any) break; /* the block is complete (threshold mode ends here) */
-
-            /* one forward pass: the canvas, its unconditional twin, or the suffix */
-            if (cfg) {
-                memcpy(twin, out, BT * sizeof(int));
-                memcpy(twin + BT, out, BT * sizeof(int));
-                for (b = 0; b < B; b++) /* the twin's prompt is masked */
-                    for (i = P - (prompt_lens ? prompt_lens[b] : P); i < P; i++) twin[BT + (size_t)b * T + i] = mask_id;
-                d1__forward(m, twin, 2 * B, T, key_mask);
-            } else if (kv && s_in_block > 0) {
-                int end = desc->kv_cache == D1_KV_DUAL ? b1 : T;
-                d1__forward_cached(m, out, B, T, b0, end, key_mask, kv);
-                off = b0;
-                rs = end - b0;
-            } else {
-                d1__forward(m, out, B, T, key_mask);
-                if (kv) d1__kv_cache_fill(m, kv, BT);
-            }
-            logits = m->state->a.logits;
+            logits = d1__sampler_forward(&s, b0, b1, step == 0, &off, &rs);
             st.forward_passes++;
-
-            /* propose a token for each masked position of the block; reveal the
-               k most confident (or, with a threshold, all confident enough) */
-            memset(revealed, 0, BT);
-            for (b = 0; b < B; b++) {
-                d1__cand *cb = cand + (size_t)b * bl;
-                int n = 0, k, j;
-                for (i = b0; i < b1; i++) {
-                    float *l = (float *)logits + ((size_t)b * rs + (size_t)(i - off)) * V;
-                    if (out[(size_t)b * T + i] != mask_id) continue;
-                    if (cfg) { /* guided logits: un + (s+1)(cond - un) */
-                        const float *ul = logits + (BT + (size_t)b * T + i) * V;
-                        int v;
-                        for (v = 0; v < V; v++) l[v] = ul[v] + (desc->cfg_scale + 1.0f) * (l[v] - ul[v]);
-                    }
-                    cb[n].pos = i;
-                    d1__propose(l, V, mask_id, eos_ban, desc->temperature, desc->remasking, rng, &cb[n].tok, &cb[n].conf);
-                    n++;
-                }
-                if (n == 0) continue;
-                qsort(cb, (size_t)n, sizeof *cb, d1__cand_cmp);
-                if (desc->threshold > 0.0f)
-                    for (k = 1; k < n && cb[k].conf >= desc->threshold; k++) {}
-                else
-                    k = D1__MIN(n, d1_sampler_transfer_count(at_start[b], spb, s_in_block));
-                for (j = 0; j < k; j++) {
-                    out[(size_t)b * T + cb[j].pos] = cb[j].tok;
-                    revealed[(size_t)b * T + cb[j].pos] = 1;
-                }
-                st.revealed += k;
-            }
+            memset(s.revealed, 0, s.BT);
+            for (b = 0; b < B; b++) st.revealed += d1__sampler_reveal_row(&s, b, b0, b1, logits, off, rs, step);
             if (desc->callback) {
                 d1_sample_event ev;
                 size_t r;
-                ev.step = st.steps; ev.block = blk; ev.B = B; ev.T = T; ev.prompt_len = P;
-                ev.canvas = out; ev.revealed = revealed; ev.n_masked = 0;
-                for (r = 0; r < BT; r++) ev.n_masked += out[r] == mask_id;
+                ev.step = st.steps; ev.block = blk; ev.B = B; ev.T = s.T; ev.prompt_len = P;
+                ev.canvas = out; ev.revealed = s.revealed; ev.n_masked = 0;
+                for (r = 0; r < s.BT; r++) ev.n_masked += out[r] == c->mask_id;
                 desc->callback(&ev, desc->user);
             }
             st.steps++;
         }
-        if (desc->stop_at_eos) { /* a row whose finished block is all EOS is done */
-            int all = 1;
-            for (b = 0; b < B; b++) {
-                int eos_only = 1;
-                for (i = b0; i < b1 && !done[b]; i++) eos_only &= out[(size_t)b * T + i] == c->eos_id;
-                if (!done[b] && eos_only) {
-                    done[b] = 1;
-                    for (i = b1; i < T; i++) out[(size_t)b * T + i] = c->eos_id;
-                }
-                all &= done[b];
-            }
-            if (all) break;
-        }
+        if (desc->stop_at_eos && d1__sampler_stop_rows(&s, b0, b1)) break;
     }
     d1__free(scratch);
     if (stats) *stats = st;

@@ -168,6 +168,29 @@ static void test_properties(void) {
     d1_model_free(&m);
 }
 
+/* stop_at_eos: a model whose every logit ties proposes token 0; with EOS = 0
+   the first block is all EOS, the rest is filled and no further step runs. */
+static void test_stop_at_eos(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc d;
+    d1_sample_stats st;
+    int out[2 * 21], i;
+    c.eos_id = 0;
+    d1_model_init(&m, &c, 4);
+    memset(m.params.head, 0, sizeof(float) * c.vocab_size * c.dim);
+    memset(&d, 0, sizeof d);
+    d.gen_len = 16; d.block_len = 4; d.steps = 16;
+    gen_once(&m, &d, 1, out, &st);
+    CHECK(st.steps == 16, "without stop_at_eos: %d steps", st.steps);
+    d.stop_at_eos = 1;
+    gen_once(&m, &d, 1, out, &st);
+    CHECK(st.steps == 4, "with stop_at_eos: %d steps", st.steps);
+    for (i = 0; i < 2 * 21; i++)
+        if (i % 21 >= 5) CHECK(out[i] == 0, "position %d holds %d, not EOS", i, out[i]);
+    d1_model_free(&m);
+}
+
 static int events, last_masked;
 static void on_step(const d1_sample_event *ev, void *user) {
     int i, n = 0;
@@ -239,6 +262,7 @@ int main(void) {
     RUN(test_reference_generate);
     RUN(test_kv_cache_matches_full_forward);
     RUN(test_properties);
+    RUN(test_stop_at_eos);
     RUN(test_callback);
     RUN(test_bad_settings);
     return th_summary();
