@@ -1,5 +1,6 @@
 # d1.h - build the examples, tests, benchmark and tools.
-#   make demo     the main job (for now: examples/hello)
+#   make demo     the main job: the d1 pipeline on tiny Sudoku / Countdown models
+#   make hello    examples/hello.c, the 80-line story
 #   make test     every test binary; ends with "N passed, N failed"
 #   make bench    throughput table (tools/bench.c); bench-compare adds PyTorch
 # CC, CFLAGS, LDLIBS and BUILD may be overridden, e.g.
@@ -13,11 +14,11 @@ RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
            $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/fuzz_replay
-EXAMPLES = $(BUILD)/hello
+EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo bench bench-blis bench-compare fuzz ckpt-torch clean
+.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz ckpt-torch clean
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
 
 build-tests: $(TESTS)
@@ -29,6 +30,9 @@ $(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
@@ -64,7 +68,22 @@ ckpt-torch: $(BUILD)/test_checkpoint
 test: $(TESTS)
 	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
-demo: $(BUILD)/hello
+# the main job: both RL arms of d1 on Sudoku and Countdown from the shipped base
+# and SFT checkpoints, evaluated, the paper's table printed (resumes; rm -rf
+# build/demo to start over). DEMO_ARGS="--task sudoku" narrows it.
+demo: $(BUILD)/d1_demo
+	./$(BUILD)/d1_demo $(DEMO_ARGS)
+
+# everything from scratch: base pretraining and SFT too (about 20 minutes more)
+demo-full: $(BUILD)/d1_demo
+	./$(BUILD)/d1_demo --full --out $(BUILD)/demo-full $(DEMO_ARGS)
+
+# the whole pipeline on tiny budgets (CI)
+demo-smoke: $(BUILD)/d1_demo
+	rm -rf $(BUILD)/demo-smoke
+	./$(BUILD)/d1_demo --quick --full --out $(BUILD)/demo-smoke
+
+hello: $(BUILD)/hello
 	./$(BUILD)/hello
 
 bench: $(BUILD)/bench

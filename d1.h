@@ -511,8 +511,6 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    "llama", "rms" and false. Other keys are ignored. Duplicate keys are an
    error wherever d1.h reads the key (keys it ignores are not compared). */
 
-#define D1_HAS_CHECKPOINTS 1 /* this d1.h saves and loads checkpoints */
-
 /* Tensor element types of a checkpoint (all converted to float on load). */
 enum { D1_DTYPE_F32 = 0, D1_DTYPE_BF16 = 1, D1_DTYPE_F16 = 2 };
 

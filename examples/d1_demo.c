@@ -1,0 +1,796 @@
+/* d1_demo.c - the whole d1 recipe on tiny models, on a laptop: the paper's
+   Table 1 in miniature, for 4x4 Sudoku and 3-number Countdown (tasks.h).
+
+       base        masked-diffusion training on prompt ⊕ <answer>…</answer>,
+                   conditional on the prompt (the prompt is never masked)
+       +SFT        masked SFT of the base on the solver's reasoning traces
+       +diffu-GRPO diffu-GRPO from the base
+       d1          diffu-GRPO from the +SFT model
+
+   then all four are evaluated on held-out prompts at temperature 0
+   (low_confidence remasking, steps = gen_len / 2) at two generation
+   lengths, and the table is printed with standard errors.
+
+   USAGE
+       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|eval|table]
+               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
+               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
+
+   --full   train base and SFT from scratch (demo-full); without it the RL
+            arms start from the checkpoints shipped in examples/checkpoints
+   --quick  tiny budgets: a smoke test of every stage in a minute or two
+   --ship   after training, save base and SFT as BF16 into examples/checkpoints
+   --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
+   --monitor N  held-out check (48 prompts, one decoded sample) every N
+            base/SFT steps
+   Every stage saves its checkpoint as it goes (an interrupted run resumes
+   where it stopped; a finished stage is skipped), logs each step to
+   OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. The two RL arms run in
+   two processes, one per core.
+
+   Uses only d1.h's public API. */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "tasks.h"
+
+#include <errno.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ==== settings ============================================================== */
+typedef struct settings {
+    const task *task;
+    uint64_t seed;
+    const char *out;           /* runtime outputs (build/demo)                       */
+    int  full, quick, ship;
+    int  line_progress;        /* 1 in child processes: progress as lines, not \r   */
+    /* model (DESIGN §8's size) */
+    int  dim, layers, heads, ffn;
+    float rope_theta;
+    int  base_joint;           /* 1: the base's loss masks the prompt too (d1_pretrain_loss) */
+    /* base and SFT */
+    int  base_steps, sft_steps, batch;
+    float base_lr, sft_lr;
+    /* diffu-GRPO */
+    int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
+    float rl_lr, rl_beta, rl_threshold;
+    /* evaluation */
+    int  eval_n, monitor_n, monitor_every, train_monitor_every, save_every;
+} settings;
+
+static settings settings_default(const task *t, int quick) {
+    settings s;
+    memset(&s, 0, sizeof s);
+    s.task = t; s.seed = 1; s.out = "build/demo";
+    s.dim = 128; s.layers = 4; s.heads = 4; s.ffn = 352; s.rope_theta = 10000.0f;
+    s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
+    s.base_steps = 4000; s.sft_steps = 1500;
+    s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
+    s.rl_lr = 3e-4f; s.rl_beta = 0.04f;
+    s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
+    if (quick) {
+        s.base_steps = 40; s.sft_steps = 30; s.rl_iters = 3; s.rl_prompts = 4;
+        s.eval_n = 24; s.monitor_n = 8; s.monitor_every = 2; s.train_monitor_every = 20; s.save_every = 2;
+    }
+    s.quick = quick;
+    return s;
+}
+
+static const char *const stage_names[] = {"base", "sft", "rl-base", "d1"};
+static const char *const row_names[] = {"base", "+SFT", "+diffu-GRPO", "d1"};
+enum { STAGE_BASE, STAGE_SFT, STAGE_RL_BASE, STAGE_D1, N_STAGES };
+
+static int gen_len_max(const task *t) { return t->gen_lens[t->n_gen_lens - 1]; }
+static int seq_len(const task *t) { return t->prompt_len + gen_len_max(t); }
+
+/* ==== small helpers: time, files, progress ================================== */
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int mkdirs(const char *path) { /* mkdir -p */
+    char buf[512];
+    size_t i, n = strlen(path);
+    if (n >= sizeof buf) return -1;
+    memcpy(buf, path, n + 1);
+    for (i = 1; i <= n; i++)
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char c = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+            buf[i] = c;
+        }
+    return 0;
+}
+
+static int file_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
+
+static void path_of(char *buf, size_t cap, const settings *S, const char *stage, const char *what) {
+    snprintf(buf, cap, "%s/%s/%s%s", S->out, S->task->name, stage, what);
+}
+
+/* Where a stage's finished model lives. Base and SFT come from the shipped
+   checkpoints unless --full (or none is shipped). */
+static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
+    if (stage <= STAGE_SFT && !S->full) {
+        snprintf(buf, cap, "examples/checkpoints/%s/%s", S->task->name, stage_names[stage]);
+        if (file_exists(buf)) return;
+    }
+    path_of(buf, cap, S, stage_names[stage], "/final");
+}
+
+static int check(int rc, const char *what) {
+    if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s\n", what, d1_strerror(rc));
+    return rc;
+}
+
+/* A progress bar on stderr: stage, step/total, a value, tokens/s, ETA. */
+typedef struct progress {
+    const char *task, *stage;
+    int total, first;          /* first: the step it (re)started from */
+    double t0, last;
+    int lines;
+} progress;
+
+static void progress_show(progress *p, int step, const char *what, double value, double tok_s) {
+    double t = now_s(), eta = step > p->first ? (t - p->t0) / (step - p->first) * (p->total - step) : 0.0;
+    char bar[21];
+    int i, fill = p->total > 0 ? 20 * step / p->total : 20;
+    if (step < p->total && t - p->last < (p->lines ? 15.0 : 0.25)) return;
+    p->last = t;
+    for (i = 0; i < 20; i++) bar[i] = i < fill ? '#' : '.';
+    bar[20] = '\0';
+    fprintf(stderr, "%s%-9s %-7s [%s] %5d/%-5d %s %.4f  %5.1fk tok/s  ETA %dm%02ds%s", p->lines ? "" : "\r",
+            p->task, p->stage, bar, step, p->total, what, value, tok_s / 1000.0, (int)eta / 60, (int)eta % 60,
+            p->lines || step >= p->total ? "\n" : "");
+    fflush(stderr);
+}
+
+/* ==== the CSV log and its SVG plot ========================================== */
+/* Opens STAGE.csv for appending. A fresh stage writes the header; a resumed
+   one keeps only the rows up to the step it resumes from. */
+static FILE *csv_open(const char *path, const char *header, int resume_step) {
+    FILE *f;
+    if (resume_step > 0 && (f = fopen(path, "r")) != NULL) {
+        char *keep = NULL, line[1024];
+        size_t n = 0;
+        while (fgets(line, sizeof line, f)) {
+            int step = atoi(line);
+            if (n == 0 || step <= resume_step) {
+                size_t len = strlen(line);
+                keep = (char *)realloc(keep, n + len + 1);
+                memcpy(keep + n, line, len + 1);
+                n += len;
+            }
+        }
+        fclose(f);
+        f = fopen(path, "w");
+        if (f && keep) fputs(keep, f);
+        free(keep);
+        return f;
+    }
+    f = fopen(path, "w");
+    if (f) fprintf(f, "%s\n", header);
+    return f;
+}
+
+/* Reads column `col` (by header name) against column 0; empty cells skipped. */
+static int csv_column(const char *path, const char *col, double *x, double *y, int cap) {
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    int idx = -1, n = 0, i;
+    if (!f) return 0;
+    if (fgets(line, sizeof line, f)) {
+        char *tok = strtok(line, ",\n");
+        for (i = 0; tok; i++, tok = strtok(NULL, ",\n"))
+            if (strcmp(tok, col) == 0) idx = i;
+    }
+    while (idx >= 0 && n < cap && fgets(line, sizeof line, f)) {
+        char *p = line, *end;
+        for (i = 0; i < idx && p; i++) {
+            p = strchr(p, ',');
+            if (p) p++;
+        }
+        if (!p || *p == ',' || *p == '\n' || *p == '\0') continue;
+        y[n] = strtod(p, &end);
+        if (end == p) continue;
+        x[n++] = atof(line);
+    }
+    fclose(f);
+    return n;
+}
+
+typedef struct series { const char *csv, *col, *label, *color; } series;
+
+/* A line plot of several CSV columns against step, as SVG, drawn by hand. */
+static void svg_plot(const char *path, const char *title, const series *s, int n_series) {
+    enum { W = 640, H = 360, L = 60, R = 150, TOP = 40, BOT = 50, CAP = 20000 };
+    static double xs[CAP], ys[CAP];
+    double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+    int k, i, n;
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    for (k = 0; k < n_series; k++) { /* the ranges */
+        n = csv_column(s[k].csv, s[k].col, xs, ys, CAP);
+        for (i = 0; i < n; i++) {
+            if (xs[i] < x0) x0 = xs[i];
+            if (xs[i] > x1) x1 = xs[i];
+            if (ys[i] < y0) y0 = ys[i];
+            if (ys[i] > y1) y1 = ys[i];
+        }
+    }
+    if (x1 <= x0) x1 = x0 + 1;
+    if (y0 > 0 && y1 <= 1.0) y0 = 0; /* rewards and accuracies from 0 */
+    if (y1 <= y0) y1 = y0 + 1;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
+               "font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(f, "<text x=\"%d\" y=\"24\" font-size=\"15\">%s</text>\n", L, title);
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n", L, TOP,
+            W - L - R, H - TOP - BOT);
+    for (i = 0; i <= 4; i++) { /* axis ticks */
+        double fy = y0 + (y1 - y0) * i / 4, fx = x0 + (x1 - x0) * i / 4;
+        int py = H - BOT - (H - TOP - BOT) * i / 4, px = L + (W - L - R) * i / 4;
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>\n", L - 6, py + 4, fy);
+        fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%.0f</text>\n", px, H - BOT + 16, fx);
+    }
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">step</text>\n", (W - R + L) / 2, H - 12);
+    for (k = 0; k < n_series; k++) {
+        n = csv_column(s[k].csv, s[k].col, xs, ys, CAP);
+        fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" points=\"", s[k].color);
+        for (i = 0; i < n; i++)
+            fprintf(f, "%.1f,%.1f ", L + (W - L - R) * (xs[i] - x0) / (x1 - x0),
+                    H - BOT - (H - TOP - BOT) * (ys[i] - y0) / (y1 - y0));
+        fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", W - R + 10, TOP + 16 + 18 * k,
+                s[k].color, s[k].label);
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+}
+
+/* ==== data ================================================================== */
+/* Row b of a training batch: prompt ⊕ completion ⊕ <eos> padding to T.
+   Returns the tokens before the padding. */
+static int encode_row(const example *ex, int with_trace, int T, int *row) {
+    int n = tok_encode(ex->prompt, row, T), i;
+    n += tok_encode(with_trace ? ex->trace : ex->answer, row + n, T - n);
+    for (i = n; i < T; i++) row[i] = TOK_EOS;
+    return n;
+}
+
+/* The held-out prompts: n distinct test-split prompts, the same for every
+   model and seed (their own fixed seed). */
+static int heldout_prompts(const task *t, int n, uint64_t seed, int *prompts) {
+    d1_rng rng;
+    char (*seen)[32] = (char (*)[32])calloc((size_t)n, 32);
+    int k = 0, j, tries = 0;
+    d1_rng_seed(&rng, seed);
+    while (k < n && tries++ < 100 * n) {
+        example ex;
+        t->example(&rng, SPLIT_TEST, &ex);
+        for (j = 0; j < k && strcmp(seen[j], ex.prompt) != 0; j++) {}
+        if (j < k) continue;
+        strcpy(seen[k], ex.prompt);
+        tok_encode(ex.prompt, prompts + (size_t)k * t->prompt_len, t->prompt_len);
+        k++;
+    }
+    free(seen);
+    return k;
+}
+
+/* The reward for d1_grpo_step: decode, then the task's text reward. */
+static float reward_tokens(const int *prompt, int prompt_len, const int *completion, int completion_len, void *user) {
+    const task *t = (const task *)user;
+    char p[64], c[512];
+    tok_decode(prompt, prompt_len, p, sizeof p);
+    tok_decode(completion, completion_len, c, sizeof c);
+    return t->reward_text(p, c);
+}
+
+/* ==== evaluation ============================================================ */
+typedef struct score { int n; double mean, se, exact, exact_se; } score;
+
+static double std_error(double sum, double sum2, int n) {
+    double mean = sum / n, var = n > 1 ? (sum2 - n * mean * mean) / (n - 1) : 0.0;
+    return var > 0 ? sqrt(var / n) : 0.0;
+}
+
+/* Greedy decoding as in the paper (temperature 0, low_confidence, steps =
+   gen_len / 2, the task's block length), scored with the task's reward:
+   mean = the reward (Sudoku: the share of empty cells right), exact = solved. */
+static int evaluate(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc) {
+    enum { CHUNK = 50 };
+    d1_sampler_desc sd;
+    d1_rng rng;
+    int P = t->prompt_len, T = P + gen_len, i, b, rc = D1_OK;
+    int *out = (int *)malloc(sizeof(int) * CHUNK * T);
+    double s = 0, s2 = 0, e = 0;
+    memset(&sd, 0, sizeof sd);
+    sd.gen_len = gen_len; sd.block_len = t->block_len; sd.steps = gen_len / 2;
+    sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
+    d1_rng_seed(&rng, 0); /* unused at temperature 0 */
+    for (i = 0; i < n && rc == D1_OK; i += CHUNK) {
+        int B = n - i < CHUNK ? n - i : CHUNK;
+        rc = d1_sampler_generate(m, &sd, prompts + (size_t)i * P, B, P, NULL, &rng, out, NULL);
+        for (b = 0; b < B && rc == D1_OK; b++) {
+            const int *row = out + (size_t)b * T;
+            int len = gen_len;
+            float r;
+            for (len = 0; len < gen_len && row[P + len] != TOK_EOS; len++) {}
+            r = reward_tokens(row, P, row + P, len, (void *)t);
+            if (i + b < show) { /* what the model writes: the first few, decoded */
+                char p[64], c[512];
+                tok_decode(row, P, p, sizeof p);
+                tok_decode(row + P, gen_len, c, sizeof c);
+                fprintf(stderr, "    %s -> %s  (reward %.2f)\n", p, c, r);
+            }
+            s += r; s2 += (double)r * r; e += r >= 1.0f - 1e-6f;
+        }
+    }
+    free(out);
+    sc->n = n;
+    sc->mean = s / n; sc->se = std_error(s, s2, n);
+    sc->exact = e / n; sc->exact_se = std_error(e, e, n);
+    return rc;
+}
+
+/* ==== stages 1 and 2: pretraining the base, masked SFT ======================== */
+static d1_config model_config(const settings *S) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = TOK_VOCAB; c.dim = S->dim; c.n_layers = S->layers; c.n_heads = S->heads;
+    c.ffn_dim = S->ffn; c.max_seq_len = seq_len(S->task);
+    /* RoPE theta 10000 (Llama's), not LLaDA's 500000, measured on the Sudoku
+       base (conditional loss, drawn lengths, 300 steps, 48 held-out puzzles):
+       theta 10000 copies the givens into the answer and scores 0.37 of the
+       empty cells; theta 100 and 1000 had not learned to copy at 300 steps
+       (0.26, chance level: 0.25), theta 100 not even at 1000 steps (0.29). */
+    c.rope_theta = S->rope_theta;
+    c.mask_id = TOK_MASK; c.eos_id = TOK_EOS; c.pad_id = TOK_EOS;
+    return c;
+}
+
+/* lr: linear warmup over the first 5%, then cosine to 10% */
+static float lr_at(float peak, int step, int total) {
+    int warm = total / 20 > 0 ? total / 20 : 1;
+    double f = (double)(step - warm) / (total - warm > 0 ? total - warm : 1);
+    if (step < warm) return peak * (step + 1) / warm;
+    return (float)(peak * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979 * f))));
+}
+
+/* base: the masked-diffusion loss conditional on the prompt (d1_sft_loss: the
+   prompt is never masked) on prompt ⊕ answer, from random weights; the base
+   of a prompted task is a model of the answer given the prompt, and the
+   joint loss (d1_pretrain_loss, the prompt masked too) spends capacity on
+   generating puzzles (Sudoku, theta 100, 700 steps: held-out reward 0.08 joint, 0.26
+   conditional). With --base-joint the base uses the joint loss.
+   sft: d1_sft_loss on prompt ⊕ reasoning trace, from base. */
+static int stage_train(const settings *S, int stage) {
+    const task *t = S->task;
+    int sft = stage == STAGE_SFT, total = sft ? S->sft_steps : S->base_steps;
+    int P = t->prompt_len, T = seq_len(t), B = S->batch, b, n, step, rc = D1_OK, *tokens, *prompts, *plen;
+    char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_rng rngs[2]; /* 0: the data, 1: the noise of the loss */
+    progress pg;
+    FILE *csv;
+    path_of(final_dir, sizeof final_dir, S, stage_names[stage], "/final");
+    path_of(ckpt_dir, sizeof ckpt_dir, S, stage_names[stage], "/ckpt");
+    path_of(csv_path, sizeof csv_path, S, stage_names[stage], ".csv");
+    path_of(svg_path, sizeof svg_path, S, stage_names[stage], ".svg");
+    if (file_exists(final_dir)) { fprintf(stderr, "%s %s: done (%s)\n", t->name, stage_names[stage], final_dir); return 0; }
+    mkdirs(ckpt_dir);
+
+    /* the model: resumed, or from the base (SFT), or fresh */
+    if (file_exists(ckpt_dir) && d1_model_load(&m, ckpt_dir) == D1_OK) {
+        d1_adamw_init(&opt, &m, &od);
+        if (check(d1_train_state_load(ckpt_dir, &m, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+        fprintf(stderr, "%s %s: resuming at step %d\n", t->name, stage_names[stage], (int)opt.step);
+    } else {
+        d1_config cfg = model_config(S);
+        if (sft) {
+            model_dir(src, sizeof src, S, STAGE_BASE);
+            if (check(d1_model_load(&m, src), src) != D1_OK) return 1;
+        } else if (check(d1_model_init(&m, &cfg, S->seed), "init") != D1_OK) {
+            return 1;
+        }
+        od.lr = sft ? S->sft_lr : S->base_lr;
+        d1_adamw_init(&opt, &m, &od);
+        d1_rng_seed(&rngs[0], S->seed * 1000 + 10 + stage);
+        d1_rng_seed(&rngs[1], S->seed * 1000 + 20 + stage);
+    }
+    csv = csv_open(csv_path, "step,loss,lr,tok_s,heldout", (int)opt.step);
+    tokens = (int *)malloc(sizeof(int) * B * T);
+    plen = (int *)malloc(sizeof(int) * B);
+    prompts = (int *)malloc(sizeof(int) * S->monitor_n * P);
+    heldout_prompts(t, S->monitor_n, 777, prompts);
+    pg.task = t->name; pg.stage = stage_names[stage]; pg.total = total; pg.first = (int)opt.step;
+    pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
+
+    for (step = (int)opt.step; step < total && rc == D1_OK;) {
+        float loss = 0.0f;
+        double t0 = now_s();
+        /* The batch's length is drawn: from the longest completion + one
+           <eos> up to the longest evaluation length. With one fixed length
+           the model learns where it is by counting the masks around it, not
+           from RoPE, and writes its answer at the wrong offsets at any other
+           length (Sudoku base trained at gen 64: reward 0.19 at gen 64, 0.00
+           at gen 56). A drawn length also trains on less padding. */
+        int need = 0, Tb;
+        for (b = 0; b < B; b++) {
+            example ex;
+            t->example(&rngs[0], SPLIT_TRAIN, &ex);
+            n = encode_row(&ex, sft, T, tokens + (size_t)b * T);
+            if (n + 1 > need) need = n + 1;
+            plen[b] = P;
+        }
+        Tb = need >= T ? T : need + (int)(d1_rng_u64(&rngs[0]) % (uint64_t)(T - need + 1));
+        for (b = 1; b < B; b++) /* repack the rows at length Tb */
+            memmove(tokens + (size_t)b * Tb, tokens + (size_t)b * T, sizeof(int) * Tb);
+        opt.desc.lr = lr_at(sft ? S->sft_lr : S->base_lr, step, total);
+        d1_model_zero_grad(&m);
+        /* both stages: the masked-diffusion loss conditional on the prompt
+           (the prompt is never masked), see stage_train's comment */
+        rc = sft || !S->base_joint ? d1_sft_loss(&m, tokens, B, Tb, plen, NULL, NULL, &rngs[1], &loss)
+                                   : d1_pretrain_loss(&m, tokens, B, Tb, NULL, NULL, &rngs[1], &loss);
+        if (rc == D1_OK) rc = d1_adamw_step(&opt, &m, NULL);
+        if (check(rc, "train step") != D1_OK) break;
+        step++;
+        fprintf(csv, "%d,%.5f,%.6g,%.0f,", step, loss, opt.desc.lr, B * Tb / (now_s() - t0));
+        if (step % S->train_monitor_every == 0 || step == total) {
+            score sc;
+            evaluate(&m, t, t->gen_lens[0], prompts, S->monitor_n, 1, &sc);
+            fprintf(csv, "%.4f", sc.mean);
+            fprintf(stderr, "%s%-9s %-7s step %d: held-out reward %.3f, exact %.3f (%d prompts)\n",
+                    pg.lines ? "" : "\n", t->name, stage_names[stage], step, sc.mean, sc.exact, sc.n);
+        }
+        fprintf(csv, "\n");
+        if (step % (S->save_every * 20) == 0) {
+            fflush(csv);
+            d1_model_save(&m, ckpt_dir, D1_DTYPE_F32);
+            d1_train_state_save(ckpt_dir, &m, &opt, rngs, 2, NULL);
+        }
+        progress_show(&pg, step, "loss", loss, B * Tb / (now_s() - t0));
+    }
+    fclose(csv);
+    if (rc == D1_OK) rc = check(d1_model_save(&m, final_dir, D1_DTYPE_F32), final_dir);
+    if (rc == D1_OK && S->ship) {
+        snprintf(src, sizeof src, "examples/checkpoints/%s/%s", t->name, stage_names[stage]);
+        rc = check(d1_model_save(&m, src, D1_DTYPE_BF16), src);
+    }
+    {
+        series s[2] = {{csv_path, "loss", "loss", "#1f77b4"}, {csv_path, "heldout", "held-out reward", "#d62728"}};
+        char title[128];
+        snprintf(title, sizeof title, "%s: %s", t->name, sft ? "masked SFT" : "pretraining the base");
+        svg_plot(svg_path, title, s, 1);
+        snprintf(svg_path + strlen(svg_path) - 4, 64, "-heldout.svg");
+        svg_plot(svg_path, title, s + 1, 1);
+    }
+    free(tokens); free(plen); free(prompts);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+    return rc == D1_OK ? 0 : 1;
+}
+
+/* ==== stage 3: diffu-GRPO ===================================================== */
+/* One RL arm: from the base (+diffu-GRPO) or from the SFT model (d1). The
+   reference policy of the KL term is a frozen copy of the starting model. */
+static int stage_rl(const settings *S, int stage) {
+    const task *t = S->task;
+    int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE, P = t->prompt_len, it, i, rc = D1_OK;
+    int gen_len = t->gen_lens[0], *prompts, *heldout;
+    char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
+    d1_model policy, ref;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc gd = d1_grpo_default_desc(gen_len);
+    d1_reward reward;
+    d1_rng rngs[2]; /* 0: the prompts, 1: rollouts and masks */
+    progress pg;
+    FILE *csv;
+    path_of(final_dir, sizeof final_dir, S, stage_names[stage], "/final");
+    path_of(ckpt_dir, sizeof ckpt_dir, S, stage_names[stage], "/ckpt");
+    path_of(csv_path, sizeof csv_path, S, stage_names[stage], ".csv");
+    path_of(svg_path, sizeof svg_path, S, stage_names[stage], ".svg");
+    if (file_exists(final_dir)) { fprintf(stderr, "%s %s: done (%s)\n", t->name, stage_names[stage], final_dir); return 0; }
+    mkdirs(ckpt_dir);
+    model_dir(src, sizeof src, S, from);
+    if (check(d1_model_load(&ref, src), src) != D1_OK) return 1;
+
+    /* d1's optimizer for RL: AdamW (0.9, 0.99), weight decay 0.1, clip 0.2 */
+    od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = 0.1f; od.grad_clip = 0.2f;
+    if (file_exists(ckpt_dir) && d1_model_load(&policy, ckpt_dir) == D1_OK) {
+        d1_adamw_init(&opt, &policy, &od);
+        if (check(d1_train_state_load(ckpt_dir, &policy, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+        fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / S->rl_inner));
+    } else {
+        if (check(d1_model_load(&policy, src), src) != D1_OK) return 1;
+        d1_adamw_init(&opt, &policy, &od);
+        d1_rng_seed(&rngs[0], S->seed * 1000 + 30 + stage);
+        d1_rng_seed(&rngs[1], S->seed * 1000 + 40 + stage);
+    }
+
+    /* d1's settings (d1_grpo_default_desc): G = 6, mu = 8, eps 0.5, beta 0.04,
+       p_mask_prompt 0.15, rollouts at temperature 0.9, low_confidence,
+       steps = gen_len / 2; the block scaled to the task. */
+    reward.name = "correctness"; reward.fn = reward_tokens; reward.weight = 1.0f; reward.user = (void *)t;
+    gd.rewards = &reward; gd.n_rewards = 1;
+    gd.group_size = S->rl_group; gd.inner_steps = S->rl_inner; gd.beta = S->rl_beta;
+    gd.sampler.block_len = t->block_len;
+    gd.sampler.kv_cache = S->rl_kv_cache;     /* rollouts only; evaluation stays exact */
+    gd.sampler.threshold = S->rl_threshold;
+
+    it = (int)(opt.step / S->rl_inner);
+    csv = csv_open(csv_path, "step,reward,reward_std,zero_std_frac,loss,kl,clip_frac,grad_norm,completion_len,"
+                             "t_generate,t_logp,t_update,heldout", it);
+    prompts = (int *)malloc(sizeof(int) * S->rl_prompts * P);
+    heldout = (int *)malloc(sizeof(int) * S->monitor_n * P);
+    heldout_prompts(t, S->monitor_n, 777, heldout);
+    pg.task = t->name; pg.stage = stage_names[stage]; pg.total = S->rl_iters; pg.first = it;
+    pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
+    if (it == 0) { /* step 0: where the arm starts */
+        score sc;
+        evaluate(&policy, t, gen_len, heldout, S->monitor_n, 0, &sc);
+        fprintf(csv, "0,,,,,,,,,,,,%.4f\n", sc.mean);
+    }
+    while (it < S->rl_iters && rc == D1_OK) {
+        d1_grpo_stats st;
+        double t0 = now_s();
+        for (i = 0; i < S->rl_prompts; i++) {
+            example ex;
+            t->example(&rngs[0], SPLIT_TRAIN, &ex);
+            tok_encode(ex.prompt, prompts + (size_t)i * P, P);
+        }
+        rc = check(d1_grpo_step(&policy, &ref, &opt, &gd, prompts, S->rl_prompts, P, NULL, &rngs[1], &st), "grpo");
+        if (rc != D1_OK) break;
+        it++;
+        fprintf(csv, "%d,%.4f,%.4f,%.3f,%.5f,%.5f,%.4f,%.4f,%.2f,%.2f,%.2f,%.2f,", it, st.reward_mean, st.reward_std,
+                st.zero_std_frac, st.loss, st.kl, st.clip_frac, st.grad_norm, st.completion_len, st.t_generate,
+                st.t_logp, st.t_update);
+        if (it % S->monitor_every == 0 || it == S->rl_iters) {
+            score sc;
+            evaluate(&policy, t, gen_len, heldout, S->monitor_n, 0, &sc);
+            fprintf(csv, "%.4f", sc.mean);
+        }
+        fprintf(csv, "\n");
+        if (it % S->save_every == 0) {
+            fflush(csv);
+            d1_model_save(&policy, ckpt_dir, D1_DTYPE_F32);
+            d1_train_state_save(ckpt_dir, &policy, &opt, rngs, 2, NULL);
+        }
+        progress_show(&pg, it, "reward", st.reward_mean,
+                      (double)S->rl_prompts * S->rl_group * (P + gen_len) * gen_len / 2 / (now_s() - t0));
+    }
+    fclose(csv);
+    if (rc == D1_OK) rc = check(d1_model_save(&policy, final_dir, D1_DTYPE_F32), final_dir);
+    {
+        series s[2] = {{csv_path, "reward", "rollout reward", "#1f77b4"},
+                       {csv_path, "heldout", "held-out (T=0)", "#d62728"}};
+        char title[128];
+        snprintf(title, sizeof title, "%s: diffu-GRPO from %s", t->name, stage_names[from]);
+        svg_plot(svg_path, title, s, 2);
+    }
+    free(prompts); free(heldout);
+    d1_adamw_free(&opt);
+    d1_model_free(&policy);
+    d1_model_free(&ref);
+    return rc == D1_OK ? 0 : 1;
+}
+
+/* ==== stage 4: evaluation and the table ======================================= */
+/* Evaluates one row at every generation length; OUT/TASK/eval/ROW-LEN.txt
+   holds each result (kept: a rerun skips what is done). */
+static int stage_eval(const settings *S, int stage) {
+    const task *t = S->task;
+    char dir[512], path[512];
+    int g, *prompts, n;
+    d1_model m;
+    snprintf(dir, sizeof dir, "%s/%s/eval", S->out, t->name);
+    mkdirs(dir);
+    model_dir(dir, sizeof dir, S, stage);
+    if (check(d1_model_load(&m, dir), dir) != D1_OK) return 1;
+    prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
+    n = heldout_prompts(t, S->eval_n, 2024, prompts);
+    for (g = 0; g < t->n_gen_lens; g++) {
+        score sc;
+        FILE *f;
+        double t0 = now_s();
+        snprintf(path, sizeof path, "%s/%s/eval/%s-%d.txt", S->out, t->name, stage_names[stage], t->gen_lens[g]);
+        if (file_exists(path)) continue;
+        if (evaluate(&m, t, t->gen_lens[g], prompts, n, 2, &sc) != D1_OK) break;
+        if ((f = fopen(path, "w")) != NULL) {
+            fprintf(f, "%d %.6f %.6f %.6f %.6f\n", sc.n, sc.mean, sc.se, sc.exact, sc.exact_se);
+            fclose(f);
+        }
+        fprintf(stderr, "%-9s eval    %-8s gen_len %3d: reward %.3f ± %.3f, exact %.3f ± %.3f (%d prompts, %.0fs)\n",
+                t->name, stage_names[stage], t->gen_lens[g], sc.mean, sc.se, sc.exact, sc.exact_se, n, now_s() - t0);
+    }
+    free(prompts);
+    d1_model_free(&m);
+    return 0;
+}
+
+/* Paper's Table 1, shaped: rows base, +SFT, +diffu-GRPO, d1; columns the
+   generation lengths. Sudoku shows the share of empty cells right and the
+   exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
+static void print_table(const settings *S) {
+    const task *t = S->task;
+    char path[512], cell[64];
+    int r, g, col, n = 0;
+    FILE *md;
+    snprintf(path, sizeof path, "%s/%s/table.md", S->out, t->name);
+    md = fopen(path, "w");
+    for (col = 0; col < 2; col++) {
+        FILE *f = col == 0 ? stdout : md;
+        if (!f) continue;
+        fprintf(f, "\n%s: %s, %% ± standard error, held-out prompts, temperature 0\n\n| model       |", t->name,
+                t->cells ? "empty cells right / puzzles solved" : "exact answers");
+        for (g = 0; g < t->n_gen_lens; g++) {
+            snprintf(cell, sizeof cell, "gen_len %d", t->gen_lens[g]);
+            fprintf(f, " %-21s |", cell);
+        }
+        fprintf(f, "\n|-------------|");
+        for (g = 0; g < t->n_gen_lens; g++) fprintf(f, "-----------------------|");
+        fprintf(f, "\n");
+        for (r = 0; r < N_STAGES; r++) {
+            fprintf(f, "| %-11s |", row_names[r]);
+            for (g = 0; g < t->n_gen_lens; g++) {
+                FILE *e;
+                score sc;
+                snprintf(path, sizeof path, "%s/%s/eval/%s-%d.txt", S->out, t->name, stage_names[r], t->gen_lens[g]);
+                e = fopen(path, "r");
+                if (!e || fscanf(e, "%d %lf %lf %lf %lf", &sc.n, &sc.mean, &sc.se, &sc.exact, &sc.exact_se) != 5)
+                    snprintf(cell, sizeof cell, "-");
+                else if (t->cells)
+                    snprintf(cell, sizeof cell, "%.1f+-%.1f / %.1f+-%.1f", 100 * sc.mean, 100 * sc.se, 100 * sc.exact,
+                             100 * sc.exact_se);
+                else
+                    snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * sc.exact, 100 * sc.exact_se);
+                if (e) { n = sc.n; fclose(e); }
+                fprintf(f, " %-21s |", cell);
+            }
+            fprintf(f, "\n");
+        }
+        fprintf(f, "(%d held-out prompts per cell)\n", n);
+    }
+    if (md) fclose(md);
+}
+
+/* ==== running stages in parallel: one process per core ======================== */
+typedef struct job { int (*fn)(const settings *, int); const settings *S; int arg; } job;
+
+/* A job list, each `fn(S, arg)` pair run in its own process, at most max_par
+   at once. Returns the number that failed. */
+static int run_jobs(const job *jobs, int n, int max_par) {
+    int i, running = 0, failed = 0, status;
+    if (max_par <= 1 || n == 1) {
+        for (i = 0; i < n; i++) failed += jobs[i].fn(jobs[i].S, jobs[i].arg) != 0;
+        return failed;
+    }
+    for (i = 0; i < n; i++) {
+        pid_t pid;
+        if (running == max_par) {
+            wait(&status);
+            failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+            running--;
+        }
+        fflush(NULL);
+        pid = fork();
+        if (pid == 0) {
+            settings child = *jobs[i].S;
+            child.line_progress = 1;
+            _exit(jobs[i].fn(&child, jobs[i].arg));
+        }
+        if (pid < 0) { failed++; continue; }
+        running++;
+    }
+    while (running-- > 0) {
+        wait(&status);
+        failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    return failed;
+}
+
+/* An RL arm, then the evaluation of its start and its result: the arm from
+   the base evaluates base and +diffu-GRPO, the arm from SFT evaluates +SFT and d1. */
+static int arm_and_eval(const settings *S, int stage) {
+    int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE;
+    if (stage_rl(S, stage) != 0) return 1;
+    return stage_eval(S, from) | stage_eval(S, stage);
+}
+
+static int base_and_sft(const settings *S, int unused) {
+    (void)unused;
+    return stage_train(S, STAGE_BASE) || stage_train(S, STAGE_SFT);
+}
+
+/* ==== main ==================================================================== */
+static void usage(void) {
+    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table]\n"
+                    "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
+                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n");
+}
+
+int main(int argc, char **argv) {
+    const char *task_name = "all", *stage = "all", *out = "build/demo";
+    float rope_theta = 0.0f, rl_lr = 0.0f;
+    int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
+    int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
+    uint64_t seed = 1;
+    settings S[2];
+    job jobs[8];
+    double t0 = now_s();
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--task") && i + 1 < argc) task_name = argv[++i];
+        else if (!strcmp(argv[i], "--stage") && i + 1 < argc) stage = argv[++i];
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--rope-theta") && i + 1 < argc) rope_theta = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--base-steps") && i + 1 < argc) base_steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--sft-steps") && i + 1 < argc) sft_steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-iters") && i + 1 < argc) rl_iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-lr") && i + 1 < argc) rl_lr = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--full")) full = 1;
+        else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
+        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--ship")) ship = 1;
+        else { usage(); return 2; }
+    }
+    for (k = 0; k < 2; k++) {
+        const task *t = strcmp(task_name, "all") == 0 ? &tasks[k] : k == 0 ? task_find(task_name) : NULL;
+        if (!t) continue;
+        S[n_tasks] = settings_default(t, quick);
+        if (rope_theta > 0.0f) S[n_tasks].rope_theta = rope_theta;
+        if (base_steps > 0) S[n_tasks].base_steps = base_steps;
+        if (base_joint >= 0) S[n_tasks].base_joint = base_joint;
+        if (sft_steps > 0) S[n_tasks].sft_steps = sft_steps;
+        if (rl_iters > 0) S[n_tasks].rl_iters = rl_iters;
+        if (rl_lr > 0.0f) S[n_tasks].rl_lr = rl_lr;
+        if (train_monitor > 0) S[n_tasks].train_monitor_every = train_monitor;
+        S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
+        n_tasks++;
+    }
+    if (n_tasks == 0) { usage(); return 2; }
+
+    if (!strcmp(stage, "all")) {
+        /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
+        for (k = 0, i = 0; k < n_tasks; k++) {
+            char dir[512];
+            model_dir(dir, sizeof dir, &S[k], STAGE_SFT);
+            if (!full && !file_exists(dir))
+                fprintf(stderr, "%s: no shipped checkpoints in examples/checkpoints; training base and SFT\n", S[k].task->name);
+            if (full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
+        }
+        failed += run_jobs(jobs, i, 2);
+        /* the two RL arms of each task, one process each */
+        for (k = 0; k < n_tasks && !failed; k++) {
+            jobs[0].fn = arm_and_eval; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
+            jobs[1].fn = arm_and_eval; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
+            failed += run_jobs(jobs, 2, 2);
+        }
+    } else {
+        for (k = 0; k < n_tasks; k++) {
+            if (!strcmp(stage, "base")) failed += stage_train(&S[k], STAGE_BASE);
+            else if (!strcmp(stage, "sft")) failed += stage_train(&S[k], STAGE_SFT);
+            else if (!strcmp(stage, "rl")) {
+                jobs[0].fn = stage_rl; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
+                jobs[1].fn = stage_rl; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
+                failed += run_jobs(jobs, 2, 2);
+            } else if (!strcmp(stage, "eval")) {
+                for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
+                failed += run_jobs(jobs, N_STAGES, 2);
+            } else if (strcmp(stage, "table") != 0) { usage(); return 2; }
+        }
+    }
+    for (k = 0; k < n_tasks; k++) print_table(&S[k]);
+    printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, full ? "--full" : "from shipped base/SFT",
+           quick ? ", --quick" : "", (unsigned long long)seed, out);
+    return failed ? 1 : 0;
+}
