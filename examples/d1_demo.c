@@ -12,7 +12,7 @@
    lengths, and the table is printed with standard errors.
 
    USAGE
-       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|eval|table]
+       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|eval|table|threshold]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
 
@@ -302,9 +302,18 @@ static double std_error(double sum, double sum2, int n) {
 /* Greedy decoding as in the paper (temperature 0, low_confidence, steps =
    gen_len / 2, the task's block length), scored with the task's reward:
    mean = the reward (Sudoku: the share of empty cells right), exact = solved. */
+static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc,
+                         float threshold, int *passes);
 static int evaluate(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc) {
+    return evaluate_with(m, t, gen_len, prompts, n, show, sc, 0.0f, NULL);
+}
+/* ... and with Fast-dLLM's threshold decoding (threshold > 0), counting the
+   forward passes. */
+static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc,
+                         float threshold, int *passes) {
     enum { CHUNK = 50 };
     d1_sampler_desc sd;
+    d1_sample_stats st;
     d1_rng rng;
     int P = t->prompt_len, T = P + gen_len, i, b, rc = D1_OK;
     int *out = (int *)malloc(sizeof(int) * CHUNK * T);
@@ -312,10 +321,13 @@ static int evaluate(d1_model *m, const task *t, int gen_len, const int *prompts,
     memset(&sd, 0, sizeof sd);
     sd.gen_len = gen_len; sd.block_len = t->block_len; sd.steps = gen_len / 2;
     sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
+    sd.threshold = threshold;
     d1_rng_seed(&rng, 0); /* unused at temperature 0 */
+    if (passes) *passes = 0;
     for (i = 0; i < n && rc == D1_OK; i += CHUNK) {
         int B = n - i < CHUNK ? n - i : CHUNK;
-        rc = d1_sampler_generate(m, &sd, prompts + (size_t)i * P, B, P, NULL, &rng, out, NULL);
+        rc = d1_sampler_generate(m, &sd, prompts + (size_t)i * P, B, P, NULL, &rng, out, &st);
+        if (passes) *passes += st.forward_passes;
         for (b = 0; b < B && rc == D1_OK; b++) {
             const int *row = out + (size_t)b * T;
             int len = gen_len;
@@ -616,6 +628,32 @@ static int stage_eval(const settings *S, int stage) {
     return 0;
 }
 
+/* Fast-dLLM's threshold decoding against the paper's schedule, on the
+   held-out prompts at the first generation length: forward passes, wall
+   time and score of each trained row (the sampler issue's measurement). */
+static int stage_threshold(const settings *S, int stage) {
+    const task *t = S->task;
+    char dir[512];
+    int *prompts, n, k, gen = t->gen_lens[0];
+    d1_model m;
+    model_dir(dir, sizeof dir, S, stage);
+    if (check(d1_model_load(&m, dir), dir) != D1_OK) return 1;
+    prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
+    n = heldout_prompts(t, S->eval_n, 2024, prompts);
+    for (k = 0; k < 2; k++) {
+        score sc;
+        int passes = 0;
+        double t0 = now_s();
+        if (evaluate_with(&m, t, gen, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
+        printf("%-9s %-8s gen_len %3d %-14s: reward %.3f ± %.3f, exact %.3f, %6d forward passes, %5.1f s\n", t->name,
+               stage_names[stage], gen, k ? "threshold 0.9" : "steps gen/2", sc.mean, sc.se, sc.exact, passes,
+               now_s() - t0);
+    }
+    free(prompts);
+    d1_model_free(&m);
+    return 0;
+}
+
 /* Paper's Table 1, shaped: rows base, +SFT, +diffu-GRPO, d1; columns the
    generation lengths. Sudoku shows the share of empty cells right and the
    exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
@@ -712,7 +750,7 @@ static int base_and_sft(const settings *S, int unused) {
 
 /* ==== main ==================================================================== */
 static void usage(void) {
-    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table]\n"
+    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table|threshold]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n");
 }
@@ -786,6 +824,8 @@ int main(int argc, char **argv) {
             } else if (!strcmp(stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
+            } else if (!strcmp(stage, "threshold")) {
+                for (i = 0; i < N_STAGES; i++) failed += stage_threshold(&S[k], i);
             } else if (strcmp(stage, "table") != 0) { usage(); return 2; }
         }
     }
