@@ -374,6 +374,22 @@ static float lr_at(float peak, int step, int total) {
     return (float)(peak * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979 * f))));
 }
 
+/* A stage's files under OUT/TASK/: NAME/final (the finished model), NAME/ckpt
+   (the resumable one), NAME.csv and NAME.svg (each buffer holds 512 bytes).
+   Returns 1, having said so, when the stage is done already. */
+static int stage_paths(const settings *S, int stage, char *final_dir, char *ckpt_dir, char *csv_path, char *svg_path) {
+    path_of(final_dir, 512, S, stage_names[stage], "/final");
+    path_of(ckpt_dir, 512, S, stage_names[stage], "/ckpt");
+    path_of(csv_path, 512, S, stage_names[stage], ".csv");
+    path_of(svg_path, 512, S, stage_names[stage], ".svg");
+    if (file_exists(final_dir)) {
+        fprintf(stderr, "%s %s: done (%s)\n", S->task->name, stage_names[stage], final_dir);
+        return 1;
+    }
+    mkdirs(ckpt_dir);
+    return 0;
+}
+
 /* base: the masked-diffusion loss conditional on the prompt (d1_sft_loss: the
    prompt is never masked) on prompt ⊕ answer, from random weights; the base
    of a prompted task is a model of the answer given the prompt, and the
@@ -392,12 +408,7 @@ static int stage_train(const settings *S, int stage) {
     d1_rng rngs[2]; /* 0: the data, 1: the noise of the loss */
     progress pg;
     FILE *csv;
-    path_of(final_dir, sizeof final_dir, S, stage_names[stage], "/final");
-    path_of(ckpt_dir, sizeof ckpt_dir, S, stage_names[stage], "/ckpt");
-    path_of(csv_path, sizeof csv_path, S, stage_names[stage], ".csv");
-    path_of(svg_path, sizeof svg_path, S, stage_names[stage], ".svg");
-    if (file_exists(final_dir)) { fprintf(stderr, "%s %s: done (%s)\n", t->name, stage_names[stage], final_dir); return 0; }
-    mkdirs(ckpt_dir);
+    if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) return 0; /* done already */
 
     /* the model: resumed, or from the base (SFT), or fresh */
     if (file_exists(ckpt_dir) && d1_model_load(&m, ckpt_dir) == D1_OK) {
@@ -506,12 +517,7 @@ static int stage_rl(const settings *S, int stage) {
     d1_rng rngs[2]; /* 0: the prompts, 1: rollouts and masks */
     progress pg;
     FILE *csv;
-    path_of(final_dir, sizeof final_dir, S, stage_names[stage], "/final");
-    path_of(ckpt_dir, sizeof ckpt_dir, S, stage_names[stage], "/ckpt");
-    path_of(csv_path, sizeof csv_path, S, stage_names[stage], ".csv");
-    path_of(svg_path, sizeof svg_path, S, stage_names[stage], ".svg");
-    if (file_exists(final_dir)) { fprintf(stderr, "%s %s: done (%s)\n", t->name, stage_names[stage], final_dir); return 0; }
-    mkdirs(ckpt_dir);
+    if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) return 0; /* done already */
     model_dir(src, sizeof src, S, from);
     if (check(d1_model_load(&ref, src), src) != D1_OK) return 1;
 
