@@ -2038,7 +2038,7 @@ static void d1__lora_forward(d1__ctx *cx, const d1_lora *lo, const d1__lora_site
    dA += du^T x;  dx += du A   (du: scratch [N, nb*r]). */
 static void d1__lora_backward(d1__ctx *cx, d1_lora *lo, const d1__lora_site *st, const float *dout, const float *x,
                               const float *u, int ldu, float *du, float *dx, int N) {
-    int r = lo->rank, nr = st->nb * r, j, k;
+    int r = lo->rank, nr = st->nb * r, j;
     size_t i;
     for (j = 0; j < st->nb; j++) {
         int rows = st->o1[j] - st->o0[j];
@@ -2048,7 +2048,6 @@ static void d1__lora_backward(d1__ctx *cx, d1_lora *lo, const d1__lora_site *st,
     for (i = 0; i < (size_t)N * nr; i++) du[i] *= lo->scale;
     d1__gemm_mt(cx, nr, st->I, N, du, 1, nr, x, st->I, 1, lo->grad_memory + st->a, st->I, 1);
     d1__gemm_mt(cx, N, st->I, nr, du, nr, 1, lo->param_memory + st->a, st->I, 1, dx, st->I, 1);
-    (void)k;
 }
 
 D1_API int d1_lora_num_tensors(const d1_model *m) {
