@@ -1702,9 +1702,11 @@ static void d1__carve_params(const d1_config *c, float *base, d1_params *p) {
 
 /* Tensors in Hugging Face naming: wte; per block attn_norm, q_proj, k_proj,
    v_proj, attn_out, ff_norm, ff_proj, up_proj, ff_out; ln_f; the untied head. */
+static int d1__config_num_tensors(const d1_config *c) {
+    return 2 + 9 * c->n_layers + (c->tied_embeddings ? 0 : 1);
+}
 D1_API int d1_model_num_tensors(const d1_model *m) {
-    if (!m || !m->state) return 0;
-    return 2 + 9 * m->config.n_layers + (m->config.tied_embeddings ? 0 : 1);
+    return m && m->state ? d1__config_num_tensors(&m->config) : 0;
 }
 
 /* Appends text, or a non-negative number, to name[*len] (capacity cap, NUL kept). */
@@ -1732,14 +1734,13 @@ static void d1__tensor_set(d1_tensor *t, const char *name, int rows, int cols, s
     t->decay = decay;
 }
 
-D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
+/* Tensor `index` of a (resolved) configuration: the table needs no model. */
+static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
     static const char *const block_names[9] = {"attn_norm", "q_proj",  "k_proj",  "v_proj", "attn_out",
                                                "ff_norm",   "ff_proj", "up_proj", "ff_out"};
-    const d1_config *c;
     d1__layout o;
-    int n = d1_model_num_tensors(m), C, F, KVD, QW;
+    int n = d1__config_num_tensors(c), C, F, KVD, QW;
     if (!t || index < 0 || index >= n) return D1_ERR_ARG;
-    c = &m->config;
     o = d1__layout_of(c);
     C = c->dim; F = c->ffn_dim; KVD = c->n_kv_heads * (C / c->n_heads); QW = d1__qw(c);
     if (index == 0) {
@@ -1770,6 +1771,10 @@ D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
         }
     }
     return D1_OK;
+}
+
+D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
+    return m && m->state ? d1__config_tensor(&m->config, index, t) : D1_ERR_ARG;
 }
 
 D1_API void d1_model_free(d1_model *m) {
@@ -4016,26 +4021,6 @@ static void d1__table_set(d1__st_table *t, int i, const char *prefix, const d1_t
     t->slot[h] = i;
 }
 
-/* d1_model_tensor for a configuration alone: it reads only m->config (and
-   m->state to tell an initialised model), so a view with a placeholder state
-   serves. (Merge note: a d1__config_tensor(cfg, ...) would replace this.) */
-static int d1__cfg_num_tensors(const d1_config *c) { /* d1_model_num_tensors of a config */
-    d1_model view;
-    struct d1__state placeholder;
-    memset(&view, 0, sizeof view);
-    view.config = *c;
-    view.state = &placeholder;
-    return d1_model_num_tensors(&view);
-}
-static int d1__cfg_tensor(const d1_config *c, int index, d1_tensor *t) { /* d1_model_tensor of a config */
-    d1_model view;
-    struct d1__state placeholder;
-    memset(&view, 0, sizeof view);
-    view.config = *c;
-    view.state = &placeholder;
-    return d1_model_tensor(&view, index, t);
-}
-
 /* The table of a model's tensors (config c, resolved), at their offsets in the
    parameter buffer. `budget` is the size of the JSON that must name them all:
    each name takes at least 32 bytes there, so a config that needs more tensors
@@ -4043,12 +4028,12 @@ static int d1__cfg_tensor(const d1_config *c, int index, d1_tensor *t) { /* d1_m
    tables are built anyway, so that the header's own error is the one seen). */
 #define D1__SMALL_TABLE 4096
 static int d1__table_model(d1__st_table *t, const d1_config *c, const float *params, uint64_t budget) {
-    int n = d1__cfg_num_tensors(c), i, rc;
+    int n = d1__config_num_tensors(c), i, rc;
     d1_tensor ti;
     if (n > D1__SMALL_TABLE && (uint64_t)n * 32 > budget) return D1_ERR_MISSING;
     if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
     for (i = 0; i < n; i++) {
-        d1__cfg_tensor(c, i, &ti);
+        d1__config_tensor(c, i, &ti);
         d1__table_set(t, i, "", &ti, ti.offset);
         t->e[i].src = params ? params + ti.offset : NULL;
     }
