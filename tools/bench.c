@@ -3,11 +3,27 @@
    A, B, C at 1 and 2 threads. Each (config, threads) pair runs in a forked child so its
    peak RSS is its own. Same work and columns as tools/bench_torch.py.
 
-     build/bench [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul] [--no-sampler]
+     build/bench [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE]
+                 [--no-matmul] [--no-sampler]
 
    A training step: t ~ U(0,1) per sequence, mask with p = (1-1e-3)t + 1e-3,
    forward, masked-diffusion loss, backward, AdamW. Timed after 2 warm-up
-   steps over at least 3 s and the config's minimum step count. */
+   steps over at least MIN_SECONDS (3 s on the CPU, 1 s on the GPU) and the
+   config's minimum step count.
+
+   --device cuda (a build with -DD1_CUDA; otherwise every config reports
+   D1_ERR_UNSUPPORTED and is skipped): each child moves its models to the GPU
+   with d1_model_set_device right after d1_model_init and runs one host
+   thread. The timed calls are synchronous (d1_pretrain_loss and
+   d1_adamw_step return the loss and the gradient norm to the host,
+   d1_model_forward copies its logits home, the sampler its tokens), so the
+   wall clock covers the device work. The default configs become B,C,D (D:
+   dim 1024, 16 layers, too slow for the CPU defaults); the matmul section and
+   the CPU sampler section (config A, four cache modes) are skipped, and each
+   config instead times the plain sampler (8 prompts of 32, 64 generated,
+   blocks of 32, 32 steps, temperature 0, low_confidence, no KV cache) on the
+   GPU. CSV rows then carry impl "d1-cuda" (PyTorch's: "torch-cuda") and the
+   sampler rows the config after a slash: d1-cuda,sampler_plain/B,1,... */
 #define _DEFAULT_SOURCE
 #define D1_IMPLEMENTATION
 #include "../d1.h"
@@ -21,11 +37,21 @@
 #include <unistd.h>
 
 typedef struct bconfig { char name; int V, C, L, H, KV, F, T, B, min_steps; } bconfig;
-static const bconfig CONFIGS[3] = {
+#define N_CONFIGS 4
+static const bconfig CONFIGS[N_CONFIGS] = {
     {'A', 64, 128, 4, 4, 4, 384, 128, 16, 5},
     {'B', 64, 256, 6, 8, 8, 768, 128, 16, 5},
     {'C', 256, 512, 8, 8, 8, 1536, 256, 8, 3},
+    {'D', 256, 1024, 16, 16, 16, 2816, 512, 8, 3}, /* default on --device cuda only */
 };
+
+/* Timing windows: the GPU's steps are short and its budget is too. */
+#define MIN_SECONDS_CPU 3.0
+#define MIN_SECONDS_CUDA 1.0
+#define SAMPLER_SECONDS_CPU 2.0
+#define SAMPLER_SECONDS_CUDA 1.0
+static int g_device = D1_DEVICE_CPU, g_sampler = 1;
+static double g_min_seconds = MIN_SECONDS_CPU, g_sampler_seconds = SAMPLER_SECONDS_CPU;
 
 static double now(void) {
     struct timespec ts;
@@ -33,14 +59,19 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Runs `step` after 2 warm-ups until both 3 s and min_steps have passed; tokens/s. */
+/* Runs `step` after 2 warm-ups until both g_min_seconds and min_steps have
+   passed; tokens/s, or the failing step's status (< 0). */
 typedef int (*step_fn)(void *ctx);
 static double throughput(step_fn step, void *ctx, int tokens, int min_steps) {
     double t0, t;
-    int n = 0;
-    step(ctx); step(ctx);
+    int n = 0, rc;
+    if ((rc = step(ctx)) != D1_OK || (rc = step(ctx)) != D1_OK) return rc;
     t0 = now();
-    do { if (step(ctx) != D1_OK) return 0.0; n++; t = now(); } while (t - t0 < 3.0 || n < min_steps);
+    do {
+        if ((rc = step(ctx)) != D1_OK) return rc;
+        n++;
+        t = now();
+    } while (t - t0 < g_min_seconds || n < min_steps);
     return (double)tokens * n / (t - t0);
 }
 
@@ -59,27 +90,106 @@ static int forward_step(void *p) {
     return d1_model_forward(&r->m, r->tok, r->B, r->T, NULL);
 }
 
-/* In the child: train and forward tokens/s of one config at one thread count. */
-static int bench_config(const bconfig *bc, int threads, double out[2]) {
+static void bench_model_config(d1_config *c, const bconfig *bc, int max_seq_len) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = bc->V; c->dim = bc->C; c->n_layers = bc->L; c->n_heads = bc->H; c->n_kv_heads = bc->KV;
+    c->ffn_dim = bc->F; c->max_seq_len = max_seq_len; c->mask_id = bc->V - 1;
+}
+
+/* d1_model_init, then (on --device cuda) d1_model_set_device, then the thread count. */
+static int bench_model_init(d1_model *m, const d1_config *c, int threads, char name) {
+    int rc = d1_model_init(m, c, 1);
+    if (rc != D1_OK) {
+        fprintf(stderr, "bench: config %c: d1_model_init: %s\n", name, d1_strerror(rc));
+        return rc;
+    }
+    if (g_device != D1_DEVICE_CPU && (rc = d1_model_set_device(m, g_device)) != D1_OK) {
+        fprintf(stderr, "bench: config %c: d1_model_set_device: %s\n", name, d1_strerror(rc));
+        d1_model_free(m);
+        return rc;
+    }
+    if ((rc = d1_model_set_threads(m, threads)) != D1_OK) {
+        fprintf(stderr, "bench: config %c: d1_model_set_threads: %s\n", name, d1_strerror(rc));
+        d1_model_free(m);
+    }
+    return rc;
+}
+
+/* The sampler setting: 8 prompts of 32 tokens, 64 generated in blocks of 32
+   with 32 steps, temperature 0, low_confidence; kv_cache / threshold as
+   given. Fills ms per sequence, generated tokens/s and forward passes. */
+typedef struct sampler_result { int rc; double ms_per_seq, gen_tok_s; int passes; } sampler_result;
+static sampler_result time_sampler(d1_model *m, const int *prompts, int *out, d1_rng *rng, int kv_cache,
+                                   float threshold) {
+    sampler_result res;
+    d1_sampler_desc d;
+    d1_sample_stats st;
+    double t0, t;
+    int reps = 0;
+    memset(&res, 0, sizeof res);
+    memset(&d, 0, sizeof d);
+    memset(&st, 0, sizeof st);
+    d.gen_len = 64; d.block_len = 32; d.steps = 32;
+    d.kv_cache = kv_cache;
+    d.threshold = threshold;
+    if ((res.rc = d1_sampler_generate(m, &d, prompts, 8, 32, NULL, rng, out, &st)) != D1_OK) /* warm-up */
+        return res;
+    t0 = now();
+    do {
+        if ((res.rc = d1_sampler_generate(m, &d, prompts, 8, 32, NULL, rng, out, &st)) != D1_OK) return res;
+        reps++;
+        t = now();
+    } while (t - t0 < g_sampler_seconds);
+    res.ms_per_seq = 1e3 * (t - t0) / reps / 8;
+    res.gen_tok_s = 64.0 * 8 * reps / (t - t0);
+    res.passes = st.forward_passes;
+    return res;
+}
+
+/* What a child sends back through its pipe. */
+typedef struct bresult { int rc; double train, fwd; sampler_result samp; } bresult;
+
+/* In the child: train and forward tokens/s of one config at one thread count;
+   on the GPU also the plain sampler on this config's shape. */
+static int bench_config(const bconfig *bc, int threads, bresult *out) {
     d1_config c;
     d1_adamw_desc od = d1_adamw_default_desc();
     run r;
     int i, rc;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = bc->V; c.dim = bc->C; c.n_layers = bc->L; c.n_heads = bc->H; c.n_kv_heads = bc->KV;
-    c.ffn_dim = bc->F; c.max_seq_len = bc->T; c.mask_id = bc->V - 1;
-    if ((rc = d1_model_init(&r.m, &c, 1)) != D1_OK || (rc = d1_model_set_threads(&r.m, threads)) != D1_OK ||
-        (rc = d1_adamw_init(&r.opt, &r.m, &od)) != D1_OK)
+    bench_model_config(&c, bc, bc->T);
+    if ((rc = bench_model_init(&r.m, &c, threads, bc->name)) != D1_OK) return rc;
+    if ((rc = d1_adamw_init(&r.opt, &r.m, &od)) != D1_OK) {
+        fprintf(stderr, "bench: config %c: d1_adamw_init: %s\n", bc->name, d1_strerror(rc));
+        d1_model_free(&r.m);
         return rc;
+    }
     r.B = bc->B; r.T = bc->T;
     r.tok = (int *)malloc(sizeof(int) * r.B * r.T);
     d1_rng_seed(&r.rng, 7);
     for (i = 0; i < r.B * r.T; i++) r.tok[i] = (int)(d1_rng_u64(&r.rng) % (uint64_t)(bc->V - 1));
-    out[0] = throughput(train_step, &r, r.B * r.T, bc->min_steps);
-    out[1] = throughput(forward_step, &r, r.B * r.T, bc->min_steps);
+    out->train = throughput(train_step, &r, r.B * r.T, bc->min_steps);
+    if (out->train < 0) fprintf(stderr, "bench: config %c: training step: %s\n", bc->name, d1_strerror((int)out->train));
+    out->fwd = throughput(forward_step, &r, r.B * r.T, bc->min_steps);
+    if (out->fwd < 0) fprintf(stderr, "bench: config %c: d1_model_forward: %s\n", bc->name, d1_strerror((int)out->fwd));
     free(r.tok);
     d1_adamw_free(&r.opt);
     d1_model_free(&r.m);
+    if (out->train < 0) return (int)out->train;
+    if (out->fwd < 0) return (int)out->fwd;
+    if (g_device != D1_DEVICE_CPU && g_sampler) { /* the sampler on this config, a fresh model of 96 positions */
+        d1_model m;
+        d1_rng rng;
+        int prompts[8 * 32], *gen = (int *)malloc(sizeof(int) * 8 * 96);
+        bench_model_config(&c, bc, 96);
+        if ((rc = bench_model_init(&m, &c, threads, bc->name)) != D1_OK) { free(gen); return rc; }
+        d1_rng_seed(&rng, 5);
+        for (i = 0; i < 8 * 32; i++) prompts[i] = (int)(d1_rng_u64(&rng) % (uint64_t)(bc->V - 1));
+        out->samp = time_sampler(&m, prompts, gen, &rng, D1_KV_NONE, 0.0f);
+        if (out->samp.rc != D1_OK)
+            fprintf(stderr, "bench: config %c: d1_sampler_generate: %s\n", bc->name, d1_strerror(out->samp.rc));
+        free(gen);
+        d1_model_free(&m);
+    }
     return D1_OK;
 }
 
@@ -115,7 +225,7 @@ static void bench_matmul(FILE *csv) {
     d1__free(cx.ws[0]);
 }
 
-/* The sampler (the issue's setting): config A untrained, 8 prompts of 32
+/* The CPU sampler (the issue's setting): config A untrained, 8 prompts of 32
    tokens, 64 generated in blocks of 32 with 32 steps, temperature 0,
    low_confidence; plain, with the prefix and the dual KV cache, and
    threshold 0.9 with the dual cache. */
@@ -126,77 +236,114 @@ static void bench_sampler(FILE *csv, int threads) {
     d1_model m;
     d1_rng rng;
     int prompts[8 * 32], *out = (int *)malloc(sizeof(int) * 8 * 96), i, mode;
-    memset(&c, 0, sizeof c);
-    c.vocab_size = bc->V; c.dim = bc->C; c.n_layers = bc->L; c.n_heads = bc->H; c.n_kv_heads = bc->KV;
-    c.ffn_dim = bc->F; c.max_seq_len = 96; c.mask_id = bc->V - 1;
+    bench_model_config(&c, bc, 96);
     d1_model_init(&m, &c, 1);
     d1_model_set_threads(&m, threads);
     d1_rng_seed(&rng, 5);
     for (i = 0; i < 8 * 32; i++) prompts[i] = (int)(d1_rng_u64(&rng) % (uint64_t)(bc->V - 1));
     for (mode = 0; mode < 4; mode++) {
-        d1_sampler_desc d;
-        d1_sample_stats st;
-        double t0, t;
-        int reps = 0;
-        memset(&d, 0, sizeof d);
-        d.gen_len = 64; d.block_len = 32; d.steps = 32;
-        d.kv_cache = mode == 1 ? D1_KV_PREFIX : mode >= 2 ? D1_KV_DUAL : D1_KV_NONE;
-        d.threshold = mode == 3 ? 0.9f : 0.0f;
-        d1_sampler_generate(&m, &d, prompts, 8, 32, NULL, &rng, out, &st); /* warm-up */
-        t0 = now();
-        do { d1_sampler_generate(&m, &d, prompts, 8, 32, NULL, &rng, out, &st); reps++; t = now(); } while (t - t0 < 2.0);
+        sampler_result s = time_sampler(&m, prompts, out, &rng,
+                                        mode == 1 ? D1_KV_PREFIX : mode >= 2 ? D1_KV_DUAL : D1_KV_NONE,
+                                        mode == 3 ? 0.9f : 0.0f);
+        if (s.rc != D1_OK) { fprintf(stderr, "bench: sampler %s: %s\n", names[mode], d1_strerror(s.rc)); continue; }
         printf("sampler %-16s %d thr  %8.2f ms/sequence  %9.0f generated tok/s  %3d passes\n", names[mode], threads,
-               1e3 * (t - t0) / reps / 8, 64.0 * 8 * reps / (t - t0), st.forward_passes);
-        if (csv) fprintf(csv, "d1,sampler_%s,%d,%.3f,%.1f,%d\n", names[mode], threads, 1e3 * (t - t0) / reps / 8,
-                         64.0 * 8 * reps / (t - t0), st.forward_passes);
+               s.ms_per_seq, s.gen_tok_s, s.passes);
+        if (csv) fprintf(csv, "d1,sampler_%s,%d,%.3f,%.1f,%d\n", names[mode], threads, s.ms_per_seq, s.gen_tok_s,
+                         s.passes);
     }
     free(out);
     d1_model_free(&m);
 }
 
+static const char *USAGE =
+    "usage: %s [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE] [--no-matmul] [--no-sampler]\n"
+    "  configs A, B, C (default on cpu), D (dim 1024, 16 layers, T 512; default B,C,D on cuda)\n";
+
 int main(int argc, char **argv) {
-    const char *configs = "ABC", *threads = "12", *csv_path = NULL;
-    int matmul = 1, sampler = 1, i;
+    const char *configs = NULL, *threads = "12", *csv_path = NULL, *impl = "d1";
+    int matmul = 1, failed = 0, iw = 5, i, have_samp[N_CONFIGS] = {0};
+    sampler_result samp[N_CONFIGS];
     FILE *csv = NULL;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--configs") && i + 1 < argc) configs = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc && !strcmp(argv[i + 1], "cpu")) { g_device = D1_DEVICE_CPU; i++; }
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc && !strcmp(argv[i + 1], "cuda")) { g_device = D1_DEVICE_CUDA; i++; }
         else if (!strcmp(argv[i], "--no-matmul")) matmul = 0;
-        else if (!strcmp(argv[i], "--no-sampler")) sampler = 0;
-        else { fprintf(stderr, "usage: %s [--configs A,B,C] [--threads 1,2] [--csv FILE] [--no-matmul] [--no-sampler]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--no-sampler")) g_sampler = 0;
+        else { fprintf(stderr, USAGE, argv[0]); return 2; }
     }
+    if (g_device == D1_DEVICE_CUDA) {
+        /* one host thread, short windows; the CPU-only sections are skipped */
+        if (strcmp(threads, "1") && strcmp(threads, "12"))
+            fprintf(stderr, "bench: --device cuda runs 1 host thread; --threads %s ignored\n", threads);
+        threads = "1";
+        impl = "d1-cuda";
+        iw = 7;
+        g_min_seconds = MIN_SECONDS_CUDA;
+        g_sampler_seconds = SAMPLER_SECONDS_CUDA;
+        matmul = 0;
+        if (!configs) configs = "BCD";
+    }
+    if (!configs) configs = "ABC";
     if (csv_path && !(csv = fopen(csv_path, "a"))) { perror(csv_path); return 1; }
     if (matmul) bench_matmul(csv);
-    if (sampler) { bench_sampler(csv, 1); bench_sampler(csv, 2); }
-    printf("%-5s %-7s %-7s %12s %12s %13s\n", "impl", "config", "threads", "train_tok_s", "fwd_tok_s", "peak_rss_mib");
-    for (i = 0; i < 3; i++) {
+    if (g_sampler && g_device == D1_DEVICE_CPU) { bench_sampler(csv, 1); bench_sampler(csv, 2); }
+    printf("%-*s %-7s %-7s %12s %12s %13s\n", iw, "impl", "config", "threads", "train_tok_s", "fwd_tok_s",
+           "peak_rss_mib");
+    for (i = 0; i < N_CONFIGS; i++) {
         const char *t;
         if (!strchr(configs, CONFIGS[i].name)) continue;
         for (t = threads; *t; t++) {
-            int nth = *t - '0', fd[2], status;
-            double res[2] = {0, 0};
+            int nth = *t - '0', fd[2], status, answered;
+            bresult res;
             struct rusage ru;
             pid_t pid;
             if (nth < 1 || nth > 9) continue;
             fflush(stdout);
+            if (csv) fflush(csv);
             if (pipe(fd)) return 1;
             pid = fork();
             if (pid == 0) {
                 close(fd[0]);
-                if (bench_config(&CONFIGS[i], nth, res) != D1_OK) _exit(1);
-                if (write(fd[1], res, sizeof res) != (ssize_t)sizeof res) _exit(1);
+                memset(&res, 0, sizeof res);
+                res.rc = bench_config(&CONFIGS[i], nth, &res);
+                if (write(fd[1], &res, sizeof res) != (ssize_t)sizeof res) _exit(1);
                 _exit(0);
             }
             close(fd[1]);
-            if (read(fd[0], res, sizeof res) != (ssize_t)sizeof res) res[0] = res[1] = 0;
+            memset(&res, 0, sizeof res);
+            answered = read(fd[0], &res, sizeof res) == (ssize_t)sizeof res;
             close(fd[0]);
             wait4(pid, &status, 0, &ru);
-            printf("%-5s %-7c %-7d %12.1f %12.1f %13.1f\n", "d1", CONFIGS[i].name, nth, res[0], res[1],
+            if (!answered || res.rc != D1_OK) {
+                failed = 1;
+                printf("%-*s %-7c %-7d skipped: %s\n", iw, impl, CONFIGS[i].name, nth,
+                       answered ? d1_strerror(res.rc) : "the benchmark process died");
+                continue;
+            }
+            printf("%-*s %-7c %-7d %12.1f %12.1f %13.1f\n", iw, impl, CONFIGS[i].name, nth, res.train, res.fwd,
                    ru.ru_maxrss / 1024.0);
-            if (csv) fprintf(csv, "d1,%c,%d,%.1f,%.1f,%.1f\n", CONFIGS[i].name, nth, res[0], res[1], ru.ru_maxrss / 1024.0);
+            if (csv) fprintf(csv, "%s,%c,%d,%.1f,%.1f,%.1f\n", impl, CONFIGS[i].name, nth, res.train, res.fwd,
+                             ru.ru_maxrss / 1024.0);
+            if (g_device != D1_DEVICE_CPU && g_sampler) samp[i] = res.samp, have_samp[i] = 1;
         }
     }
+    /* the GPU's sampler rows, one per config (measured in the config's child) */
+    for (i = 0; i < N_CONFIGS; i++) {
+        sampler_result *s = &samp[i];
+        if (!have_samp[i]) continue;
+        if (s->rc != D1_OK) {
+            failed = 1;
+            printf("sampler plain/%c 1 thr  skipped: %s\n", CONFIGS[i].name, d1_strerror(s->rc));
+            continue;
+        }
+        printf("sampler plain/%c 1 thr  %8.2f ms/sequence  %9.0f generated tok/s  %3d passes\n", CONFIGS[i].name,
+               s->ms_per_seq, s->gen_tok_s, s->passes);
+        if (csv) fprintf(csv, "%s,sampler_plain/%c,1,%.3f,%.1f,%d\n", impl, CONFIGS[i].name, s->ms_per_seq,
+                         s->gen_tok_s, s->passes);
+    }
     if (csv) fclose(csv);
-    return 0;
+    return failed;
 }

@@ -2,7 +2,7 @@
 (float32) on the masked-diffusion pretraining objective.
 
     /usr/bin/python3 tools/bench_torch.py [--configs A,B,C] [--threads 1,2]
-                                          [--device cpu|cuda] [--csv FILE]
+                                          [--device cpu|cuda] [--csv FILE] [--no-sampler]
 
 A training step = draw t ~ U(0,1) per sequence, p = (1-1e-3) t + 1e-3, mask each token with
 probability p, forward on the noisy batch, masked-diffusion loss, backward, AdamW step.
@@ -10,6 +10,15 @@ Throughput = B*T*steps / seconds, timed after 2 warm-up steps over at least MIN_
 the config's minimum number of steps, whichever is longer. Each (config, threads) pair runs
 in a fresh subprocess so its peak RSS (ru_maxrss, read at the end) is its own.
 CSV rows: impl,config,threads,train_tok_s,fwd_tok_s,peak_rss_mib (impl = torch).
+
+--device cuda: the same model in float32 with TF32 off (the d1.h CUDA backend is FP32), eager
+(no torch.compile: this is the reference), one host thread, windows of MIN_SECONDS["cuda"]
+(1 s), torch.cuda.synchronize() before every timer read. Default configs B,C,D (D: dim 1024,
+16 layers, 16 heads, ffn 2816, T 512). Each config also times the plain sampler (LLaDA
+generate.py at temperature 0, low_confidence: 8 prompts of 32, 64 generated, blocks of 32,
+32 steps) on its own shape, as build/bench --device cuda does. Rows: impl torch-cuda, the
+sampler rows as torch-cuda,sampler_plain/B,1,ms_per_sequence,generated_tok_s,passes.
+Prints the torch version and the GPU's name first.
 """
 
 import argparse
@@ -31,16 +40,50 @@ CONFIGS = {
     "A": dict(V=64, C=128, L=4, H=4, KV=4, F=384, T=128, B=16, min_steps=5),
     "B": dict(V=64, C=256, L=6, H=8, KV=8, F=768, T=128, B=16, min_steps=5),
     "C": dict(V=256, C=512, L=8, H=8, KV=8, F=1536, T=256, B=8, min_steps=3),
+    "D": dict(V=256, C=1024, L=16, H=16, KV=16, F=2816, T=512, B=8, min_steps=3),  # GPU default
 }
+DEFAULT_CONFIGS = {"cpu": "A,B,C", "cuda": "B,C,D"}
 WARMUP = 2
-MIN_SECONDS = 3.0
+MIN_SECONDS = {"cpu": 3.0, "cuda": 1.0}       # timing window of a throughput figure
+SAMPLER_SECONDS = {"cpu": 2.0, "cuda": 1.0}   # timing window of the sampler figure
 CSV_HEADER = "impl,config,threads,train_tok_s,fwd_tok_s,peak_rss_mib"
 BLAS_THREAD_VARS = ["OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "BLIS_NUM_THREADS"]
 
 
-def tokens_per_second(step, tokens_per_step, min_steps, sync):
-    """Run WARMUP untimed steps, then time steps until both min_steps and MIN_SECONDS."""
+def setup_device(device):
+    """FP32 as the d1.h backend computes it: no TF32 in matmuls or cuDNN. Torch >= 2.9 has
+    the fp32_precision flags and raises on a mix of them with the legacy allow_tf32 ones,
+    so only one of the two APIs is touched."""
+    if device != "cuda":
+        return
+    if hasattr(torch.backends, "fp32_precision"):
+        torch.backends.fp32_precision = "ieee"
+        for mod in (torch.backends.cuda.matmul, torch.backends.cudnn,
+                    getattr(torch.backends.cudnn, "conv", None),
+                    getattr(torch.backends.cudnn, "rnn", None)):
+            if mod is not None and hasattr(mod, "fp32_precision"):
+                mod.fp32_precision = "ieee"
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        if hasattr(torch, "set_float32_matmul_precision"):
+            torch.set_float32_matmul_precision("highest")
+
+
+def tf32_state():
+    """What the matmul precision flag says now (for the header line)."""
+    if hasattr(torch.backends, "fp32_precision"):
+        return f"matmul fp32_precision={torch.backends.cuda.matmul.fp32_precision}"
+    return f"matmul allow_tf32={torch.backends.cuda.matmul.allow_tf32}"
+
+
+def device_sync(device):
+    return torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+
+def tokens_per_second(step, tokens_per_step, min_steps, sync, min_seconds):
+    """Run WARMUP untimed steps, then time steps until both min_steps and min_seconds."""
     for _ in range(WARMUP):
         step()
     sync()
@@ -51,7 +94,7 @@ def tokens_per_second(step, tokens_per_step, min_steps, sync):
         if n >= min_steps:
             sync()
             elapsed = time.perf_counter() - t0
-            if elapsed >= MIN_SECONDS:
+            if elapsed >= min_seconds:
                 return tokens_per_step * n / elapsed
 
 
@@ -63,6 +106,7 @@ def peak_rss_mib():
 def run_config(name, threads, device):
     """Benchmark one config at one thread count (in this process); returns a result dict."""
     c = CONFIGS[name]
+    setup_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)                      # parameter init (nn defaults)
     g = torch.Generator().manual_seed(1)      # data and masks, drawn on the CPU
@@ -92,9 +136,9 @@ def run_config(name, threads, device):
         with torch.no_grad():
             model(noisy_batch()[1])
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    train = tokens_per_second(train_step, B * T, c["min_steps"], sync)
-    fwd = tokens_per_second(fwd_step, B * T, c["min_steps"], sync)
+    sync = device_sync(device)
+    train = tokens_per_second(train_step, B * T, c["min_steps"], sync, MIN_SECONDS[device])
+    fwd = tokens_per_second(fwd_step, B * T, c["min_steps"], sync, MIN_SECONDS[device])
     return dict(config=name, threads=threads, train_tok_s=train, fwd_tok_s=fwd,
                 peak_rss_mib=peak_rss_mib())
 
@@ -104,13 +148,13 @@ def generate_plain(model, prompt, gen_len, block_len, steps, mask_id):
     """LLaDA generate.py at temperature 0, low_confidence, vectorised as the original
     (one topk per row); the sampler benchmark's PyTorch side."""
     B, P = prompt.shape
-    x = torch.full((B, P + gen_len), mask_id, dtype=torch.long)
+    x = torch.full((B, P + gen_len), mask_id, dtype=torch.long, device=prompt.device)
     x[:, :P] = prompt
     n_blocks = gen_len // block_len
     spb = steps // n_blocks
     for blk in range(n_blocks):
         lo, hi = P + blk * block_len, P + (blk + 1) * block_len
-        n = (x[:, lo:hi] == mask_id).sum(dim=1, keepdim=True)
+        n = (x[:, lo:hi] == mask_id).sum(dim=1, keepdim=True).cpu()   # the schedule, on the host
         k_sched = n // spb + (torch.arange(spb).unsqueeze(0) < n % spb).long()   # [B, spb]
         for s in range(spb):
             mask_index = x == mask_id
@@ -128,69 +172,99 @@ def generate_plain(model, prompt, gen_len, block_len, steps, mask_id):
     return x
 
 
-def run_sampler(threads):
-    """ms per sequence: config A, 8 prompts of 32 tokens, 64 generated, blocks of 32, 32 steps."""
+def run_sampler(threads, device="cpu", name="A"):
+    """ms per sequence: config `name`, 8 prompts of 32 tokens, 64 generated, blocks of 32,
+    32 steps."""
+    setup_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    c = CONFIGS["A"]
+    c = CONFIGS[name]
     cfg = LLaDAConfig(vocab_size=c["V"], dim=c["C"], n_layers=c["L"], n_heads=c["H"],
                       n_kv_heads=c["KV"], ffn_dim=c["F"], max_seq_len=96, mask_id=c["V"] - 1)
-    model = LLaDA(cfg, dtype=torch.float32)
-    prompt = torch.randint(0, cfg.mask_id, (8, 32), generator=torch.Generator().manual_seed(5))
+    model = LLaDA(cfg, dtype=torch.float32).to(device)
+    prompt = torch.randint(0, cfg.mask_id, (8, 32),
+                           generator=torch.Generator().manual_seed(5)).to(device)
+    sync = device_sync(device)
     generate_plain(model, prompt, 64, 32, 32, cfg.mask_id)                      # warm-up
+    sync()
     t0, reps = time.perf_counter(), 0
     while True:
         generate_plain(model, prompt, 64, 32, 32, cfg.mask_id)
         reps += 1
+        sync()
         t = time.perf_counter() - t0
-        if t >= 2.0:
+        if t >= SAMPLER_SECONDS[device]:
             break
     return dict(ms_per_seq=1e3 * t / reps / 8, gen_tok_s=64 * 8 * reps / t)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--configs", default="A,B,C")
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--configs", help="default A,B,C on cpu, B,C,D on cuda")
+    ap.add_argument("--threads", default="1,2", help="cpu only; cuda runs 1 host thread")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--csv", help="append result rows to this CSV file")
     ap.add_argument("--no-sampler", action="store_true", help="skip the sampler benchmark")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-sampler", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    configs = args.configs.split(",")
+    configs = (args.configs or DEFAULT_CONFIGS[args.device]).split(",")
     threads = [int(t) for t in args.threads.split(",")]
+    cuda = args.device == "cuda"
+    if cuda:
+        threads = [1]
     for name in configs:
         if name not in CONFIGS:
             ap.error(f"unknown config {name!r} (have {','.join(CONFIGS)})")
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if cuda and not torch.cuda.is_available():
         ap.error("--device cuda: CUDA is not available")
 
     if args.child_sampler:
-        print(json.dumps(run_sampler(threads[0])))
+        print(json.dumps(run_sampler(threads[0], args.device, configs[0])))
         return
     if args.child:  # one config, one thread count: print the result as one JSON line
-        print(json.dumps(run_config(configs[0], threads[0], args.device)))
+        r = run_config(configs[0], threads[0], args.device)
+        if cuda and not args.no_sampler:   # the GPU's sampler figure, on this config's shape
+            r["sampler"] = run_sampler(threads[0], args.device, configs[0])
+        print(json.dumps(r))
         return
 
-    rows = []
-    print(f"{'impl':<6} {'config':<6} {'threads':>7} {'train_tok_s':>12} {'fwd_tok_s':>12} "
-          f"{'peak_rss_mib':>12}", flush=True)
+    impl = "torch-cuda" if cuda else "torch"
+    if cuda:
+        setup_device(args.device)   # the children do the same; here for the header
+        print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
+              f"{torch.cuda.get_device_name(0)}, float32, eager, {tf32_state()}", flush=True)
+    rows, samplers, failed, w = [], [], False, max(6, len(impl))
+    print(f"{'impl':<{w}} {'config':<6} {'threads':>7} {'train_tok_s':>12} "
+          f"{'fwd_tok_s':>12} {'peak_rss_mib':>12}", flush=True)
     for name in configs:
         for nt in threads:
             # torch.set_num_threads does not reach the BLAS library torch may call (Debian's
             # torch uses BLIS, which reads its thread count from the environment at load)
             env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                                  "--configs", name, "--threads", str(nt),
-                                  "--device", args.device],
-                                 check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
-            r = json.loads(out.strip().splitlines()[-1])
-            rows.append(f"torch,{name},{nt},{r['train_tok_s']:.1f},{r['fwd_tok_s']:.1f},"
+            cmd = [sys.executable, os.path.abspath(__file__), "--child", "--configs", name,
+                   "--threads", str(nt), "--device", args.device]
+            try:
+                out = subprocess.run(cmd + (["--no-sampler"] if args.no_sampler else []),
+                                     check=True, stdout=subprocess.PIPE, text=True,
+                                     env=env).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+            except (subprocess.CalledProcessError, ValueError, IndexError) as e:
+                failed = True
+                print(f"{impl:<{w}} {name:<6} {nt:>7} skipped: {e}", flush=True)
+                continue
+            rows.append(f"{impl},{name},{nt},{r['train_tok_s']:.1f},{r['fwd_tok_s']:.1f},"
                         f"{r['peak_rss_mib']:.1f}")
-            print(f"{'torch':<6} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
+            print(f"{impl:<{w}} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
                   f"{r['fwd_tok_s']:>12.1f} {r['peak_rss_mib']:>12.1f}", flush=True)
-    if not args.no_sampler and args.device == "cpu":
+            if "sampler" in r:
+                samplers.append((name, nt, r["sampler"]))
+    for name, nt, r in samplers:   # cuda: one per config, measured in the config's child
+        rows.append(f"{impl},sampler_plain/{name},{nt},{r['ms_per_seq']:.3f},"
+                    f"{r['gen_tok_s']:.1f},32")
+        print(f"sampler plain/{name} {nt} thr {r['ms_per_seq']:8.2f} ms/sequence "
+              f"{r['gen_tok_s']:9.0f} generated tok/s", flush=True)
+    if not args.no_sampler and not cuda:
         for nt in threads:
             env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
             out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child-sampler",
@@ -200,12 +274,14 @@ def main():
             rows.append(f"torch,sampler_plain,{nt},{r['ms_per_seq']:.3f},{r['gen_tok_s']:.1f},32")
             print(f"sampler plain {nt} thr {r['ms_per_seq']:8.2f} ms/sequence "
                   f"{r['gen_tok_s']:9.0f} generated tok/s", flush=True)
-    if args.csv:
+    if args.csv and rows:
         new = not os.path.exists(args.csv) or os.path.getsize(args.csv) == 0
         with open(args.csv, "a") as f:
             if new:
                 f.write(CSV_HEADER + "\n")
             f.write("\n".join(rows) + "\n")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
