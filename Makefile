@@ -3,6 +3,8 @@
 #   make hello    examples/hello.c, the 80-line story
 #   make test     every test binary; ends with "N passed, N failed"
 #   make bench    throughput table (tools/bench.c); bench-compare adds PyTorch
+#   make cuda     the CUDA backend (tools/d1_cuda.cu) and everything built on it
+#   make test-cuda  the GPU parity tests (skipped, and passing, without a GPU)
 # CC, CFLAGS, LDLIBS and BUILD may be overridden, e.g.
 #   make test BUILD=build/nosimd CFLAGS="-O2 -DD1_NO_SIMD"
 CFLAGS ?= -O3 -march=native
@@ -18,7 +20,8 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz ckpt-torch clean
+.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz ckpt-torch clean \
+        cuda test-cuda
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
 
 build-tests: $(TESTS)
@@ -100,6 +103,41 @@ bench-compare: $(BUILD)/bench
 	./$(BUILD)/bench --csv $(BUILD)/bench.csv
 	$(PYTHON) tools/bench_torch.py --csv $(BUILD)/bench.csv
 	$(PYTHON) tools/bench_compare.py $(BUILD)/bench.csv
+
+# ---- the CUDA backend (nvcc; links cuBLAS and the CUDA runtime) -------------
+# Every program built against it: the tests (the CPU suite too, which must not
+# notice the backend), the examples, the tool and the benchmark. CUDA_ARCH
+# names the GPU (sm_90: H100 / H200); the object also carries PTX for others.
+NVCC      ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=[sm_80,compute_80]
+CUBUILD    = $(BUILD)/cuda
+CUFLAGS    = $(CFLAGS) $(WARN) -DD1_CUDA -I$(CUDA_HOME)/include
+CULIBS     = $(CUBUILD)/d1_cuda.o -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++ $(LDLIBS)
+CU_TESTS   = $(CUBUILD)/test_cuda $(patsubst $(BUILD)/%,$(CUBUILD)/%,$(TESTS))
+
+cuda: $(CU_TESTS) $(CUBUILD)/hello $(CUBUILD)/d1_demo $(CUBUILD)/d1 $(CUBUILD)/bench
+
+$(CUBUILD)/d1_cuda.o: tools/d1_cuda.cu tools/d1_cuda.h
+	mkdir -p $(CUBUILD)
+	$(NVCC) -O3 -fmad=false $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -c $< -o $@
+
+$(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+$(CUBUILD)/fuzz_replay: tests/fuzz_load.c d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
+$(CUBUILD)/hello: examples/hello.c d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+$(CUBUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+$(CUBUILD)/d1: tools/d1.c d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+$(CUBUILD)/bench: tools/bench.c d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+
+# the parity tests, then the CPU suite as built against the backend
+test-cuda: cuda
+	@sh tests/run.sh $(CU_TESTS)
 
 clean:
 	rm -rf build

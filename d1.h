@@ -47,6 +47,8 @@
      D1_NO_STDIO          no file I/O: checkpoints load from / save to memory only
      D1_MAX_THREADS       upper bound for d1_model_set_threads (default 64)
      D1_USE_BLIS          matmuls through BLIS (bli_sgemm; link -lblis)
+     D1_CUDA              the CUDA backend (tools/d1_cuda.h, d1_cuda.cu; link
+                          the .cu object, -lcublas -lcudart): d1_model_set_device
 
    SIMD paths are chosen from the compiler's macros: __AVX512F__ (AVX-512),
    __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
@@ -129,7 +131,10 @@ enum {
     D1_ERR_MISSING = -15,       /* a tensor the configuration needs is absent                    */
     D1_ERR_UNKNOWN_TENSOR = -16, /* a tensor the configuration does not have                      */
     D1_ERR_TENSOR_SHAPE = -17,  /* a tensor's shape differs from the configuration's             */
-    D1_ERR_TRUNCATED = -18      /* the data ends before the last tensor does                     */
+    D1_ERR_TRUNCATED = -18,     /* the data ends before the last tensor does                     */
+    /* devices */
+    D1_ERR_DEVICE = -19,        /* no usable GPU, or a CUDA / cuBLAS call failed                 */
+    D1_ERR_UNSUPPORTED = -20    /* not in this build, or not on this model's device              */
 };
 D1_API const char *d1_strerror(int status);
 
@@ -244,6 +249,29 @@ D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T,
 D1_API int d1_model_backward(d1_model *m, const float *dlogits);
 D1_API int d1_model_zero_grad(d1_model *m);
 
+/* ---- devices ------------------------------------------------------------------
+   A model computes on the CPU until it is moved. In a build with -DD1_CUDA,
+   d1_model_set_device(m, D1_DEVICE_CUDA) moves it to the GPU: from then on
+   its parameters, gradients, AdamW moments and activations live there, and
+   forward, backward, the losses, d1_adamw_step, the sampler and
+   d1_grpo_step run there; only inputs, per-token results and scalars cross
+   to the host. Without D1_CUDA it returns D1_ERR_UNSUPPORTED, so one program
+   serves both builds (fall back to the CPU on that code, or on
+   D1_ERR_DEVICE when no GPU is present). Moving back to D1_DEVICE_CPU
+   copies everything home and frees the device.
+   On the device, param_memory and grad_memory are a host mirror: the library
+   refreshes it where it reads it (saving, d1_model_copy_weights,
+   d1_train_state_save) and d1_model_pull does so on request; after editing
+   param_memory yourself, d1_model_push sends it. d1_model_forward copies its
+   logits to m->logits; the losses leave m->logits NULL. Not on the device:
+   LoRA and the sampler's KV cache (D1_ERR_UNSUPPORTED). Results agree with
+   the CPU to float rounding, not to the bit (other summation orders). */
+enum { D1_DEVICE_CPU = 0, D1_DEVICE_CUDA = 1 };
+D1_API int d1_model_set_device(d1_model *m, int device);
+D1_API int d1_model_device(const d1_model *m);   /* D1_DEVICE_*, or D1_ERR_ARG */
+D1_API int d1_model_pull(d1_model *m);  /* device parameters (and gradients) -> the host mirror */
+D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the device */
+
 /* ---- LoRA ------------------------------------------------------------------
    d1_lora_attach allocates adapters (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0,
    so the model is unchanged) and freezes the base: from then on the backward
@@ -291,6 +319,7 @@ typedef struct d1_adamw {
     int64_t step;               /* steps taken                                */
     size_t  n;                  /* == model num_params                        */
     float  *m, *v;              /* [n] moments, parameter layout              */
+    void   *dev;                /* the moments on a GPU (D1_CUDA), else NULL  */
 } d1_adamw;
 
 /* lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight decay 0.01, clip 1.0 */
@@ -668,6 +697,8 @@ D1_API const char *d1_strerror(int status) {
     case D1_ERR_UNKNOWN_TENSOR: return "a tensor the configuration does not have";
     case D1_ERR_TENSOR_SHAPE: return "a tensor's shape differs from the configuration";
     case D1_ERR_TRUNCATED: return "truncated file (the data ends before its last tensor)";
+    case D1_ERR_DEVICE: return "no usable GPU, or a CUDA call failed";
+    case D1_ERR_UNSUPPORTED: return "not supported by this build or on this model's device";
     default: return "unknown d1 status";
     }
 }
@@ -1618,8 +1649,6 @@ typedef struct d1__acts {
     float *dqkv;    /* [N, QW]                                                             */
     float *lu;      /* [L, N, 7r]  LoRA's s x A^T of the four sites (when attached)        */
     float *dlu;     /* [N, 3r]     its gradient, one site at a time                        */
-    float *wts;     /* [N]         per-token loss weights                                  */
-    float *p;       /* [B]         per-sequence masking ratios                             */
 } d1__acts;
 
 struct d1__state {
@@ -1634,9 +1663,50 @@ struct d1__state {
     int      tok_cap;        /* capacity of the token buffers, N            */
     int     *tokens;         /* [N] input of the last forward               */
     int     *noisy;          /* [N] x_t of the losses                       */
+    float   *wts;            /* [N] per-token loss weights                  */
+    float   *p;              /* [N] per-sequence masking ratios (B used)    */
     uint8_t *mask;           /* [N] 1 = masked by the forward process       */
     d1__acts a;
+#if defined(D1_CUDA)
+    struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
+#endif
 };
+
+/* The GPU's side of each operation lives in >>cuda at the end of the file;
+   D1__GPU_RETURN / D1__GPU_DO hand an operation to it when the model is on
+   a GPU, and vanish from a build without D1_CUDA. */
+#if defined(D1_CUDA)
+typedef struct d1__sampler d1__sampler;
+#define d1__on_gpu(m) ((m)->state->dev != NULL)
+#define D1__GPU_RETURN(m, call) do { if (d1__on_gpu(m)) return (call); } while (0)
+#define D1__GPU_DO(m, call) do { if (d1__on_gpu(m)) { call; return; } } while (0)
+static int  d1__gpu_attach(d1_model *m);
+static int  d1__gpu_detach(d1_model *m);
+static void d1__gpu_free_model(d1_model *m);
+static int  d1__gpu_pull(d1_model *m);
+static int  d1__gpu_push(d1_model *m);
+static int  d1__gpu_ensure(d1_model *m, int B, int T);
+static int  d1__gpu_ensure_grads(d1_model *m);
+static void d1__gpu_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask);
+static int  d1__gpu_model_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask);
+static int  d1__gpu_model_backward(d1_model *m, const float *dlogits);
+static int  d1__gpu_zero_grad(d1_model *m);
+static int  d1__gpu_masked_ce(d1_model *m, const int *x0, int B, int T, float *loss);
+static int  d1__gpu_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm);
+static int  d1__gpu_opt_home(d1_adamw *opt, int keep);
+static int  d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step);
+static int  d1__gpu_token_logp(d1_model *m, const d1_grpo_batch *b, float *logp);
+static int  d1__gpu_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
+                              float *loss, double *kl_sum, double *clipped);
+#define d1__mirror_in(m) (d1__on_gpu(m) ? d1__gpu_pull((d1_model *)(m)) : D1_OK)
+#define d1__mirror_out(m) (d1__on_gpu(m) ? d1__gpu_push(m) : D1_OK)
+#else
+#define d1__on_gpu(m) 0
+#define D1__GPU_RETURN(m, call) ((void)0)
+#define D1__GPU_DO(m, call) ((void)0)
+#define d1__mirror_in(m) D1_OK
+#define d1__mirror_out(m) D1_OK
+#endif
 
 static int d1__qw(const d1_config *c) { return c->dim + 2 * c->n_kv_heads * (c->dim / c->n_heads); }
 
@@ -1780,6 +1850,9 @@ D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
 D1_API void d1_model_free(d1_model *m) {
     if (!m) return;
     d1_lora_detach(m);
+#if defined(D1_CUDA)
+    if (m->state && m->state->dev) d1__gpu_free_model(m);
+#endif
     if (m->state) {
         d1__pool_stop(&m->state->pool);
         d1__free(m->state->ws_memory);
@@ -1862,10 +1935,12 @@ D1_API int d1_model_set_threads(d1_model *m, int n_threads) {
 }
 
 D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
+    int rc;
     if (!dst || !src || !dst->param_memory || !src->param_memory) return D1_ERR_ARG;
     if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1_ERR_CONFIG;
+    if ((rc = d1__mirror_in(src)) != D1_OK) return rc;
     memcpy(dst->param_memory, src->param_memory, src->num_params * sizeof(float));
-    return D1_OK;
+    return d1__mirror_out(dst);
 }
 
 /* Floats needed by the activations of a (B,T) batch, and the carving itself
@@ -1901,40 +1976,47 @@ static size_t d1__carve_acts(const d1_config *c, int B, int T, int lora_rank, fl
     D1__PIECE(dqkv, N * QW);
     D1__PIECE(lu, L * N * 7 * (size_t)lora_rank);
     D1__PIECE(dlu, N * 3 * (size_t)lora_rank);
-    D1__PIECE(wts, N);
-    D1__PIECE(p, (size_t)B);
 #undef D1__PIECE
     return off;
 }
 
 /* Makes room for a (B,T) batch: activations, token buffers and per-thread
    scratch. Grows only; on failure the model keeps what it had. */
+static int d1__ensure_tokens(d1_model *m, int B, int T) {
+    struct d1__state *s = m->state;
+    if (B * T > s->tok_cap) {
+        int N = B * T;
+        int *mem = (int *)d1__alloc((size_t)N * (2 * sizeof(int) + 2 * sizeof(float) + 1));
+        if (!mem) return D1_ERR_NOMEM;
+        d1__free(s->tokens);
+        s->tokens = mem;
+        s->noisy = mem + N;
+        s->wts = (float *)(mem + 2 * (size_t)N);
+        s->p = s->wts + N;
+        s->mask = (uint8_t *)(s->p + N);
+        s->tok_cap = N;
+        m->logits = NULL;
+        m->B = m->T = 0;
+    }
+    return D1_OK;
+}
+
 static int d1__ensure(d1_model *m, int B, int T) {
     struct d1__state *s = m->state;
     const d1_config *c = &m->config;
     int rank = m->lora ? m->lora->rank : 0;
     size_t need = d1__carve_acts(c, B, T, rank, NULL, NULL);
     size_t ws = D1__GEMM_WS + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
-    int nth = s->pool.n, i;
+    int nth = s->pool.n, i, rc;
     ws = (ws + 15) & ~(size_t)15;
+    if ((rc = d1__ensure_tokens(m, B, T)) != D1_OK) return rc;
+    D1__GPU_RETURN(m, d1__gpu_ensure(m, B, T));
     if (need > s->act_cap) {
         float *mem = d1__alloc_floats(need);
         if (!mem) return D1_ERR_NOMEM;
         d1__free(s->act_memory);
         s->act_memory = mem;
         s->act_cap = need;
-        m->logits = NULL;
-        m->B = m->T = 0;
-    }
-    if (B * T > s->tok_cap) {
-        int N = B * T;
-        int *mem = (int *)d1__alloc((size_t)N * (2 * sizeof(int) + 1));
-        if (!mem) return D1_ERR_NOMEM;
-        d1__free(s->tokens);
-        s->tokens = mem;
-        s->noisy = mem + N;
-        s->mask = (uint8_t *)(mem + 2 * (size_t)N);
-        s->tok_cap = N;
         m->logits = NULL;
         m->B = m->T = 0;
     }
@@ -1953,6 +2035,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
 }
 
 static int d1__ensure_grads(d1_model *m) {
+    D1__GPU_RETURN(m, d1__gpu_ensure_grads(m));
     if (m->grad_memory || m->lora) return D1_OK; /* LoRA: the base is frozen */
     m->grad_memory = d1__alloc_floats(m->num_params);
     if (!m->grad_memory) return D1_ERR_NOMEM;
@@ -2096,6 +2179,7 @@ D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
     d1_rng rng;
     int i, n;
     if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1_ERR_ARG;
+    if (d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
     if (rank > m->config.dim) return D1_ERR_ARG;
     lo = (d1_lora *)d1__alloc(sizeof *lo);
     if (!lo) return D1_ERR_NOMEM;
@@ -2178,6 +2262,7 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
     int D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    D1__GPU_DO(m, d1__gpu_forward(m, tokens, B, T, key_mask));
     if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
     d1__embed_forward(a->x, s->tokens, w->wte, N, C);
     for (l = 0; l < c->n_layers; l++) {
@@ -2278,8 +2363,10 @@ static void d1__backward(d1_model *m, const float *dlogits) {
 D1_API int d1_model_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     int rc = d1__check_batch(m, tokens, B, T, key_mask);
     if (rc == D1_OK) rc = d1__ensure(m, B, T);
-    if (rc == D1_OK) d1__forward(m, tokens, B, T, key_mask);
-    return rc;
+    if (rc != D1_OK) return rc;
+    D1__GPU_RETURN(m, d1__gpu_model_forward(m, tokens, B, T, key_mask));
+    d1__forward(m, tokens, B, T, key_mask);
+    return D1_OK;
 }
 
 static int d1__all_finite(const float *x, size_t n) {
@@ -2295,6 +2382,7 @@ D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
     if (m->B <= 0) return D1_ERR_STATE;
     if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    D1__GPU_RETURN(m, d1__gpu_model_backward(m, dlogits));
     d1__backward(m, dlogits);
     return D1_OK;
 }
@@ -2307,9 +2395,27 @@ D1_API int d1_model_zero_grad(d1_model *m) {
         return D1_OK;
     }
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
+    D1__GPU_RETURN(m, d1__gpu_zero_grad(m));
     memset(m->grad_memory, 0, m->num_params * sizeof(float));
     return D1_OK;
 }
+
+/* Devices: the generic half (the GPU's half is in >>cuda). */
+D1_API int d1_model_set_device(d1_model *m, int device) {
+    if (!m || !m->state || (device != D1_DEVICE_CPU && device != D1_DEVICE_CUDA)) return D1_ERR_ARG;
+#if defined(D1_CUDA)
+    if (device == D1_DEVICE_CUDA) return d1__on_gpu(m) ? D1_OK : d1__gpu_attach(m);
+    return d1__on_gpu(m) ? d1__gpu_detach(m) : D1_OK;
+#else
+    return device == D1_DEVICE_CPU ? D1_OK : D1_ERR_UNSUPPORTED;
+#endif
+}
+D1_API int d1_model_device(const d1_model *m) {
+    if (!m || !m->state) return D1_ERR_ARG;
+    return d1__on_gpu(m) ? D1_DEVICE_CUDA : D1_DEVICE_CPU;
+}
+D1_API int d1_model_pull(d1_model *m) { return !m || !m->state ? D1_ERR_ARG : d1__mirror_in(m); }
+D1_API int d1_model_push(d1_model *m) { return !m || !m->state ? D1_ERR_ARG : d1__mirror_out(m); }
 
 // >>losses --------------------------------------------------------------------
 
@@ -2341,8 +2447,9 @@ static int d1__masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) 
     size_t N = (size_t)B * T, i;
     double total;
     for (i = 0; i < N; i++) s->noisy[i] = s->mask[i] ? m->config.mask_id : x0[i];
+    D1__GPU_RETURN(m, d1__gpu_masked_ce(m, x0, B, T, loss));
     d1__forward(m, s->noisy, B, T, NULL);
-    total = d1__cross_entropy(a->dlogits, a->logits, x0, a->wts, (int)N, m->config.vocab_size);
+    total = d1__cross_entropy(a->dlogits, a->logits, x0, s->wts, (int)N, m->config.vocab_size);
     if (!isfinite(total)) return D1_ERR_NONFINITE;
     d1__backward(m, a->dlogits);
     *loss = (float)total;
@@ -2376,11 +2483,11 @@ D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const 
     N = (size_t)B * T;
     if (mask) {
         memcpy(s->mask, mask, N);
-        memcpy(s->a.p, p, (size_t)B * sizeof(float));
+        memcpy(s->p, p, (size_t)B * sizeof(float));
     } else {
-        d1_noise_draw(rng, B, T, 1e-3f, NULL, s->a.p, s->mask);
+        d1_noise_draw(rng, B, T, 1e-3f, NULL, s->p, s->mask);
     }
-    for (i = 0; i < N; i++) s->a.wts[i] = s->mask[i] ? 1.0f / (s->a.p[i / T] * (float)N) : 0.0f;
+    for (i = 0; i < N; i++) s->wts[i] = s->mask[i] ? 1.0f / (s->p[i / T] * (float)N) : 0.0f;
     return d1__masked_ce(m, tokens, B, T, loss);
 }
 
@@ -2414,6 +2521,9 @@ D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *
 
 D1_API void d1_adamw_free(d1_adamw *opt) {
     if (!opt) return;
+#if defined(D1_CUDA)
+    d1__gpu_opt_home(opt, 0);
+#endif
     d1__free(opt->m);
     memset(opt, 0, sizeof *opt);
 }
@@ -2477,14 +2587,18 @@ static void d1__adamw_update(const d1__adamw_k *k, float *w, const float *g, flo
 #define d1__adamw_update d1__adamw_scalar
 #endif
 
-static void d1__adamw_range(d1_adamw *opt, float *w, const float *g, size_t lo, size_t hi, int decay, float scale,
-                            double bc1, double bc2) {
-    const d1_adamw_desc *d = &opt->desc;
+/* the constants of step t: bc1 = 1 - b1^t, bc2 = 1 - b2^t */
+static d1__adamw_k d1__adamw_konst(const d1_adamw_desc *d, int decay, float scale, double bc1, double bc2) {
     d1__adamw_k k;
     k.b1 = d->beta1; k.b2 = d->beta2; k.eps = d->eps; k.scale = scale;
     k.wd = decay ? d->lr * d->weight_decay : 0.0f;
     k.step = (float)(d->lr / bc1);
     k.inv_c2 = (float)(1.0 / sqrt(bc2));
+    return k;
+}
+static void d1__adamw_range(d1_adamw *opt, float *w, const float *g, size_t lo, size_t hi, int decay, float scale,
+                            double bc1, double bc2) {
+    d1__adamw_k k = d1__adamw_konst(&opt->desc, decay, scale, bc1, bc2);
     d1__adamw_update(&k, w + lo, g + lo, opt->m + lo, opt->v + lo, hi - lo);
 }
 
@@ -2501,6 +2615,13 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     if (!g || opt->n != n) return D1_ERR_ARG;
     d = &opt->desc;
     if (!d1__adamw_desc_ok(d)) return D1_ERR_ARG;
+#if defined(D1_CUDA)
+    D1__GPU_RETURN(m, d1__gpu_adamw_step(opt, m, grad_norm));
+    if (opt->dev) { /* the moments come home from a GPU */
+        int rc = d1__gpu_opt_home(opt, 1);
+        if (rc != D1_OK) return rc;
+    }
+#endif
     for (i = 0; i < n; i++) sq += (double)g[i] * g[i];
     norm = sqrt(sq);
     if (!isfinite(norm)) return D1_ERR_NONFINITE;
@@ -2655,6 +2776,7 @@ static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const 
         !isfinite(d->cfg_scale) || !(d->threshold >= 0.0f && d->threshold <= 1.0f) || d->remasking < 0 ||
         d->remasking > D1_REMASK_ENTROPY || d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
         return D1_ERR_ARG;
+    if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
         if (len < 0 || len > P) return D1_ERR_SHAPE;
@@ -2680,7 +2802,7 @@ static void d1__kv_cache_fill(const d1_model *m, float *kv, size_t BT) {
 }
 
 /* One sampler call's state: settings, the canvas and its scratch. */
-typedef struct d1__sampler {
+struct d1__sampler {
     d1_model              *m;
     const d1_sampler_desc *d;
     d1_rng                *rng;
@@ -2695,7 +2817,10 @@ typedef struct d1__sampler {
     uint8_t  *done;       /* [B] rows finished early (stop_at_eos)                   */
     d1__cand *cand;       /* [B, bl] candidates of a step                            */
     float    *kv;         /* [L, B*T, 2 KVD] the KV cache, or NULL                   */
-} d1__sampler;
+};
+#if !defined(D1_CUDA)
+typedef struct d1__sampler d1__sampler;
+#endif
 
 /* One forward pass for a step of the block [b0, b1): over the canvas and its
    unconditional twin (CFG), over the block (and what follows) against the
@@ -2757,6 +2882,15 @@ static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const f
         s->revealed[(size_t)b * s->T + cb[j].pos] = 1;
     }
     return k;
+}
+
+/* One step's reveals over all rows (on a GPU: d1__gpu_sampler_reveal);
+   returns how many, or a negative D1_ERR_*. */
+static int d1__sampler_reveal(d1__sampler *s, int b0, int b1, const float *logits, int off, int rs, int step) {
+    int b, n = 0;
+    D1__GPU_RETURN(s->m, d1__gpu_sampler_reveal(s, b0, b1, step));
+    for (b = 0; b < s->B; b++) n += d1__sampler_reveal_row(s, b, b0, b1, logits, off, rs, step);
+    return n;
 }
 
 /* stop_at_eos: a row whose finished block [b0, b1) is all EOS is filled with
@@ -2831,14 +2965,18 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
             for (i = b0, s.at_start[b] = 0; i < b1; i++) s.at_start[b] += out[(size_t)b * s.T + i] == c->mask_id;
         for (step = 0; desc->threshold > 0.0f || step < s.spb; step++) {
             const float *logits;
-            int any = 0, off, rs;
+            int any = 0, off, rs, n;
             for (b = 0; b < B && !any; b++)
                 for (i = b0; i < b1 && !any; i++) any = out[(size_t)b * s.T + i] == c->mask_id;
             if (!any) break; /* the block is complete (threshold mode ends here) */
             logits = d1__sampler_forward(&s, b0, b1, step == 0, &off, &rs);
             st.forward_passes++;
             memset(s.revealed, 0, s.BT);
-            for (b = 0; b < B; b++) st.revealed += d1__sampler_reveal_row(&s, b, b0, b1, logits, off, rs, step);
+            if ((n = d1__sampler_reveal(&s, b0, b1, logits, off, rs, step)) < 0) {
+                rc = n;
+                break;
+            }
+            st.revealed += n;
             if (desc->callback) {
                 d1_sample_event ev;
                 size_t r;
@@ -2849,11 +2987,11 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
             }
             st.steps++;
         }
-        if (desc->stop_at_eos && d1__sampler_stop_rows(&s, b0, b1)) break;
+        if (rc != D1_OK || (desc->stop_at_eos && d1__sampler_stop_rows(&s, b0, b1))) break;
     }
     d1__free(scratch);
-    if (stats) *stats = st;
-    return D1_OK;
+    if (stats && rc == D1_OK) *stats = st;
+    return rc;
 }
 
 // >>sft -----------------------------------------------------------------------
@@ -2873,17 +3011,17 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
     s = m->state;
     if (mask) {
         memcpy(s->mask, mask, (size_t)B * T);
-        memcpy(s->a.p, p, (size_t)B * sizeof(float));
+        memcpy(s->p, p, (size_t)B * sizeof(float));
     } else {
         uint8_t *keep = s->mask; /* the prompt positions; the draw overwrites them in place */
         for (b = 0; b < B; b++)
             for (i = 0; i < T; i++) keep[(size_t)b * T + i] = (uint8_t)(i < prompt_lens[b]);
-        d1_noise_draw(rng, B, T, 1e-3f, keep, s->a.p, s->mask);
+        d1_noise_draw(rng, B, T, 1e-3f, keep, s->p, s->mask);
     }
     for (b = 0; b < B; b++)
         for (i = 0; i < T; i++) {
             size_t k = (size_t)b * T + i;
-            s->a.wts[k] = s->mask[k] ? 1.0f / (s->a.p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
+            s->wts[k] = s->mask[k] ? 1.0f / (s->p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
         }
     return d1__masked_ce(m, tokens, B, T, loss);
 }
@@ -2955,6 +3093,7 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
+    D1__GPU_RETURN(m, d1__gpu_token_logp(m, b, logp));
     Lc = b->T - b->P;
     V = m->config.vocab_size;
     for (r = 0; r < b->B; r++)
@@ -2983,6 +3122,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
+    D1__GPU_RETURN(m, d1__gpu_grpo_loss(m, b, clip_eps, beta, objective, loss, kl_sum, clipped));
     a = &m->state->a;
     Lc = b->T - b->P;
     V = m->config.vocab_size;
@@ -4390,6 +4530,7 @@ D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t 
     int rc;
     if (!d1__model_ok(m) || !buf || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1_ERR_ARG;
     if (cap < d1_model_save_size(m, dtype)) return D1_ERR_ARG;
+    if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
     if (config_json && (rc = d1_config_to_json(&m->config, config_json, config_cap)) != D1_OK) return rc;
     if ((rc = d1__table_model(&tab, &m->config, m->param_memory, UINT64_MAX)) != D1_OK) return rc;
@@ -4690,6 +4831,7 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     char config[D1_CONFIG_JSON_MAX];
     int rc;
     if (!d1__model_ok(m) || !dir || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1_ERR_ARG;
+    if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
     if ((rc = d1_config_to_json(&m->config, config, sizeof config)) != D1_OK) return rc;
     if ((rc = d1__table_model(&tab, &m->config, m->param_memory, UINT64_MAX)) != D1_OK) return rc;
@@ -4986,6 +5128,9 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     for (i = 0; i < D1__N_DESC; i++)
         if (!isfinite(dv[i])) return D1_ERR_ARG;
     if (settings_json && !d1__json_check(settings_json, strlen(settings_json))) return D1_ERR_JSON;
+#if defined(D1_CUDA)
+    if (opt->dev && (rc = d1__gpu_opt_home((d1_adamw *)opt, 2)) != D1_OK) return rc; /* refresh, stay */
+#endif
     if (!d1__encodable(opt->m, 2 * opt->n, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
     /* metadata: step, desc, n_rngs, rngs, settings; keys and values in strs */
     n_meta = 2 + D1__N_DESC + n_rngs + (settings_json ? 1 : 0);
@@ -5126,6 +5271,9 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     if (rc == D1_OK && !(mem = d1__alloc_floats(2 * opt->n))) rc = D1_ERR_NOMEM;
     if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, mem);
     if (rc == D1_OK) {
+#if defined(D1_CUDA)
+        d1__gpu_opt_home(opt, 0); /* the device's moments are superseded */
+#endif
         d1__free(opt->m);
         opt->m = mem;
         opt->v = mem + opt->n;
@@ -5263,6 +5411,517 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
 }
 
 #endif /* !D1_NO_STDIO */
+
+// >>cuda ----------------------------------------------------------------------
+/* The GPU half of d1.h, after sokol's "generic backend" pattern: each
+   operation above starts with D1__GPU_RETURN / D1__GPU_DO, which hands it to
+   its d1__gpu_* twin here when the model lives on a GPU. Each twin repeats the
+   CPU function line by line with the kernels of tools/d1_cuda.cu, which carry
+   the CPU kernels' names (d1__rmsnorm_forward -> d1_cuda_rmsnorm_forward)
+   and layouts: the activations are carved by the same d1__carve_acts. What
+   lives on the device: parameters, gradients, activations, RoPE tables, and
+   the AdamW moments (in d1_adamw.dev). What crosses to the host per
+   operation: its inputs (tokens, masks, loss weights), per-token results
+   (row losses, log-probs, the sampler's canvas) and scalars; never a layer's
+   activations. Errors are d1_cuda's sticky status, read once per operation
+   (D1_ERR_DEVICE). The host's param_memory / grad_memory are a mirror,
+   marked stale when the device moves ahead (d1__gpu_pull refreshes it). */
+#if defined(D1_CUDA)
+#include "tools/d1_cuda.h"
+
+/* One CUDA context, shared by a model and the optimizers that step it (the
+   last one out destroys it, so they may be freed in any order). */
+typedef struct d1__gpu {
+    d1_cuda *cu;
+    int      refs;
+} d1__gpu;
+
+static void d1__gpu_release(d1__gpu *g) {
+    if (g && --g->refs == 0) {
+        d1_cuda_destroy(g->cu);
+        d1__free(g);
+    }
+}
+
+typedef struct d1__dev {
+    d1__gpu  *gpu;
+    d1_cuda  *cu;
+    float    *params, *grads;   /* [num_params] each; grads NULL until needed      */
+    d1_params p, g;             /* views into them                                  */
+    float    *rope_cos, *rope_sin; /* [max_seq_len, D/2]                            */
+    float    *acts;             /* activations, carved by d1__carve_acts, then dS   */
+    size_t    act_cap;          /* floats                                           */
+    d1__acts  a;
+    float    *dS;               /* [B, T, T] attention backward's scratch           */
+    void     *io;               /* per-token buffers for up to io_cap tokens:       */
+    int       io_cap;
+    int      *tok, *x0, *emb, *cand_tok, *k; /* [N] ... emb [3N + 1]                */
+    float    *wts, *logp_old, *logp_ref, *adv, *logp; /* [N] each                    */
+    double   *out, *cand_conf, *norm;  /* [3N], [N], [1]                            */
+    uint8_t  *key_mask, *score, *revealed; /* [N] each                              */
+    void     *host;             /* host staging: logits [N,V] | out [3N] | emb      */
+    float    *h_logits;
+    double   *h_out;
+    int      *h_emb;            /* [3N + 1] then counts [V + 1]                     */
+    int       host_stale;       /* the device's params / grads are ahead of the mirror */
+} d1__dev;
+
+/* The optimizer's moments on the device ([2n]: m then v, as opt->m). */
+typedef struct d1__opt_dev {
+    d1__gpu *gpu;
+    float   *mv;
+    int      host_stale;
+} d1__opt_dev;
+
+static int d1__gpu_status(d1_cuda *cu) { return d1_cuda_status(cu) ? D1_ERR_DEVICE : D1_OK; }
+
+static void d1__dev_free(d1__dev *d) {
+    if (!d) return;
+    d1_cuda_free(d->cu, d->params);
+    d1_cuda_free(d->cu, d->grads);
+    d1_cuda_free(d->cu, d->rope_cos);
+    d1_cuda_free(d->cu, d->acts);
+    d1_cuda_free(d->cu, d->io);
+    d1__free(d->host);
+    d1__gpu_release(d->gpu);
+    d1__free(d);
+}
+
+static void d1__gpu_free_model(d1_model *m) {
+    d1__dev_free(m->state->dev);
+    m->state->dev = NULL;
+}
+
+/* Moves m to device 0: parameters (and gradients, if any) and the RoPE tables
+   up; the host's activations are freed. On failure m stays on the CPU. */
+static int d1__gpu_attach(d1_model *m) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    size_t np = m->num_params, nr = (size_t)c->max_seq_len * (c->dim / c->n_heads / 2);
+    d1__dev *d;
+    if (m->lora) return D1_ERR_UNSUPPORTED;
+    d = (d1__dev *)d1__alloc(sizeof *d);
+    if (!d) return D1_ERR_NOMEM;
+    memset(d, 0, sizeof *d);
+    d->gpu = (d1__gpu *)d1__alloc(sizeof *d->gpu);
+    if (!d->gpu) {
+        d1__free(d);
+        return D1_ERR_NOMEM;
+    }
+    if (d1_cuda_create(&d->gpu->cu, 0) != 0) {
+        d1__free(d->gpu);
+        d1__free(d);
+        return D1_ERR_DEVICE;
+    }
+    d->gpu->refs = 1;
+    d->cu = d->gpu->cu;
+    d->params = (float *)d1_cuda_alloc(d->cu, np * sizeof(float));
+    d->rope_cos = (float *)d1_cuda_alloc(d->cu, 2 * nr * sizeof(float));
+    if (m->grad_memory) d->grads = (float *)d1_cuda_alloc(d->cu, np * sizeof(float));
+    if (!d->params || !d->rope_cos || (m->grad_memory && !d->grads)) {
+        d1__dev_free(d);
+        return D1_ERR_NOMEM;
+    }
+    d->rope_sin = d->rope_cos + nr;
+    d1_cuda_upload(d->cu, d->params, m->param_memory, np * sizeof(float));
+    d1_cuda_upload(d->cu, d->rope_cos, s->rope_cos, nr * sizeof(float));
+    d1_cuda_upload(d->cu, d->rope_sin, s->rope_sin, nr * sizeof(float));
+    if (d->grads) d1_cuda_upload(d->cu, d->grads, m->grad_memory, np * sizeof(float));
+    if (d1_cuda_sync(d->cu) != 0) {
+        d1__dev_free(d);
+        return D1_ERR_DEVICE;
+    }
+    d1__carve_params(c, d->params, &d->p);
+    if (d->grads) d1__carve_params(c, d->grads, &d->g);
+    s->dev = d;
+    d1__free(s->act_memory); /* the activations will live on the device */
+    s->act_memory = NULL;
+    s->act_cap = 0;
+    m->logits = NULL;
+    m->B = m->T = 0;
+    return D1_OK;
+}
+
+/* The mirror: device parameters (and gradients) -> param_memory (grad_memory). */
+static int d1__gpu_pull(d1_model *m) {
+    d1__dev *d = m->state->dev;
+    if (!d->host_stale) return D1_OK;
+    d1_cuda_download(d->cu, m->param_memory, d->params, m->num_params * sizeof(float));
+    if (d->grads && m->grad_memory) d1_cuda_download(d->cu, m->grad_memory, d->grads, m->num_params * sizeof(float));
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    d->host_stale = 0;
+    return D1_OK;
+}
+
+static int d1__gpu_push(d1_model *m) {
+    d1__dev *d = m->state->dev;
+    d1_cuda_upload(d->cu, d->params, m->param_memory, m->num_params * sizeof(float));
+    return d1__gpu_status(d->cu);
+}
+
+static int d1__gpu_detach(d1_model *m) {
+    int rc = d1__gpu_pull(m);
+    if (rc != D1_OK) return rc;
+    d1__gpu_free_model(m);
+    m->logits = NULL;
+    m->B = m->T = 0;
+    return D1_OK;
+}
+
+/* Room for a (B,T) batch on the device (activations, per-token buffers) and
+   the host staging. Grows only. */
+static int d1__gpu_ensure(d1_model *m, int B, int T) {
+    const d1_config *c = &m->config;
+    d1__dev *d = m->state->dev;
+    size_t N = (size_t)B * T, V = (size_t)c->vocab_size;
+    size_t need = d1__carve_acts(c, B, T, 0, NULL, NULL) + N * T;
+    if (need > d->act_cap) {
+        float *mem = (float *)d1_cuda_alloc(d->cu, need * sizeof(float));
+        if (!mem) return D1_ERR_NOMEM;
+        d1_cuda_free(d->cu, d->acts);
+        d->acts = mem;
+        d->act_cap = need;
+        m->logits = NULL;
+        m->B = m->T = 0;
+    }
+    if ((int)N > d->io_cap) {
+        /* device: 5 int, 5 float, 5 double and 3 byte buffers of N, emb's 2N + 1 more ints */
+        size_t io = N * (5 * sizeof(int) + 5 * sizeof(float) + 5 * sizeof(double) + 3) + (2 * N + 1) * sizeof(int) + 64;
+        size_t host = N * V * sizeof(float) + 3 * N * sizeof(double) + (3 * N + V + 2) * sizeof(int);
+        unsigned char *dm = (unsigned char *)d1_cuda_alloc(d->cu, io), *hm = (unsigned char *)d1__alloc(host);
+        if (!dm || !hm) {
+            d1_cuda_free(d->cu, dm);
+            d1__free(hm);
+            return D1_ERR_NOMEM;
+        }
+        d1_cuda_free(d->cu, d->io);
+        d1__free(d->host);
+        d->io = dm;
+        d->io_cap = (int)N;
+        /* doubles first (alignment), then floats and ints, then bytes */
+        d->out = (double *)dm; d->cand_conf = d->out + 3 * N; d->norm = d->cand_conf + N;
+        d->wts = (float *)(d->norm + 1); d->logp_old = d->wts + N; d->logp_ref = d->logp_old + N;
+        d->adv = d->logp_ref + N; d->logp = d->adv + N;
+        d->tok = (int *)(d->logp + N); d->x0 = d->tok + N; d->cand_tok = d->x0 + N; d->k = d->cand_tok + N;
+        d->emb = d->k + N;
+        d->key_mask = (uint8_t *)(d->emb + 3 * N + 1); d->score = d->key_mask + N; d->revealed = d->score + N;
+        d->host = hm;
+        d->h_logits = (float *)hm;
+        d->h_out = (double *)(d->h_logits + N * V);
+        d->h_emb = (int *)(d->h_out + 3 * N);
+    }
+    d1__carve_acts(c, B, T, 0, d->acts, &d->a);
+    d->dS = d->acts + (need - N * T);
+    return D1_OK;
+}
+
+static int d1__gpu_ensure_grads(d1_model *m) {
+    d1__dev *d = m->state->dev;
+    if (!m->grad_memory) { /* the host mirror, so that m->grads can be read after a pull */
+        m->grad_memory = d1__alloc_floats(m->num_params);
+        if (!m->grad_memory) return D1_ERR_NOMEM;
+        memset(m->grad_memory, 0, m->num_params * sizeof(float));
+        d1__carve_params(&m->config, m->grad_memory, &m->grads);
+    }
+    if (!d->grads) {
+        d->grads = (float *)d1_cuda_alloc(d->cu, m->num_params * sizeof(float));
+        if (!d->grads) return D1_ERR_NOMEM;
+        d1_cuda_zero(d->cu, d->grads, m->num_params * sizeof(float));
+        d1__carve_params(&m->config, d->grads, &d->g);
+    }
+    return D1_OK;
+}
+
+/* d1__forward on the device: tokens (host) up, logits in d->a.logits. */
+static void d1__gpu_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__dev *d = s->dev;
+    d1_cuda *cu = d->cu;
+    d1__acts *a = &d->a;
+    const d1_params *w = &d->p;
+    int N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size, H = c->n_heads, KV = c->n_kv_heads;
+    int D = C / H, QW = d1__qw(c), l;
+    size_t NC = (size_t)N * C;
+    if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int)); /* for the backward's embedding */
+    d1_cuda_upload(cu, d->tok, s->tokens, (size_t)N * sizeof(int));
+    if (key_mask) d1_cuda_upload(cu, d->key_mask, key_mask, (size_t)N);
+    d1_cuda_embed_forward(cu, a->x, d->tok, w->wte, N, C);
+    for (l = 0; l < c->n_layers; l++) {
+        size_t L = (size_t)l;
+        float *x = a->x + L * NC, *xo = x + NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
+        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
+        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
+        d1_cuda_rmsnorm_forward(cu, n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
+        d1_cuda_matmul_forward(cu, qkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1_cuda_rope(cu, qkv, QW, N, T, 0, H + KV, D, d->rope_cos, d->rope_sin, 1.0f);
+        d1_cuda_attention_forward(cu, a->att + L * B * H * (size_t)T * T, y, qkv, key_mask ? d->key_mask : NULL, B,
+                                  T, H, KV, D);
+        d1_cuda_matmul_forward(cu, xa, y, w->attn_out + L * C * C, N, C, C);
+        d1_cuda_residual_add(cu, xa, x, NC);
+        d1_cuda_rmsnorm_forward(cu, n2, a->r2 + L * N, xa, w->ff_norm + L * C, N, C, c->norm_eps);
+        d1_cuda_matmul_forward(cu, gu, n2, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        d1_cuda_swiglu_forward(cu, hm, gu, N, F);
+        d1_cuda_matmul_forward(cu, xo, hm, w->ff_out + L * C * F, N, F, C);
+        d1_cuda_residual_add(cu, xo, xa, NC);
+    }
+    d1_cuda_rmsnorm_forward(cu, a->nf, a->rf, a->x + (size_t)c->n_layers * NC, w->ln_f, N, C, c->norm_eps);
+    d1_cuda_matmul_forward(cu, a->logits, a->nf, w->head, N, C, V);
+    m->B = B;
+    m->T = T;
+    m->logits = NULL; /* on the device; d1_model_forward brings them home */
+}
+
+/* d1__backward on the device, from dlogits (a device pointer). */
+static void d1__gpu_backward(d1_model *m, const float *dlogits) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__dev *d = s->dev;
+    d1_cuda *cu = d->cu;
+    d1__acts *a = &d->a;
+    const d1_params *w = &d->p, *g = &d->g;
+    int B = m->B, T = m->T, N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
+    int H = c->n_heads, KV = c->n_kv_heads, D = C / H, QW = d1__qw(c), l, n, U = 0;
+    size_t NC = (size_t)N * C;
+    int *ids = d->h_emb, *start = ids + N, *pos = start + N + 1, *cnt = pos + N;
+    d1_cuda_matmul_backward(cu, a->dA, g->head, dlogits, a->nf, w->head, N, C, V);
+    d1_cuda_rmsnorm_backward(cu, a->dres, g->ln_f, a->dA, a->x + (size_t)c->n_layers * NC, w->ln_f, a->rf, N, C);
+    for (l = c->n_layers - 1; l >= 0; l--) {
+        size_t L = (size_t)l;
+        float *x = a->x + L * NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
+        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
+        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
+        /* MLP sub-block */
+        d1_cuda_matmul_backward(cu, a->dh, g->ff_out + L * C * F, a->dres, hm, w->ff_out + L * C * F, N, F, C);
+        d1_cuda_swiglu_backward(cu, a->dgu, gu, a->dh, N, F);
+        d1_cuda_matmul_backward(cu, a->dA, g->gate_up + L * 2 * F * C, a->dgu, n2, w->gate_up + L * 2 * F * C, N, C,
+                                2 * F);
+        d1_cuda_rmsnorm_backward(cu, a->dB, g->ff_norm + L * C, a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
+        d1_cuda_residual_add(cu, a->dres, a->dB, NC);
+        /* attention sub-block */
+        d1_cuda_matmul_backward(cu, a->dA, g->attn_out + L * C * C, a->dres, y, w->attn_out + L * C * C, N, C, C);
+        d1_cuda_attention_backward(cu, a->dqkv, d->dS, a->att + L * B * H * (size_t)T * T, a->dA, qkv, B, T, H, KV,
+                                   D);
+        d1_cuda_rope(cu, a->dqkv, QW, N, T, 0, H + KV, D, d->rope_cos, d->rope_sin, -1.0f);
+        d1_cuda_matmul_backward(cu, a->dB, g->qkv + L * QW * C, a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1_cuda_rmsnorm_backward(cu, a->dA, g->attn_norm + L * C, a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N,
+                                 C);
+        d1_cuda_residual_add(cu, a->dres, a->dA, NC);
+    }
+    /* the embedding: positions grouped by token id (a counting sort, stable),
+       so each row of dwte adds its positions in order, as the CPU does */
+    memset(cnt, 0, (size_t)(V + 1) * sizeof(int));
+    for (n = 0; n < N; n++) cnt[s->tokens[n] + 1]++;
+    for (n = 0; n < V; n++) cnt[n + 1] += cnt[n];
+    for (n = 0; n < V; n++)
+        if (cnt[n + 1] > cnt[n]) { ids[U] = n; start[U++] = cnt[n]; }
+    start[U] = N;
+    for (n = 0; n < N; n++) pos[cnt[s->tokens[n]]++] = n;
+    d1_cuda_upload(cu, d->emb, d->h_emb, (size_t)(3 * N + 1) * sizeof(int));
+    d1_cuda_embed_backward(cu, g->wte, a->dres, d->emb, d->emb + N, d->emb + 2 * N + 1, U, C);
+    d->host_stale = 1;
+}
+
+static int d1__gpu_model_forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    d1__dev *d = m->state->dev;
+    d1__gpu_forward(m, tokens, B, T, key_mask);
+    d1_cuda_download(d->cu, d->h_logits, d->a.logits, (size_t)B * T * m->config.vocab_size * sizeof(float));
+    if (d1__gpu_status(d->cu) != D1_OK) {
+        m->B = m->T = 0;
+        return D1_ERR_DEVICE;
+    }
+    m->logits = d->h_logits;
+    return D1_OK;
+}
+
+static int d1__gpu_model_backward(d1_model *m, const float *dlogits) {
+    d1__dev *d = m->state->dev;
+    d1_cuda_upload(d->cu, d->a.dlogits, dlogits, (size_t)m->B * m->T * m->config.vocab_size * sizeof(float));
+    d1__gpu_backward(m, d->a.dlogits);
+    return d1__gpu_status(d->cu);
+}
+
+static int d1__gpu_zero_grad(d1_model *m) {
+    d1__dev *d = m->state->dev;
+    d1_cuda_zero(d->cu, d->grads, m->num_params * sizeof(float));
+    d->host_stale = 1;
+    return d1__gpu_status(d->cu);
+}
+
+/* d1__masked_ce on the device; the row losses come home and are summed in
+   row order in double, as the CPU sums them. */
+static int d1__gpu_masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) {
+    struct d1__state *s = m->state;
+    d1__dev *d = s->dev;
+    d1__acts *a = &d->a;
+    size_t N = (size_t)B * T, i;
+    double total = 0.0;
+    d1__gpu_forward(m, s->noisy, B, T, NULL);
+    d1_cuda_upload(d->cu, d->x0, x0, N * sizeof(int));
+    d1_cuda_upload(d->cu, d->wts, s->wts, N * sizeof(float));
+    d1_cuda_cross_entropy(d->cu, a->dlogits, d->out, a->logits, d->x0, d->wts, (int)N, m->config.vocab_size);
+    d1_cuda_download(d->cu, d->h_out, d->out, N * sizeof(double));
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    for (i = 0; i < N; i++) total += d->h_out[i];
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__gpu_backward(m, a->dlogits);
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    *loss = (float)total;
+    return D1_OK;
+}
+
+/* The optimizer's moments follow the model to its GPU at its first step there.
+   d1__gpu_opt_home: keep 0 drops them (the host's are authoritative), 1 brings
+   them home and drops them, 2 refreshes the host's copy and keeps them. */
+static int d1__gpu_opt_home(d1_adamw *opt, int keep) {
+    d1__opt_dev *od = (d1__opt_dev *)opt->dev;
+    int rc = D1_OK;
+    if (!od) return D1_OK;
+    if (keep && od->host_stale) {
+        d1_cuda_download(od->gpu->cu, opt->m, od->mv, 2 * opt->n * sizeof(float));
+        rc = d1__gpu_status(od->gpu->cu);
+        if (rc == D1_OK) od->host_stale = 0;
+    }
+    if (keep == 2 || rc != D1_OK) return rc;
+    d1_cuda_free(od->gpu->cu, od->mv);
+    d1__gpu_release(od->gpu);
+    d1__free(od);
+    opt->dev = NULL;
+    return D1_OK;
+}
+
+static int d1__gpu_opt_bind(d1_adamw *opt, d1__dev *d) {
+    d1__opt_dev *od = (d1__opt_dev *)opt->dev;
+    int rc;
+    if (od && od->gpu == d->gpu) return D1_OK;
+    if (od && (rc = d1__gpu_opt_home(opt, 1)) != D1_OK) return rc; /* it was stepping another model */
+    od = (d1__opt_dev *)d1__alloc(sizeof *od);
+    if (!od) return D1_ERR_NOMEM;
+    od->mv = (float *)d1_cuda_alloc(d->cu, 2 * opt->n * sizeof(float));
+    if (!od->mv) {
+        d1__free(od);
+        return D1_ERR_NOMEM;
+    }
+    d1_cuda_upload(d->cu, od->mv, opt->m, 2 * opt->n * sizeof(float));
+    od->gpu = d->gpu;
+    od->gpu->refs++;
+    od->host_stale = 0;
+    opt->dev = od;
+    return d1__gpu_status(d->cu);
+}
+
+/* d1_adamw_step on the device: the norm is reduced there (one double comes
+   home: it decides the clip and is returned), then the update per tensor. */
+static int d1__gpu_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
+    d1__dev *d = m->state->dev;
+    const d1_adamw_desc *ds = &opt->desc;
+    double sq = 0.0, norm, bc1, bc2;
+    float scale = 1.0f;
+    d1__opt_dev *od;
+    int rc, ti;
+    if (!d->grads || opt->n != m->num_params) return D1_ERR_ARG;
+    if ((rc = d1__gpu_opt_bind(opt, d)) != D1_OK) return rc;
+    od = (d1__opt_dev *)opt->dev;
+    d1_cuda_sum_squares(d->cu, d->norm, d->grads, m->num_params);
+    d1_cuda_download(d->cu, &sq, d->norm, sizeof sq);
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    norm = sqrt(sq);
+    if (!isfinite(norm)) return D1_ERR_NONFINITE;
+    if (grad_norm) *grad_norm = (float)norm;
+    if (ds->grad_clip > 0.0f && norm > ds->grad_clip) scale = (float)(ds->grad_clip / (norm + 1e-6));
+    opt->step++;
+    bc1 = 1.0 - pow((double)ds->beta1, (double)opt->step);
+    bc2 = 1.0 - pow((double)ds->beta2, (double)opt->step);
+    for (ti = 0; ti < d1_model_num_tensors(m); ti++) {
+        d1_tensor t;
+        d1__adamw_k k;
+        d1_model_tensor(m, ti, &t);
+        k = d1__adamw_konst(ds, t.decay, scale, bc1, bc2);
+        d1_cuda_adamw(d->cu, d->params + t.offset, d->grads + t.offset, od->mv + t.offset, od->mv + opt->n + t.offset,
+                      t.size, k.b1, k.b2, k.wd, k.step, k.inv_c2, k.eps, k.scale);
+    }
+    d->host_stale = 1;
+    od->host_stale = 1;
+    return d1__gpu_status(d->cu);
+}
+
+/* d1_grpo_logprobs after its forward: the per-token log-probs come home. */
+static int d1__gpu_token_logp(d1_model *m, const d1_grpo_batch *b, float *logp) {
+    d1__dev *d = m->state->dev;
+    size_t RL = (size_t)b->B * (b->T - b->P);
+    d1_cuda_upload(d->cu, d->x0, b->tokens, (size_t)b->B * b->T * sizeof(int));
+    d1_cuda_token_logp(d->cu, d->logp, d->a.logits, d->x0, b->B, b->T, b->P, m->config.vocab_size);
+    d1_cuda_download(d->cu, logp, d->logp, RL * sizeof(float));
+    return d1__gpu_status(d->cu);
+}
+
+/* d1_grpo_loss after its forward: per-token loss terms come home and are
+   summed in the CPU's order; the gradient goes back from the device. */
+static int d1__gpu_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
+                             float *loss, double *kl_sum, double *clipped) {
+    d1__dev *d = m->state->dev;
+    size_t RL = (size_t)b->B * (b->T - b->P), t;
+    double total = 0.0, kls = 0.0, clips = 0.0;
+    d1_cuda_upload(d->cu, d->x0, b->tokens, (size_t)b->B * b->T * sizeof(int));
+    d1_cuda_upload(d->cu, d->score, b->score_mask, RL);
+    d1_cuda_upload(d->cu, d->adv, b->adv, (size_t)b->B * sizeof(float));
+    if (b->old_logp) d1_cuda_upload(d->cu, d->logp_old, b->old_logp, RL * sizeof(float));
+    if (beta != 0.0f) d1_cuda_upload(d->cu, d->logp_ref, b->ref_logp, RL * sizeof(float));
+    d1_cuda_grpo_dlogits(d->cu, d->a.dlogits, d->out, d->a.logits, d->x0, d->score, d->adv,
+                         b->old_logp ? d->logp_old : NULL, beta != 0.0f ? d->logp_ref : NULL, b->B, b->T, b->P,
+                         m->config.vocab_size, clip_eps, beta, objective == D1_GRPO_WD1, b->denom);
+    d1_cuda_download(d->cu, d->h_out, d->out, 3 * RL * sizeof(double));
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    for (t = 0; t < RL; t++) {
+        total += d->h_out[3 * t];
+        kls += d->h_out[3 * t + 1];
+        clips += d->h_out[3 * t + 2];
+    }
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__gpu_backward(m, d->a.dlogits);
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    *loss = (float)(total / b->denom);
+    if (kl_sum) *kl_sum += kls;
+    if (clipped) *clipped += clips;
+    return D1_OK;
+}
+
+/* One sampler step's reveals after the device forward. At temperature 0
+   (low_confidence, margin, entropy) the candidates and the top-k are chosen
+   on the device and the canvas comes home; with Gumbel noise or random
+   remasking the draws must come from the caller's RNG in the CPU's order, so
+   the logits come home and d1__sampler_reveal_row does the step. */
+static int d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step) {
+    d1_model *m = s->m;
+    d1__dev *d = m->state->dev;
+    const d1_sampler_desc *ds = s->d;
+    int V = s->V, mask_id = m->config.mask_id, b, i, n = 0;
+    if (ds->temperature > 0.0f || ds->remasking == D1_REMASK_RANDOM) {
+        d1_cuda_download(d->cu, d->h_logits, d->a.logits, (s->cfg ? 2 : 1) * s->BT * (size_t)V * sizeof(float));
+        if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+        for (b = 0; b < s->B; b++) n += d1__sampler_reveal_row(s, b, b0, b1, d->h_logits, 0, s->T, step);
+        return n;
+    }
+    for (b = 0; b < s->B; b++) { /* k per row: LLaDA's schedule, capped by the masks left */
+        int left = 0;
+        for (i = b0; i < b1; i++) left += s->out[(size_t)b * s->T + i] == mask_id;
+        d->h_emb[b] = D1__MIN(left, d1_sampler_transfer_count(s->at_start[b], s->spb, step));
+    }
+    d1_cuda_upload(d->cu, d->k, d->h_emb, (size_t)s->B * sizeof(int));
+    /* d->tok holds the canvas (and, with CFG, its unconditional twin after it) */
+    d1_cuda_sampler_propose(d->cu, d->cand_tok, d->cand_conf, d->a.logits, s->cfg ? d->a.logits + s->BT * V : NULL,
+                            ds->cfg_scale, d->tok, s->B, s->T, b0, b1, 0, s->T, V, mask_id, mask_id, s->eos_ban,
+                            ds->remasking);
+    d1_cuda_sampler_select(d->cu, d->tok, d->revealed, d->cand_tok, d->cand_conf, d->k, ds->threshold, s->B, s->T, b0,
+                           b1);
+    d1_cuda_download(d->cu, s->out, d->tok, s->BT * sizeof(int));
+    d1_cuda_download(d->cu, s->revealed, d->revealed, s->BT);
+    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    for (b = 0; b < s->B; b++)
+        for (i = b0; i < b1; i++) n += s->revealed[(size_t)b * s->T + i];
+    return n;
+}
+#endif /* D1_CUDA */
 
 #endif /* D1__IMPLEMENTED */
 #endif /* D1_IMPLEMENTATION */
