@@ -5459,7 +5459,7 @@ typedef struct d1__dev {
     float    *wts, *logp_old, *logp_ref, *adv, *logp; /* [N] each                    */
     double   *out, *cand_conf, *norm;  /* [3N], [N], [1]                            */
     uint8_t  *key_mask, *score, *revealed; /* [N] each                              */
-    void     *host;             /* host staging: logits [N,V] | out [3N] | emb      */
+    void     *host;             /* host staging: out [3N] | logits [N,V] | emb      */
     float    *h_logits;
     double   *h_out;
     int      *h_emb;            /* [3N + 1] then counts [V + 1]                     */
@@ -5606,9 +5606,9 @@ static int d1__gpu_ensure(d1_model *m, int B, int T) {
         d->emb = d->k + N;
         d->key_mask = (uint8_t *)(d->emb + 3 * N + 1); d->score = d->key_mask + N; d->revealed = d->score + N;
         d->host = hm;
-        d->h_logits = (float *)hm;
-        d->h_out = (double *)(d->h_logits + N * V);
-        d->h_emb = (int *)(d->h_out + 3 * N);
+        d->h_out = (double *)hm;
+        d->h_logits = (float *)(d->h_out + 3 * N);
+        d->h_emb = (int *)(d->h_logits + N * V);
     }
     d1__carve_acts(c, B, T, 0, d->acts, &d->a);
     d->dS = d->acts + (need - N * T);

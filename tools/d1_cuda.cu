@@ -172,10 +172,6 @@ __device__ static double warp_sum_d(double x) {
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
     return x;
 }
-__device__ static double warp_max_d(double x) {
-    for (int o = 16; o > 0; o >>= 1) x = fmax(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
 
 // ---- matmul (cuBLAS) ---------------------------------------------------------
 
@@ -641,7 +637,6 @@ __global__ static void sampler_propose_k(int *tok, double *conf, const float *lo
                                                                                       : exp((double)D1CU_GUIDED(arg) - mx) / sum;
     }
 #undef D1CU_GUIDED
-    (void)warp_max_d;
 }
 extern "C" void d1_cuda_sampler_propose(d1_cuda *cu, int *tok, double *conf, const float *logits,
                                         const float *uncond, float cfg, const int *canvas, int B, int T, int b0,
