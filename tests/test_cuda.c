@@ -225,7 +225,7 @@ static void test_losses(void) {
     float *l = rnd((size_t)N * V, 3), *w = (float *)malloc(sizeof(float) * N), *dl = (float *)malloc(sizeof(float) * N * V);
     int *y = (int *)malloc(sizeof(int) * N), *gy;
     double loss = 0.0, gl = 0.0, *grow = (double *)malloc(sizeof(double) * N), *drow;
-    float *gl_, *gw, *gdl, *lp = (float *)malloc(sizeof(float) * R * Lc), *glp;
+    float *gl_, *gw, *gdl, *lp = (float *)malloc(sizeof(float) * R * Lc), *glp, w2[64]; /* w2: softmax scratch */
     for (n = 0; n < N; n++) { y[n] = (int)(d1_rng_u64(&rng) % V); w[n] = n % 3 ? 0.5f / N : 0.0f; }
     gl_ = (float *)up(l, sizeof(float) * N * V); gw = (float *)up(w, sizeof(float) * N); gy = (int *)up(y, sizeof(int) * N);
     gdl = (float *)d1_cuda_alloc(cu, sizeof(float) * N * V); drow = (double *)d1_cuda_alloc(cu, sizeof(double) * N);
@@ -239,7 +239,7 @@ static void test_losses(void) {
     d1_cuda_token_logp(cu, glp, gl_, gy, R, T, P, V);
     for (t = 0; t < R * Lc; t++) {
         size_t row = (size_t)(t / Lc) * T + P + t % Lc;
-        lp[t] = (float)d1__token_logp(l + row * V, V, y[row], dl);
+        lp[t] = (float)d1__token_logp(l + row * V, V, y[row], w2);
     }
     CHECK(rel_dev(glp, lp, (size_t)R * Lc) <= 1e-5, "token log-probs");
     d1_cuda_cross_entropy(cu, gl_, drow, gl_, gy, gw, N, V); /* in place, as d1.h may */
