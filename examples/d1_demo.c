@@ -47,6 +47,7 @@ typedef struct settings {
     const char *out;           /* runtime outputs (build/demo)                       */
     int  full, quick, ship;
     int  line_progress;        /* 1 in child processes: progress as lines, not \r   */
+    int  device;               /* D1_DEVICE_CPU, or D1_DEVICE_CUDA (--device cuda)  */
     /* model (DESIGN §8's size) */
     int  dim, layers, heads, ffn;
     float rope_theta;
@@ -127,6 +128,12 @@ static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
 static int check(int rc, const char *what) {
     if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s\n", what, d1_strerror(rc));
     return rc;
+}
+
+/* --device cuda: every model of the pipeline moves to the GPU after it is
+   made or loaded (a build with -DD1_CUDA: make cuda). */
+static int place(const settings *S, d1_model *m) {
+    return S->device == D1_DEVICE_CPU ? D1_OK : check(d1_model_set_device(m, S->device), "--device cuda");
 }
 
 /* A progress bar on stderr: stage, step/total, a value, tokens/s, ETA. */
@@ -414,6 +421,7 @@ static int stage_train(const settings *S, int stage) {
     if (file_exists(ckpt_dir) && d1_model_load(&m, ckpt_dir) == D1_OK) {
         d1_adamw_init(&opt, &m, &od);
         if (check(d1_train_state_load(ckpt_dir, &m, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+        if (place(S, &m) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at step %d\n", t->name, stage_names[stage], (int)opt.step);
     } else {
         d1_config cfg = model_config(S);
@@ -423,6 +431,7 @@ static int stage_train(const settings *S, int stage) {
         } else if (check(d1_model_init(&m, &cfg, S->seed), "init") != D1_OK) {
             return 1;
         }
+        if (place(S, &m) != D1_OK) return 1;
         od.lr = sft ? S->sft_lr : S->base_lr;
         d1_adamw_init(&opt, &m, &od);
         d1_rng_seed(&rngs[0], S->seed * 1000 + 10 + stage);
@@ -519,16 +528,17 @@ static int stage_rl(const settings *S, int stage) {
     FILE *csv;
     if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) return 0; /* done already */
     model_dir(src, sizeof src, S, from);
-    if (check(d1_model_load(&ref, src), src) != D1_OK) return 1;
+    if (check(d1_model_load(&ref, src), src) != D1_OK || place(S, &ref) != D1_OK) return 1;
 
     /* d1's optimizer for RL: AdamW (0.9, 0.99), weight decay 0.1, clip 0.2 */
     od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = 0.1f; od.grad_clip = 0.2f;
     if (file_exists(ckpt_dir) && d1_model_load(&policy, ckpt_dir) == D1_OK) {
         d1_adamw_init(&opt, &policy, &od);
         if (check(d1_train_state_load(ckpt_dir, &policy, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+        if (place(S, &policy) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / S->rl_inner));
     } else {
-        if (check(d1_model_load(&policy, src), src) != D1_OK) return 1;
+        if (check(d1_model_load(&policy, src), src) != D1_OK || place(S, &policy) != D1_OK) return 1;
         d1_adamw_init(&opt, &policy, &od);
         d1_rng_seed(&rngs[0], S->seed * 1000 + 30 + stage);
         d1_rng_seed(&rngs[1], S->seed * 1000 + 40 + stage);
@@ -541,7 +551,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.rewards = &reward; gd.n_rewards = 1;
     gd.group_size = S->rl_group; gd.inner_steps = S->rl_inner; gd.beta = S->rl_beta;
     gd.sampler.block_len = t->block_len;
-    gd.sampler.kv_cache = S->rl_kv_cache;     /* rollouts only; evaluation stays exact */
+    gd.sampler.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
     gd.sampler.threshold = S->rl_threshold;
 
     it = (int)(opt.step / S->rl_inner);
@@ -612,7 +622,7 @@ static int stage_eval(const settings *S, int stage) {
     snprintf(dir, sizeof dir, "%s/%s/eval", S->out, t->name);
     mkdirs(dir);
     model_dir(dir, sizeof dir, S, stage);
-    if (check(d1_model_load(&m, dir), dir) != D1_OK) return 1;
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
     n = heldout_prompts(t, S->eval_n, 2024, prompts);
     for (g = 0; g < t->n_gen_lens; g++) {
@@ -643,7 +653,7 @@ static int stage_threshold(const settings *S, int stage) {
     int *prompts, n, k, gen = t->gen_lens[0];
     d1_model m;
     model_dir(dir, sizeof dir, S, stage);
-    if (check(d1_model_load(&m, dir), dir) != D1_OK) return 1;
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
     n = heldout_prompts(t, S->eval_n, 2024, prompts);
     for (k = 0; k < 2; k++) {
@@ -758,7 +768,8 @@ static int base_and_sft(const settings *S, int unused) {
 static void usage(void) {
     fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table|threshold]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
-                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n");
+                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
+                    "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n");
 }
 
 int main(int argc, char **argv) {
@@ -766,6 +777,7 @@ int main(int argc, char **argv) {
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
+    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU;
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -781,6 +793,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rl-iters") && i + 1 < argc) rl_iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-lr") && i + 1 < argc) rl_lr = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            const char *d = argv[++i];
+            if (strcmp(d, "cpu") && strcmp(d, "cuda")) { usage(); return 2; }
+            device = strcmp(d, "cuda") ? D1_DEVICE_CPU : D1_DEVICE_CUDA;
+        }
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -798,6 +817,9 @@ int main(int argc, char **argv) {
         if (rl_iters > 0) S[n_tasks].rl_iters = rl_iters;
         if (rl_lr > 0.0f) S[n_tasks].rl_lr = rl_lr;
         if (train_monitor > 0) S[n_tasks].train_monitor_every = train_monitor;
+        if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
+        if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
+        S[n_tasks].device = device;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }
