@@ -21,7 +21,7 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 FUZZ_SECONDS ?= 60
 
 .PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz ckpt-torch clean \
-        cuda test-cuda
+        cuda test-cuda threshold-check
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
 
 build-tests: $(TESTS)
@@ -85,6 +85,11 @@ demo-full: $(BUILD)/d1_demo
 demo-smoke: $(BUILD)/d1_demo
 	rm -rf $(BUILD)/demo-smoke
 	./$(BUILD)/d1_demo --quick --full --out $(BUILD)/demo-smoke
+
+# the sampler issue's threshold bar, on the shipped GPU-trained Sudoku models (seed 1
+# of tools/demo_gpu.sh, BF16): forward passes and score, steps = gen/2 vs threshold 0.9
+threshold-check: $(BUILD)/d1_demo
+	./$(BUILD)/d1_demo --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold
 
 hello: $(BUILD)/hello
 	./$(BUILD)/hello

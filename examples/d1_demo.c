@@ -653,6 +653,10 @@ static int stage_threshold(const settings *S, int stage) {
     int *prompts, n, k, gen = t->gen_lens[0];
     d1_model m;
     model_dir(dir, sizeof dir, S, stage);
+    if (!file_exists(dir)) { /* a row not trained (yet) */
+        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
+        return 0;
+    }
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
     n = heldout_prompts(t, S->eval_n, 2024, prompts);
@@ -857,7 +861,7 @@ int main(int argc, char **argv) {
             } else if (strcmp(stage, "table") != 0) { usage(); return 2; }
         }
     }
-    for (k = 0; k < n_tasks; k++) print_table(&S[k]);
+    for (k = 0; k < n_tasks && strcmp(stage, "threshold") != 0; k++) print_table(&S[k]);
     printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, full ? "--full" : "from shipped base/SFT",
            quick ? ", --quick" : "", (unsigned long long)seed, out);
     return failed ? 1 : 0;
