@@ -86,6 +86,7 @@
        clipped surrogate + beta KL (k3)            d1_grpo_loss
        wd1's ratio-free objective                  d1_wd1_weights, D1_GRPO_WD1
      LoRA adapters                                 d1_lora_attach / _merge
+     the same on a GPU (-DD1_CUDA, optional)       d1_model_set_device; >>cuda, tools/d1_cuda.cu
 
    GRADIENT CONVENTION: parameter gradients accumulate (+=), activation
    gradients are written (=). d1_model_zero_grad clears the former.
