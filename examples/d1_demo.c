@@ -57,6 +57,7 @@ typedef struct settings {
     float base_lr, sft_lr;
     /* diffu-GRPO */
     int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
+    int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
     float rl_lr, rl_beta, rl_threshold;
     /* evaluation */
     int  eval_n, monitor_n, monitor_every, train_monitor_every, save_every;
@@ -553,6 +554,8 @@ static int stage_rl(const settings *S, int stage) {
     gd.sampler.block_len = t->block_len;
     gd.sampler.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
     gd.sampler.threshold = S->rl_threshold;
+    gd.estimator = S->rl_estimator;       /* d1's one-step estimator unless --rl-estimator */
+    gd.scale_rewards = S->rl_scale_rewards;
 
     it = (int)(opt.step / S->rl_inner);
     csv = csv_open(csv_path, "step,reward,reward_std,zero_std_frac,loss,kl,clip_frac,grad_norm,completion_len,"
@@ -773,7 +776,8 @@ static void usage(void) {
     fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table|threshold]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
-                    "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n");
+                    "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n"
+                    "               [--rl-estimator one-step|coupled|partial] [--rl-scale-rewards]\n");
 }
 
 int main(int argc, char **argv) {
@@ -781,7 +785,7 @@ int main(int argc, char **argv) {
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU;
+    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU, rl_estimator = D1_LOGP_ONE_STEP, rl_scale = 0;
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -804,6 +808,14 @@ int main(int argc, char **argv) {
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) { usage(); return 2; }
             device = strcmp(d, "cuda") ? D1_DEVICE_CPU : D1_DEVICE_CUDA;
         }
+        else if (!strcmp(argv[i], "--rl-estimator") && i + 1 < argc) {
+            const char *e = argv[++i];
+            if (!strcmp(e, "one-step")) rl_estimator = D1_LOGP_ONE_STEP;
+            else if (!strcmp(e, "coupled")) rl_estimator = D1_LOGP_COUPLED;
+            else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
+            else { usage(); return 2; }
+        }
+        else if (!strcmp(argv[i], "--rl-scale-rewards")) rl_scale = 1;
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -824,6 +836,8 @@ int main(int argc, char **argv) {
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         S[n_tasks].device = device;
+        S[n_tasks].rl_estimator = rl_estimator;
+        S[n_tasks].rl_scale_rewards = rl_scale;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }
