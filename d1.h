@@ -5903,7 +5903,8 @@ static int d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step) {
         for (b = 0; b < s->B; b++) n += d1__sampler_reveal_row(s, b, b0, b1, d->h_logits, 0, s->T, step);
         return n;
     }
-    for (b = 0; b < s->B; b++) { /* k per row: LLaDA's schedule, capped by the masks left */
+    for (b = 0; b < s->B; b++) { /* k per row: LLaDA's schedule, capped by the masks left
+                                    (staged in h_emb, free while sampling: no backward) */
         int left = 0;
         for (i = b0; i < b1; i++) left += s->out[(size_t)b * s->T + i] == mask_id;
         d->h_emb[b] = D1__MIN(left, d1_sampler_transfer_count(s->at_start[b], s->spb, step));
