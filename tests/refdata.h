@@ -104,6 +104,47 @@ static int ref_model_init(d1_model *m, const ref_file *rf, int max_seq_len, int 
     }
     return 1;
 }
+
+/* Runs every "caseK" of ref_sampler.bin (tools/ref_sampler_dump.py) on m, the
+   rng seeded with 1, against the reference tokens and forward-pass counts.
+   Returns the cases run; *bad counts those that differ (each printed). */
+static int ref_generate_cases(d1_model *m, const ref_file *rs, int *bad) {
+    const ref_record *pr = ref_get(rs, "prompt");
+    int k, B = pr->dims[0], P = pr->dims[1];
+    *bad = 0;
+    for (k = 0;; k++) {
+        char name[64];
+        const ref_record *ip, *fp, *ro;
+        d1_sampler_desc d;
+        d1_sample_stats st;
+        d1_rng rng;
+        int *out, rc, T, ok;
+        snprintf(name, sizeof name, "case%d.params", k);
+        if (!(ip = ref_get(rs, name))) break;
+        snprintf(name, sizeof name, "case%d.fparams", k); fp = ref_get(rs, name);
+        snprintf(name, sizeof name, "case%d.out", k); ro = ref_get(rs, name);
+        memset(&d, 0, sizeof d);
+        d.gen_len = ((const int *)ip->data)[0]; d.block_len = ((const int *)ip->data)[1];
+        d.steps = ((const int *)ip->data)[2]; d.remasking = ((const int *)ip->data)[3];
+        d.suppress_eos = ((const int *)ip->data)[4];
+        d.threshold = ((const float *)fp->data)[0]; d.cfg_scale = ((const float *)fp->data)[1];
+        T = P + d.gen_len;
+        out = (int *)malloc(sizeof(int) * B * T);
+        d1_rng_seed(&rng, 1);
+        rc = d1_sampler_generate(m, &d, (const int *)pr->data, B, P, NULL, &rng, out, &st);
+        ok = rc == D1_OK && ro->n == (size_t)B * T && memcmp(out, ro->data, ro->n * sizeof(int)) == 0 &&
+             st.forward_passes == ((const int *)ip->data)[5];
+        if (!ok) {
+            printf("  case %d (gen %d block %d steps %d remask %d thr %g cfg %g eos %d): %s, %d passes (reference %d)%s\n",
+                   k, d.gen_len, d.block_len, d.steps, d.remasking, d.threshold, d.cfg_scale, d.suppress_eos,
+                   d1_strerror(rc), st.forward_passes, ((const int *)ip->data)[5],
+                   rc == D1_OK && memcmp(out, ro->data, ro->n * sizeof(int)) ? ", tokens differ" : "");
+            ++*bad;
+        }
+        free(out);
+    }
+    return k;
+}
 #endif
 
 static void ref_free(ref_file *rf) {

@@ -33,8 +33,7 @@ static void test_transfer_schedule(void) {
 static void test_reference_generate(void) {
     ref_file core, rs;
     d1_model m;
-    const ref_record *pr;
-    int k, B, P, cases = 0;
+    int cases, bad;
     if (!ref_load(&core, D1_TEST_DATA "/ref_core.bin") || !ref_load(&rs, D1_TEST_DATA "/ref_sampler.bin")) {
         CHECK(0, "cannot read the reference dumps in %s", D1_TEST_DATA);
         return;
@@ -42,38 +41,9 @@ static void test_reference_generate(void) {
     CHECK(ref_model_init(&m, &core, *(const int *)ref_get(&rs, "max_seq_len")->data,
                          *(const int *)ref_get(&rs, "eos_id")->data),
           "reference model");
-    pr = ref_get(&rs, "prompt");
-    B = pr->dims[0]; P = pr->dims[1];
-    for (k = 0;; k++) {
-        char name[64];
-        const ref_record *ip, *fp, *ro;
-        d1_sampler_desc d;
-        d1_sample_stats st;
-        d1_rng rng;
-        int *out, rc, T;
-        snprintf(name, sizeof name, "case%d.params", k);
-        if (!(ip = ref_get(&rs, name))) break;
-        snprintf(name, sizeof name, "case%d.fparams", k); fp = ref_get(&rs, name);
-        snprintf(name, sizeof name, "case%d.out", k); ro = ref_get(&rs, name);
-        memset(&d, 0, sizeof d);
-        d.gen_len = ((const int *)ip->data)[0]; d.block_len = ((const int *)ip->data)[1];
-        d.steps = ((const int *)ip->data)[2]; d.remasking = ((const int *)ip->data)[3];
-        d.suppress_eos = ((const int *)ip->data)[4];
-        d.threshold = ((const float *)fp->data)[0]; d.cfg_scale = ((const float *)fp->data)[1];
-        T = P + d.gen_len;
-        out = (int *)malloc(sizeof(int) * B * T);
-        d1_rng_seed(&rng, 1);
-        rc = d1_sampler_generate(&m, &d, (const int *)pr->data, B, P, NULL, &rng, out, &st);
-        CHECK(rc == D1_OK, "case %d: %s", k, d1_strerror(rc));
-        CHECK(ro->n == (size_t)B * T && memcmp(out, ro->data, ro->n * sizeof(int)) == 0,
-              "case %d (gen %d block %d steps %d remask %d thr %g cfg %g eos %d): tokens differ", k, d.gen_len,
-              d.block_len, d.steps, d.remasking, d.threshold, d.cfg_scale, d.suppress_eos);
-        CHECK(st.forward_passes == ((const int *)ip->data)[5], "case %d: %d passes, reference %d", k,
-              st.forward_passes, ((const int *)ip->data)[5]);
-        free(out);
-        cases++;
-    }
-    printf("  generate.py agreement: %d cases\n", cases);
+    cases = ref_generate_cases(&m, &rs, &bad);
+    printf("  generate.py agreement: %d cases\n", cases - bad);
+    CHECK(bad == 0, "%d of %d cases differ", bad, cases);
     CHECK(cases >= 8, "only %d cases", cases);
     d1_model_free(&m);
     ref_free(&core);
