@@ -1676,8 +1676,8 @@ struct d1__state {
 /* The GPU's side of each operation lives in >>cuda at the end of the file;
    D1__GPU_RETURN / D1__GPU_DO hand an operation to it when the model is on
    a GPU, and vanish from a build without D1_CUDA. */
+typedef struct d1__sampler d1__sampler; /* >>sampler */
 #if defined(D1_CUDA)
-typedef struct d1__sampler d1__sampler;
 #define d1__on_gpu(m) ((m)->state->dev != NULL)
 #define D1__GPU_RETURN(m, call) do { if (d1__on_gpu(m)) return (call); } while (0)
 #define D1__GPU_DO(m, call) do { if (d1__on_gpu(m)) { call; return; } } while (0)
@@ -1981,8 +1981,8 @@ static size_t d1__carve_acts(const d1_config *c, int B, int T, int lora_rank, fl
     return off;
 }
 
-/* Makes room for a (B,T) batch: activations, token buffers and per-thread
-   scratch. Grows only; on failure the model keeps what it had. */
+/* The host's per-token buffers (tokens, x_t, loss weights, masking ratios,
+   mask) for a (B,T) batch, on the CPU and the GPU alike. Grows only. */
 static int d1__ensure_tokens(d1_model *m, int B, int T) {
     struct d1__state *s = m->state;
     if (B * T > s->tok_cap) {
@@ -2002,6 +2002,9 @@ static int d1__ensure_tokens(d1_model *m, int B, int T) {
     return D1_OK;
 }
 
+/* Makes room for a (B,T) batch: activations, token buffers and per-thread
+   scratch (on a GPU: d1__gpu_ensure). Grows only; on failure the model keeps
+   what it had. */
 static int d1__ensure(d1_model *m, int B, int T) {
     struct d1__state *s = m->state;
     const d1_config *c = &m->config;
@@ -2819,9 +2822,6 @@ struct d1__sampler {
     d1__cand *cand;       /* [B, bl] candidates of a step                            */
     float    *kv;         /* [L, B*T, 2 KVD] the KV cache, or NULL                   */
 };
-#if !defined(D1_CUDA)
-typedef struct d1__sampler d1__sampler;
-#endif
 
 /* One forward pass for a step of the block [b0, b1): over the canvas and its
    unconditional twin (CFG), over the block (and what follows) against the
