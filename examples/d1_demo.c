@@ -12,9 +12,11 @@
    lengths, and the table is printed with standard errors.
 
    USAGE
-       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|eval|table|threshold]
+       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
+               [--rl-prompts N] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
+               [--rl-scale-rewards] [--device cpu|cuda]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
@@ -773,7 +775,8 @@ static int base_and_sft(const settings *S, int unused) {
 
 /* ==== main ==================================================================== */
 static void usage(void) {
-    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all] [--stage all|base|sft|rl|eval|table|threshold]\n"
+    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all]\n"
+                    "               [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n"
@@ -867,6 +870,10 @@ int main(int argc, char **argv) {
                 jobs[0].fn = stage_rl; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
                 jobs[1].fn = stage_rl; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
                 failed += run_jobs(jobs, 2, 2);
+            } else if (!strcmp(stage, "rl-base")) { /* one arm, then its evaluation */
+                failed += arm_and_eval(&S[k], STAGE_RL_BASE);
+            } else if (!strcmp(stage, "d1")) {
+                failed += arm_and_eval(&S[k], STAGE_D1);
             } else if (!strcmp(stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
