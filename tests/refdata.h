@@ -108,7 +108,7 @@ static int ref_model_init(d1_model *m, const ref_file *rf, int max_seq_len, int 
 /* Runs every "caseK" of ref_sampler.bin (tools/ref_sampler_dump.py) on m, the
    rng seeded with 1, against the reference tokens and forward-pass counts.
    Returns the cases run; *bad counts those that differ (each printed). */
-static int ref_generate_cases(d1_model *m, const ref_file *rs, int *bad) {
+static D1__MAYBE_UNUSED int ref_generate_cases(d1_model *m, const ref_file *rs, int *bad) {
     const ref_record *pr = ref_get(rs, "prompt");
     int k, B = pr->dims[0], P = pr->dims[1];
     *bad = 0;
