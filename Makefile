@@ -71,20 +71,21 @@ ckpt-torch: $(BUILD)/test_checkpoint
 test: $(TESTS)
 	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
-# the main job: both RL arms of d1 on Sudoku and Countdown from the shipped base
-# and SFT checkpoints, evaluated, the paper's table printed (resumes; rm -rf
-# build/demo to start over). DEMO_ARGS="--task sudoku" narrows it.
+# the main job: both RL arms of d1 on Sudoku from the shipped base and SFT
+# checkpoints, evaluated, the paper's table printed (resumes; rm -rf build/demo
+# to start over). The second task is one flag away: DEMO_ARGS="--task countdown"
+# (or --task all).
 demo: $(BUILD)/d1_demo
 	./$(BUILD)/d1_demo $(DEMO_ARGS)
 
-# everything from scratch: base pretraining and SFT too (about 20 minutes more)
+# everything from scratch, both tasks: base pretraining and SFT too
 demo-full: $(BUILD)/d1_demo
-	./$(BUILD)/d1_demo --full --out $(BUILD)/demo-full $(DEMO_ARGS)
+	./$(BUILD)/d1_demo --full --task all --out $(BUILD)/demo-full $(DEMO_ARGS)
 
 # the whole pipeline on tiny budgets (CI)
 demo-smoke: $(BUILD)/d1_demo
 	rm -rf $(BUILD)/demo-smoke
-	./$(BUILD)/d1_demo --quick --full --out $(BUILD)/demo-smoke
+	./$(BUILD)/d1_demo --quick --full --task all --out $(BUILD)/demo-smoke
 
 # the sampler issue's threshold bar, on the shipped GPU-trained Sudoku models (seed 1
 # of tools/demo_gpu.sh, BF16): forward passes and score, steps = gen/2 vs threshold 0.9

@@ -16,12 +16,13 @@
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
                [--rl-prompts N] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
-               [--rl-scale-rewards] [--device cpu|cuda]
+               [--rl-advantages scaled|centered] [--device cpu|cuda]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
    --quick  tiny budgets: a smoke test of every stage in a minute or two
-   --ship   after training, save base and SFT as BF16 into examples/checkpoints
+   --ship   after training (or, if trained already, from OUT), save base and
+            SFT as BF16 into examples/checkpoints
    --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
@@ -71,7 +72,7 @@ static settings settings_default(const task *t, int quick) {
     s.task = t; s.seed = 1; s.out = "build/demo";
     s.dim = 128; s.layers = 4; s.heads = 4; s.ffn = 352; s.rope_theta = 10000.0f;
     s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
-    s.base_steps = 4000; s.sft_steps = 1500;
+    s.base_steps = 4000; s.sft_steps = 6000;
     s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
     s.rl_lr = 3e-4f; s.rl_beta = 0.04f;
     s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
@@ -418,7 +419,14 @@ static int stage_train(const settings *S, int stage) {
     d1_rng rngs[2]; /* 0: the data, 1: the noise of the loss */
     progress pg;
     FILE *csv;
-    if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) return 0; /* done already */
+    if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) { /* done already */
+        if (!S->ship) return 0;
+        snprintf(src, sizeof src, "examples/checkpoints/%s/%s", t->name, stage_names[stage]);
+        if (check(d1_model_load(&m, final_dir), final_dir) != D1_OK) return 1;
+        rc = check(d1_model_save(&m, src, D1_DTYPE_BF16), src);
+        d1_model_free(&m);
+        return rc == D1_OK ? 0 : 1;
+    }
 
     /* the model: resumed, or from the base (SFT), or fresh */
     if (file_exists(ckpt_dir) && d1_model_load(&m, ckpt_dir) == D1_OK) {
@@ -780,15 +788,15 @@ static void usage(void) {
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n"
-                    "               [--rl-estimator one-step|coupled|partial] [--rl-scale-rewards]\n");
+                    "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n");
 }
 
 int main(int argc, char **argv) {
-    const char *task_name = "all", *stage = "all", *out = "build/demo";
+    const char *task_name = "sudoku", *stage = "all", *out = "build/demo";
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU, rl_estimator = D1_LOGP_ONE_STEP, rl_scale = 0;
+    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -818,7 +826,12 @@ int main(int argc, char **argv) {
             else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
             else { usage(); return 2; }
         }
-        else if (!strcmp(argv[i], "--rl-scale-rewards")) rl_scale = 1;
+        else if (!strcmp(argv[i], "--rl-advantages") && i + 1 < argc) {
+            const char *a = argv[++i];
+            if (strcmp(a, "scaled") && strcmp(a, "centered")) { usage(); return 2; }
+            rl_scale = !strcmp(a, "scaled");
+        }
+        else if (!strcmp(argv[i], "--rl-scale-rewards")) rl_scale = 1; /* = --rl-advantages scaled */
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -839,8 +852,8 @@ int main(int argc, char **argv) {
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         S[n_tasks].device = device;
-        S[n_tasks].rl_estimator = rl_estimator;
-        S[n_tasks].rl_scale_rewards = rl_scale;
+        if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
+        if (rl_scale >= 0) S[n_tasks].rl_scale_rewards = rl_scale;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }
