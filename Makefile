@@ -71,10 +71,9 @@ ckpt-torch: $(BUILD)/test_checkpoint
 test: $(TESTS)
 	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
-# the main job: both RL arms of d1 on Sudoku from the shipped base and SFT
-# checkpoints, evaluated, the paper's table printed (resumes; rm -rf build/demo
-# to start over). The second task is one flag away: DEMO_ARGS="--task countdown"
-# (or --task all).
+# the main job: both RL arms of d1 on Sudoku and Countdown from the shipped base
+# and SFT checkpoints, evaluated, the paper's table printed (resumes; rm -rf
+# build/demo to start over). DEMO_ARGS="--task sudoku" (or countdown) narrows it.
 demo: $(BUILD)/d1_demo
 	./$(BUILD)/d1_demo $(DEMO_ARGS)
 

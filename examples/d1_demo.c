@@ -303,7 +303,7 @@ static float reward_tokens(const int *prompt, int prompt_len, const int *complet
 }
 
 /* ==== evaluation ============================================================ */
-typedef struct score { int n; double mean, se, exact, exact_se; } score;
+typedef struct score { int n; double mean, se, exact, exact_se; int no_answer; } score;
 
 static double std_error(double sum, double sum2, int n) {
     double mean = sum / n, var = n > 1 ? (sum2 - n * mean * mean) / (n - 1) : 0.0;
@@ -312,7 +312,9 @@ static double std_error(double sum, double sum2, int n) {
 
 /* Greedy decoding as in the paper (temperature 0, low_confidence, steps =
    gen_len / 2, the task's block length), scored with the task's reward:
-   mean = the reward (Sudoku: the share of empty cells right), exact = solved. */
+   mean = the reward (Sudoku: the share of empty cells right), exact = solved,
+   no_answer = completions without a complete <answer>…</answer> (reward 0:
+   the format, not the puzzle, failed). */
 static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc,
                          float threshold, int *passes);
 static int evaluate(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc) {
@@ -329,6 +331,7 @@ static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *pro
     int P = t->prompt_len, T = P + gen_len, i, b, rc = D1_OK;
     int *out = (int *)malloc(sizeof(int) * CHUNK * T);
     double s = 0, s2 = 0, e = 0;
+    int no_answer = 0;
     memset(&sd, 0, sizeof sd);
     sd.gen_len = gen_len; sd.block_len = t->block_len; sd.steps = gen_len / 2;
     sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
@@ -343,8 +346,11 @@ static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *pro
             const int *row = out + (size_t)b * T;
             int len = gen_len;
             float r;
+            char text[512], answer[64];
             for (len = 0; len < gen_len && row[P + len] != TOK_EOS; len++) {}
             r = reward_tokens(row, P, row + P, len, (void *)t);
+            tok_decode(row + P, len, text, sizeof text);
+            no_answer += !last_answer(text, answer, sizeof answer);
             if (i + b < show) { /* what the model writes: the first few, decoded */
                 char p[64], c[512];
                 tok_decode(row, P, p, sizeof p);
@@ -358,6 +364,7 @@ static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *pro
     sc->n = n;
     sc->mean = s / n; sc->se = std_error(s, s2, n);
     sc->exact = e / n; sc->exact_se = std_error(e, e, n);
+    sc->no_answer = no_answer;
     return rc;
 }
 
@@ -646,11 +653,12 @@ static int stage_eval(const settings *S, int stage) {
         if (file_exists(path)) continue;
         if (evaluate(&m, t, t->gen_lens[g], prompts, n, 2, &sc) != D1_OK) break;
         if ((f = fopen(path, "w")) != NULL) {
-            fprintf(f, "%d %.6f %.6f %.6f %.6f\n", sc.n, sc.mean, sc.se, sc.exact, sc.exact_se);
+            fprintf(f, "%d %.6f %.6f %.6f %.6f %d\n", sc.n, sc.mean, sc.se, sc.exact, sc.exact_se, sc.no_answer);
             fclose(f);
         }
-        fprintf(stderr, "%-9s eval    %-8s gen_len %3d: reward %.3f ± %.3f, exact %.3f ± %.3f (%d prompts, %.0fs)\n",
-                t->name, stage_names[stage], t->gen_lens[g], sc.mean, sc.se, sc.exact, sc.exact_se, n, now_s() - t0);
+        fprintf(stderr, "%-9s eval    %-8s gen_len %3d: reward %.3f ± %.3f, exact %.3f ± %.3f, no answer %d (%d prompts, %.0fs)\n",
+                t->name, stage_names[stage], t->gen_lens[g], sc.mean, sc.se, sc.exact, sc.exact_se, sc.no_answer, n,
+                now_s() - t0);
     }
     free(prompts);
     d1_model_free(&m);
@@ -693,8 +701,9 @@ static int stage_threshold(const settings *S, int stage) {
 static void print_table(const settings *S) {
     const task *t = S->task;
     char path[512], cell[64];
-    int r, g, col, n = 0;
+    int r, g, col, n = 0, no_answer[N_STAGES][4];
     FILE *md;
+    memset(no_answer, -1, sizeof no_answer); /* -1: not recorded */
     snprintf(path, sizeof path, "%s/%s/table.md", S->out, t->name);
     md = fopen(path, "w");
     for (col = 0; col < 2; col++) {
@@ -723,12 +732,27 @@ static void print_table(const settings *S) {
                              100 * sc.exact_se);
                 else
                     snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * sc.exact, 100 * sc.exact_se);
-                if (e) { n = sc.n; fclose(e); }
+                if (e) {
+                    n = sc.n;
+                    if (g < 4 && fscanf(e, "%d", &sc.no_answer) == 1) no_answer[r][g] = sc.no_answer;
+                    fclose(e);
+                }
                 fprintf(f, " %-21s |", cell);
             }
             fprintf(f, "\n");
         }
         fprintf(f, "(%d held-out prompts per cell)\n", n);
+        /* how many completions had no <answer>...</answer> at all: a format
+           failure, as opposed to a wrong answer */
+        fprintf(f, "completions without an answer:");
+        for (r = 0; r < N_STAGES; r++) {
+            fprintf(f, "%s %s", r ? "," : "", row_names[r]);
+            for (g = 0; g < t->n_gen_lens && g < 4; g++) {
+                if (no_answer[r][g] >= 0) fprintf(f, "%s%d", g ? "/" : " ", no_answer[r][g]);
+                else fprintf(f, "%s-", g ? "/" : " ");
+            }
+        }
+        fprintf(f, "\n");
     }
     if (md) fclose(md);
 }
@@ -792,7 +816,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *task_name = "sudoku", *stage = "all", *out = "build/demo";
+    const char *task_name = "all", *stage = "all", *out = "build/demo";
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
