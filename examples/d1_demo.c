@@ -164,7 +164,9 @@ static void progress_show(progress *p, int step, const char *what, double value,
 
 /* ==== the CSV log and its SVG plot ========================================== */
 /* Opens STAGE.csv for appending. A fresh stage writes the header; a resumed
-   one keeps only the rows up to the step it resumes from. */
+   one keeps only the rows up to the step it resumes from (rewritten through a
+   temporary file and a rename, so a run killed right after resuming cannot
+   leave the log empty). */
 static FILE *csv_open(const char *path, const char *header, int resume_step) {
     FILE *f;
     if (resume_step > 0 && (f = fopen(path, "r")) != NULL) {
@@ -180,10 +182,17 @@ static FILE *csv_open(const char *path, const char *header, int resume_step) {
             }
         }
         fclose(f);
-        f = fopen(path, "w");
-        if (f && keep) fputs(keep, f);
-        free(keep);
-        return f;
+        if (keep) { /* else: an empty log, started afresh below */
+            char tmp[600];
+            snprintf(tmp, sizeof tmp, "%s.tmp", path);
+            if ((f = fopen(tmp, "w")) != NULL) {
+                int ok = fputs(keep, f) >= 0;
+                ok = fclose(f) == 0 && ok;
+                if (ok) rename(tmp, path);
+            }
+            free(keep);
+            return fopen(path, "a");
+        }
     }
     f = fopen(path, "w");
     if (f) fprintf(f, "%s\n", header);
