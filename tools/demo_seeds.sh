@@ -11,7 +11,7 @@
 # prints the table over build/demo-seeds/s*. On the 2-core development
 # machine one seed takes about 40 minutes.
 # `table` reads DIR/TASK/eval/ROW-GENLEN.txt (written by d1_demo's evaluation:
-# "n mean se exact exact_se") of each DIR and prints, per task and generation
+# "n mean se exact exact_se no_answer") of each DIR and prints, per task and generation
 # length, each row's mean ± sd over the DIRs and the per-seed values. Sudoku
 # shows the share of empty cells right and the puzzles solved, Countdown the
 # exact answers, in %.
