@@ -355,14 +355,13 @@ static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *pro
             const int *row = out + (size_t)b * T;
             int len = gen_len;
             float r;
-            char text[512], answer[64];
+            char p[64], c[512], answer[64];
             for (len = 0; len < gen_len && row[P + len] != TOK_EOS; len++) {}
-            r = reward_tokens(row, P, row + P, len, (void *)t);
-            tok_decode(row + P, len, text, sizeof text);
-            no_answer += !last_answer(text, answer, sizeof answer);
-            if (i + b < show) { /* what the model writes: the first few, decoded */
-                char p[64], c[512];
-                tok_decode(row, P, p, sizeof p);
+            tok_decode(row, P, p, sizeof p);
+            tok_decode(row + P, len, c, sizeof c);
+            r = t->reward_text(p, c); /* = reward_tokens(row, P, row + P, len, t), decoded once */
+            no_answer += !last_answer(c, answer, sizeof answer);
+            if (i + b < show) { /* what the model writes: the first few, decoded to the canvas' end */
                 tok_decode(row + P, gen_len, c, sizeof c);
                 fprintf(stderr, "    %s -> %s  (reward %.2f)\n", p, c, r);
             }
