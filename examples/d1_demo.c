@@ -119,11 +119,16 @@ static void path_of(char *buf, size_t cap, const settings *S, const char *stage,
     snprintf(buf, cap, "%s/%s/%s%s", S->out, S->task->name, stage, what);
 }
 
+/* Where the repository ships a stage's model (base and SFT). */
+static void shipped_dir(char *buf, size_t cap, const settings *S, int stage) {
+    snprintf(buf, cap, "examples/checkpoints/%s/%s", S->task->name, stage_names[stage]);
+}
+
 /* Where a stage's finished model lives. Base and SFT come from the shipped
    checkpoints unless --full (or none is shipped). */
 static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
     if (stage <= STAGE_SFT && !S->full) {
-        snprintf(buf, cap, "examples/checkpoints/%s/%s", S->task->name, stage_names[stage]);
+        shipped_dir(buf, cap, S, stage);
         if (file_exists(buf)) return;
     }
     path_of(buf, cap, S, stage_names[stage], "/final");
@@ -416,6 +421,13 @@ static int stage_paths(const settings *S, int stage, char *final_dir, char *ckpt
     return 0;
 }
 
+/* --ship: the stage's model, rounded to BF16, into examples/checkpoints */
+static int ship(const settings *S, int stage, d1_model *m) {
+    char dir[512];
+    shipped_dir(dir, sizeof dir, S, stage);
+    return check(d1_model_save(m, dir, D1_DTYPE_BF16), dir);
+}
+
 /* base: the masked-diffusion loss conditional on the prompt (d1_sft_loss: the
    prompt is never masked) on prompt ⊕ answer, from random weights; the base
    of a prompted task is a model of the answer given the prompt, and the
@@ -436,9 +448,8 @@ static int stage_train(const settings *S, int stage) {
     FILE *csv;
     if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) { /* done already */
         if (!S->ship) return 0;
-        snprintf(src, sizeof src, "examples/checkpoints/%s/%s", t->name, stage_names[stage]);
         if (check(d1_model_load(&m, final_dir), final_dir) != D1_OK) return 1;
-        rc = check(d1_model_save(&m, src, D1_DTYPE_BF16), src);
+        rc = ship(S, stage, &m);
         d1_model_free(&m);
         return rc == D1_OK ? 0 : 1;
     }
@@ -518,10 +529,7 @@ static int stage_train(const settings *S, int stage) {
     }
     fclose(csv);
     if (rc == D1_OK) rc = check(d1_model_save(&m, final_dir, D1_DTYPE_F32), final_dir);
-    if (rc == D1_OK && S->ship) {
-        snprintf(src, sizeof src, "examples/checkpoints/%s/%s", t->name, stage_names[stage]);
-        rc = check(d1_model_save(&m, src, D1_DTYPE_BF16), src);
-    }
+    if (rc == D1_OK && S->ship) rc = ship(S, stage, &m);
     {
         series s[2] = {{csv_path, "loss", "loss", "#1f77b4"}, {csv_path, "heldout", "held-out reward", "#d62728"}};
         char title[128];
@@ -709,7 +717,7 @@ static int stage_threshold(const settings *S, int stage) {
 static void print_table(const settings *S) {
     const task *t = S->task;
     char path[512], cell[64];
-    int r, g, col, n = 0, no_answer[N_STAGES][4];
+    int r, g, col, n = 0, no_answer[N_STAGES][sizeof t->gen_lens / sizeof t->gen_lens[0]]; /* [row][length] */
     FILE *md;
     memset(no_answer, -1, sizeof no_answer); /* -1: not recorded */
     snprintf(path, sizeof path, "%s/%s/table.md", S->out, t->name);
@@ -742,7 +750,7 @@ static void print_table(const settings *S) {
                     snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * sc.exact, 100 * sc.exact_se);
                 if (e) {
                     n = sc.n;
-                    if (g < 4 && fscanf(e, "%d", &sc.no_answer) == 1) no_answer[r][g] = sc.no_answer;
+                    if (fscanf(e, "%d", &sc.no_answer) == 1) no_answer[r][g] = sc.no_answer;
                     fclose(e);
                 }
                 fprintf(f, " %-21s |", cell);
@@ -755,7 +763,7 @@ static void print_table(const settings *S) {
         fprintf(f, "completions without an answer:");
         for (r = 0; r < N_STAGES; r++) {
             fprintf(f, "%s %s", r ? "," : "", row_names[r]);
-            for (g = 0; g < t->n_gen_lens && g < 4; g++) {
+            for (g = 0; g < t->n_gen_lens; g++) {
                 if (no_answer[r][g] >= 0) fprintf(f, "%s%d", g ? "/" : " ", no_answer[r][g]);
                 else fprintf(f, "%s-", g ? "/" : " ");
             }

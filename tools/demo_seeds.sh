@@ -9,7 +9,7 @@
 # seed in turn (every stage from scratch; each run uses both cores: the two
 # tasks' base/SFT in parallel, then each task's two RL arms in parallel), then
 # prints the table over build/demo-seeds/s*. On the 2-core development
-# machine one seed takes about 40 minutes.
+# machine one seed takes about 33 minutes (the sum of its stage times).
 # `table` reads DIR/TASK/eval/ROW-GENLEN.txt (written by d1_demo's evaluation:
 # "n mean se exact exact_se no_answer") of each DIR and prints, per task and generation
 # length, each row's mean ± sd over the DIRs and the per-seed values. Sudoku
