@@ -72,8 +72,9 @@ test: $(TESTS)
 	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
 # the main job: both RL arms of d1 on Sudoku and Countdown from the shipped base
-# and SFT checkpoints, evaluated, the paper's table printed (resumes; rm -rf
-# build/demo to start over). DEMO_ARGS="--task sudoku" (or countdown) narrows it.
+# and SFT checkpoints, evaluated, the paper's table printed (resumes; refuses an
+# OUT made with other settings: rm -rf build/demo to start over).
+# DEMO_ARGS="--task sudoku" (or countdown) narrows it.
 demo: $(BUILD)/d1_demo
 	./$(BUILD)/d1_demo $(DEMO_ARGS)
 

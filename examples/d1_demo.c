@@ -16,7 +16,7 @@
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
                [--rl-prompts N] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
-               [--rl-advantages scaled|centered] [--device cpu|cuda]
+               [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
@@ -26,10 +26,14 @@
    --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
+   --train-holes LO-HI  Sudoku: base and SFT see puzzles with LO-HI blanks
+            (RL and evaluation keep 8-11): the paper's setting, where the
+            SFT data is not the RL task's distribution
    Every stage saves its checkpoint as it goes (an interrupted run resumes
    where it stopped; a finished stage is skipped), logs each step to
-   OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. The two RL arms run in
-   two processes, one per core.
+   OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. OUT/TASK/settings.txt
+   records the settings; a run with other settings refuses that OUT. The two
+   RL arms run in two processes, one per core.
 
    Uses only d1.h's public API. */
 #define D1_IMPLEMENTATION
@@ -45,7 +49,7 @@
 
 /* ==== settings ============================================================== */
 typedef struct settings {
-    const task *task;
+    const task *t;
     uint64_t seed;
     const char *out;           /* runtime outputs (build/demo)                       */
     int  full, quick, ship;
@@ -59,6 +63,7 @@ typedef struct settings {
     int  base_steps, sft_steps, batch;
     float base_lr, sft_lr;
     /* diffu-GRPO */
+    int  train_holes_min, train_holes_max; /* Sudoku: blanks of the base/SFT puzzles (0: as evaluated) */
     int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
     int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
     float rl_lr, rl_beta, rl_threshold;
@@ -69,7 +74,7 @@ typedef struct settings {
 static settings settings_default(const task *t, int quick) {
     settings s;
     memset(&s, 0, sizeof s);
-    s.task = t; s.seed = 1; s.out = "build/demo";
+    s.t = t; s.seed = 1; s.out = "build/demo";
     s.dim = 128; s.layers = 4; s.heads = 4; s.ffn = 352; s.rope_theta = 10000.0f;
     s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
     s.base_steps = 4000; s.sft_steps = 6000;
@@ -116,12 +121,12 @@ static int mkdirs(const char *path) { /* mkdir -p */
 static int file_exists(const char *path) { struct stat st; return stat(path, &st) == 0; }
 
 static void path_of(char *buf, size_t cap, const settings *S, const char *stage, const char *what) {
-    snprintf(buf, cap, "%s/%s/%s%s", S->out, S->task->name, stage, what);
+    snprintf(buf, cap, "%s/%s/%s%s", S->out, S->t->name, stage, what);
 }
 
 /* Where the repository ships a stage's model (base and SFT). */
 static void shipped_dir(char *buf, size_t cap, const settings *S, int stage) {
-    snprintf(buf, cap, "examples/checkpoints/%s/%s", S->task->name, stage_names[stage]);
+    snprintf(buf, cap, "examples/checkpoints/%s/%s", S->t->name, stage_names[stage]);
 }
 
 /* Where a stage's finished model lives. Base and SFT come from the shipped
@@ -137,6 +142,73 @@ static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
 static int check(int rc, const char *what) {
     if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s\n", what, d1_strerror(rc));
     return rc;
+}
+
+/* FNV-1a of a file's bytes (0 when it cannot be read): names a shipped model. */
+static uint64_t file_hash(const char *path) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    int c;
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    while ((c = fgetc(f)) != EOF) h = (h ^ (uint64_t)c) * 0x100000001b3ULL;
+    fclose(f);
+    return h;
+}
+
+/* A stage is skipped when its output exists, so an OUT must only ever hold
+   results of one set of settings. OUT/TASK/settings.txt records them (and,
+   without --full, which shipped base/SFT the arms start from); a run with
+   other settings stops before touching anything and says what differs.
+   Read-only stages (table, threshold) pass record = 0: they compare, never write. */
+static int settings_match(const settings *S, int record) {
+    char path[600], now[2048], old[2048] = "", dir[512];
+    int n, k;
+    FILE *f;
+    n = snprintf(now, sizeof now,
+                 "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
+                 "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
+                 "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g\n"
+                 "eval n %d monitor n %d every %d\n",
+                 (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
+                 (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
+                 (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
+                 S->rl_inner, (double)S->rl_lr, (double)S->rl_beta, S->rl_estimator, S->rl_scale_rewards,
+                 S->rl_kv_cache, (double)S->rl_threshold, S->eval_n, S->monitor_n, S->monitor_every);
+    for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
+        char file[600];
+        shipped_dir(dir, sizeof dir, S, k);
+        snprintf(file, sizeof file, "%s/model.safetensors", dir);
+        n += snprintf(now + n, sizeof now - (size_t)n, "shipped %s %016llx\n", stage_names[k],
+                      (unsigned long long)file_hash(file));
+    }
+    snprintf(dir, sizeof dir, "%s/%s", S->out, S->t->name);
+    snprintf(path, sizeof path, "%s/settings.txt", dir);
+    if ((f = fopen(path, "rb")) != NULL) {
+        size_t got = fread(old, 1, sizeof old - 1, f);
+        old[got] = '\0';
+        fclose(f);
+        if (strcmp(old, now) == 0) return 1;
+        fprintf(stderr, "d1_demo: %s holds results made with other settings:\n", dir);
+        { /* the lines that differ (both texts have the same lines, in order) */
+            const char *a = old, *b = now;
+            while (*a || *b) {
+                size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+                if (la != lb || memcmp(a, b, la) != 0)
+                    fprintf(stderr, "  there: %.*s\n  now:   %.*s\n", (int)la, a, (int)lb, b);
+                a += la + (a[la] != '\0'); b += lb + (b[lb] != '\0');
+            }
+        }
+        fprintf(stderr, "Use another --out, or remove %s to start over.\n", dir);
+        return 0;
+    }
+    if (!record) return 1;
+    if (mkdirs(dir) != 0 || (f = fopen(path, "wb")) == NULL) {
+        fprintf(stderr, "d1_demo: cannot write %s\n", path);
+        return 0;
+    }
+    fputs(now, f);
+    fclose(f);
+    return 1;
 }
 
 /* --device cuda: every model of the pipeline moves to the GPU after it is
@@ -386,7 +458,7 @@ static d1_config model_config(const settings *S) {
     d1_config c;
     memset(&c, 0, sizeof c);
     c.vocab_size = TOK_VOCAB; c.dim = S->dim; c.n_layers = S->layers; c.n_heads = S->heads;
-    c.ffn_dim = S->ffn; c.max_seq_len = seq_len(S->task);
+    c.ffn_dim = S->ffn; c.max_seq_len = seq_len(S->t);
     /* RoPE theta 10000 (Llama's), not LLaDA's 500000, measured on the Sudoku
        base (conditional loss, drawn lengths, 300 steps, 48 held-out puzzles):
        theta 10000 copies the givens into the answer and scores 0.37 of the
@@ -414,7 +486,7 @@ static int stage_paths(const settings *S, int stage, char *final_dir, char *ckpt
     path_of(csv_path, 512, S, stage_names[stage], ".csv");
     path_of(svg_path, 512, S, stage_names[stage], ".svg");
     if (file_exists(final_dir)) {
-        fprintf(stderr, "%s %s: done (%s)\n", S->task->name, stage_names[stage], final_dir);
+        fprintf(stderr, "%s %s: done (%s)\n", S->t->name, stage_names[stage], final_dir);
         return 1;
     }
     mkdirs(ckpt_dir);
@@ -436,7 +508,7 @@ static int ship(const settings *S, int stage, d1_model *m) {
    conditional). With --base-joint the base uses the joint loss.
    sft: d1_sft_loss on prompt ⊕ reasoning trace, from base. */
 static int stage_train(const settings *S, int stage) {
-    const task *t = S->task;
+    const task *t = S->t;
     int sft = stage == STAGE_SFT, total = sft ? S->sft_steps : S->base_steps;
     int P = t->prompt_len, T = seq_len(t), B = S->batch, b, n, step, rc = D1_OK, *tokens, *prompts, *plen;
     char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
@@ -446,6 +518,7 @@ static int stage_train(const settings *S, int stage) {
     d1_rng rngs[2]; /* 0: the data, 1: the noise of the loss */
     progress pg;
     FILE *csv;
+    if (S->train_holes_min > 0) { sudoku_holes_min = S->train_holes_min; sudoku_holes_max = S->train_holes_max; }
     if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) { /* done already */
         if (!S->ship) return 0;
         if (check(d1_model_load(&m, final_dir), final_dir) != D1_OK) return 1;
@@ -548,7 +621,7 @@ static int stage_train(const settings *S, int stage) {
 /* One RL arm: from the base (+diffu-GRPO) or from the SFT model (d1). The
    reference policy of the KL term is a frozen copy of the starting model. */
 static int stage_rl(const settings *S, int stage) {
-    const task *t = S->task;
+    const task *t = S->t;
     int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE, P = t->prompt_len, it, i, rc = D1_OK;
     int gen_len = t->gen_lens[0], *prompts, *heldout;
     char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
@@ -651,7 +724,7 @@ static int stage_rl(const settings *S, int stage) {
 /* Evaluates one row at every generation length; OUT/TASK/eval/ROW-LEN.txt
    holds each result (kept: a rerun skips what is done). */
 static int stage_eval(const settings *S, int stage) {
-    const task *t = S->task;
+    const task *t = S->t;
     char dir[512], path[512];
     int g, *prompts, n;
     d1_model m;
@@ -685,7 +758,7 @@ static int stage_eval(const settings *S, int stage) {
    held-out prompts at the first generation length: forward passes, wall
    time and score of each trained row (the sampler issue's measurement). */
 static int stage_threshold(const settings *S, int stage) {
-    const task *t = S->task;
+    const task *t = S->t;
     char dir[512];
     int *prompts, n, k, gen = t->gen_lens[0];
     d1_model m;
@@ -715,7 +788,7 @@ static int stage_threshold(const settings *S, int stage) {
    generation lengths. Sudoku shows the share of empty cells right and the
    exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
 static void print_table(const settings *S) {
-    const task *t = S->task;
+    const task *t = S->t;
     char path[512], cell[64];
     int r, g, col, n = 0, no_answer[N_STAGES][sizeof t->gen_lens / sizeof t->gen_lens[0]]; /* [row][length] */
     FILE *md;
@@ -828,7 +901,8 @@ static void usage(void) {
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n"
-                    "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n");
+                    "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n"
+                    "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
 
 int main(int argc, char **argv) {
@@ -837,6 +911,7 @@ int main(int argc, char **argv) {
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
     int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
+    int holes_min = 0, holes_max = 0;
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -854,6 +929,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min || holes_max > 11) { usage(); return 2; }
+        }
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
             const char *d = argv[++i];
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) { usage(); return 2; }
@@ -892,12 +970,15 @@ int main(int argc, char **argv) {
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         S[n_tasks].device = device;
+        S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
         if (rl_scale >= 0) S[n_tasks].rl_scale_rewards = rl_scale;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }
     if (n_tasks == 0) { usage(); return 2; }
+    for (k = 0; k < n_tasks; k++)
+        if (!settings_match(&S[k], strcmp(stage, "table") != 0 && strcmp(stage, "threshold") != 0)) return 1;
 
     if (!strcmp(stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
@@ -905,7 +986,7 @@ int main(int argc, char **argv) {
             char dir[512];
             model_dir(dir, sizeof dir, &S[k], STAGE_SFT);
             if (!full && !file_exists(dir))
-                fprintf(stderr, "%s: no shipped checkpoints in examples/checkpoints; training base and SFT\n", S[k].task->name);
+                fprintf(stderr, "%s: no shipped checkpoints in examples/checkpoints; training base and SFT\n", S[k].t->name);
             if (full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
         }
         failed += run_jobs(jobs, i, 2);

@@ -206,12 +206,16 @@ static uint64_t grid_key(const int *g) {
     return k;
 }
 
+/* How many cells a puzzle blanks: 8-11 (see DEMO.md); an experiment may
+   narrow it for the training stages. */
+static int sudoku_holes_min = 8, sudoku_holes_max = 11;
+
 /* A puzzle of the given split, its answer and its position-aligned trace. */
 static void sudoku_example(d1_rng *rng, int split, example *ex) {
     sudoku_init();
     for (;;) {
         const int *sol = sudoku_grids[d1_rng_u64(rng) % 288];
-        int puz[16], g[16], rounds[2][16], holes = 8 + (int)(d1_rng_u64(rng) % 4), i, r;
+        int puz[16], g[16], rounds[2][16], holes = sudoku_holes_min + (int)(d1_rng_u64(rng) % (uint64_t)(sudoku_holes_max - sudoku_holes_min + 1)), i, r;
         char a[17], b[17], c[17], p[17];
         if (split_of(grid_key(sol)) != split) continue;
         memcpy(puz, sol, sizeof puz);
