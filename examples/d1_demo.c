@@ -12,10 +12,10 @@
    lengths, and the table is printed with standard errors.
 
    USAGE
-       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold]
+       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
-               [--rl-prompts N] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
+               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
@@ -26,6 +26,8 @@
    --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
+   --stage headroom  G rollouts per held-out prompt as the RL arms sample
+            them: sample mean, best-of-G and worst-of-G reward per row
    --train-holes LO-HI  Sudoku: base and SFT see puzzles with LO-HI blanks
             (RL and evaluation keep 8-11): the paper's setting, where the
             SFT data is not the RL task's distribution
@@ -159,7 +161,7 @@ static uint64_t file_hash(const char *path) {
    results of one set of settings. OUT/TASK/settings.txt records them (and,
    without --full, which shipped base/SFT the arms start from); a run with
    other settings stops before touching anything and says what differs.
-   Read-only stages (table, threshold) pass record = 0: they compare, never write. */
+   Read-only stages (table, threshold, headroom) pass record = 0: they compare, never write. */
 static int settings_match(const settings *S, int record) {
     char path[600], now[2048], old[2048] = "", dir[512];
     int n, k;
@@ -784,6 +786,58 @@ static int stage_threshold(const settings *S, int stage) {
     return 0;
 }
 
+/* What GRPO has to select from: G rollouts per held-out prompt, sampled as
+   the RL arms sample them (d1's rollout settings: temperature 0.9,
+   low_confidence, steps = gen_len / 2), scored; per row, the mean reward of
+   the samples, of the best and the worst of each group (best-of-G: what a
+   policy that always wrote its group's best completion would score), and the
+   share of groups whose rewards are all equal (no signal). */
+static int stage_headroom(const settings *S, int stage) {
+    const task *t = S->t;
+    char dir[512];
+    int G = S->rl_group, P = t->prompt_len, gen = t->gen_lens[0], T = P + gen, n, i, g;
+    int *prompts, *group, *out;
+    double sum = 0, best = 0, worst = 0, flat = 0, t0 = now_s();
+    d1_grpo_desc gd = d1_grpo_default_desc(gen);
+    d1_sample_stats st;
+    d1_rng rng;
+    d1_model m;
+    model_dir(dir, sizeof dir, S, stage);
+    if (!file_exists(dir)) {
+        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
+        return 0;
+    }
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
+    gd.sampler.block_len = t->block_len;
+    gd.sampler.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE;
+    prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
+    group = (int *)malloc(sizeof(int) * G * P);
+    out = (int *)malloc(sizeof(int) * G * T);
+    n = heldout_prompts(t, S->eval_n, 2024, prompts);
+    d1_rng_seed(&rng, S->seed * 1000 + 50 + stage);
+    for (i = 0; i < n; i++) {
+        float hi = -1.0f, lo = 2.0f;
+        for (g = 0; g < G; g++) memcpy(group + (size_t)g * P, prompts + (size_t)i * P, sizeof(int) * P);
+        if (check(d1_sampler_generate(&m, &gd.sampler, group, G, P, NULL, &rng, out, &st), "sample") != D1_OK) break;
+        for (g = 0; g < G; g++) {
+            const int *row = out + (size_t)g * T;
+            int len;
+            float r;
+            for (len = 0; len < gen && row[P + len] != TOK_EOS; len++) {}
+            r = reward_tokens(row, P, row + P, len, (void *)t);
+            sum += r / G;
+            hi = r > hi ? r : hi; lo = r < lo ? r : lo;
+        }
+        best += hi; worst += lo; flat += hi == lo;
+    }
+    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %d prompts: sample mean %.3f, best-of-G %.3f, "
+           "worst-of-G %.3f, groups all equal %.2f (%.0f s)\n", t->name, stage_names[stage], gen, G,
+           (double)gd.sampler.temperature, n, sum / n, best / n, worst / n, flat / n, now_s() - t0);
+    free(prompts); free(group); free(out);
+    d1_model_free(&m);
+    return 0;
+}
+
 /* Paper's Table 1, shaped: rows base, +SFT, +diffu-GRPO, d1; columns the
    generation lengths. Sudoku shows the share of empty cells right and the
    exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
@@ -897,10 +951,10 @@ static int base_and_sft(const settings *S, int unused) {
 /* ==== main ==================================================================== */
 static void usage(void) {
     fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all]\n"
-                    "               [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold]\n"
+                    "               [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
-                    "               [--rl-prompts N] [--rl-inner N] [--device cpu|cuda]\n"
+                    "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--device cpu|cuda]\n"
                     "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
@@ -910,7 +964,7 @@ int main(int argc, char **argv) {
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int rl_prompts = 0, rl_inner = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
+    int rl_prompts = 0, rl_inner = 0, rl_group = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
     int holes_min = 0, holes_max = 0;
     uint64_t seed = 1;
     settings S[2];
@@ -929,6 +983,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-group") && i + 1 < argc) rl_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min || holes_max > 11) { usage(); return 2; }
         }
@@ -969,6 +1024,7 @@ int main(int argc, char **argv) {
         if (train_monitor > 0) S[n_tasks].train_monitor_every = train_monitor;
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
+        if (rl_group > 1) S[n_tasks].rl_group = rl_group;
         S[n_tasks].device = device;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
@@ -978,7 +1034,8 @@ int main(int argc, char **argv) {
     }
     if (n_tasks == 0) { usage(); return 2; }
     for (k = 0; k < n_tasks; k++)
-        if (!settings_match(&S[k], strcmp(stage, "table") != 0 && strcmp(stage, "threshold") != 0)) return 1;
+        if (!settings_match(&S[k], strcmp(stage, "table") != 0 && strcmp(stage, "threshold") != 0 &&
+                                          strcmp(stage, "headroom") != 0)) return 1;
 
     if (!strcmp(stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
@@ -1013,10 +1070,13 @@ int main(int argc, char **argv) {
                 failed += run_jobs(jobs, N_STAGES, 2);
             } else if (!strcmp(stage, "threshold")) {
                 for (i = 0; i < N_STAGES; i++) failed += stage_threshold(&S[k], i);
+            } else if (!strcmp(stage, "headroom")) {
+                for (i = 0; i < N_STAGES; i++) failed += stage_headroom(&S[k], i);
             } else if (strcmp(stage, "table") != 0) { usage(); return 2; }
         }
     }
-    for (k = 0; k < n_tasks && strcmp(stage, "threshold") != 0; k++) print_table(&S[k]);
+    for (k = 0; k < n_tasks && strcmp(stage, "threshold") != 0 && strcmp(stage, "headroom") != 0; k++)
+        print_table(&S[k]);
     printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, full ? "--full" : "from shipped base/SFT",
            quick ? ", --quick" : "", (unsigned long long)seed, out);
     return failed ? 1 : 0;
