@@ -15,7 +15,8 @@
        d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
-               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-estimator one-step|coupled|partial]
+               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N]
+               [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
@@ -26,6 +27,8 @@
    --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
+   --rl-pool N  the RL arms cycle through N fixed training prompts (d1: a
+            finite training set) instead of a fresh puzzle every time
    --stage headroom  G rollouts per held-out prompt as the RL arms sample
             them: sample mean, best-of-G and worst-of-G reward per row
    --train-holes LO-HI  Sudoku: base and SFT see puzzles with LO-HI blanks
@@ -67,6 +70,7 @@ typedef struct settings {
     /* diffu-GRPO */
     int  train_holes_min, train_holes_max; /* Sudoku: blanks of the base/SFT puzzles (0: as evaluated) */
     int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
+    int  rl_pool;              /* 0: fresh training prompts every iteration; N: a fixed set of N */
     int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
     float rl_lr, rl_beta, rl_threshold;
     /* evaluation */
@@ -169,13 +173,13 @@ static int settings_match(const settings *S, int record) {
     n = snprintf(now, sizeof now,
                  "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
                  "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
-                 "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g\n"
+                 "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g pool %d\n"
                  "eval n %d monitor n %d every %d\n",
                  (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
                  (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
                  (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
                  S->rl_inner, (double)S->rl_lr, (double)S->rl_beta, S->rl_estimator, S->rl_scale_rewards,
-                 S->rl_kv_cache, (double)S->rl_threshold, S->eval_n, S->monitor_n, S->monitor_every);
+                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->eval_n, S->monitor_n, S->monitor_every);
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
         shipped_dir(dir, sizeof dir, S, k);
@@ -625,7 +629,7 @@ static int stage_train(const settings *S, int stage) {
 static int stage_rl(const settings *S, int stage) {
     const task *t = S->t;
     int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE, P = t->prompt_len, it, i, rc = D1_OK;
-    int gen_len = t->gen_lens[0], *prompts, *heldout;
+    int gen_len = t->gen_lens[0], *prompts, *heldout, *pool = NULL;
     char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
     d1_model policy, ref;
     d1_adamw opt;
@@ -670,6 +674,16 @@ static int stage_rl(const settings *S, int stage) {
                              "t_generate,t_logp,t_update,heldout", it);
     prompts = (int *)malloc(sizeof(int) * S->rl_prompts * P);
     heldout = (int *)malloc(sizeof(int) * S->monitor_n * P);
+    if (S->rl_pool > 0) { /* --rl-pool N: N training prompts drawn once (their own seed) */
+        d1_rng pr;
+        d1_rng_seed(&pr, S->seed * 1000 + 60);
+        pool = (int *)malloc(sizeof(int) * S->rl_pool * P);
+        for (i = 0; i < S->rl_pool; i++) {
+            example ex;
+            t->example(&pr, SPLIT_TRAIN, &ex);
+            tok_encode(ex.prompt, pool + (size_t)i * P, P);
+        }
+    }
     heldout_prompts(t, S->monitor_n, 777, heldout);
     pg.task = t->name; pg.stage = stage_names[stage]; pg.total = S->rl_iters; pg.first = it;
     pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
@@ -683,8 +697,13 @@ static int stage_rl(const settings *S, int stage) {
         double t0 = now_s();
         for (i = 0; i < S->rl_prompts; i++) {
             example ex;
-            t->example(&rngs[0], SPLIT_TRAIN, &ex);
-            tok_encode(ex.prompt, prompts + (size_t)i * P, P);
+            if (pool) /* a finite training set, cycled in order */
+                memcpy(prompts + (size_t)i * P, pool + (size_t)(((size_t)it * S->rl_prompts + i) % S->rl_pool) * P,
+                       sizeof(int) * P);
+            else { /* a fresh puzzle every time */
+                t->example(&rngs[0], SPLIT_TRAIN, &ex);
+                tok_encode(ex.prompt, prompts + (size_t)i * P, P);
+            }
         }
         rc = check(d1_grpo_step(&policy, &ref, &opt, &gd, prompts, S->rl_prompts, P, NULL, &rngs[1], &st), "grpo");
         if (rc != D1_OK) break;
@@ -715,7 +734,7 @@ static int stage_rl(const settings *S, int stage) {
         snprintf(title, sizeof title, "%s: diffu-GRPO from %s", t->name, stage_names[from]);
         svg_plot(svg_path, title, s, 2);
     }
-    free(prompts); free(heldout);
+    free(prompts); free(heldout); free(pool);
     d1_adamw_free(&opt);
     d1_model_free(&policy);
     d1_model_free(&ref);
@@ -954,7 +973,7 @@ static void usage(void) {
                     "               [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
-                    "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--device cpu|cuda]\n"
+                    "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
@@ -964,7 +983,7 @@ int main(int argc, char **argv) {
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int rl_prompts = 0, rl_inner = 0, rl_group = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
+    int rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
     int holes_min = 0, holes_max = 0;
     uint64_t seed = 1;
     settings S[2];
@@ -984,6 +1003,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-group") && i + 1 < argc) rl_group = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-pool") && i + 1 < argc) rl_pool = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min || holes_max > 11) { usage(); return 2; }
         }
@@ -1025,6 +1045,7 @@ int main(int argc, char **argv) {
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         if (rl_group > 1) S[n_tasks].rl_group = rl_group;
+        if (rl_pool > 0) S[n_tasks].rl_pool = rl_pool;
         S[n_tasks].device = device;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
