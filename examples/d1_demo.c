@@ -18,6 +18,7 @@
                [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N]
                [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
+               [--dim N] [--layers N]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
@@ -27,6 +28,8 @@
    --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
+   --dim N, --layers N  another model size (heads of 32, ffn 11/4 of dim);
+            the shipped checkpoints are 128 x 4, so use --full with them
    --rl-pool N  the RL arms cycle through N fixed training prompts (d1: a
             finite training set) instead of a fresh puzzle every time
    --stage headroom  G rollouts per held-out prompt as the RL arms sample
@@ -974,6 +977,7 @@ static void usage(void) {
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
+                    "               [--dim N (a multiple of 32)] [--layers N]\n"
                     "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
@@ -983,7 +987,7 @@ int main(int argc, char **argv) {
     float rope_theta = 0.0f, rl_lr = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
+    int dim = 0, layers = 0, rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
     int holes_min = 0, holes_max = 0;
     uint64_t seed = 1;
     settings S[2];
@@ -1004,6 +1008,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-group") && i + 1 < argc) rl_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-pool") && i + 1 < argc) rl_pool = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dim") && i + 1 < argc) {
+            dim = atoi(argv[++i]);
+            if (dim < 32 || dim % 32) { usage(); return 2; }
+        }
+        else if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
             if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min || holes_max > 11) { usage(); return 2; }
         }
@@ -1046,6 +1055,10 @@ int main(int argc, char **argv) {
         if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         if (rl_group > 1) S[n_tasks].rl_group = rl_group;
         if (rl_pool > 0) S[n_tasks].rl_pool = rl_pool;
+        if (dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
+            S[n_tasks].dim = dim; S[n_tasks].heads = dim / 32; S[n_tasks].ffn = (dim * 11 / 4 + 31) / 32 * 32;
+        }
+        if (layers > 0) S[n_tasks].layers = layers;
         S[n_tasks].device = device;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
