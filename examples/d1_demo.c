@@ -1038,6 +1038,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--ship")) ship = 1;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
         else { usage(); return 2; }
     }
     for (k = 0; k < 2; k++) {
