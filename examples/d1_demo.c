@@ -509,6 +509,16 @@ static int ship(const settings *S, int stage, d1_model *m) {
     return check(d1_model_save(m, dir, D1_DTYPE_BF16), dir);
 }
 
+/* A training example for base and SFT: the task's, or with --train-holes a
+   Sudoku puzzle with that many blanks (the monitor, the RL arms and the
+   evaluation keep the task's own 8-11). */
+static void train_example(const settings *S, d1_rng *rng, example *ex) {
+    int lo = sudoku_holes_min, hi = sudoku_holes_max;
+    if (S->train_holes_min > 0) { sudoku_holes_min = S->train_holes_min; sudoku_holes_max = S->train_holes_max; }
+    S->t->example(rng, SPLIT_TRAIN, ex);
+    sudoku_holes_min = lo; sudoku_holes_max = hi;
+}
+
 /* base: the masked-diffusion loss conditional on the prompt (d1_sft_loss: the
    prompt is never masked) on prompt ⊕ answer, from random weights; the base
    of a prompted task is a model of the answer given the prompt, and the
@@ -527,7 +537,6 @@ static int stage_train(const settings *S, int stage) {
     d1_rng rngs[2]; /* 0: the data, 1: the noise of the loss */
     progress pg;
     FILE *csv;
-    if (S->train_holes_min > 0) { sudoku_holes_min = S->train_holes_min; sudoku_holes_max = S->train_holes_max; }
     if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) { /* done already */
         if (!S->ship) return 0;
         if (check(d1_model_load(&m, final_dir), final_dir) != D1_OK) return 1;
@@ -576,7 +585,7 @@ static int stage_train(const settings *S, int stage) {
         int need = 0, Tb;
         for (b = 0; b < B; b++) {
             example ex;
-            t->example(&rngs[0], SPLIT_TRAIN, &ex);
+            train_example(S, &rngs[0], &ex);
             n = encode_row(&ex, sft, T, tokens + (size_t)b * T);
             if (n + 1 > need) need = n + 1;
             plen[b] = P;
