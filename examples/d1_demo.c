@@ -636,6 +636,17 @@ static int stage_train(const settings *S, int stage) {
 }
 
 /* ==== stage 3: diffu-GRPO ===================================================== */
+/* How the arms sample their rollouts (and --stage headroom with them): d1's
+   (temperature 0.9, low_confidence, steps = gen_len / 2) with the task's
+   block, the prefix KV cache on the CPU, and rl_threshold (0: d1's schedule). */
+static d1_sampler_desc rollout_sampler(const settings *S, int gen_len) {
+    d1_sampler_desc sd = d1_grpo_default_desc(gen_len).sampler;
+    sd.block_len = S->t->block_len;
+    sd.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
+    sd.threshold = S->rl_threshold;
+    return sd;
+}
+
 /* One RL arm: from the base (+diffu-GRPO) or from the SFT model (d1). The
    reference policy of the KL term is a frozen copy of the starting model. */
 static int stage_rl(const settings *S, int stage) {
@@ -675,9 +686,7 @@ static int stage_rl(const settings *S, int stage) {
     reward.name = "correctness"; reward.fn = reward_tokens; reward.weight = 1.0f; reward.user = (void *)t;
     gd.rewards = &reward; gd.n_rewards = 1;
     gd.group_size = S->rl_group; gd.inner_steps = S->rl_inner; gd.beta = S->rl_beta;
-    gd.sampler.block_len = t->block_len;
-    gd.sampler.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
-    gd.sampler.threshold = S->rl_threshold;
+    gd.sampler = rollout_sampler(S, gen_len);
     gd.estimator = S->rl_estimator;       /* d1's one-step estimator unless --rl-estimator */
     gd.scale_rewards = S->rl_scale_rewards;
 
@@ -839,8 +848,7 @@ static int stage_headroom(const settings *S, int stage) {
         return 0;
     }
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
-    gd.sampler.block_len = t->block_len;
-    gd.sampler.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE;
+    gd.sampler = rollout_sampler(S, gen);
     prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
     group = (int *)malloc(sizeof(int) * G * P);
     out = (int *)malloc(sizeof(int) * G * T);
