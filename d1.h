@@ -138,6 +138,12 @@ enum {
     D1_ERR_UNSUPPORTED = -20    /* not in this build, or not on this model's device              */
 };
 D1_API const char *d1_strerror(int status);
+/* What this build computes with, chosen at compile time: one line such as
+   "simd avx512, gemm d1, threads pthreads (max 64), bf16 storage only, cuda no"
+   (simd: avx512 | avx2 | neon | scalar; gemm: d1 | blis). Results that hold
+   "bit for bit" hold within one such build on one CPU type: the SIMD path sets
+   the order of every sum, so builds with different lines round differently. */
+D1_API const char *d1_build_info(void);
 
 /* ---- random numbers: xoshiro256**, seeded by splitmix64 ------------------ */
 typedef struct d1_rng { uint64_t s[4]; } d1_rng;
@@ -231,8 +237,8 @@ typedef struct d1_model {
 D1_API int  d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed);
 D1_API void d1_model_free(d1_model *m);
 /* Threads used by the model's kernels (default 1). Results do not depend on
-   the count: every reduction has a fixed order (with D1_USE_BLIS they may,
-   in the last bits: BLIS blocks each thread's share by its shape). */
+   the count: every reduction has a fixed order (with D1_USE_BLIS too: each
+   BLIS call covers a tile whose shape does not depend on the count). */
 D1_API int  d1_model_set_threads(d1_model *m, int n_threads);
 D1_API int  d1_model_num_tensors(const d1_model *m);
 D1_API int  d1_model_tensor(const d1_model *m, int index, d1_tensor *out);
@@ -676,6 +682,37 @@ D1_API int d1_lora_load(d1_model *m, const char *dir);
 
 #define D1__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define D1__MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#define D1__STR2(x) #x
+#define D1__STR(x) D1__STR2(x)
+D1_API const char *d1_build_info(void) {
+    return "simd "
+#if defined(D1__AVX512)
+           "avx512"
+#elif defined(D1__AVX2)
+           "avx2"
+#elif defined(D1__NEON)
+           "neon"
+#else
+           "scalar"
+#endif
+#ifdef D1_USE_BLIS
+           ", gemm blis"
+#else
+           ", gemm d1"
+#endif
+#ifdef D1_NO_THREADS
+           ", threads none"
+#else
+           ", threads pthreads (max " D1__STR(D1_MAX_THREADS) ")"
+#endif
+           ", bf16 storage only"
+#ifdef D1_CUDA
+           ", cuda yes";
+#else
+           ", cuda no";
+#endif
+}
 
 D1_API const char *d1_strerror(int status) {
     switch (status) {
@@ -1157,10 +1194,13 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
                      ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc, float *ws) {
 #ifdef D1_USE_BLIS
     float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+    rntm_t rntm; /* one BLIS thread per call: the threads are ours (d1__gemm_mt) */
     (void)ws;
     if (M <= 0 || N <= 0) return;
-    bli_sgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, (float *)A, rsa, csa, (float *)B, rsb, csb,
-              &beta, C, ldc, 1);
+    bli_rntm_init(&rntm);
+    bli_rntm_set_num_threads(1, &rntm);
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, M, N, K, &one, (float *)A, rsa, csa, (float *)B, rsb, csb,
+                 &beta, C, ldc, 1, NULL, &rntm);
 #else
     d1__gemm_blocked(M, N, K, A, rsa, csa, B, rsb, csb, C, ldc, acc, ws);
 #endif
@@ -1168,7 +1208,17 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
 
 /* The GEMM across the pool: the rows of C (or, for a wide C, its columns) are
    cut into one share per thread. Every element of C is summed in the same
-   order whatever the thread count, so results do not depend on it. */
+   order whatever the thread count, so results do not depend on it.
+   Our GEMM sums each element the same way whatever share it lies in. BLIS
+   does not: it chooses its blocking and, for small shapes, its unpacked "sup"
+   kernels from the shape of each call (measured on a Zen 4: C of 301 x 17,
+   K 129, cut in 2 shares, differs from one call in 6 of 5117 elements). So
+   under D1_USE_BLIS C is cut into tiles of D1__BLIS_TILE rows (or columns)
+   that depend on the shape alone, each thread takes whole tiles, and every
+   element comes from a call of the same shape whatever the thread count. */
+#ifndef D1__BLIS_TILE
+#define D1__BLIS_TILE 128
+#endif
 typedef struct d1__gemm_args {
     int M, N, K, acc;
     const float *A, *B;
@@ -1180,6 +1230,20 @@ typedef struct d1__gemm_args {
 static void d1__gemm_task(void *p, int ith, int nth) {
     d1__gemm_args *g = (d1__gemm_args *)p;
     int lo, hi;
+#ifdef D1_USE_BLIS
+    int rows = g->M >= g->N, n = rows ? g->M : g->N, t0, t1, t;
+    d1__split((n + D1__BLIS_TILE - 1) / D1__BLIS_TILE, 1, ith, nth, &t0, &t1);
+    for (t = t0; t < t1; t++) {
+        lo = t * D1__BLIS_TILE;
+        hi = D1__MIN(n, lo + D1__BLIS_TILE);
+        if (rows)
+            d1__gemm(hi - lo, g->N, g->K, g->A + lo * g->rsa, g->rsa, g->csa, g->B, g->rsb, g->csb,
+                     g->C + lo * g->ldc, g->ldc, g->acc, g->cx->ws[ith]);
+        else
+            d1__gemm(g->M, hi - lo, g->K, g->A, g->rsa, g->csa, g->B + lo * g->csb, g->rsb, g->csb, g->C + lo,
+                     g->ldc, g->acc, g->cx->ws[ith]);
+    }
+#else
     if (g->M >= g->N || g->N < nth * D1__NR) {
         d1__split(g->M, D1__MR, ith, nth, &lo, &hi);
         d1__gemm(hi - lo, g->N, g->K, g->A + lo * g->rsa, g->rsa, g->csa, g->B, g->rsb, g->csb,
@@ -1189,6 +1253,7 @@ static void d1__gemm_task(void *p, int ith, int nth) {
         d1__gemm(g->M, hi - lo, g->K, g->A, g->rsa, g->csa, g->B + lo * g->csb, g->rsb, g->csb,
                  g->C + lo, g->ldc, g->acc, g->cx->ws[ith]);
     }
+#endif
 }
 
 static void d1__gemm_mt(d1__ctx *cx, int M, int N, int K, const float *A, ptrdiff_t rsa,

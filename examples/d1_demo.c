@@ -1121,6 +1121,8 @@ int main(int argc, char **argv) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
             } else if (!strcmp(stage, "threshold")) {
+                /* the numbers are this build's: another SIMD path rounds otherwise */
+                if (k == 0) printf("build: %s\n", d1_build_info());
                 for (i = 0; i < N_STAGES; i++) failed += stage_threshold(&S[k], i);
             } else if (!strcmp(stage, "headroom")) {
                 for (i = 0; i < N_STAGES; i++) failed += stage_headroom(&S[k], i);

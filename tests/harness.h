@@ -34,6 +34,33 @@ static const char *th_cur_name = "";
         fflush(stdout);                                                           \
     } while (0)
 
+/* The CPU this runs on (the first "model name" of /proc/cpuinfo, where there
+   is one): printed once per binary, and named by every check whose claim
+   holds within one build on one CPU type (bit-identical results). */
+static D1__MAYBE_UNUSED const char *th_cpu(void) {
+    static char name[128];
+    if (!name[0]) {
+        FILE *f = fopen("/proc/cpuinfo", "r");
+        char line[512];
+        snprintf(name, sizeof name, "unknown CPU");
+        while (f && fgets(line, sizeof line, f)) {
+            char *c = strchr(line, ':');
+            if ((!strncmp(line, "model name", 10) || !strncmp(line, "Model", 5)) && c) {
+                size_t n;
+                c++;
+                while (*c == ' ' || *c == '\t') c++;
+                n = strcspn(c, "\n");
+                snprintf(name, sizeof name, "%.*s", (int)(n < 120 ? n : 120), c);
+                break;
+            }
+        }
+        if (f) fclose(f);
+    }
+    return name;
+}
+/* "build: simd avx512, gemm d1, ... on AMD EPYC", first line of each binary */
+#define TH_BANNER() printf("build: %s; cpu: %s\n", d1_build_info(), th_cpu())
+
 static int th_summary(void) {
     printf("%d passed, %d failed\n", th_passed, th_failed);
     return th_failed ? 1 : 0;

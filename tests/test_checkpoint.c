@@ -527,7 +527,8 @@ static void test_resume_2_threads(void) {
     resume(2, resume_params[1], &resume_n[1]);
     if (resume_n[0] && resume_n[1])
         CHECK(!memcmp(resume_params[0], resume_params[1], resume_n[0] * sizeof(float)),
-              "1 and 2 threads train to the same bits");
+              "1 and 2 threads train to the same bits (a promise of every build, BLIS too; here %s on %s)",
+              d1_build_info(), th_cpu());
 }
 
 static void test_train_state_errors(void) {
@@ -1070,6 +1071,7 @@ static void test_export_for_torch(void) {
 }
 
 int main(void) {
+    TH_BANNER();
     corpus_out = getenv("D1_FUZZ_CORPUS_OUT");
     RUN(test_config_json);
     RUN(test_json_reader);

@@ -662,6 +662,7 @@ static void test_mirror_checkpoint(void) {
 int main(void) {
     d1_config hc = small_config(0);
     int rc;
+    TH_BANNER();
     d1_rng_seed(&rng, 2026);
     if (d1_cuda_create(&cu, 0) != 0) {
         printf("no CUDA device: the GPU parity tests are skipped\n");

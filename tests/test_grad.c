@@ -373,6 +373,7 @@ static void test_model_backward_untied(void) { model_case(0); }
 static void test_model_backward_tied(void) { model_case(1); }
 
 int main(void) {
+    TH_BANNER();
     d1_rng_seed(&rng, 3);
     pool1.n = 1;
     cx.pool = &pool1;

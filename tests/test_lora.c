@@ -294,6 +294,7 @@ static void test_save_load(void) {
 #endif
 
 int main(void) {
+    TH_BANNER();
     RUN(test_fresh_adapter_changes_nothing);
     RUN(test_adapted_equals_merged);
     RUN(test_adapter_gradients);

@@ -129,8 +129,8 @@ static void test_determinism(void) {
     CHECK(memcmp(a1, b1, n * sizeof(float)) == 0, "1 thread: two runs differ");
     CHECK(memcmp(a2, b2, n * sizeof(float)) == 0, "2 threads: two runs differ");
 #ifndef D1_USE_BLIS /* BLIS blocks each thread's share differently, so only our GEMM promises this */
-    CHECK(memcmp(a1, a2, n * sizeof(float)) == 0, "1 and 2 threads differ");
-    CHECK(memcmp(l[0], l[2], sizeof l[0]) == 0, "losses differ across thread counts");
+    CHECK(memcmp(a1, a2, n * sizeof(float)) == 0, "1 and 2 threads differ (%s on %s)", d1_build_info(), th_cpu());
+    CHECK(memcmp(l[0], l[2], sizeof l[0]) == 0, "losses differ across thread counts (%s on %s)", d1_build_info(), th_cpu());
 #endif
     free(a1); free(b1); free(a2); free(b2);
 }
@@ -300,6 +300,7 @@ static void test_bad_input(void) {
 }
 
 int main(void) {
+    TH_BANNER();
     RUN(test_reference_dump);
     RUN(test_determinism);
     RUN(test_learning);

@@ -337,6 +337,7 @@ static void test_sft_masks_answer_only(void) {
 }
 
 int main(void) {
+    TH_BANNER();
     if (!ref_load(&core, D1_TEST_DATA "/ref_core.bin") || !ref_load(&rec, D1_TEST_DATA "/ref_recipe.bin")) {
         printf("FAIL cannot read the reference dumps in %s\n0 passed, 1 failed\n", D1_TEST_DATA);
         return 1;

@@ -3,7 +3,10 @@
 # (examples/checkpoints/gpu-seed1), threshold 0.9 must take >= 2x fewer forward
 # passes than steps = gen/2, with the score within 1 point. Reads `make
 # threshold-check`'s output on stdin.
-awk '/forward passes/ {
+# The scores are this build's on this CPU (another SIMD path rounds otherwise),
+# so the build line the demo prints is repeated beside the verdict.
+awk '/^build: / { print; next }
+     /forward passes/ {
         model = $2; r = $0; sub(/.*reward /, "", r); sub(/ .*/, "", r)
         p = $0; sub(/ forward passes.*/, "", p); n = split(p, f, " "); p = f[n]
         if ($0 ~ /threshold/) { tr[model] = r; tp[model] = p } else { sr[model] = r; sp[model] = p }
