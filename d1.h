@@ -395,7 +395,12 @@ typedef struct d1_sample_stats {
 /* prompts [B, P] -> out [B, P + gen_len] (prompt copied, completion generated).
    prompt_lens [B] (may be NULL = all P): row b's prompt is its LAST
    prompt_lens[b] tokens; the positions before are left padding that no query
-   attends to. Prompts may not contain mask_id. stats may be NULL. */
+   attends to. Prompts may not contain mask_id. stats may be NULL. `out` may
+   alias `prompts` (the canvas is built in scratch). On any error `out`,
+   *rng and *stats are as they were; D1_ERR_NONFINITE when a step's logits
+   hold a NaN or +inf (a model whose weights went non-finite), D1_ERR_CONFIG
+   when the vocabulary has no token to reveal (only mask and suppressed EOS).
+   The model's activations (the logits) are scratch and may change. */
 D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B,
                                int P, const int *prompt_lens, d1_rng *rng, int *out,
                                d1_sample_stats *stats);
@@ -478,6 +483,8 @@ typedef struct d1_grpo_stats {
     float  completion_len;  /* mean tokens up to and including the first EOS        */
     int    forward_passes;  /* sampler + log-prob passes + updates                  */
     double t_generate, t_logp, t_update;       /* wall seconds per phase            */
+    int    updates;         /* AdamW updates applied: mu on success; on an error,
+                               how many reached the weights before it               */
 } d1_grpo_stats;
 
 /* One diffu-GRPO iteration over n_prompts prompts [n_prompts, P] (optionally
@@ -486,7 +493,15 @@ typedef struct d1_grpo_stats {
    `ref` is the frozen reference policy (required when beta > 0; same config);
    a policy that trains LoRA adapters may pass itself: the reference is then
    its base, with the adapters switched off.
-   A non-finite reward gives D1_ERR_NONFINITE before any update. */
+   On an error: *stats (when given) is written as far as measured, and
+   stats->updates says how many of the mu updates were applied. With 0
+   (every argument error, non-finite weights, a non-finite reward, a failed
+   rollout or log-prob pass) the weights, gradients, moments and *rng are as
+   they were; only the model's scratch (logits, B, T) changed. With k > 0
+   (a later update's loss or gradient went non-finite: it is checked before
+   each AdamW step, so it never reaches the weights) the weights and moments
+   hold k updates, the gradients the failed one's, and *rng has advanced as
+   on success. */
 D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *desc,
                         const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
                         d1_grpo_stats *stats);
@@ -634,7 +649,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir);
 #include <math.h>
 #include <string.h>
 #include <float.h>
-
+#include <limits.h>
 #include <time.h>
 
 #if defined(D1_MALLOC) != defined(D1_FREE)
@@ -2114,6 +2129,21 @@ static int d1__ensure_grads(d1_model *m) {
 }
 
 /* Checks of a batch of tokens: shape, ids, key mask. Touches nothing. */
+/* Whether every weight (and adapter) is finite: checked before a pass that
+   would otherwise find out only at its loss, after changing the logits and
+   the caller's RNG. One read of the parameters, against the 2 N per token of
+   the forward pass. (Weights on a GPU are checked there by the loss.) */
+static int d1__params_finite(const d1_model *m) {
+    size_t i;
+    if (d1__on_gpu(m)) return 1;
+    for (i = 0; i < m->num_params; i++)
+        if (!isfinite(m->param_memory[i])) return 0;
+    if (m->lora)
+        for (i = 0; i < m->lora->num_params; i++)
+            if (!isfinite(m->lora->param_memory[i])) return 0;
+    return 1;
+}
+
 static int d1__check_batch(const d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     size_t i, N;
     int b, j;
@@ -2534,6 +2564,7 @@ static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const 
     if (p)
         for (b = 0; b < B; b++)
             if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1_ERR_ARG;
+    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     return d1__ensure(m, B, T);
 }
@@ -2546,6 +2577,7 @@ D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const 
                             const float *p, d1_rng *rng, float *loss) {
     struct d1__state *s;
     size_t N, i;
+    d1_rng r; /* the draw advances a copy, committed on success */
     int rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss);
     if (rc != D1_OK) return rc;
     s = m->state;
@@ -2554,10 +2586,12 @@ D1_API int d1_pretrain_loss(d1_model *m, const int *tokens, int B, int T, const 
         memcpy(s->mask, mask, N);
         memcpy(s->p, p, (size_t)B * sizeof(float));
     } else {
-        d1_noise_draw(rng, B, T, 1e-3f, NULL, s->p, s->mask);
+        r = *rng;
+        d1_noise_draw(&r, B, T, 1e-3f, NULL, s->p, s->mask);
     }
     for (i = 0; i < N; i++) s->wts[i] = s->mask[i] ? 1.0f / (s->p[i / T] * (float)N) : 0.0f;
-    return d1__masked_ce(m, tokens, B, T, loss);
+    if ((rc = d1__masked_ce(m, tokens, B, T, loss)) == D1_OK && !mask) *rng = r;
+    return rc;
 }
 
 // >>optimizer -----------------------------------------------------------------
@@ -2571,7 +2605,7 @@ D1_API d1_adamw_desc d1_adamw_default_desc(void) {
 
 static int d1__adamw_desc_ok(const d1_adamw_desc *d) {
     return d->lr >= 0.0f && isfinite(d->lr) && d->beta1 >= 0.0f && d->beta1 < 1.0f &&
-           d->beta2 >= 0.0f && d->beta2 < 1.0f && d->eps > 0.0f && d->weight_decay >= 0.0f &&
+           d->beta2 >= 0.0f && d->beta2 < 1.0f && d->eps > 0.0f && isfinite(d->eps) && d->weight_decay >= 0.0f &&
            isfinite(d->weight_decay) && d->grad_clip >= 0.0f && isfinite(d->grad_clip);
 }
 
@@ -2683,7 +2717,7 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     n = m->lora ? m->lora->num_params : m->num_params;
     if (!g || opt->n != n) return D1_ERR_ARG;
     d = &opt->desc;
-    if (!d1__adamw_desc_ok(d)) return D1_ERR_ARG;
+    if (!d1__adamw_desc_ok(d) || opt->step < 0 || opt->step >= ((int64_t)1 << 53)) return D1_ERR_ARG;
 #if defined(D1_CUDA)
     D1__GPU_RETURN(m, d1__gpu_adamw_step(opt, m, grad_norm));
     if (opt->dev) { /* the moments come home from a GPU */
@@ -2783,13 +2817,19 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
      x0 = argmax_v l_v - tau log(-log u_v), u ~ U(0,1)   (Gumbel-max; the same
           argmax as generate.py's exp(l) / (-log u)^tau, without overflow)
    and the confidence of x0 under p = softmax(l) (in double). Banned ids
-   (mask, and EOS when suppressed) are out of both. */
-static void d1__propose(const float *l, int V, int ban1, int ban2, float tau, int remasking, d1_rng *rng,
-                        int *x0, double *conf) {
+   (mask, and EOS when suppressed) are out of both. A logit that is NaN or
+   +inf (weights gone non-finite) leaves no token to choose: D1_ERR_NONFINITE,
+   before the RNG is drawn. */
+static int d1__propose(const float *l, int V, int ban1, int ban2, float tau, int remasking, d1_rng *rng,
+                       int *x0, double *conf) {
     double mx = -HUGE_VAL, sum = 0.0, best = -HUGE_VAL, p1 = 0.0, p2 = 0.0, plogp = 0.0;
     int v, arg = -1;
-    for (v = 0; v < V; v++)
-        if (v != ban1 && v != ban2 && l[v] > mx) mx = l[v];
+    for (v = 0; v < V; v++) {
+        if (v == ban1 || v == ban2) continue;
+        if (!(l[v] < HUGE_VAL)) return D1_ERR_NONFINITE; /* NaN or +inf */
+        if (l[v] > mx) mx = l[v];
+    }
+    if (!(mx > -HUGE_VAL)) return D1_ERR_NONFINITE; /* every allowed logit -inf */
     for (v = 0; v < V; v++) {
         double score;
         if (v == ban1 || v == ban2) continue;
@@ -2817,6 +2857,7 @@ static void d1__propose(const float *l, int V, int ban1, int ban2, float tau, in
         break;
     default: *conf = exp((double)l[arg] - mx) / sum; break;
     }
+    return arg >= 0 ? D1_OK : D1_ERR_NONFINITE;
 }
 
 /* A candidate of the current step: position, proposed token, confidence. */
@@ -2837,7 +2878,12 @@ static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const 
     bl = d->block_len ? d->block_len : gen;
     steps = d->steps ? d->steps : gen;
     if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0) return D1_ERR_SHAPE;
-    if (P + gen > m->config.max_seq_len) return D1_ERR_SHAPE;
+    if (gen > m->config.max_seq_len - P) return D1_ERR_SHAPE; /* P + gen > max_seq_len, without overflow */
+    if (d->cfg_scale > 0.0f && B > INT_MAX / 2) return D1_ERR_SHAPE; /* CFG runs 2B rows */
+    /* a token to reveal must exist: not the mask, not a suppressed EOS */
+    if (m->config.vocab_size - 1 - (d->suppress_eos && m->config.eos_id != m->config.mask_id &&
+                                    m->config.eos_id >= 0 && m->config.eos_id < m->config.vocab_size) < 1)
+        return D1_ERR_CONFIG;
     if (gen % bl) return D1_ERR_ARG;          /* generate.py asserts it too */
     nb = gen / bl;
     if (d->threshold <= 0.0f && steps % nb) return D1_ERR_ARG;
@@ -2846,6 +2892,7 @@ static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const 
         d->remasking > D1_REMASK_ENTROPY || d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
         return D1_ERR_ARG;
     if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
+    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
         if (len < 0 || len > P) return D1_ERR_SHAPE;
@@ -2924,7 +2971,7 @@ static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const f
                                   int step) {
     const d1_sampler_desc *d = s->d;
     d1__cand *cb = s->cand + (size_t)b * s->bl;
-    int V = s->V, mask_id = s->m->config.mask_id, n = 0, k, j, i;
+    int V = s->V, mask_id = s->m->config.mask_id, n = 0, k, j, i, rc;
     for (i = b0; i < b1; i++) {
         float *l = (float *)logits + ((size_t)b * rs + (size_t)(i - off)) * V;
         if (s->out[(size_t)b * s->T + i] != mask_id) continue;
@@ -2934,7 +2981,9 @@ static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const f
             for (v = 0; v < V; v++) l[v] = ul[v] + (d->cfg_scale + 1.0f) * (l[v] - ul[v]);
         }
         cb[n].pos = i;
-        d1__propose(l, V, mask_id, s->eos_ban, d->temperature, d->remasking, s->rng, &cb[n].tok, &cb[n].conf);
+        if ((rc = d1__propose(l, V, mask_id, s->eos_ban, d->temperature, d->remasking, s->rng, &cb[n].tok,
+                              &cb[n].conf)) != D1_OK)
+            return rc;
         n++;
     }
     if (n == 0) return 0;
@@ -2953,9 +3002,12 @@ static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const f
 /* One step's reveals over all rows (on a GPU: d1__gpu_sampler_reveal);
    returns how many, or a negative D1_ERR_*. */
 static int d1__sampler_reveal(d1__sampler *s, int b0, int b1, const float *logits, int off, int rs, int step) {
-    int b, n = 0;
+    int b, n = 0, k;
     D1__GPU_RETURN(s->m, d1__gpu_sampler_reveal(s, b0, b1, step));
-    for (b = 0; b < s->B; b++) n += d1__sampler_reveal_row(s, b, b0, b1, logits, off, rs, step);
+    for (b = 0; b < s->B; b++) {
+        if ((k = d1__sampler_reveal_row(s, b, b0, b1, logits, off, rs, step)) < 0) return k;
+        n += k;
+    }
     return n;
 }
 
@@ -2983,10 +3035,12 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     int gen, steps, nb, blk, b, i, rc;
     size_t kv_floats;
     void *scratch;
+    d1_rng rcopy;         /* the caller's generator, advanced here and committed on success */
     if ((rc = d1__sampler_check(m, desc, prompts, B, P, prompt_lens, rng, out)) != D1_OK) return rc;
     c = &m->config;
     memset(&s, 0, sizeof s);
-    s.m = m; s.d = desc; s.rng = rng; s.prompt_lens = prompt_lens; s.out = out;
+    rcopy = *rng;
+    s.m = m; s.d = desc; s.rng = &rcopy; s.prompt_lens = prompt_lens;
     gen = desc->gen_len;
     s.bl = desc->block_len ? desc->block_len : gen;
     steps = desc->steps ? desc->steps : gen;
@@ -2999,15 +3053,18 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     kv_floats = desc->kv_cache && !s.cfg ? (size_t)c->n_layers * s.BT * 2 * c->n_kv_heads * (c->dim / c->n_heads) : 0;
 
     /* one allocation for the call: the KV cache, candidates, masks per row at
-       block start, the CFG twin canvas, key mask, revealed and done flags */
+       block start, the canvas, the CFG twin canvas, key mask, revealed and
+       done flags. The canvas is ours until the end: `out` (which may alias
+       `prompts`) and *rng are written only on success. */
     if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
     scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
-                        2 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
+                        3 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
     if (!scratch) return D1_ERR_NOMEM;
     s.kv = kv_floats ? (float *)scratch : NULL;
     s.cand = (d1__cand *)((float *)scratch + kv_floats);
     s.at_start = (int *)(s.cand + (size_t)B * s.bl);
-    s.twin = s.at_start + B;
+    s.out = s.at_start + B;
+    s.twin = s.out + s.BT;
     s.key_mask = (uint8_t *)(s.twin + 2 * s.BT);
     s.revealed = s.key_mask + 2 * s.BT;
     s.done = s.revealed + s.BT;
@@ -3016,7 +3073,7 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     for (b = 0; b < B; b++) {
         int pad = P - (prompt_lens ? prompt_lens[b] : P);
         for (i = 0; i < s.T; i++) {
-            out[(size_t)b * s.T + i] = i < P ? (i < pad ? c->pad_id : prompts[(size_t)b * P + i]) : c->mask_id;
+            s.out[(size_t)b * s.T + i] = i < P ? (i < pad ? c->pad_id : prompts[(size_t)b * P + i]) : c->mask_id;
             s.key_mask[(size_t)b * s.T + i] = (uint8_t)(i >= pad);
         }
         s.done[b] = 0;
@@ -3028,12 +3085,12 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     for (blk = 0; blk < nb; blk++) {
         int b0 = P + blk * s.bl, b1 = b0 + s.bl, step;
         for (b = 0; b < B; b++)
-            for (i = b0, s.at_start[b] = 0; i < b1; i++) s.at_start[b] += out[(size_t)b * s.T + i] == c->mask_id;
+            for (i = b0, s.at_start[b] = 0; i < b1; i++) s.at_start[b] += s.out[(size_t)b * s.T + i] == c->mask_id;
         for (step = 0; desc->threshold > 0.0f || step < s.spb; step++) {
             const float *logits;
             int any = 0, off, rs, n;
             for (b = 0; b < B && !any; b++)
-                for (i = b0; i < b1 && !any; i++) any = out[(size_t)b * s.T + i] == c->mask_id;
+                for (i = b0; i < b1 && !any; i++) any = s.out[(size_t)b * s.T + i] == c->mask_id;
             if (!any) break; /* the block is complete (threshold mode ends here) */
             logits = d1__sampler_forward(&s, b0, b1, step == 0, &off, &rs);
             st.forward_passes++;
@@ -3047,16 +3104,20 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
                 d1_sample_event ev;
                 size_t r;
                 ev.step = st.steps; ev.block = blk; ev.B = B; ev.T = s.T; ev.prompt_len = P;
-                ev.canvas = out; ev.revealed = s.revealed; ev.n_masked = 0;
-                for (r = 0; r < s.BT; r++) ev.n_masked += out[r] == c->mask_id;
+                ev.canvas = s.out; ev.revealed = s.revealed; ev.n_masked = 0;
+                for (r = 0; r < s.BT; r++) ev.n_masked += s.out[r] == c->mask_id;
                 desc->callback(&ev, desc->user);
             }
             st.steps++;
         }
         if (rc != D1_OK || (desc->stop_at_eos && d1__sampler_stop_rows(&s, b0, b1))) break;
     }
+    if (rc == D1_OK) {
+        memcpy(out, s.out, s.BT * sizeof(int));
+        *rng = rcopy;
+        if (stats) *stats = st;
+    }
     d1__free(scratch);
-    if (stats && rc == D1_OK) *stats = st;
     return rc;
 }
 
@@ -3066,14 +3127,16 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
                        const uint8_t *mask, const float *p, d1_rng *rng, float *loss) {
     struct d1__state *s;
     int rc, b, i;
-    if (!prompt_lens) return D1_ERR_ARG;
-    if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
-    for (b = 0; b < B; b++)
+    d1_rng r; /* the draw advances a copy, committed on success */
+    if (!prompt_lens || !m || !m->state || !tokens) return D1_ERR_ARG;
+    if (B <= 0 || T <= 0) return D1_ERR_SHAPE;
+    for (b = 0; b < B; b++) /* checked before anything is allocated or drawn */
         if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1_ERR_SHAPE; /* no answer to learn */
     if (mask)
         for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
             for (i = 0; i < prompt_lens[b]; i++)
                 if (mask[(size_t)b * T + i]) return D1_ERR_ARG;
+    if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
     s = m->state;
     if (mask) {
         memcpy(s->mask, mask, (size_t)B * T);
@@ -3082,14 +3145,16 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
         uint8_t *keep = s->mask; /* the prompt positions; the draw overwrites them in place */
         for (b = 0; b < B; b++)
             for (i = 0; i < T; i++) keep[(size_t)b * T + i] = (uint8_t)(i < prompt_lens[b]);
-        d1_noise_draw(rng, B, T, 1e-3f, keep, s->p, s->mask);
+        r = *rng;
+        d1_noise_draw(&r, B, T, 1e-3f, keep, s->p, s->mask);
     }
     for (b = 0; b < B; b++)
         for (i = 0; i < T; i++) {
             size_t k = (size_t)b * T + i;
             s->wts[k] = s->mask[k] ? 1.0f / (s->p[b] * (float)B * (float)(T - prompt_lens[b])) : 0.0f;
         }
-    return d1__masked_ce(m, tokens, B, T, loss);
+    if ((rc = d1__masked_ce(m, tokens, B, T, loss)) == D1_OK && !mask) *rng = r;
+    return rc;
 }
 
 // >>grpo ----------------------------------------------------------------------
@@ -3157,6 +3222,7 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
     int rc, r, k, Lc, V;
     if (!logp) return D1_ERR_ARG;
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
+    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
     D1__GPU_RETURN(m, d1__gpu_token_logp(m, b, logp));
@@ -3185,6 +3251,20 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
         !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1))
         return D1_ERR_ARG;
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
+    /* every number that enters the loss, before the pass: a non-finite
+       advantage, or old / reference log-prob of a scored token (a log-prob
+       is <= 0), is the caller's error */
+    Lc = b->T - b->P;
+    for (r = 0; r < b->B; r++) {
+        if (!isfinite(b->adv[r])) return D1_ERR_NONFINITE;
+        for (k = 0; k < Lc; k++) {
+            size_t t = (size_t)r * Lc + k;
+            if (b->score_mask[t] && ((b->old_logp && !(b->old_logp[t] <= 0.0f && isfinite(b->old_logp[t]))) ||
+                                     (beta != 0.0f && !(b->ref_logp[t] <= 0.0f && isfinite(b->ref_logp[t])))))
+                return D1_ERR_NONFINITE;
+        }
+    }
+    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
@@ -3296,10 +3376,15 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     double t0, kl = 0.0, clip = 0.0, scored_total = 0.0;
     void *scratch;
     d1_sample_stats ss;
+    d1_rng rcopy; /* rollouts and masks draw from a copy; committed once the weights move */
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
-    if (n_prompts <= 0) return D1_ERR_SHAPE;
+    if (!rng || (!prompts && P > 0)) return D1_ERR_ARG;
+    if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1_ERR_SHAPE;
+    if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1_ERR_SHAPE;
+    if (!d1__params_finite(policy)) return D1_ERR_NONFINITE;
     G = d->group_size; R = n_prompts * G; mu = d->inner_steps;
     Lc = d->sampler.gen_len; T = P + Lc;
+    rcopy = *rng;
     RT = (size_t)R * T; RL = (size_t)R * Lc;
     /* one allocation: repeated prompts [R,P] and lengths [R], the canvas [R,T],
        rewards [R, n_rewards+1], advantages [R], logps old/ref [mu][R,Lc] and one more [R,Lc],
@@ -3316,11 +3401,11 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
 
     /* a. G completions per prompt, in one batch */
     for (r = 0; r < R; r++) {
-        if (P > 0 && prompts) memcpy(rp + (size_t)r * P, prompts + (size_t)(r / G) * P, (size_t)P * sizeof(int));
+        if (P > 0) memcpy(rp + (size_t)r * P, prompts + (size_t)(r / G) * P, (size_t)P * sizeof(int));
         rl[r] = prompt_lens ? prompt_lens[r / G] : P;
     }
     t0 = d1__now();
-    rc = d1_sampler_generate(policy, &d->sampler, rp, R, P, rl, rng, canvas, &ss);
+    rc = d1_sampler_generate(policy, &d->sampler, rp, R, P, rl, &rcopy, canvas, &ss);
     st.t_generate = d1__now() - t0;
     if (rc != D1_OK) goto done;
     st.forward_passes += ss.forward_passes;
@@ -3376,7 +3461,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     t0 = d1__now();
     for (it = 0; it < mu; it++) {
         uint8_t *ini = in + (size_t)it * 2 * RT;
-        passes = d1__grpo_masks(d, R, T, P, rl, cm, rng, ini, sc + (size_t)it * 2 * RL);
+        passes = d1__grpo_masks(d, R, T, P, rl, cm, &rcopy, ini, sc + (size_t)it * 2 * RL);
         if (passes == 2) d1__grpo_complement(ini + RT, ini, R, T, P);
     }
     memset(&gb, 0, sizeof gb);
@@ -3423,6 +3508,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
             st.forward_passes++;
         }
         if ((rc = d1_adamw_step(opt, policy, &gn)) != D1_OK) goto done;
+        st.updates++;
         st.loss += loss_it / mu;
         st.grad_norm += gn / mu;
         scored_total += scored;
@@ -3432,7 +3518,8 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     st.clip_frac = (float)(clip / D1__MAX(scored_total, 1.0));
 done:
     d1__free(scratch);
-    if (stats && rc == D1_OK) *stats = st;
+    if (st.updates > 0) *rng = rcopy;
+    if (stats) *stats = st;
     return rc;
 }
 
@@ -4691,10 +4778,32 @@ static char *d1__path(const char *dir, const char *name) {
     return p;
 }
 
+/* fopen(path, "rb") for regular files only: a FIFO, a device or a directory
+   of that name gives NULL at once (opened without blocking and checked
+   first), so that no load waits forever on a pipe nobody writes. (A file
+   swapped for a FIFO between the check and the fopen could still block: the
+   check is against mistakes and stale paths, not against a racing writer.) */
+static FILE *d1__fopen_regular(const char *path) {
+#if defined(D1__POSIX)
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), reg;
+    if (fd < 0) return NULL;
+    reg = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    return reg ? fopen(path, "rb") : NULL;
+#elif defined(D1__WINDOWS)
+    struct _stat64 st;
+    if (_stat64(path, &st) != 0 || !(st.st_mode & _S_IFREG)) return NULL;
+    return fopen(path, "rb");
+#else
+    return fopen(path, "rb");
+#endif
+}
+
 /* A whole (small) file into an allocated buffer *buf[*len]; D1_ERR_JSON if it
    is over `max` bytes. */
 static int d1__read_file(const char *path, uint64_t max, char **buf, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = d1__fopen_regular(path);
     d1__src src;
     uint64_t size = 0;
     int rc;
@@ -4939,7 +5048,7 @@ static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int
     int rc;
     memset(b8, 0, sizeof b8);
     memset(sf, 0, sizeof *sf);
-    if (!(sf->f = fopen(path, "rb"))) return D1_ERR_IO;
+    if (!(sf->f = d1__fopen_regular(path))) return D1_ERR_IO;
     memset(&src, 0, sizeof src);
     src.fp = sf->f;
     rc = d1__file_size(sf->f, &sf->size);
@@ -5062,7 +5171,7 @@ static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
     text = NULL;
     if (rc != D1_OK) return rc;
     if (!(p = d1__path(path, "model.safetensors"))) return D1_ERR_NOMEM;
-    probe = fopen(p, "rb");
+    probe = d1__fopen_regular(p);
     if (probe) { /* one file */
         fclose(probe);
         ck->n_shards = 1;
@@ -5274,7 +5383,8 @@ static int d1__parse_rng(const char *s, size_t n, d1_rng *r) {
         if (w < 3 && k == n) return 0;
         i = k + 1;
     }
-    return i == n + 1;
+    /* all-zero is xoshiro's fixed point: it would return 0 forever */
+    return i == n + 1 && (r->s[0] | r->s[1] | r->s[2] | r->s[3]) != 0;
 }
 
 /* Restores what d1_train_state_save wrote; every check comes before any change. */
@@ -5304,7 +5414,8 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     j.s = sf.header; j.n = sf.hn;
     /* the metadata, checked in full before anything changes */
     if (rc == D1_OK) rc = d1__meta_str(&j, sf.meta, "d1.step", buf, sizeof buf, &len);
-    if (rc == D1_OK && (!d1__parse_u64(buf, len, &step) || step > (uint64_t)INT64_MAX)) rc = D1_ERR_CONFIG;
+    /* a step count AdamW can go on from: 1 - b^t is exact in double for t <= 2^53 */
+    if (rc == D1_OK && (!d1__parse_u64(buf, len, &step) || step >= ((uint64_t)1 << 53))) rc = D1_ERR_CONFIG;
     for (i = 0; i < D1__N_DESC && rc == D1_OK; i++) {
         rc = d1__meta_str(&j, sf.meta, d1__desc_keys[i], buf, sizeof buf, &len);
         if (rc == D1_OK && !d1__parse_number(buf, len, &d)) rc = D1_ERR_CONFIG;

@@ -1,0 +1,719 @@
+/* The error contract, call by call: every misuse below must return its error
+   code and change nothing observable. "Nothing" is checked by hashing, before
+   and after the call, everything a caller can see: the weights, gradients and
+   adapters, the optimizer's moments and step, the caller's RNG, the output
+   buffer, and (where the call promises it) the model's logits and B, T.
+   CI runs it under ASan + UBSan with the rest of `make test`.
+
+   Kinds of call, by section (each CASE line is one):
+     sampler      NULLs, shapes and their overflow, every setting out of range,
+                  bad prompt tokens and lengths, non-finite weights, a
+                  vocabulary with nothing to reveal; `out` aliasing `prompts`
+     losses       pretraining, SFT, the GRPO log-probs and loss: NULLs,
+                  shapes, tokens, p, prompt lengths, non-finite weights,
+                  advantages and log-probs
+     AdamW        every field of the settings, a NaN gradient, a spent step count
+     GRPO step    NULLs, shapes and their overflow, settings, rewards, NaN weights;
+                  what `updates` reports when an update fails late
+     files        a FIFO where a checkpoint file should be; train states with
+                  an RNG xoshiro cannot leave and a step AdamW cannot take */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int n_cases;
+
+/* ---- what a caller can observe --------------------------------------------- */
+typedef struct snap {
+    uint64_t params, grads, lora, opt, rng, out, logits;
+    int B, T;
+} snap;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = (const unsigned char *)p;
+    size_t i;
+    if (!p) return h ^ 0x9e3779b97f4a7c15ull;
+    for (i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+typedef struct world { /* one test's objects; any may be NULL */
+    d1_model *m;
+    d1_adamw *o;
+    d1_rng   *rng;
+    void     *out;
+    size_t    out_bytes;
+} world;
+
+static snap take(const world *w) {
+    snap s;
+    const uint64_t h0 = 14695981039346656037ull;
+    memset(&s, 0, sizeof s);
+    if (w->m) {
+        const d1_model *m = w->m;
+        s.params = fnv(h0, m->param_memory, m->num_params * sizeof(float));
+        s.grads = fnv(h0, m->grad_memory, m->num_params * sizeof(float));
+        if (m->lora) {
+            s.lora = fnv(h0, m->lora->param_memory, m->lora->num_params * sizeof(float));
+            s.lora = fnv(s.lora, m->lora->grad_memory, m->lora->num_params * sizeof(float));
+        }
+        s.B = m->B;
+        s.T = m->T;
+        s.logits = m->logits ? fnv(h0, m->logits, (size_t)m->B * m->T * m->config.vocab_size * sizeof(float)) : 0;
+    }
+    if (w->o) {
+        s.opt = fnv(h0, w->o->m, 2 * w->o->n * sizeof(float));
+        s.opt = fnv(s.opt, &w->o->step, sizeof w->o->step);
+        s.opt = fnv(s.opt, &w->o->desc, sizeof w->o->desc);
+    }
+    if (w->rng) s.rng = fnv(h0, w->rng, sizeof *w->rng);
+    if (w->out) s.out = fnv(h0, w->out, w->out_bytes);
+    return s;
+}
+
+/* what changed between two snapshots, as words ("" when nothing did);
+   logits = 0: the call documents its logits as scratch */
+static const char *changed(const snap *a, const snap *b, int logits) {
+    static char msg[128];
+    msg[0] = 0;
+    if (a->params != b->params) strcat(msg, " weights");
+    if (a->grads != b->grads) strcat(msg, " gradients");
+    if (a->lora != b->lora) strcat(msg, " adapters");
+    if (a->opt != b->opt) strcat(msg, " optimizer");
+    if (a->rng != b->rng) strcat(msg, " rng");
+    if (a->out != b->out) strcat(msg, " output");
+    if (logits && (a->logits != b->logits || a->B != b->B || a->T != b->T)) strcat(msg, " logits/B/T");
+    return msg;
+}
+
+/* CASE(world, logits_kept, expected_code, call): the call must return the
+   code and change nothing (the logits too when logits_kept) */
+#define CASE(w, keep_logits, code, call)                                                                      \
+    do {                                                                                                      \
+        snap before_ = take(&(w)), after_;                                                                    \
+        int rc_ = (call);                                                                                     \
+        after_ = take(&(w));                                                                                  \
+        n_cases++;                                                                                            \
+        CHECK(rc_ == (code), "%s: returned %d (%s), expected %d (%s)", #call, rc_, d1_strerror(rc_), (code), \
+              d1_strerror(code));                                                                             \
+        CHECK(!*changed(&before_, &after_, keep_logits), "%s: changed%s", #call,                              \
+              changed(&before_, &after_, keep_logits));                                                       \
+    } while (0)
+
+static d1_config tiny(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 20; c.dim = 32; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 48;
+    c.max_seq_len = 48; c.mask_id = 19; c.eos_id = 18; c.pad_id = 17;
+    return c;
+}
+
+/* a model that has run one pretraining step: weights, gradients, logits and
+   moments are all set, so a call that touches any of them shows */
+static void trained(d1_model *m, d1_adamw *o, const d1_config *c) {
+    d1_adamw_desc od = d1_adamw_default_desc();
+    int tok[2 * 12], i;
+    float loss;
+    d1_rng r;
+    d1_model_init(m, c, 7);
+    d1_adamw_init(o, m, &od);
+    d1_rng_seed(&r, 3);
+    for (i = 0; i < 24; i++) tok[i] = i % 17;
+    d1_pretrain_loss(m, tok, 2, 12, NULL, NULL, &r, &loss);
+    d1_adamw_step(o, m, NULL);
+    d1_pretrain_loss(m, tok, 2, 12, NULL, NULL, &r, &loss); /* gradients and logits of the last pass */
+}
+
+static d1_sampler_desc sdesc(void) {
+    d1_sampler_desc d;
+    memset(&d, 0, sizeof d);
+    d.gen_len = 16; d.block_len = 8; d.steps = 8; d.temperature = 0.7f;
+    return d;
+}
+
+/* ---- the sampler ----------------------------------------------------------- */
+static void test_sampler_contract(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_adamw o;
+    d1_sampler_desc d;
+    d1_rng r;
+    int prompt[2 * 5] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, lens[2] = {5, 5}, out[2 * 48];
+    world w;
+    trained(&m, &o, &c);
+    d1_rng_seed(&r, 11);
+    for (int i = 0; i < 2 * 48; i++) out[i] = -7;
+    w.m = &m; w.o = &o; w.rng = &r; w.out = out; w.out_bytes = sizeof out;
+    d = sdesc();
+    CASE(w, 1, D1_ERR_ARG, d1_sampler_generate(NULL, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_sampler_generate(&m, NULL, prompt, 2, 5, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_sampler_generate(&m, &d, NULL, 2, 5, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, NULL, out, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, NULL, NULL));
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 0, 5, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, -3, 5, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, -1, NULL, &r, out, NULL));
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, INT_MAX, NULL, &r, out, NULL)); /* P + gen */
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, INT_MAX - 8, NULL, &r, out, NULL));
+    d.cfg_scale = 1.0f; /* 2B rows would overflow int */
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, INT_MAX / 2 + 1, 5, NULL, &r, out, NULL));
+#define BADSET(field, value, code)                                                                   \
+    do {                                                                                             \
+        d = sdesc();                                                                                 \
+        d.field = value;                                                                             \
+        CASE(w, 1, code, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));            \
+    } while (0)
+    BADSET(gen_len, 0, D1_ERR_SHAPE);
+    BADSET(gen_len, -16, D1_ERR_SHAPE);
+    BADSET(gen_len, 44, D1_ERR_SHAPE); /* 5 + 44 > 48 */
+    BADSET(gen_len, INT_MAX, D1_ERR_SHAPE);
+    BADSET(block_len, 5, D1_ERR_ARG);
+    BADSET(block_len, -8, D1_ERR_SHAPE);
+    BADSET(steps, 3, D1_ERR_ARG);
+    BADSET(steps, -2, D1_ERR_SHAPE);
+    BADSET(temperature, NAN, D1_ERR_ARG);
+    BADSET(temperature, -1.0f, D1_ERR_ARG);
+    BADSET(temperature, INFINITY, D1_ERR_ARG);
+    BADSET(cfg_scale, NAN, D1_ERR_ARG);
+    BADSET(cfg_scale, -0.5f, D1_ERR_ARG);
+    BADSET(cfg_scale, INFINITY, D1_ERR_ARG);
+    BADSET(threshold, NAN, D1_ERR_ARG);
+    BADSET(threshold, -0.1f, D1_ERR_ARG);
+    BADSET(threshold, 1.5f, D1_ERR_ARG);
+    BADSET(remasking, -1, D1_ERR_ARG);
+    BADSET(remasking, 9, D1_ERR_ARG);
+    BADSET(kv_cache, -1, D1_ERR_ARG);
+    BADSET(kv_cache, 3, D1_ERR_ARG);
+#undef BADSET
+    d = sdesc();
+    prompt[3] = -1;
+    CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    prompt[3] = 20;
+    CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    prompt[3] = c.mask_id;
+    CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    prompt[3] = 4;
+    lens[1] = -1;
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL));
+    lens[1] = 6;
+    CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL));
+    lens[1] = 5;
+
+    /* non-finite weights: the sampler used to pick token -1 and read wte[-C] */
+    {
+        float keep = m.param_memory[40];
+        int cache;
+        /* (the last weight is the head's row of the mask token, which is never proposed) */
+        m.param_memory[m.num_params - 1] = NAN;
+        d = sdesc();
+        CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL) == D1_ERR_NONFINITE,
+              "a NaN anywhere in the weights is refused");
+        m.param_memory[m.num_params - 1] = 0.0f;
+        m.param_memory[40] = NAN; /* an embedding weight: every logit NaN */
+        for (cache = D1_KV_NONE; cache <= D1_KV_DUAL; cache++) {
+            d = sdesc();
+            d.kv_cache = cache;
+            CASE(w, 1, D1_ERR_NONFINITE, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+            d.threshold = 0.9f;
+            CASE(w, 1, D1_ERR_NONFINITE, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+        }
+        m.param_memory[40] = INFINITY;
+        d = sdesc();
+        CASE(w, 1, D1_ERR_NONFINITE, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+        m.param_memory[40] = keep;
+    }
+    /* finite weights that overflow the activations: NaN logits at the first
+       step, found by the step itself; the canvas and RNG stay, the logits are
+       that pass's (documented as scratch) */
+    {
+        float *save = (float *)malloc(m.num_params * sizeof(float));
+        size_t i;
+        memcpy(save, m.param_memory, m.num_params * sizeof(float));
+        for (i = m.num_params - (size_t)c.vocab_size * c.dim; i < m.num_params; i++) m.param_memory[i] = FLT_MAX;
+        d = sdesc();
+        CASE(w, 0, D1_ERR_NONFINITE, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+        memcpy(m.param_memory, save, m.num_params * sizeof(float));
+        free(save);
+    }
+    /* a vocabulary whose only tokens are the mask and a suppressed EOS */
+    {
+        d1_config c2 = tiny();
+        d1_model m2;
+        world w2 = w;
+        int p2[2] = {0, 0};
+        c2.vocab_size = 2; c2.mask_id = 1; c2.eos_id = 0; c2.pad_id = 0;
+        CHECK(d1_model_init(&m2, &c2, 1) == D1_OK, "a two-token model");
+        w2.m = &m2; w2.o = NULL;
+        d = sdesc();
+        d.suppress_eos = 1;
+        CASE(w2, 1, D1_ERR_CONFIG, d1_sampler_generate(&m2, &d, p2, 2, 1, NULL, &r, out, NULL));
+        d.suppress_eos = 0; /* EOS allowed: fine */
+        CHECK(d1_sampler_generate(&m2, &d, p2, 2, 1, NULL, &r, out, NULL) == D1_OK, "EOS may be revealed");
+        d1_model_free(&m2);
+    }
+    /* out aliasing prompts: the same sample as into a separate buffer */
+    {
+        int sep[2 * 21], alias[2 * 21];
+        d1_rng r1, r2;
+        d1_rng_seed(&r1, 5);
+        r2 = r1;
+        d = sdesc();
+        CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r1, sep, NULL) == D1_OK, "separate");
+        memcpy(alias, prompt, sizeof prompt);
+        CHECK(d1_sampler_generate(&m, &d, alias, 2, 5, NULL, &r2, alias, NULL) == D1_OK, "aliased");
+        CHECK(!memcmp(sep, alias, sizeof sep) && !memcmp(&r1, &r2, sizeof r1), "out == prompts gives another sample");
+    }
+    d1_adamw_free(&o);
+    d1_model_free(&m);
+}
+
+/* ---- the losses ------------------------------------------------------------ */
+static void test_loss_contract(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_adamw o;
+    d1_rng r;
+    int tok[2 * 12], pl[2] = {4, 4}, i;
+    uint8_t mask[2 * 12], in[2 * 12], sc[2 * 8];
+    float p[2] = {0.5f, 0.5f}, loss = 123.0f, adv[2] = {0.5f, -0.5f}, old[2 * 8], ref[2 * 8], lp[2 * 8];
+    d1_grpo_batch gb;
+    world w;
+    trained(&m, &o, &c);
+    d1_rng_seed(&r, 2);
+    for (i = 0; i < 24; i++) tok[i] = (i * 5) % 17;
+    memset(mask, 0, sizeof mask);
+    for (i = 6; i < 24; i += 3) mask[i] = 1;
+    w.m = &m; w.o = &o; w.rng = &r; w.out = &loss; w.out_bytes = sizeof loss;
+
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(NULL, tok, 2, 12, NULL, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, NULL, 2, 12, NULL, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, NULL, &loss));
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, NULL, p, &r, &loss));
+    CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 0, 12, NULL, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 2, -1, NULL, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 1, 49, NULL, NULL, &r, &loss));
+    CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, INT_MAX, INT_MAX, NULL, NULL, &r, &loss));
+    tok[5] = -1;
+    CASE(w, 1, D1_ERR_TOKEN, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, &loss));
+    tok[5] = 20;
+    CASE(w, 1, D1_ERR_TOKEN, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, &loss));
+    tok[5] = 5;
+    p[1] = 0.0f;
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+    p[1] = 1.5f;
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+    p[1] = NAN;
+    CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+    p[1] = 0.5f;
+
+    CASE(w, 1, D1_ERR_ARG, d1_sft_loss(&m, tok, 2, 12, NULL, NULL, NULL, &r, &loss));
+    pl[1] = -1;
+    CASE(w, 1, D1_ERR_SHAPE, d1_sft_loss(&m, tok, 2, 12, pl, NULL, NULL, &r, &loss));
+    pl[1] = 12; /* no answer */
+    CASE(w, 1, D1_ERR_SHAPE, d1_sft_loss(&m, tok, 2, 12, pl, NULL, NULL, &r, &loss));
+    pl[1] = 4;
+    mask[1] = 1; /* inside the prompt */
+    CASE(w, 1, D1_ERR_ARG, d1_sft_loss(&m, tok, 2, 12, pl, mask, p, &r, &loss));
+    mask[1] = 0;
+
+    /* the GRPO building blocks */
+    memset(&gb, 0, sizeof gb);
+    memset(in, 0, sizeof in);
+    for (i = 0; i < 24; i++) in[i] = (uint8_t)(i % 12 >= 4);
+    memset(sc, 1, sizeof sc);
+    for (i = 0; i < 16; i++) old[i] = ref[i] = -2.0f;
+    gb.tokens = tok; gb.B = 2; gb.T = 12; gb.P = 4; gb.input_mask = in; gb.score_mask = sc;
+    gb.denom = 16.0f; gb.adv = adv; gb.old_logp = old; gb.ref_logp = ref;
+    w.out = lp; w.out_bytes = sizeof lp;
+    memset(lp, 0, sizeof lp);
+    CASE(w, 1, D1_ERR_ARG, d1_grpo_logprobs(&m, &gb, NULL));
+    CASE(w, 1, D1_ERR_ARG, d1_grpo_logprobs(&m, NULL, lp));
+    gb.P = -1;
+    CASE(w, 1, D1_ERR_SHAPE, d1_grpo_logprobs(&m, &gb, lp));
+    gb.P = 12;
+    CASE(w, 1, D1_ERR_SHAPE, d1_grpo_logprobs(&m, &gb, lp));
+    gb.P = 4;
+    gb.input_mask = NULL;
+    CASE(w, 1, D1_ERR_ARG, d1_grpo_logprobs(&m, &gb, lp));
+    gb.input_mask = in;
+    w.out = &loss; w.out_bytes = sizeof loss;
+#define GLOSS(code, clip, beta, obj) CASE(w, 1, code, d1_grpo_loss(&m, &gb, clip, beta, obj, &loss, NULL, NULL))
+    adv[1] = NAN;
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    adv[1] = INFINITY;
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_WD1);
+    adv[1] = -0.5f;
+    old[3] = NAN; /* was taken for "clipped" */
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    old[3] = 0.5f; /* a probability above 1 */
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    old[3] = -2.0f;
+    ref[9] = -INFINITY;
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    ref[9] = NAN;
+    GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_WD1);
+    CHECK(d1_grpo_loss(&m, &gb, 0.2f, 0.0f, D1_GRPO_CLIPPED, &loss, NULL, NULL) == D1_OK,
+          "beta 0: the reference log-probs are not read");
+    d1_model_zero_grad(&m);
+    ref[9] = -2.0f;
+    GLOSS(D1_ERR_ARG, NAN, 0.04f, D1_GRPO_CLIPPED);
+    GLOSS(D1_ERR_ARG, -0.1f, 0.04f, D1_GRPO_CLIPPED);
+    GLOSS(D1_ERR_ARG, 0.2f, NAN, D1_GRPO_CLIPPED);
+    GLOSS(D1_ERR_ARG, 0.2f, INFINITY, D1_GRPO_CLIPPED);
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, 7);
+    gb.denom = 0.0f;
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    gb.denom = NAN;
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    gb.denom = 16.0f;
+    gb.ref_logp = NULL;
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    gb.ref_logp = ref;
+    gb.score_mask = NULL;
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    gb.score_mask = sc;
+
+    /* a NaN weight: every loss refuses before its pass (the RNG, the
+       gradients and the logits as they were) */
+    {
+        float keep = m.param_memory[40];
+        m.param_memory[40] = NAN;
+        w.out = &loss; w.out_bytes = sizeof loss;
+        CASE(w, 1, D1_ERR_NONFINITE, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, &loss));
+        CASE(w, 1, D1_ERR_NONFINITE, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+        CASE(w, 1, D1_ERR_NONFINITE, d1_sft_loss(&m, tok, 2, 12, pl, NULL, NULL, &r, &loss));
+        GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        w.out = lp; w.out_bytes = sizeof lp;
+        CASE(w, 1, D1_ERR_NONFINITE, d1_grpo_logprobs(&m, &gb, lp));
+        m.param_memory[40] = keep;
+    }
+#undef GLOSS
+    d1_adamw_free(&o);
+    d1_model_free(&m);
+}
+
+/* ---- AdamW ------------------------------------------------------------------ */
+static void test_adamw_contract(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_adamw o, fresh;
+    d1_adamw_desc od;
+    float gn = -1.0f;
+    world w;
+    trained(&m, &o, &c);
+    memset(&fresh, 0x5a, sizeof fresh);
+    w.m = &m; w.o = &o; w.rng = NULL; w.out = &fresh; w.out_bytes = sizeof fresh;
+#define BADDESC(field, value)                                                     \
+    do {                                                                          \
+        od = d1_adamw_default_desc();                                             \
+        od.field = value;                                                         \
+        CASE(w, 1, D1_ERR_ARG, d1_adamw_init(&fresh, &m, &od));                   \
+    } while (0)
+    BADDESC(lr, NAN);
+    BADDESC(lr, -1e-3f);
+    BADDESC(lr, INFINITY);
+    BADDESC(beta1, 1.0f);
+    BADDESC(beta1, NAN);
+    BADDESC(beta2, -0.1f);
+    BADDESC(beta2, 1.0f);
+    BADDESC(eps, 0.0f);
+    BADDESC(eps, INFINITY);
+    BADDESC(eps, NAN);
+    BADDESC(weight_decay, NAN);
+    BADDESC(weight_decay, -0.01f);
+    BADDESC(grad_clip, NAN);
+    BADDESC(grad_clip, INFINITY);
+#undef BADDESC
+    od = d1_adamw_default_desc();
+    CASE(w, 1, D1_ERR_ARG, d1_adamw_init(NULL, &m, &od));
+    CASE(w, 1, D1_ERR_ARG, d1_adamw_init(&fresh, NULL, &od));
+    CASE(w, 1, D1_ERR_ARG, d1_adamw_init(&fresh, &m, NULL));
+    w.out = &gn; w.out_bytes = sizeof gn;
+    CASE(w, 1, D1_ERR_ARG, d1_adamw_step(NULL, &m, &gn));
+    CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, NULL, &gn));
+    {
+        d1_adamw_desc keep = o.desc;
+        int64_t step = o.step;
+        float g = m.grad_memory[3];
+        o.desc.eps = INFINITY; /* changed between steps, as a schedule may */
+        CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
+        o.desc = keep;
+        o.step = INT64_MAX; /* the next step would overflow */
+        CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
+        o.step = -1;
+        CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
+        o.step = step;
+        m.grad_memory[3] = NAN;
+        CASE(w, 1, D1_ERR_NONFINITE, d1_adamw_step(&o, &m, &gn));
+        m.grad_memory[3] = INFINITY;
+        CASE(w, 1, D1_ERR_NONFINITE, d1_adamw_step(&o, &m, &gn));
+        m.grad_memory[3] = g;
+    }
+    d1_adamw_free(&o);
+    d1_model_free(&m);
+}
+
+/* ---- the diffu-GRPO step ----------------------------------------------------- */
+static float count_reward(const int *prompt, int pl, const int *o, int n, void *user) {
+    int i, k = 0;
+    (void)prompt; (void)pl; (void)user;
+    for (i = 0; i < n; i++) k += o[i] == 3;
+    return (float)k;
+}
+static float nan_after(const int *prompt, int pl, const int *o, int n, void *user) {
+    (void)prompt; (void)pl; (void)o; (void)n;
+    return *(const float *)user;
+}
+
+static void test_grpo_step_contract(void) {
+    d1_config c = tiny();
+    d1_model m, ref;
+    d1_adamw o;
+    d1_grpo_desc d;
+    d1_reward rw[2];
+    d1_rng r;
+    d1_grpo_stats st;
+    int prompts[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8};
+    float bad = NAN;
+    world w;
+    trained(&m, &o, &c);
+    d1_model_init(&ref, &c, 7);
+    d1_rng_seed(&r, 9);
+    memset(&st, 0, sizeof st);
+    w.m = &m; w.o = &o; w.rng = &r; w.out = NULL; w.out_bytes = 0;
+#define FRESH()                                                                                     \
+    do {                                                                                            \
+        d = d1_grpo_default_desc(8);                                                                \
+        d.group_size = 2; d.inner_steps = 2; d.sampler.block_len = 8; d.sampler.steps = 4;          \
+        rw[0].name = "count"; rw[0].fn = count_reward; rw[0].weight = 1.0f; rw[0].user = NULL;      \
+        rw[1] = rw[0];                                                                              \
+        d.rewards = rw; d.n_rewards = 1;                                                            \
+    } while (0)
+#define STEP(code, np, P) CASE(w, 0, code, d1_grpo_step(&m, &ref, &o, &d, prompts, np, P, NULL, &r, &st))
+    FRESH();
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(NULL, &ref, &o, &d, prompts, 2, 4, NULL, &r, &st));
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, NULL, &d, prompts, 2, 4, NULL, &r, &st));
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, NULL, prompts, 2, 4, NULL, &r, &st));
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, &d, NULL, 2, 4, NULL, &r, &st)); /* used to sample garbage */
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, &d, prompts, 2, 4, NULL, NULL, &st));
+    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, NULL, &o, &d, prompts, 2, 4, NULL, &r, &st)); /* beta > 0 */
+    STEP(D1_ERR_SHAPE, 0, 4);
+    STEP(D1_ERR_SHAPE, -2, 4);
+    STEP(D1_ERR_SHAPE, INT_MAX / 2 + 1, 4); /* n_prompts * G overflows */
+    STEP(D1_ERR_SHAPE, 2, -4);
+    STEP(D1_ERR_SHAPE, 2, INT_MAX - 4); /* P + gen_len overflows */
+    STEP(D1_ERR_SHAPE, 2, 41);          /* 41 + 8 > 48 */
+    d.sampler.gen_len = 0;
+    STEP(D1_ERR_SHAPE, 2, 4);
+#define BADG(field, value, code) do { FRESH(); d.field = value; STEP(code, 2, 4); } while (0)
+    BADG(group_size, 1, D1_ERR_ARG);
+    BADG(group_size, -2, D1_ERR_ARG);
+    BADG(inner_steps, 0, D1_ERR_ARG);
+    BADG(p_mask_prompt, 1.0f, D1_ERR_ARG);
+    BADG(p_mask_prompt, NAN, D1_ERR_ARG);
+    BADG(clip_eps, NAN, D1_ERR_ARG);
+    BADG(clip_eps, -1.0f, D1_ERR_ARG);
+    BADG(beta, NAN, D1_ERR_ARG);
+    BADG(beta, INFINITY, D1_ERR_ARG);
+    BADG(beta, -0.1f, D1_ERR_ARG);
+    BADG(objective, 9, D1_ERR_ARG);
+    BADG(estimator, 9, D1_ERR_ARG);
+    BADG(estimator, -1, D1_ERR_ARG);
+    BADG(n_rewards, 0, D1_ERR_ARG);
+    BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);
+    BADG(rewards, NULL, D1_ERR_ARG);
+    BADG(sampler.temperature, NAN, D1_ERR_ARG);
+    BADG(sampler.block_len, 3, D1_ERR_ARG);
+    FRESH(); rw[0].fn = NULL; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); rw[0].weight = NAN; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.n_rewards = 2; rw[1].weight = INFINITY; STEP(D1_ERR_ARG, 2, 4);
+    /* a reward that answers NaN or infinity: found after the rollouts, before any update */
+    FRESH(); rw[0].fn = nan_after; rw[0].user = &bad; STEP(D1_ERR_NONFINITE, 2, 4);
+    CHECK(st.updates == 0, "NaN reward: %d updates reported", st.updates);
+    bad = -INFINITY;
+    FRESH(); rw[0].fn = nan_after; rw[0].user = &bad; STEP(D1_ERR_NONFINITE, 2, 4);
+    prompts[2] = 20;
+    FRESH(); STEP(D1_ERR_TOKEN, 2, 4);
+    prompts[2] = c.mask_id;
+    FRESH(); STEP(D1_ERR_TOKEN, 2, 4);
+    prompts[2] = 3;
+    {
+        float keep = m.param_memory[100];
+        m.param_memory[100] = NAN; /* weights gone NaN in training: refused before the rollouts */
+        FRESH(); STEP(D1_ERR_NONFINITE, 2, 4);
+        m.param_memory[100] = keep;
+    }
+    /* an update that blows up late: whatever happens, `updates` says how many
+       reached the weights, the optimizer's step agrees, and no weight is NaN */
+    {
+        int64_t step0 = o.step;
+        int rc, bad_w = 0;
+        size_t i;
+        snap s0 = take(&w), s1;
+        FRESH();
+        d.inner_steps = 4;
+        o.desc.lr = 1e30f;
+        o.desc.grad_clip = 0.0f;
+        rc = d1_grpo_step(&m, &ref, &o, &d, prompts, 2, 4, NULL, &r, &st);
+        s1 = take(&w);
+        for (i = 0; i < m.num_params; i++) bad_w += isnan(m.param_memory[i]) != 0;
+        CHECK(o.step - step0 == st.updates, "rc %d: %d updates reported, %lld taken", rc, st.updates,
+              (long long)(o.step - step0));
+        CHECK(bad_w == 0, "%d NaN weights after lr 1e30", bad_w);
+        if (st.updates == 0)
+            CHECK(s0.params == s1.params && s0.opt == s1.opt && s0.rng == s1.rng, "no update, yet%s changed",
+                  changed(&s0, &s1, 0));
+        else
+            CHECK(s0.rng != s1.rng, "updates applied and the RNG did not advance");
+        o.desc = d1_adamw_default_desc();
+    }
+#undef BADG
+#undef STEP
+#undef FRESH
+    d1_adamw_free(&o);
+    d1_model_free(&ref);
+    d1_model_free(&m);
+}
+
+/* ---- files --------------------------------------------------------------------- */
+static char root[256];
+
+static void on_alarm(int sig) {
+    (void)sig;
+    printf("FAIL a load blocked for 20 s (a FIFO?)\n0 passed, 1 failed\n");
+    fflush(stdout);
+    _exit(1);
+}
+
+/* rewrites the safetensors file `path` with `from` replaced by `to` in its
+   JSON header (the header length updated, the data untouched) */
+static int patch_header(const char *path, const char *from, const char *to) {
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf, *out;
+    long n;
+    uint64_t hn = 0, nn;
+    char *h, *at;
+    size_t lf = strlen(from), lt = strlen(to), k;
+    int i;
+    if (!f) return 0;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = (unsigned char *)malloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); return 0; }
+    fclose(f);
+    for (i = 7; i >= 0; i--) hn = hn << 8 | buf[i];
+    h = (char *)malloc(hn + 1);
+    memcpy(h, buf + 8, hn);
+    h[hn] = 0;
+    at = strstr(h, from);
+    if (!at) { free(h); free(buf); return 0; }
+    nn = hn - lf + lt;
+    out = (unsigned char *)malloc((size_t)n + lt + 8);
+    for (i = 0; i < 8; i++) out[i] = (unsigned char)(nn >> (8 * i));
+    k = (size_t)(at - h);
+    memcpy(out + 8, h, k);
+    memcpy(out + 8 + k, to, lt);
+    memcpy(out + 8 + k + lt, at + lf, hn - k - lf);
+    memcpy(out + 8 + nn, buf + 8 + hn, (size_t)n - 8 - hn);
+    f = fopen(path, "wb");
+    fwrite(out, 1, (size_t)(8 + nn + ((size_t)n - 8 - hn)), f);
+    fclose(f);
+    free(out); free(h); free(buf);
+    return 1;
+}
+
+static void test_file_contract(void) {
+    d1_config c = tiny();
+    d1_model m, loaded;
+    d1_adamw o;
+    d1_rng rg[2];
+    char dir[512], path[600], meta[256];
+    world w;
+    const char *t = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/d1_contract_%d", t && *t ? t : "/tmp", (int)getpid());
+    mkdir(root, 0777);
+    signal(SIGALRM, on_alarm);
+    trained(&m, &o, &c);
+    d1_rng_seed(&rg[0], 1);
+    d1_rng_seed(&rg[1], 2);
+
+    /* a FIFO named config.json, then model.safetensors: refused at once */
+    snprintf(dir, sizeof dir, "%s/fifo", root);
+    mkdir(dir, 0777);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    CHECK(mkfifo(path, 0666) == 0, "mkfifo");
+    memset(&loaded, 0x3c, sizeof loaded);
+    w.m = NULL; w.o = NULL; w.rng = NULL; w.out = &loaded; w.out_bytes = sizeof loaded;
+    alarm(20);
+    CASE(w, 0, D1_ERR_IO, d1_model_load(&loaded, dir));
+    unlink(path);
+    CHECK(d1_model_save(&m, dir, D1_DTYPE_F32) == D1_OK, "save");
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    CHECK(mkfifo(path, 0666) == 0, "mkfifo");
+    CASE(w, 0, D1_ERR_IO, d1_model_load(&loaded, dir));
+    unlink(path);
+    CHECK(d1_model_save(&m, dir, D1_DTYPE_F32) == D1_OK, "save again");
+    CHECK(d1_train_state_save(dir, &m, &o, rg, 2, NULL) == D1_OK, "train state");
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    {
+        char fifo[600];
+        snprintf(fifo, sizeof fifo, "%s/optimizer.safetensors.keep", dir);
+        rename(path, fifo);
+        CHECK(mkfifo(path, 0666) == 0, "mkfifo");
+        w.m = &m; w.o = &o; w.rng = &rg[0]; w.out = NULL;
+        CASE(w, 1, D1_ERR_IO, d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
+        unlink(path);
+        rename(fifo, path);
+    }
+    alarm(0);
+    CHECK(d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0) == D1_OK, "the real train state loads");
+
+    /* an RNG state of all zeros (xoshiro returns 0 from it forever) and a step count AdamW cannot continue */
+    {
+        char copy[600];
+        FILE *f;
+        snprintf(copy, sizeof copy, "%s/orig.bin", root);
+        { /* keep the original */
+            FILE *in = fopen(path, "rb");
+            int ch;
+            f = fopen(copy, "wb");
+            while (in && (ch = fgetc(in)) != EOF) fputc(ch, f);
+            if (in) fclose(in);
+            fclose(f);
+        }
+        snprintf(meta, sizeof meta, "\"d1.rng.1\":\"%llu %llu %llu %llu\"", (unsigned long long)rg[1].s[0],
+                 (unsigned long long)rg[1].s[1], (unsigned long long)rg[1].s[2], (unsigned long long)rg[1].s[3]);
+        CHECK(patch_header(path, meta, "\"d1.rng.1\":\"0 0 0 0\""), "patch the RNG (%s)", meta);
+        w.m = &m; w.o = &o; w.rng = &rg[1]; w.out = NULL;
+        CASE(w, 1, D1_ERR_CONFIG, d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
+        rename(copy, path);
+        snprintf(meta, sizeof meta, "\"d1.step\":\"%lld\"", (long long)o.step);
+        CHECK(patch_header(path, meta, "\"d1.step\":\"9223372036854775807\""), "patch the step (%s)", meta);
+        CASE(w, 1, D1_ERR_CONFIG, d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
+    }
+    d1_adamw_free(&o);
+    d1_model_free(&m);
+}
+
+int main(void) {
+    TH_BANNER();
+    RUN(test_sampler_contract);
+    RUN(test_loss_contract);
+    RUN(test_adamw_contract);
+    RUN(test_grpo_step_contract);
+    RUN(test_file_contract);
+    printf("  %d misuse calls, each checked for its code and for nothing changed\n", n_cases);
+    {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+        if (root[0] && system(cmd) != 0) printf("  (could not remove %s)\n", root);
+    }
+    return th_summary();
+}
