@@ -135,7 +135,8 @@ enum {
     D1_ERR_TRUNCATED = -18,     /* the data ends before the last tensor does                     */
     /* devices */
     D1_ERR_DEVICE = -19,        /* no usable GPU, or a CUDA / cuBLAS call failed                 */
-    D1_ERR_UNSUPPORTED = -20    /* not in this build, or not on this model's device              */
+    D1_ERR_UNSUPPORTED = -20,   /* not in this build, or not on this model's device              */
+    D1_ERR_MISMATCH = -21       /* a training state saved with other weights than the directory's */
 };
 D1_API const char *d1_strerror(int status);
 /* What this build computes with, chosen at compile time: one line such as
@@ -622,9 +623,25 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
    m by d1_adamw_init) and rngs[n_rngs] (n_rngs must equal the saved count,
    else D1_ERR_ARG), and the settings text into settings_json[settings_cap]
    ("" if none was saved; may be NULL to skip; too small: D1_ERR_ARG). On
-   failure nothing changes. */
+   failure nothing changes.
+   The pair: when dir held a model (d1_model_save) at the time of
+   d1_train_state_save, the state records a hash (FNV-1a 64) of its
+   config.json and model.safetensors, and d1_train_state_load refuses, with
+   D1_ERR_MISMATCH, a directory whose model is not the one it was saved with
+   (a save of the model that a crash cut off before the optimizer's). */
 D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt, d1_rng *rngs,
                                int n_rngs, char *settings_json, size_t settings_cap);
+/* A model and its training state as one unit, for resumable training:
+   writes config.json, model.safetensors and optimizer.safetensors into the
+   fresh directory DIR.tmp, renames it DIR.new once complete, then swaps it
+   in (DIR -> DIR.old, DIR.new -> DIR, DIR.old removed). A kill at any
+   instant leaves the old pair or the new one: when DIR is missing,
+   d1_model_load, d1_train_state_load and the next d1_checkpoint_save take
+   DIR.new (complete by construction), else DIR.old. DIR must hold nothing but the checkpoint's files (D1_ERR_ARG
+   otherwise, nothing written). POSIX only (elsewhere D1_ERR_UNSUPPORTED).
+   One writer per directory. */
+D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, const d1_adamw *opt,
+                              const d1_rng *rngs, int n_rngs, const char *settings_json);
 /* LoRA adapters on their own: dir/adapter_model.safetensors (F32, PEFT's
    names) and dir/adapter_config.json (PEFT's keys). d1_lora_load attaches
    adapters of the saved rank and alpha when m has none, or fills the attached
@@ -752,6 +769,7 @@ D1_API const char *d1_strerror(int status) {
     case D1_ERR_TRUNCATED: return "truncated file (the data ends before its last tensor)";
     case D1_ERR_DEVICE: return "no usable GPU, or a CUDA call failed";
     case D1_ERR_UNSUPPORTED: return "not supported by this build or on this model's device";
+    case D1_ERR_MISMATCH: return "the training state was saved with other weights than the checkpoint's model";
     default: return "unknown d1 status";
     }
 }
@@ -4996,6 +5014,53 @@ static int d1__emit_text(d1__sink *sk, const void *ctx) {
     return sk->write(sk, c->text, strlen(c->text));
 }
 
+/* FNV-1a 64 over the bytes of dir/config.json then dir/model.safetensors:
+   1 with *h set, 0 when the directory lacks either, or a negative D1_ERR_*
+   when a file cannot be read. */
+static int d1__model_files_fnv(const char *dir, uint64_t *h) {
+    static const char *const names[2] = {"config.json", "model.safetensors"};
+    unsigned char buf[8192];
+    int i;
+    *h = 14695981039346656037ull;
+    for (i = 0; i < 2; i++) {
+        char *p = d1__path(dir, names[i]);
+        FILE *f;
+        size_t n, k;
+        if (!p) return D1_ERR_NOMEM;
+        f = d1__fopen_regular(p);
+        d1__free(p);
+        if (!f) return 0; /* no model here (or none that loads) */
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+            for (k = 0; k < n; k++) *h = (*h ^ buf[k]) * 1099511628211ull;
+        n = (size_t)ferror(f);
+        fclose(f);
+        if (n) return D1_ERR_IO;
+    }
+    return 1;
+}
+
+/* The directory a load of `dir` reads: dir itself, or, while a
+   d1_checkpoint_save that a kill interrupted left dir renamed away, dir.new
+   (complete by then) or else dir.old. Allocated (d1__free it). */
+static char *d1__ckpt_dir(const char *dir) {
+    size_t n = strlen(dir);
+    char *p = (char *)d1__alloc(n + 5);
+#if defined(D1__POSIX)
+    struct stat st;
+#endif
+    if (!p) return NULL;
+    memcpy(p, dir, n + 1);
+#if defined(D1__POSIX)
+    if (stat(dir, &st) == 0) return p;
+    memcpy(p + n, ".new", 5);
+    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) return p;
+    memcpy(p + n, ".old", 5);
+    if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) return p;
+    p[n] = 0;
+#endif
+    return p;
+}
+
 /* Saves config.json and model.safetensors into dir, atomically. */
 D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     static const char *const names[2] = {"model.safetensors", "config.json"};
@@ -5217,8 +5282,11 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
     d1__ckpt ck;
     d1_model tmp;
     int rc;
+    char *dir;
     if (!m || !path) return D1_ERR_ARG;
-    rc = d1__ckpt_open(&ck, path);
+    if (!(dir = d1__ckpt_dir(path))) return D1_ERR_NOMEM;
+    rc = d1__ckpt_open(&ck, dir);
+    d1__free(dir);
     if (rc == D1_OK && (rc = d1__model_alloc(&tmp, &ck.cfg)) == D1_OK) {
         rc = d1__ckpt_read(&ck, tmp.param_memory);
         if (rc != D1_OK) d1_model_free(&tmp);
@@ -5294,8 +5362,9 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     d1__meta *meta;
     char *strs;
     float dv[D1__N_DESC];
-    int i, k, n_meta, rc;
+    int i, k, n_meta, rc, has_model;
     size_t at = 0;
+    uint64_t model_fnv = 0;
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || opt->step < 0 ||
         n_rngs < 0 || n_rngs > 1000000 || (n_rngs && !rngs))
         return D1_ERR_ARG;
@@ -5308,9 +5377,11 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
 #endif
     if (!d1__encodable(opt->m, 2 * opt->n, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
     /* metadata: step, desc, n_rngs, rngs, settings; keys and values in strs */
-    n_meta = 2 + D1__N_DESC + n_rngs + (settings_json ? 1 : 0);
+    /* the model beside it, by hash (see d1_train_state_load) */
+    if ((has_model = d1__model_files_fnv(dir, &model_fnv)) < 0) return has_model;
+    n_meta = 2 + D1__N_DESC + n_rngs + (settings_json ? 1 : 0) + has_model;
     meta = (d1__meta *)d1__alloc((size_t)n_meta * sizeof(d1__meta));
-    strs = (char *)d1__alloc(64 * (size_t)(D1__N_DESC + 2) + 128 * (size_t)n_rngs);
+    strs = (char *)d1__alloc(64 * (size_t)(D1__N_DESC + 3) + 128 * (size_t)n_rngs);
     if (!meta || !strs) {
         d1__free(meta);
         d1__free(strs);
@@ -5345,6 +5416,12 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     if (settings_json) {
         meta[k].key = "d1.settings";
         meta[k++].value = settings_json;
+    }
+    if (has_model) {
+        meta[k].key = "d1.model_fnv";
+        meta[k++].value = strs + at;
+        for (i = 0; i < 16; i++) strs[at++] = "0123456789abcdef"[(model_fnv >> (60 - 4 * i)) & 15];
+        strs[at++] = 0;
     }
     rc = d1__table_adamw(&tab, m, opt, UINT64_MAX);
     if (rc == D1_OK) {
@@ -5402,11 +5479,17 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     uint64_t step = 0, nr = 0;
     double d = 0.0;
     int rc, i, has_settings = 0;
+    char *at;
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || n_rngs < 0 ||
         (n_rngs && !rngs))
         return D1_ERR_ARG;
     memset(&tab, 0, sizeof tab);
-    if (!(p = d1__path(dir, "optimizer.safetensors"))) return D1_ERR_NOMEM;
+    if (!(at = d1__ckpt_dir(dir))) return D1_ERR_NOMEM; /* dir, or where an interrupted swap left it */
+    p = d1__path(at, "optimizer.safetensors");
+    if (!p) {
+        d1__free(at);
+        return D1_ERR_NOMEM;
+    }
     actx.m = m;
     rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32, d1__make_adamw_table, &actx);
     d1__free(p);
@@ -5444,6 +5527,25 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
         if (has_settings) slen = d1__json_str(&j, sv, NULL, 0);
         if (settings_json && (settings_cap == 0 || (has_settings && slen >= settings_cap))) rc = D1_ERR_ARG;
     }
+    if (rc == D1_OK) { /* the model it was saved with, when it was saved beside one */
+        size_t hv;
+        int r = d1__json_find(&j, sf.meta, "d1.model_fnv", &hv);
+        if (r < 0) rc = r;
+        if (r == 1) {
+            uint64_t want = 0, have = 0;
+            int k, got;
+            len = d1__json_str(&j, hv, buf, sizeof buf);
+            if (len != 16) rc = D1_ERR_CONFIG;
+            for (k = 0; k < 16 && rc == D1_OK; k++) {
+                char ch = buf[k];
+                int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+                if (v < 0) rc = D1_ERR_CONFIG;
+                want = want << 4 | (uint64_t)(v & 15);
+            }
+            if (rc == D1_OK && (got = d1__model_files_fnv(at, &have)) < 0) rc = got;
+            else if (rc == D1_OK && (got == 0 || have != want)) rc = D1_ERR_MISMATCH;
+        }
+    }
     /* the moments into a new buffer, swapped in only when all went well */
     if (rc == D1_OK && !(mem = d1__alloc_floats(2 * opt->n))) rc = D1_ERR_NOMEM;
     if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, mem);
@@ -5467,7 +5569,113 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     d1__free(rs);
     d1__st_close(&sf);
     d1__table_free(&tab);
+    d1__free(at);
     return rc;
+}
+
+/* ---- a model and its training state as one unit --------------------------------
+   DIR.tmp is written in full (each file synced) and renamed DIR.new, then
+   DIR -> DIR.old, DIR.new -> DIR, DIR.old removed; d1__ckpt_dir finds the
+   pair wherever a kill between two of these steps left it. */
+#if defined(D1__POSIX)
+#include <dirent.h>
+static const char *const d1__ckpt_names[] = {"config.json", "model.safetensors", "optimizer.safetensors",
+                                            "config.json.tmp", "model.safetensors.tmp",
+                                            "optimizer.safetensors.tmp"};
+/* Whether `name` is one of the files a checkpoint directory may hold. */
+static int d1__ckpt_own(const char *name) {
+    size_t i;
+    if (!strcmp(name, ".") || !strcmp(name, "..")) return 1;
+    for (i = 0; i < sizeof d1__ckpt_names / sizeof d1__ckpt_names[0]; i++)
+        if (!strcmp(name, d1__ckpt_names[i])) return 1;
+    return 0;
+}
+/* 1 when dir is missing or holds only checkpoint files, 0 when it holds
+   anything else (or is not a directory) */
+static int d1__ckpt_only(const char *dir) {
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    int ok = 1;
+    if (stat(dir, &st) != 0) return 1;
+    if (!S_ISDIR(st.st_mode) || !(d = opendir(dir))) return 0;
+    while (ok && (e = readdir(d))) ok = d1__ckpt_own(e->d_name);
+    closedir(d);
+    return ok;
+}
+/* Removes a checkpoint directory's own files, then the directory (if it was
+   left with others, it stays). A missing directory is fine. */
+static void d1__ckpt_remove(const char *dir) {
+    size_t i;
+    for (i = 0; i < sizeof d1__ckpt_names / sizeof d1__ckpt_names[0]; i++) {
+        char *p = d1__path(dir, d1__ckpt_names[i]);
+        if (p) remove(p);
+        d1__free(p);
+    }
+    rmdir(dir);
+}
+#endif
+
+D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, const d1_adamw *opt,
+                              const d1_rng *rngs, int n_rngs, const char *settings_json) {
+#if defined(D1__POSIX)
+    struct stat st;
+    size_t n;
+    char *d, *tmp, *nw, *old, *parent, *slash;
+    int rc = D1_OK;
+    if (!dir || !*dir || !d1__model_ok(m) || !opt) return D1_ERR_ARG;
+    n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--; /* "out/" names the same directory as "out" */
+    if (!(d = (char *)d1__alloc(5 * (n + 5)))) return D1_ERR_NOMEM;
+    tmp = d + (n + 5); nw = tmp + (n + 5); old = nw + (n + 5); parent = old + (n + 5);
+    memcpy(d, dir, n); d[n] = 0;
+    memcpy(tmp, dir, n); memcpy(tmp + n, ".tmp", 5); /* being written: never read */
+    memcpy(nw, dir, n); memcpy(nw + n, ".new", 5);   /* complete, not yet in place */
+    memcpy(old, dir, n); memcpy(old + n, ".old", 5); /* the pair being replaced */
+    memcpy(parent, dir, n + 1); parent[n] = 0;
+    slash = strrchr(parent, '/');
+    if (slash == parent) parent[1] = 0;
+    else if (slash) *slash = 0;
+    else memcpy(parent, ".", 2);
+
+    /* 1. settle what an interrupted save left (as d1__ckpt_dir reads it) */
+    if (stat(d, &st) != 0) {
+        if (stat(nw, &st) == 0) { if (rename(nw, d) != 0) rc = D1_ERR_IO; }
+        else if (stat(old, &st) == 0 && rename(old, d) != 0) rc = D1_ERR_IO;
+    }
+    if (rc == D1_OK && (!d1__ckpt_only(d) || !d1__ckpt_only(tmp) || !d1__ckpt_only(nw) || !d1__ckpt_only(old)))
+        rc = D1_ERR_ARG; /* a directory that holds other files is not ours to swap */
+    if (rc == D1_OK) {
+        d1__ckpt_remove(tmp);
+        d1__ckpt_remove(nw); /* complete, but DIR is there: the older pair stays the one */
+        d1__ckpt_remove(old);
+    }
+    /* 2. the new pair, in full, then one rename makes it DIR.new */
+    if (rc == D1_OK) rc = d1_model_save(m, tmp, dtype);
+    if (rc == D1_OK) rc = d1_train_state_save(tmp, m, opt, rngs, n_rngs, settings_json);
+    if (rc == D1_OK && rename(tmp, nw) != 0) rc = D1_ERR_IO;
+    if (rc != D1_OK) d1__ckpt_remove(tmp);
+    /* 3. the swap */
+    if (rc == D1_OK) {
+        d1__sync_dir(parent);
+        if (stat(d, &st) == 0 && rename(d, old) != 0) rc = D1_ERR_IO;
+        if (rc == D1_OK && rename(nw, d) != 0) {
+            rename(old, d); /* put the old pair back */
+            rc = D1_ERR_IO;
+        }
+        if (rc == D1_OK) {
+            d1__sync_dir(parent);
+            d1__ckpt_remove(old);
+        } else {
+            d1__ckpt_remove(nw);
+        }
+    }
+    d1__free(d);
+    return rc;
+#else
+    (void)dir; (void)m; (void)dtype; (void)opt; (void)rngs; (void)n_rngs; (void)settings_json;
+    return D1_ERR_UNSUPPORTED;
+#endif
 }
 
 

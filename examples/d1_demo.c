@@ -153,6 +153,28 @@ static int check(int rc, const char *what) {
     return rc;
 }
 
+/* Resumes a stage from its checkpoint directory when that holds a valid
+   pair (the model and training state of one d1_checkpoint_save); otherwise
+   says why (nothing is said when there is no checkpoint yet) and returns 0:
+   the stage starts over. On 1, *m and *opt are loaded. */
+static int resume_from(const char *dir, d1_model *m, d1_adamw *opt, const d1_adamw_desc *od, d1_rng *rngs) {
+    int rc = d1_model_load(m, dir);
+    if (rc != D1_OK) {
+        if (rc != D1_ERR_IO) fprintf(stderr, "d1_demo: %s: %s; the stage starts over\n", dir, d1_strerror(rc));
+        return 0;
+    }
+    if ((rc = d1_adamw_init(opt, m, od)) == D1_OK) {
+        rc = d1_train_state_load(dir, m, opt, rngs, 2, NULL, 0);
+        if (rc != D1_OK) d1_adamw_free(opt);
+    }
+    if (rc != D1_OK) {
+        fprintf(stderr, "d1_demo: %s: training state: %s; the stage starts over\n", dir, d1_strerror(rc));
+        d1_model_free(m);
+        return 0;
+    }
+    return 1;
+}
+
 /* FNV-1a of a file's bytes (0 when it cannot be read): names a shipped model. */
 static uint64_t file_hash(const char *path) {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -546,9 +568,7 @@ static int stage_train(const settings *S, int stage) {
     }
 
     /* the model: resumed, or from the base (SFT), or fresh */
-    if (file_exists(ckpt_dir) && d1_model_load(&m, ckpt_dir) == D1_OK) {
-        d1_adamw_init(&opt, &m, &od);
-        if (check(d1_train_state_load(ckpt_dir, &m, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+    if (resume_from(ckpt_dir, &m, &opt, &od, rngs)) {
         if (place(S, &m) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at step %d\n", t->name, stage_names[stage], (int)opt.step);
     } else {
@@ -613,8 +633,9 @@ static int stage_train(const settings *S, int stage) {
         fprintf(csv, "\n");
         if (step % (S->save_every * 20) == 0) {
             fflush(csv);
-            d1_model_save(&m, ckpt_dir, D1_DTYPE_F32);
-            d1_train_state_save(ckpt_dir, &m, &opt, rngs, 2, NULL);
+            /* the model and its training state as one unit: a kill leaves one valid pair */
+            if ((rc = check(d1_checkpoint_save(ckpt_dir, &m, D1_DTYPE_F32, &opt, rngs, 2, NULL), ckpt_dir)) != D1_OK)
+                break;
         }
         progress_show(&pg, step, "loss", loss, B * Tb / (now_s() - t0));
     }
@@ -668,9 +689,7 @@ static int stage_rl(const settings *S, int stage) {
 
     /* d1's optimizer for RL: AdamW (0.9, 0.99), weight decay 0.1, clip 0.2 */
     od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = 0.1f; od.grad_clip = 0.2f;
-    if (file_exists(ckpt_dir) && d1_model_load(&policy, ckpt_dir) == D1_OK) {
-        d1_adamw_init(&opt, &policy, &od);
-        if (check(d1_train_state_load(ckpt_dir, &policy, &opt, rngs, 2, NULL, 0), "resume") != D1_OK) return 1;
+    if (resume_from(ckpt_dir, &policy, &opt, &od, rngs)) {
         if (place(S, &policy) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / S->rl_inner));
     } else {
@@ -740,8 +759,9 @@ static int stage_rl(const settings *S, int stage) {
         fprintf(csv, "\n");
         if (it % S->save_every == 0) {
             fflush(csv);
-            d1_model_save(&policy, ckpt_dir, D1_DTYPE_F32);
-            d1_train_state_save(ckpt_dir, &policy, &opt, rngs, 2, NULL);
+            if ((rc = check(d1_checkpoint_save(ckpt_dir, &policy, D1_DTYPE_F32, &opt, rngs, 2, NULL), ckpt_dir)) !=
+                D1_OK)
+                break;
         }
         progress_show(&pg, it, "reward", st.reward_mean,
                       (double)S->rl_prompts * S->rl_group * (P + gen_len) * gen_len / 2 / (now_s() - t0));
