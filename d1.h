@@ -4334,14 +4334,16 @@ static void d1__table_set(d1__st_table *t, int i, const char *prefix, const d1_t
 
 /* The table of a model's tensors (config c, resolved), at their offsets in the
    parameter buffer. `budget` is the size of the JSON that must name them all:
-   each name takes at least 32 bytes there, so a config that needs more tensors
-   than fit is D1_ERR_MISSING before a large table is allocated for it (small
-   tables are built anyway, so that the header's own error is the one seen). */
+   each entry takes at least 64 bytes there (the shortest name, 28 bytes, and
+   its dtype, shape and data_offsets: over 70), so a config that needs more
+   tensors than fit is D1_ERR_MISSING before a large table is allocated for it
+   (small tables are built anyway, so that the header's own error is the one
+   seen). A table entry is ~180 bytes: at most ~3x the header that names it. */
 #define D1__SMALL_TABLE 4096
 static int d1__table_model(d1__st_table *t, const d1_config *c, const float *params, uint64_t budget) {
     int n = d1__config_num_tensors(c), i, rc;
     d1_tensor ti;
-    if (n > D1__SMALL_TABLE && (uint64_t)n * 32 > budget) return D1_ERR_MISSING;
+    if (n > D1__SMALL_TABLE && (uint64_t)n * 64 > budget) return D1_ERR_MISSING;
     if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
     for (i = 0; i < n; i++) {
         d1__config_tensor(c, i, &ti);
@@ -4818,6 +4820,17 @@ static FILE *d1__fopen_regular(const char *path) {
 #endif
 }
 
+/* The size of the regular file at path: D1_OK, or D1_ERR_IO when there is
+   none (or it is not a regular file). */
+static int d1__path_size(const char *path, uint64_t *size) {
+    FILE *f = d1__fopen_regular(path);
+    int rc;
+    if (!f) return D1_ERR_IO;
+    rc = d1__file_size(f, size);
+    fclose(f);
+    return rc;
+}
+
 /* A whole (small) file into an allocated buffer *buf[*len]; D1_ERR_JSON if it
    is over `max` bytes. */
 static int d1__read_file(const char *path, uint64_t max, char **buf, size_t *len) {
@@ -5238,7 +5251,16 @@ static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
     if (!(p = d1__path(path, "model.safetensors"))) return D1_ERR_NOMEM;
     probe = d1__fopen_regular(p);
     if (probe) { /* one file */
+        uint64_t size = 0;
+        rc = d1__file_size(probe, &size);
         fclose(probe);
+        /* every parameter takes >= 2 bytes (BF16, F16): a config that claims
+           more than the file can hold fails before its tables are built */
+        if (rc == D1_OK && (double)size < 2.0 * (double)d1_config_num_params(&ck->cfg)) rc = D1_ERR_TRUNCATED;
+        if (rc != D1_OK) {
+            d1__free(p);
+            return rc;
+        }
         ck->n_shards = 1;
         rc = d1__st_open(&sf, p, &ck->tab, 0, D1__DTYPES_ALL, d1__make_model_table, &ck->cfg);
         d1__st_close(&sf);
@@ -5285,13 +5307,13 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
     char *dir;
     if (!m || !path) return D1_ERR_ARG;
     if (!(dir = d1__ckpt_dir(path))) return D1_ERR_NOMEM;
-    rc = d1__ckpt_open(&ck, dir);
-    d1__free(dir);
+    rc = d1__ckpt_open(&ck, dir); /* ck keeps dir until d1__ckpt_free */
     if (rc == D1_OK && (rc = d1__model_alloc(&tmp, &ck.cfg)) == D1_OK) {
         rc = d1__ckpt_read(&ck, tmp.param_memory);
         if (rc != D1_OK) d1_model_free(&tmp);
     }
     d1__ckpt_free(&ck);
+    d1__free(dir);
     if (rc == D1_OK) *m = tmp;
     return rc;
 }
@@ -5772,6 +5794,15 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     d1__free(text);
     if (rc != D1_OK) return rc;
     if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1_ERR_CONFIG;
+    { /* what the adapters take is bounded by what the file holds (F32), before anything is allocated */
+        uint64_t size = 0;
+        double need = 4.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r);
+        if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1_ERR_NOMEM;
+        rc = d1__path_size(p, &size);
+        d1__free(p);
+        if (rc != D1_OK) return rc;
+        if ((double)size < need) return D1_ERR_TRUNCATED;
+    }
     if (!m->lora) {
         if ((rc = d1_lora_attach(m, (int)r, (float)alpha, 0)) != D1_OK) return rc;
         attached_here = 1;

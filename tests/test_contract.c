@@ -17,6 +17,26 @@
                   what `updates` reports when an update fails late
      files        a FIFO where a checkpoint file should be; train states with
                   an RNG xoshiro cannot leave and a step AdamW cannot take */
+#include <stdlib.h>
+/* the library's allocations, counted: a hostile file must fail before it
+   makes the loader allocate more than the files hold */
+static size_t live_bytes, peak_bytes;
+static void *counted_malloc(size_t n) {
+    size_t *p = (size_t *)malloc(n + 16);
+    if (!p) return NULL;
+    p[0] = n;
+    live_bytes += n;
+    if (live_bytes > peak_bytes) peak_bytes = live_bytes;
+    return (char *)p + 16;
+}
+static void counted_free(void *q) {
+    if (!q) return;
+    q = (char *)q - 16;
+    live_bytes -= *(size_t *)q;
+    free(q);
+}
+#define D1_MALLOC(n) counted_malloc(n)
+#define D1_FREE(p) counted_free(p)
 #define D1_IMPLEMENTATION
 #include "../d1.h"
 #include "harness.h"
@@ -700,6 +720,60 @@ static void test_file_contract(void) {
         snprintf(meta, sizeof meta, "\"d1.step\":\"%lld\"", (long long)o.step);
         CHECK(patch_header(path, meta, "\"d1.step\":\"9223372036854775807\""), "patch the step (%s)", meta);
         CASE(w, 1, D1_ERR_CONFIG, d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
+    }
+    /* files that claim more than they hold: refused before the claim is allocated */
+    {
+        char cfgp[700], stp[700];
+        FILE *f;
+        size_t before;
+        uint64_t hn = 1u << 20, k;
+        d1_model untouched;
+        snprintf(dir, sizeof dir, "%s/claims", root);
+        mkdir(dir, 0777);
+        snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", dir);
+        f = fopen(cfgp, "w");
+        fprintf(f, "{\"r\": 32, \"lora_alpha\": 16}"); /* r = dim, no weights file */
+        fclose(f);
+        w.m = &m; w.o = NULL; w.rng = NULL; w.out = NULL;
+        before = live_bytes; peak_bytes = live_bytes;
+        CASE(w, 1, D1_ERR_IO, d1_lora_load(&m, dir));
+        CHECK(m.lora == NULL && peak_bytes - before < 65536, "LoRA without weights: %zu bytes allocated, lora %p",
+              peak_bytes - before, (void *)m.lora);
+        snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", dir);
+        f = fopen(stp, "wb");
+        fwrite("\x02\0\0\0\0\0\0\0{}", 1, 10, f); /* a valid empty safetensors file */
+        fclose(f);
+        before = live_bytes; peak_bytes = live_bytes;
+        CASE(w, 1, D1_ERR_TRUNCATED, d1_lora_load(&m, dir));
+        CHECK(m.lora == NULL && peak_bytes - before < 65536, "LoRA of 10 bytes: %zu bytes allocated",
+              peak_bytes - before);
+        /* a config of 3000 layers beside a 1 MB header of {} and spaces */
+        snprintf(cfgp, sizeof cfgp, "%s/config.json", dir);
+        {
+            d1_config big = tiny(), rc_;
+            char text[2048];
+            big.n_layers = 3000; /* 27,003 tensors: the old bound (32 bytes each) let the table be built */
+            CHECK(d1_config_resolve(&big, &rc_) == D1_OK && d1_config_to_json(&rc_, text, sizeof text) == D1_OK,
+                  "a config of 3000 layers");
+            f = fopen(cfgp, "w");
+            fputs(text, f);
+            fclose(f);
+        }
+        snprintf(stp, sizeof stp, "%s/model.safetensors", dir);
+        f = fopen(stp, "wb");
+        for (k = 0; k < 8; k++) fputc((int)((hn >> (8 * k)) & 255), f);
+        fputs("{}", f);
+        for (k = 2; k < hn; k++) fputc(' ', f);
+        fclose(f);
+        memset(&untouched, 0x6b, sizeof untouched);
+        w.m = NULL; w.out = &untouched; w.out_bytes = sizeof untouched;
+        before = live_bytes; peak_bytes = live_bytes;
+        {
+            int rc = d1_model_load(&untouched, dir);
+            CHECK(rc == D1_ERR_TRUNCATED || rc == D1_ERR_MISSING, "claims: %s", d1_strerror(rc));
+        }
+        CHECK(peak_bytes - before <= 2 * (hn + 8), "a 1 MB file made the loader allocate %zu bytes",
+              peak_bytes - before);
     }
     d1_adamw_free(&o);
     d1_model_free(&m);
