@@ -15,12 +15,13 @@ PYTHON ?= /usr/bin/python3
 RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
-           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/fuzz_replay
+           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/fuzz_replay \
+           $(BUILD)/fuzz_dir_replay
 EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz ckpt-torch clean \
+.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
         cuda test-cuda threshold-check
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
 
@@ -49,6 +50,19 @@ $(BUILD)/d1: tools/d1.c d1.h | $(BUILD)
 # `make test`; `make fuzz` runs libFuzzer (clang) for FUZZ_SECONDS
 $(BUILD)/fuzz_replay: tests/fuzz_load.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
+
+# the directory-level target (config, weights, shards, training state, adapters):
+# replayed over tests/data/fuzz_dir_corpus by `make test`; `make fuzz-dir` runs libFuzzer
+$(BUILD)/fuzz_dir_replay: tests/fuzz_dir.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
+
+$(BUILD)/fuzz_dir: tests/fuzz_dir.c d1.h | $(BUILD)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $< -o $@ -lm -lpthread
+
+fuzz-dir: $(BUILD)/fuzz_dir
+	mkdir -p $(BUILD)/fuzz_dir_corpus
+	./$(BUILD)/fuzz_dir -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz_load.dict \
+	    $(BUILD)/fuzz_dir_corpus tests/data/fuzz_dir_corpus
 
 $(BUILD)/fuzz_load: tests/fuzz_load.c d1.h | $(BUILD)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $< -o $@ -lm -lpthread

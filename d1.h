@@ -5770,8 +5770,9 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     uint64_t r = 0;
     double alpha = 0.0;
     float *mem = NULL;
-    int rc, attached_here = 0;
+    int rc, attached_here = 0, B0, T0;
     if (!d1__model_ok(m) || !dir) return D1_ERR_ARG;
+    B0 = m->B; T0 = m->T; /* an attach forgets the last forward; a failed load must not */
     if (!(p = d1__path(dir, "adapter_config.json"))) return D1_ERR_NOMEM;
     rc = d1__read_file(p, 1u << 20, &text, &len);
     d1__free(p);
@@ -5821,6 +5822,8 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
         memcpy(m->lora->param_memory, mem, m->lora->num_params * sizeof(float));
     } else if (attached_here) {
         d1_lora_detach(m);
+        m->B = B0;
+        m->T = T0;
     }
     d1__free(mem);
     return rc;
