@@ -598,7 +598,8 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
    parents, if missing). Each file is written as NAME.tmp, flushed to disk
    (fsync), then renamed over NAME, and the directory is synced, so a crash
    leaves the old file or the new one, never a torn one. The two renames are
-   not one atomic step: for that, save into a fresh directory and rename it.
+   not one atomic step (a kill between them can leave new weights beside an
+   old config.json): d1_checkpoint_save makes the whole directory one unit.
    One writer per directory. */
 D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype);
 /* Loads the checkpoint directory `path` (see above) into *m, with the same
