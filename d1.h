@@ -6339,7 +6339,11 @@ static int d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step) {
     d1_cuda_download(d->cu, s->revealed, d->revealed, s->BT);
     if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
     for (b = 0; b < s->B; b++)
-        for (i = b0; i < b1; i++) n += s->revealed[(size_t)b * s->T + i];
+        for (i = b0; i < b1; i++) {
+            /* no token had a finite logit (the kernel's -1): d1__propose's D1_ERR_NONFINITE */
+            if (s->out[(size_t)b * s->T + i] < 0) return D1_ERR_NONFINITE;
+            n += s->revealed[(size_t)b * s->T + i];
+        }
     return n;
 }
 #endif /* D1_CUDA */
