@@ -457,6 +457,11 @@ enum {                      /* the log-prob estimator */
     D1_LOGP_PARTIAL = 2     /* UniGRPO (MMaDA): completion masked at p ~ U(0,1), only the masked
                                tokens scored (prompt kept)                                       */
 };
+enum {                      /* the per-token KL estimator KL_k, with d = logp - ref (Schulman's k1-k3) */
+    D1_KL_K3 = 0,           /* d1: exp(-d) + d - 1           dKL/dlogp = 1 - exp(-d)               */
+    D1_KL_K1 = 1,           /* d                              dKL/dlogp = 1                         */
+    D1_KL_K2 = 2            /* d^2 / 2 (ESPO's choice, on its sequence ELBO) dKL/dlogp = d           */
+};
 
 typedef struct d1_grpo_desc {
     int   group_size;       /* G >= 2 (d1: 6)                                      */
@@ -467,6 +472,7 @@ typedef struct d1_grpo_desc {
     int   scale_rewards;    /* 1: advantages / (group std + 1e-4)                  */
     int   objective;        /* D1_GRPO_*                                           */
     int   estimator;        /* D1_LOGP_*                                           */
+    int   kl;               /* D1_KL_* (0: d1's k3)                                */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
                                block 32, steps gen_len / 2)                        */
     const d1_reward *rewards;
@@ -519,6 +525,7 @@ typedef struct d1_grpo_batch {
     const float   *adv;        /* [B] advantages (or, for wd1, the weights omega)           */
     const float   *old_logp;   /* [B, Lc] or NULL (= the current logp: rho = 1)             */
     const float   *ref_logp;   /* [B, Lc] or NULL (only with beta = 0)                      */
+    int            kl;         /* D1_KL_* (0: d1's k3); a GPU model takes k3 only            */
 } d1_grpo_batch;
 /* logp [B, Lc] = log softmax(logits)[o] at every completion position, from one
    forward pass over the masked input. */
@@ -3257,8 +3264,12 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
 
 /* Per scored completion token, from logp (and old, ref, A):
      clipped (d1):  L = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta KL,  rho = exp(logp - old)
-                    dL/dlogp = -rho A [unclipped branch selected] + beta (1 - exp(ref - logp))
-     wd1:           L = -omega logp + beta KL,   dL/dlogp = -omega + beta (1 - exp(ref - logp))
+                    dL/dlogp = -rho A [unclipped branch selected] + beta dKL/dlogp
+     wd1:           L = -omega logp + beta KL,   dL/dlogp = -omega + beta dKL/dlogp
+   with KL one of (d = logp - ref)
+     k3 (d1):       exp(-d) + d - 1,   dKL/dlogp = 1 - exp(-d)
+     k1:            d,                 dKL/dlogp = 1
+     k2:            d^2 / 2,           dKL/dlogp = d
    then dlogits = dL/dlogp (onehot(o) - softmax(logits)) / denom, and one backward pass. */
 D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
                         float *loss, double *kl_sum, double *clipped) {
@@ -3267,9 +3278,11 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     int rc, r, k, Lc, V;
     size_t i;
     if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
-        !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1))
+        !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1) ||
+        b->kl < D1_KL_K3 || b->kl > D1_KL_K2)
         return D1_ERR_ARG;
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
+    if (b->kl != D1_KL_K3 && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
     /* every number that enters the loss, before the pass: a non-finite
        advantage, or old / reference log-prob of a scored token (a log-prob
        is <= 0), is the caller's error */
@@ -3300,9 +3313,12 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
             if (!b->score_mask[t]) continue;
             logp = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], d); /* d = softmax; float, as stored */
             if (beta != 0.0f) {
-                double diff = (double)b->ref_logp[t] - logp;
-                kl = exp(diff) - diff - 1.0;
-                dkl = 1.0 - exp(diff);
+                double dd = logp - (double)b->ref_logp[t];
+                switch (b->kl) {
+                case D1_KL_K1: kl = dd; dkl = 1.0; break;
+                case D1_KL_K2: kl = 0.5 * dd * dd; dkl = dd; break;
+                default: kl = exp(-dd) + dd - 1.0; dkl = 1.0 - exp(-dd); break;
+                }
             }
             if (objective == D1_GRPO_WD1) {
                 L = -A * logp;
@@ -3371,7 +3387,7 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
     if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
         !(d->beta >= 0.0f) || !isfinite(d->beta) || (d->objective != D1_GRPO_CLIPPED && d->objective != D1_GRPO_WD1) ||
-        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_PARTIAL)
+        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_PARTIAL || d->kl < D1_KL_K3 || d->kl > D1_KL_K2)
         return D1_ERR_ARG;
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
     for (j = 0; j < d->n_rewards; j++)
@@ -3521,6 +3537,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
             gb.adv = adv;
             gb.old_logp = mu > 1 ? old_lp + (size_t)it * RL : NULL;
             gb.ref_logp = d->beta > 0.0f ? ref_lp + (size_t)it * RL : NULL;
+            gb.kl = d->kl;
             if ((rc = d1_grpo_loss(policy, &gb, d->clip_eps, d->beta, d->objective, &l, &kl, &clip)) != D1_OK)
                 goto done;
             loss_it += l;

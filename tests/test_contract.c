@@ -389,6 +389,9 @@ static void test_loss_contract(void) {
     GLOSS(D1_ERR_ARG, 0.2f, NAN, D1_GRPO_CLIPPED);
     GLOSS(D1_ERR_ARG, 0.2f, INFINITY, D1_GRPO_CLIPPED);
     GLOSS(D1_ERR_ARG, 0.2f, 0.04f, 7);
+    gb.kl = 3; /* no such KL estimator */
+    GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+    gb.kl = D1_KL_K3;
     gb.denom = 0.0f;
     GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
     gb.denom = NAN;
@@ -547,6 +550,8 @@ static void test_grpo_step_contract(void) {
     BADG(objective, 9, D1_ERR_ARG);
     BADG(estimator, 9, D1_ERR_ARG);
     BADG(estimator, -1, D1_ERR_ARG);
+    BADG(kl, 3, D1_ERR_ARG);
+    BADG(kl, -1, D1_ERR_ARG);
     BADG(n_rewards, 0, D1_ERR_ARG);
     BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);
     BADG(rewards, NULL, D1_ERR_ARG);

@@ -103,6 +103,42 @@ static void test_reference_grpo(void) {
     d1_model_free(&m);
 }
 
+/* The clipped objective with the k1 and k2 KL estimators, against the dump
+   (tools/ref_recipe_dump.py: the same inputs, its own finite-difference check). */
+static void test_reference_grpo_kl(void) {
+    static const char *const kinds[2] = {"k1", "k2"};
+    static const int codes[2] = {D1_KL_K1, D1_KL_K2};
+    const float *eb = (const float *)ref_get(&rec, "grpo.eps_beta")->data;
+    int k;
+    for (k = 0; k < 2; k++) {
+        d1_model m;
+        grpo_case g;
+        char name[64];
+        const ref_record *rl, *rk;
+        float loss;
+        double kl = 0, clip = 0, worst;
+        snprintf(name, sizeof name, "grpo_%s.loss", kinds[k]);
+        rl = ref_get(&rec, name);
+        snprintf(name, sizeof name, "grpo_%s.kl", kinds[k]);
+        rk = ref_get(&rec, name);
+        CHECK(rl && rk, "grpo_%s records in the dump", kinds[k]);
+        if (!rl || !rk) return;
+        CHECK(load_model(&m), "model");
+        grpo_case_load(&g);
+        g.b.kl = codes[k];
+        CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "loss %s", kinds[k]);
+        CHECK(fabs(loss - *(const float *)rl->data) <= 1e-4 * fabs(*(const float *)rl->data), "%s loss %.7f vs %.7f",
+              kinds[k], loss, *(const float *)rl->data);
+        CHECK(fabs(kl / g.b.denom - *(const float *)rk->data) < 1e-5, "%s KL %g vs %g", kinds[k], kl / g.b.denom,
+              *(const float *)rk->data);
+        snprintf(name, sizeof name, "grpo_%s", kinds[k]);
+        worst = check_grads(&m, name);
+        printf("  diffu-GRPO, KL %s: loss %.7f vs %.7f, KL %.6f, worst gradient rel err %.2g\n", kinds[k], loss,
+               *(const float *)rl->data, kl / g.b.denom, worst);
+        d1_model_free(&m);
+    }
+}
+
 static void test_reference_wd1(void) {
     d1_model m;
     grpo_case g;
@@ -344,6 +380,7 @@ int main(void) {
     }
     RUN(test_reference_sft);
     RUN(test_reference_grpo);
+    RUN(test_reference_grpo_kl);
     RUN(test_reference_wd1);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);

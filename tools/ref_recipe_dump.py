@@ -234,12 +234,22 @@ def k3(ref, logp):
     return torch.exp(ref - logp) - (ref - logp) - 1
 
 
-def grpo_terms(logp, old, ref, adv, cm, eps, beta):
+def kl_of(kind, ref, logp):
+    # the per-token KL estimators (Schulman's k1, k2, k3), d = logp - ref; d1 uses k3
+    d = logp - ref
+    if kind == "k1":
+        return d
+    if kind == "k2":
+        return 0.5 * d * d
+    return k3(ref, logp)
+
+
+def grpo_terms(logp, old, ref, adv, cm, eps, beta, kind="k3"):
     rho = torch.exp(logp - old)
     A = adv[:, None]
     l1 = rho * A
     l2 = torch.clamp(rho, 1 - eps, 1 + eps) * A
-    kl = k3(ref, logp)
+    kl = kl_of(kind, ref, logp)
     tok = -torch.min(l1, l2) + beta * kl
     n = cm.sum()
     loss = (tok * cm).sum() / n
@@ -332,6 +342,14 @@ def main():
     fd_check(model, lambda: wd1_loss_of(grpo_logp(model, tokens, pm), ref, adv, cm, beta),
              g, "wd1")
 
+    # the clipped objective with the other KL estimators (same inputs)
+    kl_variants = []
+    for kind in ("k1", "k2"):
+        l_k, _, kl_k, _ = grpo_terms(grpo_logp(model, tokens, pm), old, ref, adv, cm, eps, beta, kind)
+        kl_variants.append((kind, l_k, kl_k, grads_of(model, l_k)))
+        fd_check(model, lambda: grpo_terms(grpo_logp(model, tokens, pm), old, ref, adv, cm,
+                                           eps, beta, kind)[0], g, "grpo " + kind)
+
     # ---- sanity checks
     rho_d = rho.detach()
     sel = cm > 0
@@ -400,6 +418,11 @@ def main():
     w.add("wd1.loss", w_loss.detach().reshape(1))
     for n, gr in w_grads:
         w.add("wd1.grad." + n, gr)
+    for kind, l_k, kl_k, grads_k in kl_variants:
+        w.add("grpo_" + kind + ".loss", l_k.detach().reshape(1))
+        w.add("grpo_" + kind + ".kl", kl_k.detach().reshape(1))
+        for n, gr in grads_k:
+            w.add("grpo_" + kind + ".grad." + n, gr)
     w.write(OUT)
 
     # the written file must read back to the same values
