@@ -30,7 +30,7 @@ build-tests: $(TESTS)
 $(BUILD):
 	mkdir -p $(BUILD)
 
-$(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h | $(BUILD)
+$(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h tests/count_alloc.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
@@ -53,10 +53,10 @@ $(BUILD)/fuzz_replay: tests/fuzz_load.c d1.h | $(BUILD)
 
 # the directory-level target (config, weights, shards, training state, adapters):
 # replayed over tests/data/fuzz_dir_corpus by `make test`; `make fuzz-dir` runs libFuzzer
-$(BUILD)/fuzz_dir_replay: tests/fuzz_dir.c d1.h | $(BUILD)
+$(BUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
 
-$(BUILD)/fuzz_dir: tests/fuzz_dir.c d1.h | $(BUILD)
+$(BUILD)/fuzz_dir: tests/fuzz_dir.c tests/count_alloc.h d1.h | $(BUILD)
 	clang -g -O1 -fsanitize=fuzzer,address,undefined $< -o $@ -lm -lpthread
 
 fuzz-dir: $(BUILD)/fuzz_dir

@@ -22,25 +22,8 @@
    Seeds: `build/fuzz_dir_replay --seed DIR` writes real directories (a
    saved checkpoint with its state and adapters, a sharded one) as inputs;
    `make test` replays the committed seeds in tests/data/fuzz_dir_corpus. */
-#include <stdlib.h>
 #include <string.h>
-static size_t fz_live, fz_peak;
-static void *fz_malloc(size_t n) {
-    size_t *p = (size_t *)malloc(n + 16);
-    if (!p) return NULL;
-    p[0] = n;
-    fz_live += n;
-    if (fz_live > fz_peak) fz_peak = fz_live;
-    return (char *)p + 16;
-}
-static void fz_free(void *q) {
-    if (!q) return;
-    q = (char *)q - 16;
-    fz_live -= *(size_t *)q;
-    free(q);
-}
-#define D1_MALLOC(n) fz_malloc(n)
-#define D1_FREE(p) fz_free(p)
+#include "count_alloc.h" /* live_bytes, peak_bytes */
 #define D1_IMPLEMENTATION
 #include "../d1.h"
 
@@ -179,12 +162,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     memset(&m, 0xA5, sizeof m);
     before = m;
-    base = fz_live;
-    fz_peak = fz_live;
+    base = live_bytes;
+    peak_bytes = live_bytes;
     rc = d1_model_load(&m, fz_dir);
     if (!fz_known(rc)) abort();
-    if (fz_peak - base > 2 * total + FZ_SLACK) {
-        fprintf(stderr, "a load of %zu bytes of files allocated %zu bytes\n", total, fz_peak - base);
+    if (peak_bytes - base > 2 * total + FZ_SLACK) {
+        fprintf(stderr, "a load of %zu bytes of files allocated %zu bytes\n", total, peak_bytes - base);
         abort();
     }
     if (rc == D1_OK) {

@@ -17,26 +17,7 @@
                   what `updates` reports when an update fails late
      files        a FIFO where a checkpoint file should be; train states with
                   an RNG xoshiro cannot leave and a step AdamW cannot take */
-#include <stdlib.h>
-/* the library's allocations, counted: a hostile file must fail before it
-   makes the loader allocate more than the files hold */
-static size_t live_bytes, peak_bytes;
-static void *counted_malloc(size_t n) {
-    size_t *p = (size_t *)malloc(n + 16);
-    if (!p) return NULL;
-    p[0] = n;
-    live_bytes += n;
-    if (live_bytes > peak_bytes) peak_bytes = live_bytes;
-    return (char *)p + 16;
-}
-static void counted_free(void *q) {
-    if (!q) return;
-    q = (char *)q - 16;
-    live_bytes -= *(size_t *)q;
-    free(q);
-}
-#define D1_MALLOC(n) counted_malloc(n)
-#define D1_FREE(p) counted_free(p)
+#include "count_alloc.h" /* live_bytes, peak_bytes */
 #define D1_IMPLEMENTATION
 #include "../d1.h"
 #include "harness.h"
