@@ -3349,37 +3349,104 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     return D1_OK;
 }
 
-/* The masks of one inner iteration: input [R,T] and scored [2][R,Lc] (the
-   second pass only for the coupled estimator); returns the passes (1 or 2). */
-static int d1__grpo_masks(const d1_grpo_desc *d, int R, int T, int P, const int *prompt_lens,
-                          const uint8_t *cm, d1_rng *rng, uint8_t *input, uint8_t *score) {
-    int Lc = T - P, r, i, G = d->group_size;
-    for (r = 0; r < R; r++) {
-        int pad = P - (prompt_lens ? prompt_lens[r / G] : P);
-        uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc, *sc2 = sc + (size_t)R * Lc;
-        const uint8_t *c = cm + (size_t)r * Lc;
-        float t = 0.0f;
-        for (i = 0; i < P; i++) /* d1: the prompt at p_mask_prompt (one draw per position, always) */
-            in[i] = (uint8_t)(d1_rng_uniform(rng) < d->p_mask_prompt && i >= pad &&
-                              d->estimator == D1_LOGP_ONE_STEP);
-        if (d->estimator == D1_LOGP_COUPLED) t = 0.2f + 0.6f * d1_rng_uniform(rng);
-        if (d->estimator == D1_LOGP_PARTIAL) t = d1_rng_uniform(rng);
+/* ---- d1_grpo_step, phase by phase ------------------------------------------
+   One iteration's state lives in d1__grpo_work; its phases run in order:
+     a. rollout      G completions per prompt, in one sampler batch
+     b. rewards      each reward function and their weighted sum; the
+                     completion mask (up to and including the first EOS)
+     c. advantages   A = r - group mean (/ (std + 1e-4) when scaled; wd1: omega)
+     d. masks        mu inner iterations' input and scored masks, from the
+                     estimator (d1__grpo_estimators: one masks function each,
+                     and how many passes it needs)
+     e. logp passes  old (mu > 1) and reference (beta > 0) log-probs, no gradient
+     f. updates      mu AdamW steps on the objective (d1_grpo_loss)
+   A new estimator is one masks function and one row of the table; a new
+   objective is one case in d1_grpo_loss. */
+typedef struct d1__grpo_work {
+    d1_model *policy, *ref;
+    d1_adamw *opt;
+    const d1_grpo_desc *d;
+    d1_rng   *rng;          /* a copy of the caller's, committed once the weights move */
+    int       n_prompts, G, R, P, T, Lc, mu, passes;
+    size_t    RT, RL;
+    int      *rp, *rl;      /* [R, P] prompts repeated G times, [R] their lengths       */
+    int      *canvas;       /* [R, T] prompt + completion                               */
+    float    *rew;          /* [R, n_rewards + 1]: the weighted sum, then each function  */
+    float    *adv;          /* [R] advantages (wd1: omega)                              */
+    float    *old_lp, *ref_lp; /* [mu][R, Lc]                                           */
+    float    *tmp_lp;       /* [R, Lc] one pass's log-probs                             */
+    uint8_t  *cm;           /* [R, Lc] completion mask                                  */
+    uint8_t  *in, *sc;      /* [mu][2][R, T] input masks, [mu][2][R, Lc] scored masks   */
+    double    kl, clip, scored_total;
+    d1_grpo_stats st;
+} d1__grpo_work;
+
+/* d. The estimators' masks of one inner iteration: input[2][R,T] (1 = the
+   model sees [MASK]) and score[2][R,Lc] (the completion tokens a pass puts
+   into the loss). Row r's prompt is its last rl[r] of P positions. Every
+   estimator draws P uniforms per row for the prompt first (d1's prompt mask,
+   applied by the one-step estimator only), so the streams line up. */
+static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int apply, d1_rng *rng, uint8_t *in) {
+    int i;
+    for (i = 0; i < P; i++) in[i] = (uint8_t)(d1_rng_uniform(rng) < d->p_mask_prompt && i >= pad && apply);
+}
+/* d1 (the one-step estimator): the prompt at p_mask_prompt, the whole
+   completion masked, every completion token scored. One pass. */
+static void d1__grpo_masks_one_step(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+    int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    for (r = 0; r < w->R; r++) {
+        uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
+        d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
         for (i = 0; i < Lc; i++) {
-            int masked = d->estimator == D1_LOGP_ONE_STEP || d1_rng_uniform(rng) < t;
-            in[P + i] = (uint8_t)masked;
-            sc[i] = (uint8_t)(c[i] && masked);
-            if (d->estimator == D1_LOGP_COUPLED) sc2[i] = (uint8_t)(c[i] && !masked);
+            in[P + i] = 1;
+            sc[i] = w->cm[(size_t)r * Lc + i];
         }
     }
-    return d->estimator == D1_LOGP_COUPLED ? 2 : 1;
 }
-
-/* The coupled estimator's second input: the complement of the completion mask. */
-static void d1__grpo_complement(uint8_t *dst, const uint8_t *src, int R, int T, int P) {
-    int r, i;
-    for (r = 0; r < R; r++)
-        for (i = 0; i < T; i++) dst[(size_t)r * T + i] = i < P ? src[(size_t)r * T + i] : !src[(size_t)r * T + i];
+/* DiffuCoder's coupled masks: completion tokens masked at t ~ U(0.2, 0.8);
+   pass 1 scores the masked ones, pass 2 (the complement: input[1]) the rest.
+   The prompt is kept. Two passes. */
+static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+    int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    for (r = 0; r < w->R; r++) {
+        uint8_t *in = input + (size_t)r * T, *in2 = in + w->RT;
+        uint8_t *sc = score + (size_t)r * Lc, *sc2 = sc + w->RL;
+        const uint8_t *c = w->cm + (size_t)r * Lc;
+        float t;
+        d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 0, rng, in);
+        t = 0.2f + 0.6f * d1_rng_uniform(rng);
+        for (i = 0; i < Lc; i++) {
+            int masked = d1_rng_uniform(rng) < t;
+            in[P + i] = (uint8_t)masked;
+            sc[i] = (uint8_t)(c[i] && masked);
+            sc2[i] = (uint8_t)(c[i] && !masked);
+        }
+        for (i = 0; i < T; i++) in2[i] = i < P ? in[i] : !in[i];
+    }
 }
+/* UniGRPO (MMaDA): completion tokens masked at p ~ U(0, 1), the masked ones
+   scored; the prompt kept. One pass. */
+static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+    int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    for (r = 0; r < w->R; r++) {
+        uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
+        const uint8_t *c = w->cm + (size_t)r * Lc;
+        float t;
+        d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 0, rng, in);
+        t = d1_rng_uniform(rng);
+        for (i = 0; i < Lc; i++) {
+            int masked = d1_rng_uniform(rng) < t;
+            in[P + i] = (uint8_t)masked;
+            sc[i] = (uint8_t)(c[i] && masked);
+        }
+    }
+}
+typedef struct d1__grpo_estimator {
+    void (*masks)(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score);
+    int passes;
+} d1__grpo_estimator;
+static const d1__grpo_estimator d1__grpo_estimators[3] = { /* by D1_LOGP_* */
+    {d1__grpo_masks_one_step, 1}, {d1__grpo_masks_coupled, 2}, {d1__grpo_masks_partial, 1}};
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
@@ -3398,164 +3465,198 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     return D1_OK;
 }
 
+/* a. G completions per prompt, in one batch */
+static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *prompt_lens) {
+    d1_sample_stats ss;
+    double t0;
+    int r, rc;
+    for (r = 0; r < w->R; r++) {
+        if (w->P > 0)
+            memcpy(w->rp + (size_t)r * w->P, prompts + (size_t)(r / w->G) * w->P, (size_t)w->P * sizeof(int));
+        w->rl[r] = prompt_lens ? prompt_lens[r / w->G] : w->P;
+    }
+    t0 = d1__now();
+    rc = d1_sampler_generate(w->policy, &w->d->sampler, w->rp, w->R, w->P, w->rl, w->rng, w->canvas, &ss);
+    w->st.t_generate = d1__now() - t0;
+    if (rc == D1_OK) w->st.forward_passes += ss.forward_passes;
+    return rc;
+}
+
+/* b. rewards (each function's value and their weighted sum) and the
+   completion mask up to and including the first EOS */
+static int d1__grpo_rewards(d1__grpo_work *w) {
+    const d1_grpo_desc *d = w->d;
+    int r, i, j, nr1 = d->n_rewards + 1;
+    for (r = 0; r < w->R; r++) {
+        const int *o = w->canvas + (size_t)r * w->T + w->P;
+        int eos_at = w->Lc;
+        for (i = 0; i < w->Lc; i++)
+            if (o[i] == w->policy->config.eos_id) { eos_at = i; break; }
+        for (i = 0; i < w->Lc; i++) w->cm[(size_t)r * w->Lc + i] = (uint8_t)(i <= eos_at);
+        w->st.completion_len += (float)D1__MIN(eos_at + 1, w->Lc) / (float)w->R;
+        w->rew[(size_t)r * nr1] = 0.0f;
+        for (j = 0; j < d->n_rewards; j++) {
+            float v = d->rewards[j].fn(w->canvas + (size_t)r * w->T + w->P - w->rl[r], w->rl[r], o, eos_at,
+                                       d->rewards[j].user);
+            if (!isfinite(v)) return D1_ERR_NONFINITE;
+            w->rew[(size_t)r * nr1 + 1 + j] = v;
+            w->rew[(size_t)r * nr1] += d->rewards[j].weight * v;
+        }
+    }
+    /* the batch's reward statistics, for the log: mean and unbiased std of each column */
+    for (j = 0; j < nr1; j++) {
+        double s1 = 0.0, s2 = 0.0, sd;
+        for (r = 0; r < w->R; r++) s1 += w->rew[(size_t)r * nr1 + j];
+        for (r = 0; r < w->R; r++) {
+            double e = w->rew[(size_t)r * nr1 + j] - s1 / w->R;
+            s2 += e * e;
+        }
+        sd = sqrt(s2 / (w->R > 1 ? w->R - 1 : 1));
+        if (j == 0) { w->st.reward_mean = (float)(s1 / w->R); w->st.reward_std = (float)sd; }
+        else { w->st.reward_fn_mean[j - 1] = (float)(s1 / w->R); w->st.reward_fn_std[j - 1] = (float)sd; }
+    }
+    return D1_OK;
+}
+
+/* c. group advantages: A = r - mean (/ (std + 1e-4) when scaled; std
+   unbiased); wd1 turns them into its weights omega */
+static void d1__grpo_advantages(d1__grpo_work *w) {
+    const d1_grpo_desc *d = w->d;
+    int r, i, G = w->G, nr1 = d->n_rewards + 1;
+    for (r = 0; r < w->R; r += G) {
+        double mean = 0.0, var = 0.0;
+        int all_equal = 1;
+        for (i = r; i < r + G; i++) {
+            mean += w->rew[(size_t)i * nr1] / G;
+            all_equal &= w->rew[(size_t)i * nr1] == w->rew[(size_t)r * nr1];
+        }
+        for (i = r; i < r + G; i++) {
+            double e = w->rew[(size_t)i * nr1] - mean;
+            var += e * e / (G - 1);
+        }
+        for (i = r; i < r + G; i++) {
+            double A = w->rew[(size_t)i * nr1] - mean;
+            w->adv[i] = (float)(d->scale_rewards ? A / (sqrt(var) + 1e-4) : A);
+        }
+        w->st.zero_std_frac += (float)all_equal / (float)w->n_prompts;
+    }
+    if (d->objective == D1_GRPO_WD1) d1_wd1_weights(w->adv, w->R, G, w->adv);
+}
+
+/* e. the mu masks (d), then the log-probs that need no gradient: the old
+   policy's (= the policy now; only when mu > 1) and the reference's (beta > 0),
+   each token from the pass that scores it */
+static int d1__grpo_logp_passes(d1__grpo_work *w) {
+    const d1__grpo_estimator *e = &d1__grpo_estimators[w->d->estimator];
+    d1_grpo_batch gb;
+    double t0 = d1__now();
+    int it, j, pass, rc;
+    for (it = 0; it < w->mu; it++)
+        e->masks(w, w->rng, w->in + (size_t)it * 2 * w->RT, w->sc + (size_t)it * 2 * w->RL);
+    w->passes = e->passes;
+    memset(&gb, 0, sizeof gb);
+    gb.tokens = w->canvas; gb.B = w->R; gb.T = w->T; gb.P = w->P;
+    for (it = 0; it < w->mu; it++)
+        for (j = 0; j < 2; j++) { /* j = 0: the old policy, j = 1: the reference */
+            float *dst = (j == 0 ? w->old_lp : w->ref_lp) + (size_t)it * w->RL;
+            d1_model *who = j == 0 ? w->policy : w->ref;
+            if ((j == 0 && w->mu == 1) || (j == 1 && w->d->beta == 0.0f)) continue;
+            for (pass = 0; pass < w->passes; pass++) {
+                const uint8_t *sci = w->sc + ((size_t)it * 2 + pass) * w->RL;
+                size_t t;
+                gb.input_mask = w->in + ((size_t)it * 2 + pass) * w->RT;
+                if (j == 1 && w->ref == w->policy) w->policy->lora->enabled = 0; /* the base, adapters off */
+                rc = d1_grpo_logprobs(who, &gb, w->tmp_lp);
+                if (j == 1 && w->ref == w->policy) w->policy->lora->enabled = 1;
+                if (rc != D1_OK) return rc;
+                for (t = 0; t < w->RL; t++)
+                    if (pass == 0 || sci[t]) dst[t] = w->tmp_lp[t];
+                w->st.forward_passes++;
+            }
+        }
+    w->st.t_logp = d1__now() - t0;
+    return D1_OK;
+}
+
+/* f. mu gradient updates; update `it` uses mask `it`, as the old and
+   reference log-probs did. A non-finite loss or gradient stops before its
+   AdamW step (d1_grpo_loss, d1_adamw_step), so it never reaches the weights. */
+static int d1__grpo_updates(d1__grpo_work *w) {
+    const d1_grpo_desc *d = w->d;
+    d1_grpo_batch gb;
+    double t0 = d1__now();
+    int it, pass, rc;
+    memset(&gb, 0, sizeof gb);
+    gb.tokens = w->canvas; gb.B = w->R; gb.T = w->T; gb.P = w->P;
+    gb.adv = w->adv;
+    gb.kl = d->kl;
+    for (it = 0; it < w->mu; it++) {
+        float loss_it = 0.0f, gn = 0.0f;
+        double scored = 0.0;
+        size_t t;
+        for (pass = 0; pass < w->passes; pass++)
+            for (t = 0; t < w->RL; t++) scored += w->sc[((size_t)it * 2 + pass) * w->RL + t];
+        if ((rc = d1_model_zero_grad(w->policy)) != D1_OK) return rc;
+        for (pass = 0; pass < w->passes && scored > 0.0; pass++) {
+            float l = 0.0f;
+            gb.input_mask = w->in + ((size_t)it * 2 + pass) * w->RT;
+            gb.score_mask = w->sc + ((size_t)it * 2 + pass) * w->RL;
+            gb.denom = (float)scored;
+            gb.old_logp = w->mu > 1 ? w->old_lp + (size_t)it * w->RL : NULL;
+            gb.ref_logp = d->beta > 0.0f ? w->ref_lp + (size_t)it * w->RL : NULL;
+            if ((rc = d1_grpo_loss(w->policy, &gb, d->clip_eps, d->beta, d->objective, &l, &w->kl, &w->clip)) !=
+                D1_OK)
+                return rc;
+            loss_it += l;
+            w->st.forward_passes++;
+        }
+        if ((rc = d1_adamw_step(w->opt, w->policy, &gn)) != D1_OK) return rc;
+        w->st.updates++;
+        w->st.loss += loss_it / w->mu;
+        w->st.grad_norm += gn / w->mu;
+        w->scored_total += scored;
+    }
+    w->st.t_update = d1__now() - t0;
+    w->st.kl = (float)(w->kl / D1__MAX(w->scored_total, 1.0));
+    w->st.clip_frac = (float)(w->clip / D1__MAX(w->scored_total, 1.0));
+    return D1_OK;
+}
+
 D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *d,
                         const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
                         d1_grpo_stats *stats) {
-    d1_grpo_stats st;
-    d1_grpo_batch gb;
-    int G, R, T, Lc, mu, rc, r, i, j, it, pass, passes = 1;
-    size_t RT, RL;
-    int *rp = NULL, *rl = NULL, *canvas;
-    float *rew, *adv, *old_lp, *ref_lp, *tmp_lp;
-    uint8_t *cm, *in, *sc;
-    double t0, kl = 0.0, clip = 0.0, scored_total = 0.0;
+    d1__grpo_work w;
+    d1_rng rcopy;
     void *scratch;
-    d1_sample_stats ss;
-    d1_rng rcopy; /* rollouts and masks draw from a copy; committed once the weights move */
+    int rc;
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
     if (!rng || (!prompts && P > 0)) return D1_ERR_ARG;
     if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1_ERR_SHAPE;
     if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1_ERR_SHAPE;
     if (!d1__params_finite(policy)) return D1_ERR_NONFINITE;
-    G = d->group_size; R = n_prompts * G; mu = d->inner_steps;
-    Lc = d->sampler.gen_len; T = P + Lc;
+    memset(&w, 0, sizeof w);
     rcopy = *rng;
-    RT = (size_t)R * T; RL = (size_t)R * Lc;
-    /* one allocation: repeated prompts [R,P] and lengths [R], the canvas [R,T],
-       rewards [R, n_rewards+1], advantages [R], logps old/ref [mu][R,Lc] and one more [R,Lc],
-       completion mask [R,Lc], input masks [mu][2][R,T], scored masks [mu][2][R,Lc] */
-    scratch = d1__alloc(sizeof(float) * ((size_t)R * (d->n_rewards + 2) + (2 * (size_t)mu + 1) * RL) +
-                        sizeof(int) * ((size_t)R * P + (size_t)R + RT) + RL + (size_t)mu * 2 * (RT + RL));
+    w.policy = policy; w.ref = ref; w.opt = opt; w.d = d; w.rng = &rcopy;
+    w.n_prompts = n_prompts; w.G = d->group_size; w.R = n_prompts * w.G; w.mu = d->inner_steps;
+    w.P = P; w.Lc = d->sampler.gen_len; w.T = P + w.Lc;
+    w.RT = (size_t)w.R * w.T; w.RL = (size_t)w.R * w.Lc;
+    /* one allocation for the iteration: see d1__grpo_work for each buffer's shape */
+    scratch = d1__alloc(sizeof(float) * ((size_t)w.R * (d->n_rewards + 2) + (2 * (size_t)w.mu + 1) * w.RL) +
+                        sizeof(int) * ((size_t)w.R * P + (size_t)w.R + w.RT) + w.RL + (size_t)w.mu * 2 * (w.RT + w.RL));
     if (!scratch) return D1_ERR_NOMEM;
-    rew = (float *)scratch; adv = rew + (size_t)R * (d->n_rewards + 1);
-    old_lp = adv + R; ref_lp = old_lp + (size_t)mu * RL;
-    tmp_lp = ref_lp + (size_t)mu * RL;
-    rp = (int *)(tmp_lp + RL); rl = rp + (size_t)R * P; canvas = rl + R;
-    cm = (uint8_t *)(canvas + RT); in = cm + RL; sc = in + (size_t)mu * 2 * RT;
-    memset(&st, 0, sizeof st);
+    w.rew = (float *)scratch; w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
+    w.old_lp = w.adv + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * w.RL; w.tmp_lp = w.ref_lp + (size_t)w.mu * w.RL;
+    w.rp = (int *)(w.tmp_lp + w.RL); w.rl = w.rp + (size_t)w.R * P; w.canvas = w.rl + w.R;
+    w.cm = (uint8_t *)(w.canvas + w.RT); w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * 2 * w.RT;
 
-    /* a. G completions per prompt, in one batch */
-    for (r = 0; r < R; r++) {
-        if (P > 0) memcpy(rp + (size_t)r * P, prompts + (size_t)(r / G) * P, (size_t)P * sizeof(int));
-        rl[r] = prompt_lens ? prompt_lens[r / G] : P;
-    }
-    t0 = d1__now();
-    rc = d1_sampler_generate(policy, &d->sampler, rp, R, P, rl, &rcopy, canvas, &ss);
-    st.t_generate = d1__now() - t0;
-    if (rc != D1_OK) goto done;
-    st.forward_passes += ss.forward_passes;
-
-    /* b. rewards; d. completion mask up to and including the first EOS */
-    for (r = 0; r < R; r++) {
-        const int *o = canvas + (size_t)r * T + P;
-        int len = Lc, eos_at = Lc;
-        for (i = 0; i < Lc; i++)
-            if (o[i] == policy->config.eos_id) { eos_at = i; break; }
-        for (i = 0; i < Lc; i++) cm[(size_t)r * Lc + i] = (uint8_t)(i <= eos_at);
-        len = eos_at;
-        st.completion_len += (float)D1__MIN(eos_at + 1, Lc) / (float)R;
-        rew[(size_t)r * (d->n_rewards + 1)] = 0.0f;
-        for (j = 0; j < d->n_rewards; j++) {
-            float v = d->rewards[j].fn(canvas + (size_t)r * T + P - rl[r], rl[r], o, len, d->rewards[j].user);
-            if (!isfinite(v)) { rc = D1_ERR_NONFINITE; goto done; }
-            rew[(size_t)r * (d->n_rewards + 1) + 1 + j] = v;
-            rew[(size_t)r * (d->n_rewards + 1)] += d->rewards[j].weight * v;
-        }
-    }
-    /* c. group advantages: A = r - mean (/ (std + 1e-4) when scaled; std unbiased) */
-    for (j = 0; j <= d->n_rewards; j++) {
-        double s1 = 0.0, s2 = 0.0;
-        for (r = 0; r < R; r++) s1 += rew[(size_t)r * (d->n_rewards + 1) + j];
-        for (r = 0; r < R; r++) {
-            double e = rew[(size_t)r * (d->n_rewards + 1) + j] - s1 / R;
-            s2 += e * e;
-        }
-        if (j == 0) { st.reward_mean = (float)(s1 / R); st.reward_std = (float)sqrt(s2 / (R > 1 ? R - 1 : 1)); }
-        else { st.reward_fn_mean[j - 1] = (float)(s1 / R); st.reward_fn_std[j - 1] = (float)sqrt(s2 / (R > 1 ? R - 1 : 1)); }
-    }
-    for (r = 0; r < R; r += G) {
-        double mean = 0.0, var = 0.0;
-        int all_equal = 1;
-        for (i = r; i < r + G; i++) {
-            mean += rew[(size_t)i * (d->n_rewards + 1)] / G;
-            all_equal &= rew[(size_t)i * (d->n_rewards + 1)] == rew[(size_t)r * (d->n_rewards + 1)];
-        }
-        for (i = r; i < r + G; i++) {
-            double e = rew[(size_t)i * (d->n_rewards + 1)] - mean;
-            var += e * e / (G - 1);
-        }
-        for (i = r; i < r + G; i++) {
-            double A = rew[(size_t)i * (d->n_rewards + 1)] - mean;
-            adv[i] = (float)(d->scale_rewards ? A / (sqrt(var) + 1e-4) : A);
-        }
-        st.zero_std_frac += (float)all_equal / (float)n_prompts;
-    }
-    if (d->objective == D1_GRPO_WD1) d1_wd1_weights(adv, R, G, adv);
-
-    /* e. mu masks; old log-probs (mu > 1) and reference log-probs (beta > 0), no grad */
-    t0 = d1__now();
-    for (it = 0; it < mu; it++) {
-        uint8_t *ini = in + (size_t)it * 2 * RT;
-        passes = d1__grpo_masks(d, R, T, P, rl, cm, &rcopy, ini, sc + (size_t)it * 2 * RL);
-        if (passes == 2) d1__grpo_complement(ini + RT, ini, R, T, P);
-    }
-    memset(&gb, 0, sizeof gb);
-    gb.tokens = canvas; gb.B = R; gb.T = T; gb.P = P; gb.key_mask = NULL;
-    for (it = 0; it < mu; it++)
-        for (j = 0; j < 2; j++) { /* j = 0: the old policy (= policy now), j = 1: the reference */
-            float *dst = (j == 0 ? old_lp : ref_lp) + (size_t)it * RL;
-            if ((j == 0 && mu == 1) || (j == 1 && d->beta == 0.0f)) continue;
-            for (pass = 0; pass < passes; pass++) { /* a token's logp comes from the pass that scores it */
-                const uint8_t *sci = sc + ((size_t)it * 2 + pass) * RL;
-                size_t t;
-                gb.input_mask = in + ((size_t)it * 2 + pass) * RT;
-                if (j == 1 && ref == policy) policy->lora->enabled = 0; /* the base, adapters off */
-                rc = d1_grpo_logprobs(j == 0 ? policy : ref, &gb, tmp_lp);
-                if (j == 1 && ref == policy) policy->lora->enabled = 1;
-                if (rc != D1_OK) goto done;
-                for (t = 0; t < RL; t++)
-                    if (pass == 0 || sci[t]) dst[t] = tmp_lp[t];
-                st.forward_passes++;
-            }
-        }
-    st.t_logp = d1__now() - t0;
-
-    /* f. mu gradient updates; update `it` uses mask `it`, as the old and reference log-probs did */
-    t0 = d1__now();
-    for (it = 0; it < mu; it++) {
-        float loss_it = 0.0f, gn = 0.0f;
-        double scored = 0.0;
-        size_t t;
-        for (pass = 0; pass < passes; pass++)
-            for (t = 0; t < RL; t++) scored += sc[((size_t)it * 2 + pass) * RL + t];
-        if ((rc = d1_model_zero_grad(policy)) != D1_OK) goto done;
-        for (pass = 0; pass < passes && scored > 0.0; pass++) {
-            float l = 0.0f;
-            gb.input_mask = in + ((size_t)it * 2 + pass) * RT;
-            gb.score_mask = sc + ((size_t)it * 2 + pass) * RL;
-            gb.denom = (float)scored;
-            gb.adv = adv;
-            gb.old_logp = mu > 1 ? old_lp + (size_t)it * RL : NULL;
-            gb.ref_logp = d->beta > 0.0f ? ref_lp + (size_t)it * RL : NULL;
-            gb.kl = d->kl;
-            if ((rc = d1_grpo_loss(policy, &gb, d->clip_eps, d->beta, d->objective, &l, &kl, &clip)) != D1_OK)
-                goto done;
-            loss_it += l;
-            st.forward_passes++;
-        }
-        if ((rc = d1_adamw_step(opt, policy, &gn)) != D1_OK) goto done;
-        st.updates++;
-        st.loss += loss_it / mu;
-        st.grad_norm += gn / mu;
-        scored_total += scored;
-    }
-    st.t_update = d1__now() - t0;
-    st.kl = (float)(kl / D1__MAX(scored_total, 1.0));
-    st.clip_frac = (float)(clip / D1__MAX(scored_total, 1.0));
-done:
+    rc = d1__grpo_rollout(&w, prompts, prompt_lens);         /* a */
+    if (rc == D1_OK) rc = d1__grpo_rewards(&w);              /* b */
+    if (rc == D1_OK) d1__grpo_advantages(&w);                /* c */
+    if (rc == D1_OK) rc = d1__grpo_logp_passes(&w);          /* d, e */
+    if (rc == D1_OK) rc = d1__grpo_updates(&w);              /* f */
     d1__free(scratch);
-    if (st.updates > 0) *rng = rcopy;
-    if (stats) *stats = st;
+    if (w.st.updates > 0) *rng = rcopy;
+    if (stats) *stats = w.st;
     return rc;
 }
 

@@ -139,6 +139,29 @@ static void test_reference_grpo_kl(void) {
     }
 }
 
+/* d1's prompt mask with left-padded prompts of different lengths: row r's
+   padding (its first P - rl[r] positions) is never masked, its prompt is
+   (p_mask_prompt near 1). The masks once read row r's length at r / G. */
+static void test_prompt_mask_padding(void) {
+    d1_grpo_desc d = d1_grpo_default_desc(4);
+    d1__grpo_work w;
+    int rl[4] = {2, 2, 5, 5}, r, i;
+    uint8_t cm[4 * 4], in[2 * 4 * 9], sc[2 * 4 * 4];
+    d1_rng rng;
+    memset(&w, 0, sizeof w);
+    memset(cm, 1, sizeof cm);
+    d.group_size = 2;
+    d.p_mask_prompt = 0.999999f;
+    w.d = &d; w.G = 2; w.R = 4; w.P = 5; w.Lc = 4; w.T = 9;
+    w.RT = 36; w.RL = 16; w.rl = rl; w.cm = cm;
+    d1_rng_seed(&rng, 1);
+    d1__grpo_estimators[D1_LOGP_ONE_STEP].masks(&w, &rng, in, sc);
+    for (r = 0; r < 4; r++)
+        for (i = 0; i < 5; i++)
+            CHECK(in[r * 9 + i] == (i >= 5 - rl[r]), "row %d (prompt of %d) position %d: mask %d", r, rl[r], i,
+                  in[r * 9 + i]);
+}
+
 static void test_reference_wd1(void) {
     d1_model m;
     grpo_case g;
@@ -381,6 +404,7 @@ int main(void) {
     RUN(test_reference_sft);
     RUN(test_reference_grpo);
     RUN(test_reference_grpo_kl);
+    RUN(test_prompt_mask_padding);
     RUN(test_reference_wd1);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
