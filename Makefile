@@ -142,9 +142,11 @@ $(CUBUILD)/d1_cuda.o: tools/d1_cuda.cu tools/d1_cuda.h
 	mkdir -p $(CUBUILD)
 	$(NVCC) -O3 -fmad=false $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -c $< -o $@
 
-$(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h $(CUBUILD)/d1_cuda.o
+$(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h tests/count_alloc.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
 $(CUBUILD)/fuzz_replay: tests/fuzz_load.c d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
+$(CUBUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
 $(CUBUILD)/hello: examples/hello.c d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
