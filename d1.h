@@ -605,8 +605,10 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
    parents, if missing). Each file is written as NAME.tmp, flushed to disk
    (fsync), then renamed over NAME, and the directory is synced, so a crash
    leaves the old file or the new one, never a torn one. The two renames are
-   not one atomic step (a kill between them can leave new weights beside an
-   old config.json): d1_checkpoint_save makes the whole directory one unit.
+   not one atomic step: the weights go first, and a kill between them leaves
+   the new weights beside the old config.json and the new one as
+   config.json.tmp, which d1_model_load then uses when the weights do not fit
+   the old one (d1_checkpoint_save makes the whole directory one unit).
    One writer per directory. */
 D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype);
 /* Loads the checkpoint directory `path` (see above) into *m, with the same
@@ -5352,7 +5354,7 @@ static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
 
 /* Opens the checkpoint directory `path`: reads config.json, then checks the
    header of model.safetensors, or of every shard of the index. */
-static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
+static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config_name) {
     char *p = NULL, *text = NULL;
     size_t len = 0;
     d1__st_file sf;
@@ -5360,7 +5362,7 @@ static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
     FILE *probe;
     memset(ck, 0, sizeof *ck);
     ck->dir = path;
-    if (!(p = d1__path(path, "config.json"))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(path, config_name))) return D1_ERR_NOMEM;
     rc = d1__read_file(p, D1_SAFETENSORS_MAX_HEADER, &text, &len);
     d1__free(p);
     if (rc == D1_OK) rc = d1_config_from_json(&ck->cfg, text, len);
@@ -5399,6 +5401,28 @@ static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
         d1__free(p);
     }
     return rc;
+}
+
+/* d1_model_save renames model.safetensors into place before config.json: a
+   kill between the two leaves the new weights, the old config.json and the
+   new one, complete, as config.json.tmp. When the weights do not fit
+   config.json and config.json.tmp is there, the checkpoint is read with it
+   (the save rolled forward); otherwise the first error stands. */
+static int d1__ckpt_open(d1__ckpt *ck, const char *path) {
+    int rc = d1__ckpt_open_with(ck, path, "config.json"), rc2;
+    char *tmp;
+    FILE *f;
+    if (rc != D1_ERR_TENSOR_SHAPE && rc != D1_ERR_MISSING && rc != D1_ERR_UNKNOWN_TENSOR && rc != D1_ERR_TRUNCATED)
+        return rc;
+    if (!(tmp = d1__path(path, "config.json.tmp"))) return rc;
+    f = d1__fopen_regular(tmp);
+    d1__free(tmp);
+    if (!f) return rc;
+    fclose(f);
+    d1__ckpt_free(ck);
+    if ((rc2 = d1__ckpt_open_with(ck, path, "config.json.tmp")) == D1_OK) return D1_OK;
+    d1__ckpt_free(ck);
+    return d1__ckpt_open_with(ck, path, "config.json"); /* the first error, and its state */
 }
 
 /* Reads every shard's tensors into base (the checked headers say where). */

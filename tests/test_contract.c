@@ -831,6 +831,59 @@ static void test_pair_mismatch(void) {
     d1_model_free(&m);
 }
 
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    int ch;
+    if (!in || !out) {
+        if (in) fclose(in);
+        return 0;
+    }
+    while ((ch = fgetc(in)) != EOF) fputc(ch, out);
+    fclose(in);
+    fclose(out);
+    return 1;
+}
+
+/* a kill between d1_model_save's two renames when the config changed: the
+   new weights, the old config.json, the new one as config.json.tmp */
+static void test_model_save_between_renames(void) {
+    d1_config c = tiny(), c3 = tiny();
+    d1_model a, b, back;
+    char da[600], db[600], from[700], to[700];
+    c3.n_layers = 3;
+    d1_model_init(&a, &c, 1);
+    d1_model_init(&b, &c3, 2);
+    snprintf(da, sizeof da, "%s/renames_a", root);
+    snprintf(db, sizeof db, "%s/renames_b", root);
+    CHECK(d1_model_save(&a, da, D1_DTYPE_F32) == D1_OK && d1_model_save(&b, db, D1_DTYPE_F32) == D1_OK, "saves");
+    snprintf(from, sizeof from, "%s/model.safetensors", db);
+    snprintf(to, sizeof to, "%s/model.safetensors", da);
+    CHECK(copy_file(from, to), "the new weights in place");
+    snprintf(from, sizeof from, "%s/config.json", db);
+    snprintf(to, sizeof to, "%s/config.json.tmp", da);
+    CHECK(copy_file(from, to), "the new config not yet renamed");
+    CHECK(d1_model_load(&back, da) == D1_OK, "the save rolls forward on load");
+    CHECK(back.config.n_layers == 3 && !memcmp(back.param_memory, b.param_memory, b.num_params * sizeof(float)),
+          "the new model");
+    d1_model_free(&back);
+    { /* a config.json.tmp that does not fit either: the first error, nothing changed */
+        FILE *f = fopen(to, "w");
+        d1_model untouched;
+        int rc;
+        fputs("{}", f);
+        fclose(f);
+        memset(&untouched, 0x5c, sizeof untouched);
+        back = untouched;
+        rc = d1_model_load(&back, da);
+        CHECK(rc == D1_ERR_TENSOR_SHAPE || rc == D1_ERR_MISSING || rc == D1_ERR_UNKNOWN_TENSOR ||
+                  rc == D1_ERR_TRUNCATED,
+              "a stale config.json.tmp: %s", d1_strerror(rc));
+        CHECK(!memcmp(&back, &untouched, sizeof back), "a failed load touched the model");
+    }
+    d1_model_free(&a);
+    d1_model_free(&b);
+}
+
 /* kill -9 a process that saves checkpoints in a loop, at random instants;
    every directory left behind must load as a matched pair of one save
    (weight 0 and the optimizer's step both carry the save's number) */
@@ -920,6 +973,7 @@ int main(void) {
     RUN(test_grpo_step_contract);
     RUN(test_file_contract);
     RUN(test_pair_mismatch);
+    RUN(test_model_save_between_renames);
     RUN(test_kill_during_save);
     printf("  %d misuse calls, each checked for its code and for nothing changed\n", n_cases);
     {
