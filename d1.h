@@ -5186,6 +5186,7 @@ static char *d1__ckpt_dir(const char *dir) {
     memcpy(p, dir, n + 1);
 #if defined(D1__POSIX)
     if (stat(dir, &st) == 0) return p;
+    while (n > 1 && p[n - 1] == '/') n--; /* "out/": its .new is "out.new", as d1_checkpoint_save names it */
     memcpy(p + n, ".new", 5);
     if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) return p;
     memcpy(p + n, ".old", 5);

@@ -821,6 +821,12 @@ static void test_pair_mismatch(void) {
         CHECK(d1_checkpoint_save(nw, &m, D1_DTYPE_F32, &o, rg, 1, NULL) == D1_OK, "DIR.new");
         CHECK(rename(dir, old) == 0, "DIR -> DIR.old");
         CHECK(d1_model_load(&back, dir) == D1_OK, "the load finds DIR.new");
+        d1_model_free(&back);
+        {
+            char withslash[700];
+            snprintf(withslash, sizeof withslash, "%s/", dir);
+            CHECK(d1_model_load(&back, withslash) == D1_OK, "and finds it from \"DIR/\" too");
+        }
         CHECK(d1_train_state_load(dir, &back, &o, rg, 1, NULL, 0) == D1_OK, "and its state");
         CHECK(back.param_memory[5] == m.param_memory[5], "the new pair");
         d1_model_free(&back);
