@@ -454,8 +454,13 @@ enum {                      /* the log-prob estimator */
     D1_LOGP_COUPLED = 1,    /* DiffuCoder's coupled-GRPO: completion tokens masked at t ~ U(0.2,
                                0.8) in one pass and the complement in a second; each token is
                                scored in the pass that masks it (prompt kept)                    */
-    D1_LOGP_PARTIAL = 2     /* UniGRPO (MMaDA): completion masked at p ~ U(0,1), only the masked
+    D1_LOGP_PARTIAL = 2,    /* UniGRPO (MMaDA): completion masked at p ~ U(0,1), only the masked
                                tokens scored (prompt kept)                                       */
+    D1_LOGP_ELBO = 3        /* ESPO: a sequence-level ELBO (stratified mask counts over the batch,
+                               each mask and its complement, mc_draws draws; prompt kept, every
+                               completion position scored, EOS padding too); the objective then
+                               works per SEQUENCE: rho_i = exp((ELBO_i - ELBO_old,i) / Lc),
+                               clipped, and the KL estimator on d = ELBO_i - ELBO_ref,i      */
 };
 enum {                      /* the per-token KL estimator KL_k, with d = logp - ref (Schulman's k1-k3) */
     D1_KL_K3 = 0,           /* d1: exp(-d) + d - 1           dKL/dlogp = 1 - exp(-d)               */
@@ -473,6 +478,10 @@ typedef struct d1_grpo_desc {
     int   objective;        /* D1_GRPO_*                                           */
     int   estimator;        /* D1_LOGP_*                                           */
     int   kl;               /* D1_KL_* (0: d1's k3)                                */
+    int   mc_draws;         /* Monte Carlo draws of the ELBO (D1_LOGP_ELBO; ESPO's
+                               num_mc, 2 in its Sudoku recipe); 0 means 1           */
+    int   leave_one_out;    /* 1: A_i = r_i - mean of the OTHER G-1 rewards (ESPO's
+                               baseline, = G/(G-1) (r_i - mean)); 0: r_i - mean (d1) */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
                                block 32, steps gen_len / 2)                        */
     const d1_reward *rewards;
@@ -523,18 +532,35 @@ typedef struct d1_grpo_batch {
     const uint8_t *score_mask; /* [B, Lc] completion tokens this pass puts into the loss    */
     float          denom;      /* the loss divides by this (the tokens scored, all passes)  */
     const float   *adv;        /* [B] advantages (or, for wd1, the weights omega)           */
-    const float   *old_logp;   /* [B, Lc] or NULL (= the current logp: rho = 1)             */
+    const float   *old_logp;   /* [B, Lc] or NULL (= the current logp: rho = 1); with elbo_w:
+                                  [n_seq] the old policy's ELBOs (d1_grpo_elbo)                */
     const float   *ref_logp;   /* [B, Lc] or NULL (only with beta = 0)                      */
     int            kl;         /* D1_KL_* (0: d1's k3); a GPU model takes k3 only            */
+    /* sequence level (D1_LOGP_ELBO): rows are masked copies of n_seq sequences,
+       row r of sequence r % n_seq; adv and ref_logp are then [n_seq], and
+       ELBO_s = sum over its rows' scored tokens of elbo_w * logp.               */
+    const float   *elbo_w;     /* [B, Lc] each scored token's weight in its ELBO, or NULL   */
+    int            n_seq;      /* sequences (B a multiple of it); used with elbo_w          */
 } d1_grpo_batch;
 /* logp [B, Lc] = log softmax(logits)[o] at every completion position, from one
    forward pass over the masked input. */
 D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *batch, float *logp);
 /* The objective's loss over the scored tokens of one pass (sum / denom), its
    gradient accumulated into m->grads; kl_sum and clipped (may be NULL)
-   receive the sums of KL_k and of the clipped indicator over scored tokens. */
+   receive the sums of KL_k and of the clipped indicator over scored tokens.
+   Sequence level (elbo_w set; objective D1_GRPO_CLIPPED only: ESPO): one
+   pass over all the rows gives each sequence's ELBO_s, then
+       L = 1/denom sum_s [ -min(rho_s A_s, clip(rho_s, 1-eps, 1+eps) A_s) + beta KL_s / Lc ],
+       rho_s = exp((ELBO_s - old_s) / Lc),  KL_s on d = ELBO_s - ref_s
+   (ESPO: denom = n_seq); kl_sum receives sum_s KL_s / Lc, clipped the
+   number of clipped sequences. */
 D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *batch, float clip_eps, float beta, int objective,
                         float *loss, double *kl_sum, double *clipped);
+/* elbo [n_seq] from per-token log-probs logp [B, Lc] of a sequence-level
+   batch: ELBO_s = sum over rows r = s, s + n_seq, ... and their scored
+   tokens k of elbo_w[r,k] logp[r,k] (in double, in that order, as
+   d1_grpo_loss sums it), stored as float. */
+D1_API int d1_grpo_elbo(const d1_grpo_batch *batch, const float *logp, float *elbo);
 /* wd1's weights: omega_i = softmax(A)_i - softmax(-A)_i within each group of G. */
 D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
 
@@ -3273,35 +3299,129 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
      k1:            d,                 dKL/dlogp = 1
      k2:            d^2 / 2,           dKL/dlogp = d
    then dlogits = dL/dlogp (onehot(o) - softmax(logits)) / denom, and one backward pass. */
+/* The KL estimator k1 / k2 / k3 of d = logp - ref (per token) or d = ELBO -
+   ref (per sequence): its value, and its derivative in logp into *dkl. */
+static double d1__kl_of(int kind, double d, double *dkl) {
+    switch (kind) {
+    case D1_KL_K1: *dkl = 1.0; return d;
+    case D1_KL_K2: *dkl = d; return 0.5 * d * d;
+    default: *dkl = 1.0 - exp(-d); return exp(-d) + d - 1.0;
+    }
+}
+
+D1_API int d1_grpo_elbo(const d1_grpo_batch *b, const float *logp, float *elbo) {
+    int s, r, k, Lc;
+    if (!b || !logp || !elbo || !b->elbo_w || !b->score_mask || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq ||
+        b->P < 0 || b->P >= b->T)
+        return D1_ERR_ARG;
+    Lc = b->T - b->P;
+    for (s = 0; s < b->n_seq; s++) {
+        double acc = 0.0;
+        for (r = s; r < b->B; r += b->n_seq)
+            for (k = 0; k < Lc; k++) {
+                size_t t = (size_t)r * Lc + k;
+                if (b->score_mask[t]) acc += (double)b->elbo_w[t] * (double)logp[t];
+            }
+        elbo[s] = (float)acc;
+    }
+    return D1_OK;
+}
+
+/* The sequence level of d1_grpo_loss (ESPO, espo/espo_trainer.py: compute_loss
+   and _get_elbo): after the forward pass, per scored token the softmax into
+   dlogits and logp into s->wts (free in a GRPO loss); ELBO_s summed as
+   d1_grpo_elbo does; then, with c_s = dL/dELBO_s,
+       dL/dl[r,k] = c_{r % n_seq} elbo_w[r,k] (onehot(o) - softmax)
+       c_s = ( -A_s rho_s / Lc [unclipped branch] + beta dKL/dd / Lc ) / denom */
+static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, float *loss,
+                             double *kl_sum, double *clipped) {
+    d1__acts *a = &m->state->a;
+    float *lp = m->state->wts;
+    int Lc = b->T - b->P, V = m->config.vocab_size, r, k, s;
+    double total = 0.0, kls = 0.0, clips = 0.0;
+    size_t i;
+    memset(a->dlogits, 0, (size_t)b->B * b->T * V * sizeof(float));
+    for (r = 0; r < b->B; r++)
+        for (k = 0; k < Lc; k++) {
+            size_t row = (size_t)r * b->T + b->P + k;
+            if (b->score_mask[(size_t)r * Lc + k])
+                lp[(size_t)r * Lc + k] =
+                    (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], a->dlogits + row * V);
+        }
+    for (s = 0; s < b->n_seq; s++) {
+        double acc = 0.0, A = b->adv[s], rho, l1, l2, c, kl = 0.0, dkl = 0.0, elbo;
+        for (r = s; r < b->B; r += b->n_seq)
+            for (k = 0; k < Lc; k++) {
+                size_t t = (size_t)r * Lc + k;
+                if (b->score_mask[t]) acc += (double)b->elbo_w[t] * (double)lp[t];
+            }
+        elbo = (float)acc; /* as stored for the old and reference policies */
+        rho = exp((elbo - (b->old_logp ? (double)b->old_logp[s] : elbo)) / Lc);
+        l1 = rho * A;
+        l2 = D1__MIN(D1__MAX(rho, 1.0 - clip_eps), 1.0 + clip_eps) * A;
+        c = l1 <= l2 ? -rho * A / Lc : 0.0; /* the clipped branch is constant in theta */
+        clips += l1 > l2;
+        if (beta != 0.0f) kl = d1__kl_of(b->kl, elbo - (double)b->ref_logp[s], &dkl);
+        total += -D1__MIN(l1, l2) + beta * kl / Lc;
+        kls += kl / Lc;
+        c = (c + beta * dkl / Lc) / b->denom;
+        for (r = s; r < b->B; r += b->n_seq)
+            for (k = 0; k < Lc; k++) {
+                size_t row = (size_t)r * b->T + b->P + k, t = (size_t)r * Lc + k;
+                float *d = a->dlogits + row * V;
+                double g = c * b->elbo_w[t];
+                if (!b->score_mask[t]) continue;
+                for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]);
+                d[b->tokens[row]] += (float)g;
+            }
+    }
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__backward(m, a->dlogits);
+    *loss = (float)(total / b->denom);
+    if (kl_sum) *kl_sum += kls;
+    if (clipped) *clipped += clips;
+    return D1_OK;
+}
+
 D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
                         float *loss, double *kl_sum, double *clipped) {
     d1__acts *a;
     double total = 0.0, kls = 0.0, clips = 0.0;
-    int rc, r, k, Lc, V;
+    int rc, r, k, Lc, V, n_adv;
     size_t i;
     if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
         !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1) ||
         b->kl < D1_KL_K3 || b->kl > D1_KL_K2)
         return D1_ERR_ARG;
+    if (b->elbo_w && (objective != D1_GRPO_CLIPPED || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq))
+        return D1_ERR_ARG; /* the sequence level is ESPO's clipped ratio */
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
-    if (b->kl != D1_KL_K3 && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
+    if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
     /* every number that enters the loss, before the pass: a non-finite
        advantage, or old / reference log-prob of a scored token (a log-prob
        is <= 0), is the caller's error */
     Lc = b->T - b->P;
-    for (r = 0; r < b->B; r++) {
+    n_adv = b->elbo_w ? b->n_seq : b->B;
+    for (r = 0; r < n_adv; r++) {
         if (!isfinite(b->adv[r])) return D1_ERR_NONFINITE;
-        for (k = 0; k < Lc; k++) {
+        if (b->elbo_w && ((b->old_logp && !(b->old_logp[r] <= 0.0f && isfinite(b->old_logp[r]))) ||
+                          (beta != 0.0f && !(b->ref_logp[r] <= 0.0f && isfinite(b->ref_logp[r])))))
+            return D1_ERR_NONFINITE; /* an ELBO is a sum of log-probs: <= 0 */
+        for (k = 0; k < Lc && !b->elbo_w; k++) {
             size_t t = (size_t)r * Lc + k;
             if (b->score_mask[t] && ((b->old_logp && !(b->old_logp[t] <= 0.0f && isfinite(b->old_logp[t]))) ||
                                      (beta != 0.0f && !(b->ref_logp[t] <= 0.0f && isfinite(b->ref_logp[t])))))
                 return D1_ERR_NONFINITE;
         }
     }
+    if (b->elbo_w)
+        for (i = 0; i < (size_t)b->B * Lc; i++)
+            if (b->score_mask[i] && !(b->elbo_w[i] >= 0.0f && isfinite(b->elbo_w[i]))) return D1_ERR_ARG;
     if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
+    if (b->elbo_w) return d1__grpo_loss_seq(m, b, clip_eps, beta, loss, kl_sum, clipped);
     D1__GPU_RETURN(m, d1__gpu_grpo_loss(m, b, clip_eps, beta, objective, loss, kl_sum, clipped));
     a = &m->state->a;
     Lc = b->T - b->P;
@@ -3314,14 +3434,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
             double logp, old, A = b->adv[r], L, g, kl = 0.0, dkl = 0.0;
             if (!b->score_mask[t]) continue;
             logp = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], d); /* d = softmax; float, as stored */
-            if (beta != 0.0f) {
-                double dd = logp - (double)b->ref_logp[t];
-                switch (b->kl) {
-                case D1_KL_K1: kl = dd; dkl = 1.0; break;
-                case D1_KL_K2: kl = 0.5 * dd * dd; dkl = dd; break;
-                default: kl = exp(-dd) + dd - 1.0; dkl = 1.0 - exp(-dd); break;
-                }
-            }
+            if (beta != 0.0f) kl = d1__kl_of(b->kl, logp - (double)b->ref_logp[t], &dkl);
             if (objective == D1_GRPO_WD1) {
                 L = -A * logp;
                 g = -A;
@@ -3356,12 +3469,17 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
      a. rollout      G completions per prompt, in one sampler batch
      b. rewards      each reward function and their weighted sum; the
                      completion mask (up to and including the first EOS)
-     c. advantages   A = r - group mean (/ (std + 1e-4) when scaled; wd1: omega)
-     d. masks        mu inner iterations' input and scored masks, from the
-                     estimator (d1__grpo_estimators: one masks function each,
-                     and how many passes it needs)
-     e. logp passes  old (mu > 1) and reference (beta > 0) log-probs, no gradient
-     f. updates      mu AdamW steps on the objective (d1_grpo_loss)
+     c. advantages   A = r - group mean (ESPO: leave-one-out mean; / (std +
+                     1e-4) when scaled; wd1: omega)
+     d. masks        mu inner iterations' input and scored masks (and ELBO
+                     weights), from the estimator (d1__grpo_estimators: one
+                     masks function each, and how many passes it needs)
+     e. logp passes  old (inner iterations 1..mu-1: at 0 the policy IS the
+                     old one, rho = 1) and reference (beta > 0) log-probs or
+                     ELBOs, no gradient
+     f. updates      mu AdamW steps on the objective (d1_grpo_loss): token
+                     level pass by pass; sequence level (ELBO) all passes of
+                     an iteration in one batch of passes*R rows
    A new estimator is one masks function and one row of the table; a new
    objective is one case in d1_grpo_loss. */
 typedef struct d1__grpo_work {
@@ -3369,23 +3487,28 @@ typedef struct d1__grpo_work {
     d1_adamw *opt;
     const d1_grpo_desc *d;
     d1_rng   *rng;          /* a copy of the caller's, committed once the weights move */
-    int       n_prompts, G, R, P, T, Lc, mu, passes;
+    int       n_prompts, G, R, P, T, Lc, mu;
+    int       passes;       /* forward passes per inner iteration (the estimator's)      */
+    int       seq;          /* 1: sequence level (ELBO weights, one ratio per sequence)   */
     size_t    RT, RL;
     int      *rp, *rl;      /* [R, P] prompts repeated G times, [R] their lengths       */
-    int      *canvas;       /* [R, T] prompt + completion                               */
+    int      *canvas;       /* [R, T] prompt + completion; sequence level: [passes][R, T],
+                               the copies that one update's batch holds                 */
     float    *rew;          /* [R, n_rewards + 1]: the weighted sum, then each function  */
     float    *adv;          /* [R] advantages (wd1: omega)                              */
-    float    *old_lp, *ref_lp; /* [mu][R, Lc]                                           */
-    float    *tmp_lp;       /* [R, Lc] one pass's log-probs                             */
+    float    *old_lp, *ref_lp; /* [mu][R, Lc] per token, or [mu][R] ELBOs                */
+    float    *tmp_lp;       /* [passes][R, Lc] one inner iteration's log-probs          */
+    float    *wt;           /* [mu][passes][R, Lc] ELBO weights (sequence level), or NULL */
     uint8_t  *cm;           /* [R, Lc] completion mask                                  */
-    uint8_t  *in, *sc;      /* [mu][2][R, T] input masks, [mu][2][R, Lc] scored masks   */
+    uint8_t  *in, *sc;      /* [mu][passes][R, T] input masks, [mu][passes][R, Lc] scored */
     double    kl, clip, scored_total;
     d1_grpo_stats st;
 } d1__grpo_work;
 
-/* d. The estimators' masks of one inner iteration: input[2][R,T] (1 = the
-   model sees [MASK]) and score[2][R,Lc] (the completion tokens a pass puts
-   into the loss). Row r's prompt is its last rl[r] of P positions. Every
+/* d. The estimators' masks of one inner iteration: input[passes][R,T] (1 =
+   the model sees [MASK]), score[passes][R,Lc] (the completion tokens a pass
+   puts into the loss) and, at sequence level, weight[passes][R,Lc] (each
+   scored token's weight in its ELBO; NULL otherwise). Row r's prompt is its last rl[r] of P positions. Every
    estimator draws P uniforms per row for the prompt first (d1's prompt mask,
    applied by the one-step estimator only), so the streams line up. */
 static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int apply, d1_rng *rng, uint8_t *in) {
@@ -3394,8 +3517,10 @@ static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int app
 }
 /* d1 (the one-step estimator): the prompt at p_mask_prompt, the whole
    completion masked, every completion token scored. One pass. */
-static void d1__grpo_masks_one_step(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+static void d1__grpo_masks_one_step(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                    float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
@@ -3408,8 +3533,10 @@ static void d1__grpo_masks_one_step(const d1__grpo_work *w, d1_rng *rng, uint8_t
 /* DiffuCoder's coupled masks: completion tokens masked at t ~ U(0.2, 0.8);
    pass 1 scores the masked ones, pass 2 (the complement: input[1]) the rest.
    The prompt is kept. Two passes. */
-static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                   float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *in2 = in + w->RT;
         uint8_t *sc = score + (size_t)r * Lc, *sc2 = sc + w->RL;
@@ -3428,8 +3555,10 @@ static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t 
 }
 /* UniGRPO (MMaDA): completion tokens masked at p ~ U(0, 1), the masked ones
    scored; the prompt kept. One pass. */
-static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score) {
+static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                   float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
+    (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         const uint8_t *c = w->cm + (size_t)r * Lc;
@@ -3443,12 +3572,55 @@ static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t 
         }
     }
 }
+/* ESPO's sequence ELBO (ML-GSAI/ESPO espo/espo_trainer.py: forward_process,
+   lines 55-75; _get_elbo, lines 376-438; _get_elbo_mc, lines 440-476). Per
+   Monte Carlo draw: one count k ~ U{0..Lc} for the batch, stratified counts
+       x_r = round(k + r (Lc+1)/R) mod (Lc+1),   r = 0..R-1
+   (torch.linspace then round half to even; here in exact integers), x_r of
+   row r's Lc completion positions masked uniformly at random (selection
+   sampling), p_r = x_r / (Lc+1). Pass 1 scores the masked positions with
+   weight 1/p_r, pass 2 (the complement masked) the others with
+   1/(Lc/(Lc+1) - p_r); both halved (ESPO's loss /= 2) and divided by the
+   draws (their mean). The prompt is never masked and every completion
+   position is scored: no completion mask, the EOS padding is part of the
+   ELBO. Two passes per draw. ESPO stratifies over each micro-batch of a
+   device (3 rows in its Sudoku recipe); d1.h over the whole batch of R. */
+static void d1__grpo_masks_elbo(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                float *weight) {
+    int L = w->Lc, R = w->R, P = w->P, T = w->T, mc = w->passes / 2, dr, r, i;
+    for (dr = 0; dr < mc; dr++) {
+        uint64_t k = d1_rng_u64(rng) % (uint64_t)(L + 1);
+        for (r = 0; r < R; r++) {
+            size_t o1 = 2 * (size_t)dr * w->RT + (size_t)r * T, o2 = o1 + w->RT;
+            size_t s1 = 2 * (size_t)dr * w->RL + (size_t)r * L, s2 = s1 + w->RL;
+            uint64_t num = k * (uint64_t)R + (uint64_t)r * (uint64_t)(L + 1), q = num / R, rem = num % R;
+            int x, left;
+            float w1, w2;
+            if (2 * rem > (uint64_t)R || (2 * rem == (uint64_t)R && (q & 1))) q++; /* half to even */
+            x = (int)(q % (uint64_t)(L + 1));
+            w1 = x > 0 ? (float)((L + 1.0) / (2.0 * mc * x)) : 0.0f;      /* 1/p / 2 / mc          */
+            w2 = x < L ? (float)((L + 1.0) / (2.0 * mc * (L - x))) : 0.0f; /* 1/(L/(L+1)-p) / 2 / mc */
+            memset(input + o1, 0, (size_t)P);
+            memset(input + o2, 0, (size_t)P);
+            for (i = 0, left = x; i < L; i++) { /* exactly x of the L, each subset equally likely */
+                int masked = d1_rng_uniform_double(rng) * (L - i) < left;
+                left -= masked;
+                input[o1 + P + i] = score[s1 + i] = (uint8_t)masked;
+                input[o2 + P + i] = score[s2 + i] = (uint8_t)!masked;
+                weight[s1 + i] = masked ? w1 : 0.0f;
+                weight[s2 + i] = masked ? 0.0f : w2;
+            }
+        }
+    }
+}
 typedef struct d1__grpo_estimator {
-    void (*masks)(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score);
-    int passes;
+    void (*masks)(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score, float *weight);
+    int passes;  /* per inner iteration (sequence level: per Monte Carlo draw)   */
+    int seq;     /* 1: sequence level (weights; one ratio per sequence)         */
 } d1__grpo_estimator;
-static const d1__grpo_estimator d1__grpo_estimators[3] = { /* by D1_LOGP_* */
-    {d1__grpo_masks_one_step, 1}, {d1__grpo_masks_coupled, 2}, {d1__grpo_masks_partial, 1}};
+static const d1__grpo_estimator d1__grpo_estimators[4] = { /* by D1_LOGP_* */
+    {d1__grpo_masks_one_step, 1, 0}, {d1__grpo_masks_coupled, 2, 0}, {d1__grpo_masks_partial, 1, 0},
+    {d1__grpo_masks_elbo, 2, 1}};
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
@@ -3456,8 +3628,11 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
     if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
         !(d->beta >= 0.0f) || !isfinite(d->beta) || (d->objective != D1_GRPO_CLIPPED && d->objective != D1_GRPO_WD1) ||
-        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_PARTIAL || d->kl < D1_KL_K3 || d->kl > D1_KL_K2)
+        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_ELBO || d->kl < D1_KL_K3 || d->kl > D1_KL_K2 ||
+        d->mc_draws < 0 || d->mc_draws > 64)
         return D1_ERR_ARG;
+    if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1_ERR_ARG; /* ESPO's ratio only */
+    if ((d->estimator == D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
     for (j = 0; j < d->n_rewards; j++)
         if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1_ERR_ARG;
@@ -3521,7 +3696,9 @@ static int d1__grpo_rewards(d1__grpo_work *w) {
 }
 
 /* c. group advantages: A = r - mean (/ (std + 1e-4) when scaled; std
-   unbiased); wd1 turns them into its weights omega */
+   unbiased); with leave_one_out the baseline is the mean of the group's
+   other G-1 rewards (ESPO, espo_trainer.py lines 690-700); wd1 turns them
+   into its weights omega */
 static void d1__grpo_advantages(d1__grpo_work *w) {
     const d1_grpo_desc *d = w->d;
     int r, i, G = w->G, nr1 = d->n_rewards + 1;
@@ -3538,6 +3715,7 @@ static void d1__grpo_advantages(d1__grpo_work *w) {
         }
         for (i = r; i < r + G; i++) {
             double A = w->rew[(size_t)i * nr1] - mean;
+            if (d->leave_one_out) A *= (double)G / (G - 1); /* r - (G mean - r)/(G-1) */
             w->adv[i] = (float)(d->scale_rewards ? A / (sqrt(var) + 1e-4) : A);
         }
         w->st.zero_std_frac += (float)all_equal / (float)w->n_prompts;
@@ -3545,36 +3723,59 @@ static void d1__grpo_advantages(d1__grpo_work *w) {
     if (d->objective == D1_GRPO_WD1) d1_wd1_weights(w->adv, w->R, G, w->adv);
 }
 
+/* A batch over inner iteration it's masks: pass `pass` alone (R rows), or
+   at sequence level with pass < 0 every pass at once (passes*R rows, row
+   p*R + r a copy of sequence r). */
+static d1_grpo_batch d1__grpo_batch_of(const d1__grpo_work *w, int it, int pass) {
+    d1_grpo_batch gb;
+    size_t first = (size_t)it * w->passes + (pass < 0 ? 0 : (size_t)pass);
+    memset(&gb, 0, sizeof gb);
+    gb.tokens = w->canvas;
+    gb.B = pass < 0 ? w->passes * w->R : w->R;
+    gb.T = w->T; gb.P = w->P;
+    gb.input_mask = w->in + first * w->RT;
+    gb.score_mask = w->sc + first * w->RL;
+    gb.kl = w->d->kl;
+    if (w->seq) {
+        gb.elbo_w = w->wt + first * w->RL;
+        gb.n_seq = w->R;
+    }
+    return gb;
+}
+
 /* e. the mu masks (d), then the log-probs that need no gradient: the old
-   policy's (= the policy now; only when mu > 1) and the reference's (beta > 0),
-   each token from the pass that scores it */
+   policy's (= the policy now; for inner iterations 1..mu-1) and the
+   reference's (beta > 0). Token level: each token from the pass that
+   scores it. Sequence level: every pass's log-probs, then the ELBO of each
+   sequence (d1_grpo_elbo). */
 static int d1__grpo_logp_passes(d1__grpo_work *w) {
     const d1__grpo_estimator *e = &d1__grpo_estimators[w->d->estimator];
-    d1_grpo_batch gb;
+    size_t stride = w->seq ? (size_t)w->R : w->RL; /* one iteration's old / ref values */
     double t0 = d1__now();
     int it, j, pass, rc;
     for (it = 0; it < w->mu; it++)
-        e->masks(w, w->rng, w->in + (size_t)it * 2 * w->RT, w->sc + (size_t)it * 2 * w->RL);
-    w->passes = e->passes;
-    memset(&gb, 0, sizeof gb);
-    gb.tokens = w->canvas; gb.B = w->R; gb.T = w->T; gb.P = w->P;
+        e->masks(w, w->rng, w->in + (size_t)it * w->passes * w->RT, w->sc + (size_t)it * w->passes * w->RL,
+                 w->wt ? w->wt + (size_t)it * w->passes * w->RL : NULL);
     for (it = 0; it < w->mu; it++)
         for (j = 0; j < 2; j++) { /* j = 0: the old policy, j = 1: the reference */
-            float *dst = (j == 0 ? w->old_lp : w->ref_lp) + (size_t)it * w->RL;
+            float *dst = (j == 0 ? w->old_lp : w->ref_lp) + (size_t)it * stride;
             d1_model *who = j == 0 ? w->policy : w->ref;
-            if ((j == 0 && w->mu == 1) || (j == 1 && w->d->beta == 0.0f)) continue;
+            d1_grpo_batch all = d1__grpo_batch_of(w, it, -1);
+            if ((j == 0 && it == 0) || (j == 1 && w->d->beta == 0.0f)) continue;
             for (pass = 0; pass < w->passes; pass++) {
-                const uint8_t *sci = w->sc + ((size_t)it * 2 + pass) * w->RL;
+                d1_grpo_batch gb = d1__grpo_batch_of(w, it, pass);
+                float *lp = w->seq ? w->tmp_lp + (size_t)pass * w->RL : w->tmp_lp;
                 size_t t;
-                gb.input_mask = w->in + ((size_t)it * 2 + pass) * w->RT;
                 if (j == 1 && w->ref == w->policy) w->policy->lora->enabled = 0; /* the base, adapters off */
-                rc = d1_grpo_logprobs(who, &gb, w->tmp_lp);
+                rc = d1_grpo_logprobs(who, &gb, lp);
                 if (j == 1 && w->ref == w->policy) w->policy->lora->enabled = 1;
                 if (rc != D1_OK) return rc;
-                for (t = 0; t < w->RL; t++)
-                    if (pass == 0 || sci[t]) dst[t] = w->tmp_lp[t];
                 w->st.forward_passes++;
+                if (!w->seq)
+                    for (t = 0; t < w->RL; t++)
+                        if (pass == 0 || gb.score_mask[t]) dst[t] = lp[t];
             }
+            if (w->seq && (rc = d1_grpo_elbo(&all, w->tmp_lp, dst)) != D1_OK) return rc;
         }
     w->st.t_logp = d1__now() - t0;
     return D1_OK;
@@ -3585,32 +3786,31 @@ static int d1__grpo_logp_passes(d1__grpo_work *w) {
    AdamW step (d1_grpo_loss, d1_adamw_step), so it never reaches the weights. */
 static int d1__grpo_updates(d1__grpo_work *w) {
     const d1_grpo_desc *d = w->d;
-    d1_grpo_batch gb;
+    size_t stride = w->seq ? (size_t)w->R : w->RL;
     double t0 = d1__now();
     int it, pass, rc;
-    memset(&gb, 0, sizeof gb);
-    gb.tokens = w->canvas; gb.B = w->R; gb.T = w->T; gb.P = w->P;
-    gb.adv = w->adv;
-    gb.kl = d->kl;
     for (it = 0; it < w->mu; it++) {
         float loss_it = 0.0f, gn = 0.0f;
         double scored = 0.0;
         size_t t;
-        for (pass = 0; pass < w->passes; pass++)
-            for (t = 0; t < w->RL; t++) scored += w->sc[((size_t)it * 2 + pass) * w->RL + t];
+        int n_calls = w->seq ? 1 : w->passes;
+        if (w->seq) scored = w->R; /* the loss averages over sequences */
+        else
+            for (pass = 0; pass < w->passes; pass++)
+                for (t = 0; t < w->RL; t++) scored += w->sc[((size_t)it * w->passes + pass) * w->RL + t];
         if ((rc = d1_model_zero_grad(w->policy)) != D1_OK) return rc;
-        for (pass = 0; pass < w->passes && scored > 0.0; pass++) {
+        for (pass = 0; pass < n_calls && scored > 0.0; pass++) {
+            d1_grpo_batch gb = d1__grpo_batch_of(w, it, w->seq ? -1 : pass);
             float l = 0.0f;
-            gb.input_mask = w->in + ((size_t)it * 2 + pass) * w->RT;
-            gb.score_mask = w->sc + ((size_t)it * 2 + pass) * w->RL;
+            gb.adv = w->adv;
             gb.denom = (float)scored;
-            gb.old_logp = w->mu > 1 ? w->old_lp + (size_t)it * w->RL : NULL;
-            gb.ref_logp = d->beta > 0.0f ? w->ref_lp + (size_t)it * w->RL : NULL;
+            gb.old_logp = it > 0 ? w->old_lp + (size_t)it * stride : NULL; /* at it = 0 old = the policy */
+            gb.ref_logp = d->beta > 0.0f ? w->ref_lp + (size_t)it * stride : NULL;
             if ((rc = d1_grpo_loss(w->policy, &gb, d->clip_eps, d->beta, d->objective, &l, &w->kl, &w->clip)) !=
                 D1_OK)
                 return rc;
             loss_it += l;
-            w->st.forward_passes++;
+            w->st.forward_passes += w->seq ? w->passes : 1;
         }
         if ((rc = d1_adamw_step(w->opt, w->policy, &gn)) != D1_OK) return rc;
         w->st.updates++;
@@ -3627,31 +3827,44 @@ static int d1__grpo_updates(d1__grpo_work *w) {
 D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *d,
                         const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
                         d1_grpo_stats *stats) {
+    const d1__grpo_estimator *e;
     d1__grpo_work w;
     d1_rng rcopy;
     void *scratch;
+    size_t n_lp, n_f, n_i, n_b, p;
     int rc;
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
     if (!rng || (!prompts && P > 0)) return D1_ERR_ARG;
     if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1_ERR_SHAPE;
     if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1_ERR_SHAPE;
-    if (!d1__params_finite(policy)) return D1_ERR_NONFINITE;
+    e = &d1__grpo_estimators[d->estimator];
     memset(&w, 0, sizeof w);
+    w.passes = e->passes * (e->seq ? D1__MAX(d->mc_draws, 1) : 1);
+    if (n_prompts * d->group_size > INT_MAX / w.passes) return D1_ERR_SHAPE; /* passes*R rows in one batch */
+    if (!d1__params_finite(policy)) return D1_ERR_NONFINITE;
     rcopy = *rng;
-    w.policy = policy; w.ref = ref; w.opt = opt; w.d = d; w.rng = &rcopy;
+    w.policy = policy; w.ref = ref; w.opt = opt; w.d = d; w.rng = &rcopy; w.seq = e->seq;
     w.n_prompts = n_prompts; w.G = d->group_size; w.R = n_prompts * w.G; w.mu = d->inner_steps;
     w.P = P; w.Lc = d->sampler.gen_len; w.T = P + w.Lc;
     w.RT = (size_t)w.R * w.T; w.RL = (size_t)w.R * w.Lc;
     /* one allocation for the iteration: see d1__grpo_work for each buffer's shape */
-    scratch = d1__alloc(sizeof(float) * ((size_t)w.R * (d->n_rewards + 2) + (2 * (size_t)w.mu + 1) * w.RL) +
-                        sizeof(int) * ((size_t)w.R * P + (size_t)w.R + w.RT) + w.RL + (size_t)w.mu * 2 * (w.RT + w.RL));
+    p = (size_t)w.passes;
+    n_lp = w.seq ? (size_t)w.R : w.RL;                                   /* old / ref values per iteration */
+    n_f = (size_t)w.R * (d->n_rewards + 2) + 2 * (size_t)w.mu * n_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0);
+    n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT;
+    n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL);
+    scratch = d1__alloc(sizeof(float) * n_f + sizeof(int) * n_i + n_b);
     if (!scratch) return D1_ERR_NOMEM;
     w.rew = (float *)scratch; w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
-    w.old_lp = w.adv + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * w.RL; w.tmp_lp = w.ref_lp + (size_t)w.mu * w.RL;
-    w.rp = (int *)(w.tmp_lp + w.RL); w.rl = w.rp + (size_t)w.R * P; w.canvas = w.rl + w.R;
-    w.cm = (uint8_t *)(w.canvas + w.RT); w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * 2 * w.RT;
+    w.old_lp = w.adv + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * n_lp; w.tmp_lp = w.ref_lp + (size_t)w.mu * n_lp;
+    w.wt = w.seq ? w.tmp_lp + p * w.RL : NULL;
+    w.rp = (int *)(w.tmp_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0));
+    w.rl = w.rp + (size_t)w.R * P; w.canvas = w.rl + w.R;
+    w.cm = (uint8_t *)(w.canvas + (w.seq ? p : 1) * w.RT); w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * p * w.RT;
 
     rc = d1__grpo_rollout(&w, prompts, prompt_lens);         /* a */
+    if (rc == D1_OK && w.seq)                                 /*   the copies of one update's batch */
+        for (p = 1; p < (size_t)w.passes; p++) memcpy(w.canvas + p * w.RT, w.canvas, w.RT * sizeof(int));
     if (rc == D1_OK) rc = d1__grpo_rewards(&w);              /* b */
     if (rc == D1_OK) d1__grpo_advantages(&w);                /* c */
     if (rc == D1_OK) rc = d1__grpo_logp_passes(&w);          /* d, e */

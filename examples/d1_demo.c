@@ -75,7 +75,10 @@ typedef struct settings {
     int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
     int  rl_pool;              /* 0: fresh training prompts every iteration; N: a fixed set of N */
     int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
-    float rl_lr, rl_beta, rl_threshold;
+    int  rl_kl, rl_mc, rl_loo;  /* d1_grpo_desc's kl, mc_draws, leave_one_out                */
+    float rl_lr, rl_beta, rl_threshold, rl_eps;
+    /* decoding: the block of rollouts and evaluation (0: the whole generation) */
+    int  block;
     /* evaluation */
     int  eval_n, monitor_n, monitor_every, train_monitor_every, save_every;
 } settings;
@@ -88,7 +91,8 @@ static settings settings_default(const task *t, int quick) {
     s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
     s.base_steps = 4000; s.sft_steps = 6000;
     s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
-    s.rl_lr = 3e-4f; s.rl_beta = 0.04f;
+    s.rl_lr = 3e-4f; s.rl_beta = 0.04f; s.rl_eps = 0.5f;
+    s.block = t->block_len;
     s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
     if (quick) {
         s.base_steps = 40; s.sft_steps = 30; s.rl_iters = 3; s.rl_prompts = 4;
@@ -199,12 +203,14 @@ static int settings_match(const settings *S, int record) {
                  "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
                  "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
                  "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g pool %d\n"
+                 "rl kl %d mc %d leave_one_out %d eps %g\nblock %d\n"
                  "eval n %d monitor n %d every %d\n",
                  (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
                  (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
                  (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
                  S->rl_inner, (double)S->rl_lr, (double)S->rl_beta, S->rl_estimator, S->rl_scale_rewards,
-                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->eval_n, S->monitor_n, S->monitor_every);
+                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->rl_kl, S->rl_mc, S->rl_loo,
+                 (double)S->rl_eps, S->block, S->eval_n, S->monitor_n, S->monitor_every);
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
         shipped_dir(dir, sizeof dir, S, k);
@@ -432,16 +438,17 @@ static double std_error(double sum, double sum2, int n) {
    mean = the reward (Sudoku: the share of empty cells right), exact = solved,
    no_answer = completions without a complete <answer>…</answer> (reward 0:
    the format, not the puzzle, failed). */
-static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc,
+static int evaluate_with(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc,
                          float threshold, int *passes);
-static int evaluate(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc) {
-    return evaluate_with(m, t, gen_len, prompts, n, show, sc, 0.0f, NULL);
+static int evaluate(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc) {
+    return evaluate_with(m, S, gen_len, prompts, n, show, sc, 0.0f, NULL);
 }
 /* ... and with Fast-dLLM's threshold decoding (threshold > 0), counting the
    forward passes. */
-static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *prompts, int n, int show, score *sc,
+static int evaluate_with(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc,
                          float threshold, int *passes) {
     enum { CHUNK = 50 };
+    const task *t = S->t;
     d1_sampler_desc sd;
     d1_sample_stats st;
     d1_rng rng;
@@ -450,7 +457,7 @@ static int evaluate_with(d1_model *m, const task *t, int gen_len, const int *pro
     double s = 0, s2 = 0, e = 0;
     int no_answer = 0;
     memset(&sd, 0, sizeof sd);
-    sd.gen_len = gen_len; sd.block_len = t->block_len; sd.steps = gen_len / 2;
+    sd.gen_len = gen_len; sd.block_len = S->block ? S->block : gen_len; sd.steps = gen_len / 2;
     sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
     sd.threshold = threshold;
     d1_rng_seed(&rng, 0); /* unused at temperature 0 */
@@ -625,7 +632,7 @@ static int stage_train(const settings *S, int stage) {
         fprintf(csv, "%d,%.5f,%.6g,%.0f,", step, loss, opt.desc.lr, B * Tb / (now_s() - t0));
         if (step % S->train_monitor_every == 0 || step == total) {
             score sc;
-            evaluate(&m, t, t->gen_lens[0], prompts, S->monitor_n, 1, &sc);
+            evaluate(&m, S, t->gen_lens[0], prompts, S->monitor_n, 1, &sc);
             fprintf(csv, "%.4f", sc.mean);
             fprintf(stderr, "%s%-9s %-7s step %d: held-out reward %.3f, exact %.3f (%d prompts)\n",
                     pg.lines ? "" : "\n", t->name, stage_names[stage], step, sc.mean, sc.exact, sc.n);
@@ -662,7 +669,7 @@ static int stage_train(const settings *S, int stage) {
    block, the prefix KV cache on the CPU, and rl_threshold (0: d1's schedule). */
 static d1_sampler_desc rollout_sampler(const settings *S, int gen_len) {
     d1_sampler_desc sd = d1_grpo_default_desc(gen_len).sampler;
-    sd.block_len = S->t->block_len;
+    sd.block_len = S->block ? S->block : gen_len;
     sd.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
     sd.threshold = S->rl_threshold;
     return sd;
@@ -708,6 +715,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.sampler = rollout_sampler(S, gen_len);
     gd.estimator = S->rl_estimator;       /* d1's one-step estimator unless --rl-estimator */
     gd.scale_rewards = S->rl_scale_rewards;
+    gd.kl = S->rl_kl; gd.mc_draws = S->rl_mc; gd.leave_one_out = S->rl_loo; gd.clip_eps = S->rl_eps;
 
     it = (int)(opt.step / S->rl_inner);
     csv = csv_open(csv_path, "step,reward,reward_std,zero_std_frac,loss,kl,clip_frac,grad_norm,completion_len,"
@@ -729,7 +737,7 @@ static int stage_rl(const settings *S, int stage) {
     pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
     if (it == 0) { /* step 0: where the arm starts */
         score sc;
-        evaluate(&policy, t, gen_len, heldout, S->monitor_n, 0, &sc);
+        evaluate(&policy, S, gen_len, heldout, S->monitor_n, 0, &sc);
         fprintf(csv, "0,,,,,,,,,,,,%.4f\n", sc.mean);
     }
     while (it < S->rl_iters && rc == D1_OK) {
@@ -753,7 +761,7 @@ static int stage_rl(const settings *S, int stage) {
                 st.t_logp, st.t_update);
         if (it % S->monitor_every == 0 || it == S->rl_iters) {
             score sc;
-            evaluate(&policy, t, gen_len, heldout, S->monitor_n, 0, &sc);
+            evaluate(&policy, S, gen_len, heldout, S->monitor_n, 0, &sc);
             fprintf(csv, "%.4f", sc.mean);
         }
         fprintf(csv, "\n");
@@ -802,7 +810,7 @@ static int stage_eval(const settings *S, int stage) {
         double t0 = now_s();
         snprintf(path, sizeof path, "%s/%s/eval/%s-%d.txt", S->out, t->name, stage_names[stage], t->gen_lens[g]);
         if (file_exists(path)) continue;
-        if (evaluate(&m, t, t->gen_lens[g], prompts, n, 2, &sc) != D1_OK) break;
+        if (evaluate(&m, S, t->gen_lens[g], prompts, n, 2, &sc) != D1_OK) break;
         if ((f = fopen(path, "w")) != NULL) {
             fprintf(f, "%d %.6f %.6f %.6f %.6f %d\n", sc.n, sc.mean, sc.se, sc.exact, sc.exact_se, sc.no_answer);
             fclose(f);
@@ -836,7 +844,7 @@ static int stage_threshold(const settings *S, int stage) {
         score sc;
         int passes = 0;
         double t0 = now_s();
-        if (evaluate_with(&m, t, gen, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
+        if (evaluate_with(&m, S, gen, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
         printf("%-9s %-8s gen_len %3d %-14s: reward %.3f ± %.3f, exact %.3f, %6d forward passes, %5.1f s\n", t->name,
                stage_names[stage], gen, k ? "threshold 0.9" : "steps gen/2", sc.mean, sc.se, sc.exact, passes,
                now_s() - t0);
@@ -1015,7 +1023,9 @@ static void usage(void) {
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--dim N (a multiple of 32)] [--layers N]\n"
-                    "               [--rl-estimator one-step|coupled|partial] [--rl-advantages scaled|centered]\n"
+                    "               [--rl-estimator one-step|coupled|partial|elbo] [--rl-advantages scaled|centered]\n"
+                    "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X]\n"
+                    "               [--block N|all]  (decoding block of rollouts and evaluation; all: one block)\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
 
@@ -1025,7 +1035,8 @@ int main(int argc, char **argv) {
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
     int dim = 0, layers = 0, rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
-    int holes_min = 0, holes_max = 0;
+    int holes_min = 0, holes_max = 0, rl_kl = -1, rl_mc = 0, rl_loo = 0, block = -1;
+    float rl_eps = 0.0f, rl_beta = -1.0f;
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -1063,6 +1074,7 @@ int main(int argc, char **argv) {
             if (!strcmp(e, "one-step")) rl_estimator = D1_LOGP_ONE_STEP;
             else if (!strcmp(e, "coupled")) rl_estimator = D1_LOGP_COUPLED;
             else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
+            else if (!strcmp(e, "elbo")) rl_estimator = D1_LOGP_ELBO;
             else { usage(); return 2; }
         }
         else if (!strcmp(argv[i], "--rl-advantages") && i + 1 < argc) {
@@ -1071,6 +1083,22 @@ int main(int argc, char **argv) {
             rl_scale = !strcmp(a, "scaled");
         }
         else if (!strcmp(argv[i], "--rl-scale-rewards")) rl_scale = 1; /* = --rl-advantages scaled */
+        else if (!strcmp(argv[i], "--rl-kl") && i + 1 < argc) {
+            const char *e = argv[++i];
+            if (!strcmp(e, "k3")) rl_kl = D1_KL_K3;
+            else if (!strcmp(e, "k2")) rl_kl = D1_KL_K2;
+            else if (!strcmp(e, "k1")) rl_kl = D1_KL_K1;
+            else { usage(); return 2; }
+        }
+        else if (!strcmp(argv[i], "--rl-mc") && i + 1 < argc) rl_mc = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-eps") && i + 1 < argc) rl_eps = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-beta") && i + 1 < argc) rl_beta = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-loo")) rl_loo = 1;
+        else if (!strcmp(argv[i], "--block") && i + 1 < argc) {
+            const char *b = argv[++i];
+            block = !strcmp(b, "all") ? 0 : atoi(b);
+            if (block < 0 || (block == 0 && strcmp(b, "all"))) { usage(); return 2; }
+        }
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -1101,6 +1129,12 @@ int main(int argc, char **argv) {
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
         if (rl_scale >= 0) S[n_tasks].rl_scale_rewards = rl_scale;
+        if (rl_kl >= 0) S[n_tasks].rl_kl = rl_kl;
+        if (rl_mc > 0) S[n_tasks].rl_mc = rl_mc;
+        if (rl_eps > 0.0f) S[n_tasks].rl_eps = rl_eps;
+        if (rl_beta >= 0.0f) S[n_tasks].rl_beta = rl_beta;
+        if (block >= 0) S[n_tasks].block = block;
+        S[n_tasks].rl_loo = rl_loo;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }

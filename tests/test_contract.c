@@ -385,6 +385,47 @@ static void test_loss_contract(void) {
     GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
     gb.score_mask = sc;
 
+    /* the sequence level (ESPO): 2 rows of 1 sequence; adv, old, ref are [n_seq] */
+    {
+        float ew[2 * 8], elbo[2] = {123.0f, 123.0f}, sold[1] = {-30.0f}, sref[1] = {-31.0f};
+        for (i = 0; i < 16; i++) ew[i] = 1.5f;
+        gb.elbo_w = ew; gb.n_seq = 1; gb.old_logp = sold; gb.ref_logp = sref; gb.kl = D1_KL_K2; gb.denom = 1.0f;
+        GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_WD1); /* ESPO's ratio only */
+        gb.n_seq = 0;
+        GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        gb.n_seq = 3; /* B = 2 is not a multiple */
+        GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        gb.n_seq = 1;
+        ew[5] = NAN;
+        GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        ew[5] = -1.0f;
+        GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        ew[5] = 1.5f;
+        sold[0] = NAN;
+        GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        sold[0] = 2.0f; /* an ELBO above 0 */
+        GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        sold[0] = -30.0f;
+        sref[0] = -INFINITY;
+        GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        sref[0] = -31.0f;
+        adv[0] = NAN;
+        GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
+        adv[0] = 0.5f;
+        CHECK(d1_grpo_loss(&m, &gb, 0.2f, 0.04f, D1_GRPO_CLIPPED, &loss, NULL, NULL) == D1_OK && isfinite(loss),
+              "the sequence level takes these inputs");
+        d1_model_zero_grad(&m);
+        w.out = elbo; w.out_bytes = sizeof elbo;
+        CASE(w, 1, D1_ERR_ARG, d1_grpo_elbo(NULL, lp, elbo));
+        CASE(w, 1, D1_ERR_ARG, d1_grpo_elbo(&gb, NULL, elbo));
+        gb.n_seq = 3;
+        CASE(w, 1, D1_ERR_ARG, d1_grpo_elbo(&gb, lp, elbo));
+        gb.n_seq = 1; gb.elbo_w = NULL;
+        CASE(w, 1, D1_ERR_ARG, d1_grpo_elbo(&gb, lp, elbo));
+        w.out = &loss; w.out_bytes = sizeof loss;
+        gb.n_seq = 0; gb.old_logp = old; gb.ref_logp = ref; gb.kl = D1_KL_K3; gb.denom = 16.0f;
+    }
+
     /* a NaN weight: every loss refuses before its pass (the RNG, the
        gradients and the logits as they were) */
     {
@@ -533,6 +574,9 @@ static void test_grpo_step_contract(void) {
     BADG(estimator, -1, D1_ERR_ARG);
     BADG(kl, 3, D1_ERR_ARG);
     BADG(kl, -1, D1_ERR_ARG);
+    BADG(mc_draws, -1, D1_ERR_ARG);
+    BADG(mc_draws, 65, D1_ERR_ARG);
+    FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_ARG, 2, 4); /* ESPO: its ratio only */
     BADG(n_rewards, 0, D1_ERR_ARG);
     BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);
     BADG(rewards, NULL, D1_ERR_ARG);

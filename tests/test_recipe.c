@@ -139,6 +139,134 @@ static void test_reference_grpo_kl(void) {
     }
 }
 
+/* ESPO's sequence-level objective against the dump (tools/ref_recipe_dump.py,
+   part 4): the batch holds, per Monte Carlo draw, the pass-1 copies of the 4
+   sequences (the dump's masks) and their complements; each scored token
+   weighs (Lc+1)/(2 MC x) in pass 1 and (Lc+1)/(2 MC (Lc-x)) in pass 2, x the
+   row's masked count. Checked: d1_grpo_logprobs + d1_grpo_elbo against the
+   ELBOs, d1_grpo_loss (k2, clipped ratio per sequence) against loss, KL,
+   clip share and every gradient; and the on-policy case (old = NULL). */
+static void test_reference_espo(void) {
+    const ref_record *tk = ref_get(&rec, "grpo.tokens"), *mk = ref_get(&rec, "espo.mask");
+    const float *eb = (const float *)ref_get(&rec, "espo.eps_beta")->data;
+    const float *elbo_ref = (const float *)ref_get(&rec, "espo.elbo")->data;
+    int B, T, P, Lc, MC, d, pass, r, i, on;
+    int tokens[16 * 11];
+    uint8_t input[16 * 11], score[16 * 6];
+    float wts[16 * 6], logp[16 * 6], elbo[4], loss;
+    d1_grpo_batch b;
+    CHECK(tk && mk, "espo records in the dump");
+    if (!tk || !mk) return;
+    B = tk->dims[0]; T = tk->dims[1]; P = *(const int *)ref_get(&rec, "grpo.P")->data; Lc = T - P; MC = mk->dims[0];
+    CHECK(B == 4 && T == 11 && MC == 2, "shapes");
+    for (d = 0; d < MC; d++)
+        for (pass = 0; pass < 2; pass++)
+            for (r = 0; r < B; r++) {
+                int row = (d * 2 + pass) * B + r, x = 0;
+                const int *m1 = (const int *)mk->data + ((size_t)d * B + r) * Lc;
+                for (i = 0; i < Lc; i++) x += m1[i];
+                for (i = 0; i < T; i++) {
+                    tokens[row * T + i] = ((const int *)tk->data)[r * T + i];
+                    input[row * T + i] = (uint8_t)(i >= P && (pass == 0 ? m1[i - P] : !m1[i - P]));
+                }
+                for (i = 0; i < Lc; i++) {
+                    score[row * Lc + i] = input[row * T + P + i];
+                    wts[row * Lc + i] =
+                        !score[row * Lc + i] ? 0.0f
+                                             : (float)((Lc + 1.0) / (2.0 * MC * (pass == 0 ? x : Lc - x)));
+                }
+            }
+    memset(&b, 0, sizeof b);
+    b.tokens = tokens; b.B = 2 * MC * B; b.T = T; b.P = P;
+    b.input_mask = input; b.score_mask = score; b.elbo_w = wts; b.n_seq = B; b.denom = (float)B;
+    b.adv = (const float *)ref_get(&rec, "espo.adv")->data;
+    b.ref_logp = (const float *)ref_get(&rec, "espo.ref")->data;
+    b.kl = D1_KL_K2;
+    for (on = 0; on < 2; on++) {
+        d1_model m;
+        const char *prefix = on ? "espo_onpolicy" : "espo";
+        char name[64];
+        double kl = 0, clip = 0, worst, e = 0;
+        float want;
+        snprintf(name, sizeof name, "%s.loss", prefix);
+        want = *(const float *)ref_get(&rec, name)->data;
+        CHECK(load_model(&m), "model");
+        CHECK(d1_grpo_logprobs(&m, &b, logp) == D1_OK && d1_grpo_elbo(&b, logp, elbo) == D1_OK, "ELBO");
+        for (r = 0; r < B; r++) e = D1__MAX(e, fabs(elbo[r] - elbo_ref[r]) / fabs(elbo_ref[r]));
+        CHECK(e <= 1e-5, "ELBO rel err %.3g", e);
+        b.old_logp = on ? NULL : (const float *)ref_get(&rec, "espo.old")->data;
+        CHECK(d1_grpo_loss(&m, &b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "%s loss", prefix);
+        CHECK(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-6, "%s loss %.7f vs %.7f", prefix, loss, want);
+        if (!on) {
+            CHECK(fabs(clip / B - *(const float *)ref_get(&rec, "espo.clip_frac")->data) < 1e-6, "clip %g", clip / B);
+            CHECK(fabs(kl / B - *(const float *)ref_get(&rec, "espo.kl")->data) < 1e-5 * (1 + kl / B), "KL %g", kl / B);
+        }
+        worst = check_grads(&m, prefix);
+        printf("  ESPO%s: ELBO rel err %.2g, loss %.7f vs %.7f, clip %.2f, KL %.5f, worst gradient rel err %.2g\n",
+               on ? " (on-policy)" : "", e, loss, want, clip / B, kl / B, worst);
+        d1_model_free(&m);
+    }
+}
+
+/* ESPO's masks (d1__grpo_masks_elbo): per draw the stratified counts x_r =
+   round(k + r (Lc+1)/R) mod (Lc+1) (half to even), exactly x_r masked in pass
+   1, the complement in pass 2, the prompt never, the weights (Lc+1)/(2 MC x)
+   and (Lc+1)/(2 MC (Lc-x)); and over many draws every position masked about
+   equally often (the subset is uniform). */
+static void test_elbo_masks(void) {
+    enum { R = 12, P = 3, L = 7, T = P + L, MC = 2 };
+    d1_grpo_desc d = d1_grpo_default_desc(L);
+    d1__grpo_work w;
+    uint8_t in[2 * MC * R * T], sc[2 * MC * R * L], cm[R * L];
+    float wt[2 * MC * R * L];
+    long hits[L] = {0}, total = 0;
+    int rl[R], r, i, dr, rep, bad = 0, strat_ok = 1;
+    d1_rng rng;
+    memset(&w, 0, sizeof w);
+    memset(cm, 1, sizeof cm);
+    for (r = 0; r < R; r++) rl[r] = P;
+    w.d = &d; w.G = 6; w.R = R; w.P = P; w.Lc = L; w.T = T; w.passes = 2 * MC;
+    w.RT = (size_t)R * T; w.RL = (size_t)R * L; w.rl = rl; w.cm = cm; w.seq = 1;
+    d1_rng_seed(&rng, 7);
+    for (rep = 0; rep < 2000; rep++) {
+        d1__grpo_masks_elbo(&w, &rng, in, sc, wt);
+        for (dr = 0; dr < MC; dr++) {
+            int x0 = -1;
+            for (r = 0; r < R; r++) {
+                const uint8_t *i1 = in + (2 * dr * R + r) * T, *i2 = i1 + R * T;
+                const float *w1 = wt + (2 * dr * R + r) * L, *w2 = w1 + R * L;
+                int x = 0, want;
+                for (i = 0; i < P; i++) bad += i1[i] || i2[i];
+                for (i = 0; i < L; i++) {
+                    x += i1[P + i];
+                    bad += i1[P + i] == i2[P + i];
+                    bad += sc[(2 * dr * R + r) * L + i] != i1[P + i] || sc[((2 * dr + 1) * R + r) * L + i] != i2[P + i];
+                    hits[i] += i1[P + i];
+                }
+                for (i = 0; i < L; i++) {
+                    float e1 = i1[P + i] ? (float)((L + 1.0) / (2.0 * MC * x)) : 0.0f;
+                    float e2 = i2[P + i] ? (float)((L + 1.0) / (2.0 * MC * (L - x))) : 0.0f;
+                    bad += w1[i] != e1 || w2[i] != e2;
+                }
+                total += L;
+                if (r == 0) x0 = x; /* x_0 = k */
+                { /* x_r = round half to even of k + r (L+1)/R, mod L+1 (in double: exact here) */
+                    double v = x0 + (double)r * (L + 1) / R, f = floor(v);
+                    long q = (long)f;
+                    if (v - f > 0.5 || (v - f == 0.5 && (q & 1))) q++;
+                    want = (int)(q % (L + 1));
+                }
+                strat_ok &= x == want;
+            }
+        }
+    }
+    CHECK(bad == 0, "%d mask / score / weight entries wrong", bad);
+    CHECK(strat_ok, "stratified counts differ from round(k + r (L+1)/R) mod (L+1)");
+    for (i = 0; i < L; i++) /* each position masked with the same probability (1/2 on average over k) */
+        CHECK(fabs((double)hits[i] / (total / L) - (double)hits[0] / (total / L)) < 0.03, "position %d masked %.3f vs %.3f",
+              i, (double)hits[i] / (total / L), (double)hits[0] / (total / L));
+}
+
 /* d1's prompt mask with left-padded prompts of different lengths: row r's
    padding (its first P - rl[r] positions) is never masked, its prompt is
    (p_mask_prompt near 1). The masks once read row r's length at r / G. */
@@ -155,7 +283,8 @@ static void test_prompt_mask_padding(void) {
     w.d = &d; w.G = 2; w.R = 4; w.P = 5; w.Lc = 4; w.T = 9;
     w.RT = 36; w.RL = 16; w.rl = rl; w.cm = cm;
     d1_rng_seed(&rng, 1);
-    d1__grpo_estimators[D1_LOGP_ONE_STEP].masks(&w, &rng, in, sc);
+    w.passes = 1;
+    d1__grpo_estimators[D1_LOGP_ONE_STEP].masks(&w, &rng, in, sc, NULL);
     for (r = 0; r < 4; r++)
         for (i = 0; i < 5; i++)
             CHECK(in[r * 9 + i] == (i >= 5 - rl[r]), "row %d (prompt of %d) position %d: mask %d", r, rl[r], i,
@@ -278,6 +407,9 @@ static int bandit_run(uint64_t seed, int objective, int estimator, float *first_
     d.rewards = &rw; d.n_rewards = 1;
     d.group_size = 6; d.inner_steps = 4; d.objective = objective; d.estimator = estimator;
     d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 1.0f;
+    if (estimator == D1_LOGP_ELBO) { /* ESPO's recipe: k2 on the sequence, 2 draws, leave-one-out, eps 0.2 */
+        d.kl = D1_KL_K2; d.mc_draws = 2; d.leave_one_out = 1; d.beta = 0.01f; d.clip_eps = 0.2f;
+    }
     d1_rng_seed(&rng, seed * 7 + 1);
     for (step = 0; step < max_steps; step++) {
         if (d1_grpo_step(&m, &ref, &opt, &d, prompts, 4, 3, NULL, &rng, &st) != D1_OK) break;
@@ -305,11 +437,11 @@ static void test_bandit_learning(void) {
 }
 
 /* The estimators beyond d1 (DiffuCoder's coupled masks, UniGRPO's partial
-   masking) learn the bandit too. */
+   masking, ESPO's sequence ELBO) learn the bandit too. */
 static void test_other_estimators(void) {
-    static const char *const names[3] = {"one-step", "coupled", "partial"};
+    static const char *const names[4] = {"one-step", "coupled", "partial", "ESPO's ELBO"};
     int est;
-    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_PARTIAL; est++) {
+    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_ELBO; est++) {
         float first = 1;
         int hit = bandit_run(1, D1_GRPO_CLIPPED, est, &first, 40);
         printf("  bandit, %s estimator: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n", names[est], first, hit);
@@ -406,6 +538,8 @@ int main(void) {
     RUN(test_reference_grpo_kl);
     RUN(test_prompt_mask_padding);
     RUN(test_reference_wd1);
+    RUN(test_reference_espo);
+    RUN(test_elbo_masks);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);

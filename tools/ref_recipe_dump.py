@@ -42,6 +42,26 @@ Part 2, diffu-GRPO (B=4 = 2 prompts x G=2, rows 2g and 2g+1 share prompt g; P=5,
   Model input: prompt positions with prompt_mask 1 -> 47, every completion position -> 47;
   no attention mask; rho = exp(logp - old).
 
+Part 4, ESPO's sequence-level ELBO objective (the tokens of part 2; ML-GSAI/ESPO
+espo/espo_trainer.py, forward_process / _get_elbo / _get_elbo_mc / compute_loss,
+re-derived here from that code's formulas, independently of d1.h):
+    espo.mask i32 [MC,B,Lc]   draw d's pass-1 mask: x_b = round(k_d + b (Lc+1)/B) mod (Lc+1)
+                              positions of row b (stratified counts), chosen by randperm
+    espo.k i32 [MC]           each draw's k
+    espo.elbo f32 [B]         ELBO_b = mean over draws of -(1/2) [sum_{masked} CE / p_b
+                              + sum_{unmasked} CE' / (Lc/(Lc+1) - p_b)], p_b = x_b/(Lc+1);
+                              CE' from the complement pass (pass-1's unmasked positions
+                              masked); the prompt never masked, every completion position
+                              counts (no completion mask)
+    espo.adv f32 [B]  espo.old f32 [B]  espo.ref f32 [B]  espo.eps_beta f32 [2] = [0.2, 0.01]
+    espo.loss f32 [1]         -sum_b min(rho A, clip(rho) A) / B + beta sum_b k2_b / (B Lc),
+                              rho = exp((ELBO - old) / Lc), k2 = (ELBO - ref)^2 / 2
+    espo.kl f32 [1]           sum_b k2_b / (B Lc)
+    espo.clip_frac f32 [1]    share of sequences whose clipped branch is selected
+    espo.grad.<HF name>       every parameter
+    espo_onpolicy.loss, espo_onpolicy.grad.<HF name>: the same with old = ELBO (detached:
+                              rho = 1, ESPO's num_iterations == 1)
+
 Part 3, wd1 (same inputs as part 2): per group, w+ = softmax(A), w- = softmax(-A) over the
 group's rows, omega_b = w+_b - w-_b; tok = -omega_b logp + beta kl; loss = sum(tok*cm)/sum(cm).
     wd1.loss f32 [1]
@@ -156,6 +176,7 @@ def fd_check(model, loss_fn, g, label, h=1e-5, n_entries=3):
                 flat[i] = orig
             fd = (lp - lm) / (2 * h)
             an = w.grad.view(-1)[i].item()
+            assert np.isfinite(fd) and np.isfinite(an), (label, name, fd, an)
             worst = max(worst, abs(fd - an) / max(1e-6, abs(fd) + abs(an)))
     print(f"{label}: finite differences vs autograd max rel err {worst:.2e}")
     assert worst < 1e-6, worst
@@ -269,6 +290,61 @@ def wd1_loss_of(logp, ref, adv, cm, beta):
 
 
 # ---------------------------------------------------------------------------------------
+# part 4: ESPO's sequence-level ELBO
+
+ESPO_MC = 2
+ESPO_EPS, ESPO_BETA = 0.2, 0.01
+
+
+def espo_masks(g):
+    """forward_process of ESPO per draw: stratified counts over the batch, random positions."""
+    B, Lc = GR_B, GR_LC
+    ks, masks = [], []
+    for _ in range(ESPO_MC):
+        k = int(torch.randint(0, Lc + 1, (), generator=g))
+        x = torch.round(torch.linspace(float(k), k + (B - 1) * ((Lc + 1) / B), steps=B,
+                                       dtype=torch.float64)).long() % (Lc + 1)
+        m = torch.zeros(B, Lc, dtype=torch.bool)
+        for b in range(B):
+            m[b, torch.randperm(Lc, generator=g)[:int(x[b])]] = True
+        ks.append(k)
+        masks.append(m)
+    return ks, torch.stack(masks)
+
+
+def espo_elbo(model, tokens, masks):
+    """_get_elbo (reduce_var) averaged over the draws (_get_elbo_mc): [B]."""
+    B, P, Lc = GR_B, GR_P, GR_LC
+    tgt = tokens[:, P:]
+    out = torch.zeros(B, dtype=torch.float64)
+    for m in masks:
+        p = (m.sum(1).double() / (Lc + 1))[:, None].expand(B, Lc)
+        loss = torch.zeros(B, Lc, dtype=torch.float64)
+        x1 = tokens.clone()
+        x1[:, P:] = torch.where(m, torch.full_like(tgt, MASK_ID), tgt)
+        ce1 = F.cross_entropy(model(x1)[:, P:].reshape(B * Lc, -1), tgt.reshape(-1),
+                              reduction="none").view(B, Lc)
+        loss = torch.where(m, ce1 / torch.where(m, p, torch.ones_like(p)), loss)
+        x2 = tokens.clone()
+        x2[:, P:] = torch.where(m, tgt, torch.full_like(tgt, MASK_ID))
+        ce2 = F.cross_entropy(model(x2)[:, P:].reshape(B * Lc, -1), tgt.reshape(-1),
+                              reduction="none").view(B, Lc)
+        q = torch.where(~m, Lc / (Lc + 1) - p, torch.ones_like(p))    # no 0 in the unused branch
+        loss = torch.where(~m, ce2 / q, loss)
+        out = out + -(loss / 2).sum(-1)
+    return out / len(masks)
+
+
+def espo_loss_of(elbo, old, ref, adv, eps, beta):
+    B, Lc = GR_B, GR_LC
+    rho = torch.exp((elbo - old) / Lc)
+    l1, l2 = rho * adv, torch.clamp(rho, 1 - eps, 1 + eps) * adv
+    kl = (elbo - ref) ** 2 / 2
+    loss = -torch.min(l1, l2).sum() / B + beta * kl.sum() / (B * Lc)
+    return loss, kl.sum() / (B * Lc), (l1 > l2).double().mean()
+
+
+# ---------------------------------------------------------------------------------------
 
 def check_float32(model, s_tok, s_pl, s_p, s_mask, tokens, pm, old, ref, adv, cm, eps, beta,
                   s_loss, g_loss, w_loss, s_grads, g_grads, w_grads):
@@ -350,6 +426,31 @@ def main():
         fd_check(model, lambda: grpo_terms(grpo_logp(model, tokens, pm), old, ref, adv, cm,
                                            eps, beta, kind)[0], g, "grpo " + kind)
 
+    # ---- part 4: ESPO
+    e_ks, e_masks = espo_masks(g)
+    e_eb = f32([ESPO_EPS, ESPO_BETA])
+    with torch.no_grad():
+        elbo0 = espo_elbo(model, tokens, e_masks)
+    # old: sequences 0 and 1 on the clipped side (A > 0 with rho > 1+eps, A < 0 with rho <
+    # 1-eps), 2 and 3 inside the range; ref a little away from the policy
+    e_old = f32(elbo0 + torch.tensor([-1.5, 1.5, 0.3, -0.4], dtype=torch.float64))
+    e_ref = f32(elbo0 + torch.tensor([0.7, -0.5, 1.1, -0.9], dtype=torch.float64))
+    e_elbo = espo_elbo(model, tokens, e_masks)
+    e_loss, e_kl, e_clip = espo_loss_of(e_elbo, e_old, e_ref, adv, e_eb[0], e_eb[1])
+    e_grads = grads_of(model, e_loss)
+    fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), e_old, e_ref, adv,
+                                         e_eb[0], e_eb[1])[0], g, "espo")
+    rho_e = torch.exp((e_elbo.detach() - e_old) / GR_LC)
+    print(f"espo: ELBO {[round(x, 4) for x in e_elbo.tolist()]}, rho {[round(x, 4) for x in rho_e.tolist()]}, "
+          f"clip {e_clip.item():.3f}, counts {e_masks.sum(-1).tolist()} (k {e_ks})")
+    assert e_clip.item() == 0.5 and (rho_e - (1 - e_eb[0])).abs().min() > 1e-3
+    assert (rho_e - (1 + e_eb[0])).abs().min() > 1e-3
+    eo = espo_elbo(model, tokens, e_masks)
+    eo_loss = espo_loss_of(eo, eo.detach(), e_ref, adv, e_eb[0], e_eb[1])[0]
+    eo_grads = grads_of(model, eo_loss)
+    fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), elbo0, e_ref, adv,
+                                         e_eb[0], e_eb[1])[0], g, "espo on-policy")
+
     # ---- sanity checks
     rho_d = rho.detach()
     sel = cm > 0
@@ -423,6 +524,21 @@ def main():
         w.add("grpo_" + kind + ".kl", kl_k.detach().reshape(1))
         for n, gr in grads_k:
             w.add("grpo_" + kind + ".grad." + n, gr)
+    w.add("espo.mask", e_masks.int())
+    w.add("espo.k", torch.tensor(e_ks))
+    w.add("espo.elbo", e_elbo.detach())
+    w.add("espo.adv", adv)
+    w.add("espo.old", e_old)
+    w.add("espo.ref", e_ref)
+    w.add("espo.eps_beta", e_eb)
+    w.add("espo.loss", e_loss.detach().reshape(1))
+    w.add("espo.kl", e_kl.detach().reshape(1))
+    w.add("espo.clip_frac", e_clip.reshape(1))
+    for n, gr in e_grads:
+        w.add("espo.grad." + n, gr)
+    w.add("espo_onpolicy.loss", eo_loss.detach().reshape(1))
+    for n, gr in eo_grads:
+        w.add("espo_onpolicy.grad." + n, gr)
     w.write(OUT)
 
     # the written file must read back to the same values
