@@ -456,11 +456,17 @@ enum {                      /* the log-prob estimator */
                                scored in the pass that masks it (prompt kept)                    */
     D1_LOGP_PARTIAL = 2,    /* UniGRPO (MMaDA): completion masked at p ~ U(0,1), only the masked
                                tokens scored (prompt kept)                                       */
-    D1_LOGP_ELBO = 3        /* ESPO: a sequence-level ELBO (stratified mask counts over the batch,
+    D1_LOGP_ELBO = 3,       /* ESPO: a sequence-level ELBO (stratified mask counts over the batch,
                                each mask and its complement, mc_draws draws; prompt kept, every
                                completion position scored, EOS padding too); the objective then
                                works per SEQUENCE: rho_i = exp((ELBO_i - ELBO_old,i) / Lc),
                                clipped, and the KL estimator on d = ELBO_i - ELBO_ref,i      */
+    D1_LOGP_TRAJECTORY = 4  /* d2 StepMerge: the sampler's steps merged into `segments` runs; a
+                               token revealed in segment k is scored from the canvas at the start
+                               of segment k (the tokens revealed before it visible, prompt masked
+                               at p_mask_prompt); one segment per row and update, the loss sum
+                               scaled by segments / (completion tokens). Needs a fixed schedule
+                               (no threshold, no stop_at_eos).                                 */
 };
 enum {                      /* the per-token KL estimator KL_k, with d = logp - ref (Schulman's k1-k3) */
     D1_KL_K3 = 0,           /* d1: exp(-d) + d - 1           dKL/dlogp = 1 - exp(-d)               */
@@ -482,6 +488,8 @@ typedef struct d1_grpo_desc {
                                num_mc, 2 in its Sudoku recipe); 0 means 1           */
     int   leave_one_out;    /* 1: A_i = r_i - mean of the OTHER G-1 rewards (ESPO's
                                baseline, = G/(G-1) (r_i - mean)); 0: r_i - mean (d1) */
+    int   segments;         /* N of D1_LOGP_TRAJECTORY (d2: 8 Sudoku, 16 Countdown);
+                               0 means 8; at most the sampler's steps              */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
                                block 32, steps gen_len / 2)                        */
     const d1_reward *rewards;
@@ -3499,16 +3507,20 @@ typedef struct d1__grpo_work {
     float    *old_lp, *ref_lp; /* [mu][R, Lc] per token, or [mu][R] ELBOs                */
     float    *tmp_lp;       /* [passes][R, Lc] one inner iteration's log-probs          */
     float    *wt;           /* [mu][passes][R, Lc] ELBO weights (sequence level), or NULL */
+    double   *den;          /* [mu] each inner iteration's loss denominator (its masks')  */
+    int      *rev;          /* [R, Lc] the sampler step that revealed each token (d2)     */
+    int       n_seg, n_steps; /* trajectory: segments N, the sampler's steps              */
     uint8_t  *cm;           /* [R, Lc] completion mask                                  */
     uint8_t  *in, *sc;      /* [mu][passes][R, T] input masks, [mu][passes][R, Lc] scored */
     double    kl, clip, scored_total;
     d1_grpo_stats st;
 } d1__grpo_work;
 
-/* d. The estimators' masks of one inner iteration: input[passes][R,T] (1 =
+/* d. The estimators' masks of inner iteration `it`: input[passes][R,T] (1 =
    the model sees [MASK]), score[passes][R,Lc] (the completion tokens a pass
    puts into the loss) and, at sequence level, weight[passes][R,Lc] (each
-   scored token's weight in its ELBO; NULL otherwise). Row r's prompt is its last rl[r] of P positions. Every
+   scored token's weight in its ELBO; NULL otherwise); each returns the
+   loss's denominator for the iteration. Row r's prompt is its last rl[r] of P positions. Every
    estimator draws P uniforms per row for the prompt first (d1's prompt mask,
    applied by the one-step estimator only), so the streams line up. */
 static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int apply, d1_rng *rng, uint8_t *in) {
@@ -3517,26 +3529,29 @@ static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int app
 }
 /* d1 (the one-step estimator): the prompt at p_mask_prompt, the whole
    completion masked, every completion token scored. One pass. */
-static void d1__grpo_masks_one_step(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
-                                    float *weight) {
+static double d1__grpo_masks_one_step(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input,
+                                      uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
-    (void)weight;
+    double n = 0.0;
+    (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
         for (i = 0; i < Lc; i++) {
             in[P + i] = 1;
-            sc[i] = w->cm[(size_t)r * Lc + i];
+            n += sc[i] = w->cm[(size_t)r * Lc + i];
         }
     }
+    return n;
 }
 /* DiffuCoder's coupled masks: completion tokens masked at t ~ U(0.2, 0.8);
    pass 1 scores the masked ones, pass 2 (the complement: input[1]) the rest.
    The prompt is kept. Two passes. */
-static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
-                                   float *weight) {
+static double d1__grpo_masks_coupled(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input,
+                                     uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
-    (void)weight;
+    double n = 0.0;
+    (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *in2 = in + w->RT;
         uint8_t *sc = score + (size_t)r * Lc, *sc2 = sc + w->RL;
@@ -3549,16 +3564,19 @@ static void d1__grpo_masks_coupled(const d1__grpo_work *w, d1_rng *rng, uint8_t 
             in[P + i] = (uint8_t)masked;
             sc[i] = (uint8_t)(c[i] && masked);
             sc2[i] = (uint8_t)(c[i] && !masked);
+            n += c[i]; /* scored in one of the two passes */
         }
         for (i = 0; i < T; i++) in2[i] = i < P ? in[i] : !in[i];
     }
+    return n;
 }
 /* UniGRPO (MMaDA): completion tokens masked at p ~ U(0, 1), the masked ones
    scored; the prompt kept. One pass. */
-static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
-                                   float *weight) {
+static double d1__grpo_masks_partial(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input,
+                                     uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
-    (void)weight;
+    double n = 0.0;
+    (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         const uint8_t *c = w->cm + (size_t)r * Lc;
@@ -3568,9 +3586,10 @@ static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t 
         for (i = 0; i < Lc; i++) {
             int masked = d1_rng_uniform(rng) < t;
             in[P + i] = (uint8_t)masked;
-            sc[i] = (uint8_t)(c[i] && masked);
+            n += sc[i] = (uint8_t)(c[i] && masked);
         }
     }
+    return n;
 }
 /* ESPO's sequence ELBO (ML-GSAI/ESPO espo/espo_trainer.py: forward_process,
    lines 55-75; _get_elbo, lines 376-438; _get_elbo_mc, lines 440-476). Per
@@ -3585,9 +3604,10 @@ static void d1__grpo_masks_partial(const d1__grpo_work *w, d1_rng *rng, uint8_t 
    position is scored: no completion mask, the EOS padding is part of the
    ELBO. Two passes per draw. ESPO stratifies over each micro-batch of a
    device (3 rows in its Sudoku recipe); d1.h over the whole batch of R. */
-static void d1__grpo_masks_elbo(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score,
-                                float *weight) {
+static double d1__grpo_masks_elbo(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                  float *weight) {
     int L = w->Lc, R = w->R, P = w->P, T = w->T, mc = w->passes / 2, dr, r, i;
+    (void)it;
     for (dr = 0; dr < mc; dr++) {
         uint64_t k = d1_rng_u64(rng) % (uint64_t)(L + 1);
         for (r = 0; r < R; r++) {
@@ -3612,15 +3632,52 @@ static void d1__grpo_masks_elbo(const d1__grpo_work *w, d1_rng *rng, uint8_t *in
             }
         }
     }
+    return (double)R; /* ESPO's loss is a mean over sequences */
+}
+
+/* d2 StepMerge (kuleshov-group/d2 diffu-grpo/diffu_grpo_trainer.py: generate,
+   lines 803-880, records the canvas at each segment's start and which
+   tokens each segment revealed; _get_per_token_logps, lines 947-979, scores
+   a segment from its canvas; compute_loss, lines 688-735). The sampler's S
+   steps are cut at b_j = floor(j S / N), j = 1..N-1 (d2: int(j * (S / N)));
+   a token revealed at step s belongs to segment k = #{j : b_j <= s}, and
+   the canvas at the start of segment k shows exactly the tokens revealed
+   before step b_k (b_0 = 0). Row r at inner iteration it scores segment
+   k = (r + it) mod N: the input is d1's prompt mask ⊕ that canvas, the
+   scored tokens those of segment k up to the first EOS, and the loss
+   divides by (completion tokens) / N. (d2's trainer gives the j-th
+   micro-batch of an optimizer step segment j mod N; d1.h has no
+   micro-batches, so the rows rotate instead: each of a row's segments is
+   scored once in N iterations.) One pass. */
+static int d1__grpo_segment_start(const d1__grpo_work *w, int k) {
+    return (int)((int64_t)k * w->n_steps / w->n_seg);
+}
+static double d1__grpo_masks_trajectory(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input,
+                                        uint8_t *score, float *weight) {
+    int r, i, P = w->P, T = w->T, Lc = w->Lc, N = w->n_seg;
+    double n = 0.0;
+    (void)weight;
+    for (r = 0; r < w->R; r++) {
+        uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
+        const int *rev = w->rev + (size_t)r * Lc;
+        int k = (r + it) % N, b0 = d1__grpo_segment_start(w, k), b1 = d1__grpo_segment_start(w, k + 1);
+        d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
+        for (i = 0; i < Lc; i++) {
+            in[P + i] = (uint8_t)(rev[i] >= b0);                     /* not yet revealed at b0 */
+            sc[i] = (uint8_t)(rev[i] >= b0 && rev[i] < b1 && w->cm[(size_t)r * Lc + i]);
+            n += w->cm[(size_t)r * Lc + i];
+        }
+    }
+    return n / N; /* d2: sum over segment k x N / (completion tokens) */
 }
 typedef struct d1__grpo_estimator {
-    void (*masks)(const d1__grpo_work *w, d1_rng *rng, uint8_t *input, uint8_t *score, float *weight);
+    double (*masks)(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input, uint8_t *score, float *weight);
     int passes;  /* per inner iteration (sequence level: per Monte Carlo draw)   */
     int seq;     /* 1: sequence level (weights; one ratio per sequence)         */
 } d1__grpo_estimator;
-static const d1__grpo_estimator d1__grpo_estimators[4] = { /* by D1_LOGP_* */
+static const d1__grpo_estimator d1__grpo_estimators[5] = { /* by D1_LOGP_* */
     {d1__grpo_masks_one_step, 1, 0}, {d1__grpo_masks_coupled, 2, 0}, {d1__grpo_masks_partial, 1, 0},
-    {d1__grpo_masks_elbo, 2, 1}};
+    {d1__grpo_masks_elbo, 2, 1}, {d1__grpo_masks_trajectory, 1, 0}};
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
@@ -3628,11 +3685,15 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
     if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
         !(d->beta >= 0.0f) || !isfinite(d->beta) || (d->objective != D1_GRPO_CLIPPED && d->objective != D1_GRPO_WD1) ||
-        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_ELBO || d->kl < D1_KL_K3 || d->kl > D1_KL_K2 ||
-        d->mc_draws < 0 || d->mc_draws > 64)
+        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_TRAJECTORY || d->kl < D1_KL_K3 ||
+        d->kl > D1_KL_K2 || d->mc_draws < 0 || d->mc_draws > 64 || d->segments < 0)
+        return D1_ERR_ARG;
+    if (d->estimator == D1_LOGP_TRAJECTORY && /* a fixed schedule of at least N steps */
+        (d->sampler.threshold > 0.0f || d->sampler.stop_at_eos ||
+         (d->segments ? d->segments : 8) > (d->sampler.steps ? d->sampler.steps : d->sampler.gen_len)))
         return D1_ERR_ARG;
     if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1_ERR_ARG; /* ESPO's ratio only */
-    if ((d->estimator == D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
+    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
     for (j = 0; j < d->n_rewards; j++)
         if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1_ERR_ARG;
@@ -3642,8 +3703,20 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     return D1_OK;
 }
 
+/* The trajectory estimator's record of the rollout: the step at which each
+   completion token was revealed (then the caller's own callback, if any). */
+static void d1__grpo_record_reveals(const d1_sample_event *ev, void *user) {
+    d1__grpo_work *w = (d1__grpo_work *)user;
+    int r, i;
+    for (r = 0; r < ev->B; r++)
+        for (i = 0; i < w->Lc; i++)
+            if (ev->revealed[(size_t)r * ev->T + w->P + i]) w->rev[(size_t)r * w->Lc + i] = ev->step;
+    if (w->d->sampler.callback) w->d->sampler.callback(ev, w->d->sampler.user);
+}
+
 /* a. G completions per prompt, in one batch */
 static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *prompt_lens) {
+    d1_sampler_desc sd = w->d->sampler;
     d1_sample_stats ss;
     double t0;
     int r, rc;
@@ -3652,8 +3725,9 @@ static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *pro
             memcpy(w->rp + (size_t)r * w->P, prompts + (size_t)(r / w->G) * w->P, (size_t)w->P * sizeof(int));
         w->rl[r] = prompt_lens ? prompt_lens[r / w->G] : w->P;
     }
+    if (w->rev) { sd.callback = d1__grpo_record_reveals; sd.user = w; }
     t0 = d1__now();
-    rc = d1_sampler_generate(w->policy, &w->d->sampler, w->rp, w->R, w->P, w->rl, w->rng, w->canvas, &ss);
+    rc = d1_sampler_generate(w->policy, &sd, w->rp, w->R, w->P, w->rl, w->rng, w->canvas, &ss);
     w->st.t_generate = d1__now() - t0;
     if (rc == D1_OK) w->st.forward_passes += ss.forward_passes;
     return rc;
@@ -3754,8 +3828,9 @@ static int d1__grpo_logp_passes(d1__grpo_work *w) {
     double t0 = d1__now();
     int it, j, pass, rc;
     for (it = 0; it < w->mu; it++)
-        e->masks(w, w->rng, w->in + (size_t)it * w->passes * w->RT, w->sc + (size_t)it * w->passes * w->RL,
-                 w->wt ? w->wt + (size_t)it * w->passes * w->RL : NULL);
+        w->den[it] = e->masks(w, it, w->rng, w->in + (size_t)it * w->passes * w->RT,
+                              w->sc + (size_t)it * w->passes * w->RL,
+                              w->wt ? w->wt + (size_t)it * w->passes * w->RL : NULL);
     for (it = 0; it < w->mu; it++)
         for (j = 0; j < 2; j++) { /* j = 0: the old policy, j = 1: the reference */
             float *dst = (j == 0 ? w->old_lp : w->ref_lp) + (size_t)it * stride;
@@ -3791,13 +3866,8 @@ static int d1__grpo_updates(d1__grpo_work *w) {
     int it, pass, rc;
     for (it = 0; it < w->mu; it++) {
         float loss_it = 0.0f, gn = 0.0f;
-        double scored = 0.0;
-        size_t t;
+        double scored = w->den[it]; /* the estimator's: tokens scored, sequences, ... */
         int n_calls = w->seq ? 1 : w->passes;
-        if (w->seq) scored = w->R; /* the loss averages over sequences */
-        else
-            for (pass = 0; pass < w->passes; pass++)
-                for (t = 0; t < w->RL; t++) scored += w->sc[((size_t)it * w->passes + pass) * w->RL + t];
         if ((rc = d1_model_zero_grad(w->policy)) != D1_OK) return rc;
         for (pass = 0; pass < n_calls && scored > 0.0; pass++) {
             d1_grpo_batch gb = d1__grpo_batch_of(w, it, w->seq ? -1 : pass);
@@ -3832,7 +3902,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     d1_rng rcopy;
     void *scratch;
     size_t n_lp, n_f, n_i, n_b, p;
-    int rc;
+    int rc, traj = d && d->estimator == D1_LOGP_TRAJECTORY;
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
     if (!rng || (!prompts && P > 0)) return D1_ERR_ARG;
     if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1_ERR_SHAPE;
@@ -3851,16 +3921,24 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     p = (size_t)w.passes;
     n_lp = w.seq ? (size_t)w.R : w.RL;                                   /* old / ref values per iteration */
     n_f = (size_t)w.R * (d->n_rewards + 2) + 2 * (size_t)w.mu * n_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0);
-    n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT;
+    n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0);
     n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL);
-    scratch = d1__alloc(sizeof(float) * n_f + sizeof(int) * n_i + n_b);
+    scratch = d1__alloc(sizeof(double) * w.mu + sizeof(float) * n_f + sizeof(int) * n_i + n_b);
     if (!scratch) return D1_ERR_NOMEM;
-    w.rew = (float *)scratch; w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
+    w.den = (double *)scratch;
+    w.rew = (float *)(w.den + w.mu); w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
     w.old_lp = w.adv + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * n_lp; w.tmp_lp = w.ref_lp + (size_t)w.mu * n_lp;
     w.wt = w.seq ? w.tmp_lp + p * w.RL : NULL;
     w.rp = (int *)(w.tmp_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0));
     w.rl = w.rp + (size_t)w.R * P; w.canvas = w.rl + w.R;
-    w.cm = (uint8_t *)(w.canvas + (w.seq ? p : 1) * w.RT); w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * p * w.RT;
+    w.rev = traj ? w.canvas + (w.seq ? p : 1) * w.RT : NULL;
+    w.cm = (uint8_t *)(w.canvas + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0));
+    w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * p * w.RT;
+    if (traj) { /* d2's segments over the sampler's steps; every token gets one (fixed schedule) */
+        w.n_seg = d->segments ? d->segments : 8;
+        w.n_steps = d->sampler.steps ? d->sampler.steps : d->sampler.gen_len;
+        for (p = 0; p < w.RL; p++) w.rev[p] = INT_MAX;
+    }
 
     rc = d1__grpo_rollout(&w, prompts, prompt_lens);         /* a */
     if (rc == D1_OK && w.seq)                                 /*   the copies of one update's batch */

@@ -1023,7 +1023,7 @@ static void usage(void) {
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--dim N (a multiple of 32)] [--layers N]\n"
-                    "               [--rl-estimator one-step|coupled|partial|elbo] [--rl-advantages scaled|centered]\n"
+                    "               [--rl-estimator one-step|coupled|partial|elbo|trajectory] [--rl-advantages scaled|centered]\n"
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X]\n"
                     "               [--block N|all]  (decoding block of rollouts and evaluation; all: one block)\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
@@ -1075,6 +1075,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(e, "coupled")) rl_estimator = D1_LOGP_COUPLED;
             else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
             else if (!strcmp(e, "elbo")) rl_estimator = D1_LOGP_ELBO;
+            else if (!strcmp(e, "trajectory")) rl_estimator = D1_LOGP_TRAJECTORY;
             else { usage(); return 2; }
         }
         else if (!strcmp(argv[i], "--rl-advantages") && i + 1 < argc) {

@@ -576,6 +576,11 @@ static void test_grpo_step_contract(void) {
     BADG(kl, -1, D1_ERR_ARG);
     BADG(mc_draws, -1, D1_ERR_ARG);
     BADG(mc_draws, 65, D1_ERR_ARG);
+    BADG(segments, -1, D1_ERR_ARG);
+    /* d2's trajectory needs a fixed schedule of at least N steps (FRESH: 4 steps) */
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 5; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.threshold = 0.9f; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.stop_at_eos = 1; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_ARG, 2, 4); /* ESPO: its ratio only */
     BADG(n_rewards, 0, D1_ERR_ARG);
     BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);

@@ -208,6 +208,110 @@ static void test_reference_espo(void) {
     }
 }
 
+/* d2 StepMerge against the dump (tools/ref_recipe_dump.py, part 5): the
+   reveal steps of a trajectory go through d1__grpo_masks_trajectory (the
+   completion's input and scored masks of inner iteration it; the prompt
+   mask then set to the dump's), and d1_grpo_loss with the estimator's
+   denominator reproduces d2's loss and every gradient. */
+static void test_reference_d2(void) {
+    const ref_record *tk = ref_get(&rec, "grpo.tokens"), *rv = ref_get(&rec, "d2.rev");
+    const int *meta, *pm, *cmi;
+    d1_grpo_desc d = d1_grpo_default_desc(6);
+    d1__grpo_work w;
+    d1_grpo_batch b;
+    d1_model m;
+    d1_rng rng;
+    uint8_t input[4 * 11], score[4 * 6], cm[4 * 6];
+    int rl[4], r, i, P, T, Lc;
+    float loss, want;
+    double den, worst;
+    CHECK(tk && rv, "d2 records in the dump");
+    if (!tk || !rv) return;
+    meta = (const int *)ref_get(&rec, "d2.meta")->data;
+    pm = (const int *)ref_get(&rec, "grpo.prompt_mask")->data;
+    cmi = (const int *)ref_get(&rec, "grpo.completion_mask")->data;
+    T = tk->dims[1]; P = *(const int *)ref_get(&rec, "grpo.P")->data; Lc = T - P;
+    for (i = 0; i < 4 * Lc; i++) cm[i] = (uint8_t)cmi[i];
+    for (r = 0; r < 4; r++) rl[r] = P;
+    memset(&w, 0, sizeof w);
+    w.d = &d; w.G = 2; w.R = 4; w.P = P; w.Lc = Lc; w.T = T; w.passes = 1;
+    w.RT = (size_t)4 * T; w.RL = (size_t)4 * Lc; w.rl = rl; w.cm = cm;
+    w.rev = (int *)rv->data; w.n_steps = meta[0]; w.n_seg = meta[1];
+    d1_rng_seed(&rng, 3);
+    den = d1__grpo_masks_trajectory(&w, meta[2], &rng, input, score, NULL);
+    for (r = 0; r < 4; r++) /* the dump's prompt mask in place of the drawn one */
+        for (i = 0; i < P; i++) input[r * T + i] = (uint8_t)pm[r * P + i];
+    memset(&b, 0, sizeof b);
+    b.tokens = (const int *)tk->data; b.B = 4; b.T = T; b.P = P;
+    b.input_mask = input; b.score_mask = score; b.denom = (float)den;
+    b.adv = (const float *)ref_get(&rec, "grpo.adv")->data;
+    b.old_logp = (const float *)ref_get(&rec, "d2.old")->data;
+    b.ref_logp = (const float *)ref_get(&rec, "d2.ref")->data;
+    want = *(const float *)ref_get(&rec, "d2.loss")->data;
+    CHECK(load_model(&m), "model");
+    CHECK(d1_grpo_loss(&m, &b, 0.2f, 0.04f, D1_GRPO_CLIPPED, &loss, NULL, NULL) == D1_OK, "d2 loss");
+    CHECK(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-6, "d2 loss %.7f vs %.7f", loss, want);
+    worst = check_grads(&m, "d2");
+    printf("  d2 StepMerge (S %d, N %d, it %d): loss %.7f vs %.7f, worst gradient rel err %.2g\n", meta[0], meta[1],
+           meta[2], loss, want, worst);
+    d1_model_free(&m);
+}
+
+/* The trajectory estimator's record of a real rollout: for every segment k,
+   the masks of d1__grpo_masks_trajectory show exactly the canvas the sampler
+   held at the start of segment k (snapshots taken by a caller's callback,
+   which the recorder chains), and every token is scored in exactly one
+   segment. */
+static d1_config bandit_config(void);
+typedef struct snapshots { int n, T, B; int canvas[16][3 * 24]; } snapshots;
+static void take_snapshot(const d1_sample_event *ev, void *user) {
+    snapshots *s = (snapshots *)user;
+    if (s->n < 16) memcpy(s->canvas[s->n++], ev->canvas, sizeof(int) * (size_t)ev->B * ev->T);
+}
+static void test_trajectory_canvas(void) {
+    enum { B = 3, P = 4, L = 16, T = P + L, STEPS = 8, N = 3 };
+    d1_config c = bandit_config();
+    d1_model m;
+    d1_grpo_desc d = d1_grpo_default_desc(L);
+    d1_sampler_desc sd;
+    d1__grpo_work w;
+    d1_rng rng;
+    snapshots snap;
+    int prompts[B * P] = {1, 2, 4, 1, 2, 2, 4, 1, 1, 1, 2, 4}, out[B * T], rev[B * L], rl[B] = {P, P, P}, r, i, it;
+    uint8_t cm[B * L], in[B * T], sc[B * L];
+    int times_scored[B * L];
+    c.max_seq_len = T;
+    d1_model_init(&m, &c, 5);
+    memset(&snap, 0, sizeof snap);
+    d.sampler.block_len = 8; d.sampler.steps = STEPS; d.sampler.temperature = 1.0f;
+    d.sampler.callback = take_snapshot; d.sampler.user = &snap;
+    d.p_mask_prompt = 0.0f; d.segments = N;
+    memset(&w, 0, sizeof w);
+    memset(cm, 1, sizeof cm);
+    w.d = &d; w.G = 3; w.R = B; w.P = P; w.Lc = L; w.T = T; w.passes = 1;
+    w.RT = (size_t)B * T; w.RL = (size_t)B * L; w.rl = rl; w.cm = cm; w.rev = rev; w.n_seg = N; w.n_steps = STEPS;
+    for (i = 0; i < B * L; i++) rev[i] = INT_MAX;
+    sd = d.sampler; sd.callback = d1__grpo_record_reveals; sd.user = &w;
+    d1_rng_seed(&rng, 11);
+    CHECK(d1_sampler_generate(&m, &sd, prompts, B, P, NULL, &rng, out, NULL) == D1_OK, "rollout");
+    CHECK(snap.n == STEPS, "the caller's callback saw %d of %d steps", snap.n, STEPS);
+    memset(times_scored, 0, sizeof times_scored);
+    for (it = 0; it < N; it++) {
+        d1__grpo_masks_trajectory(&w, it, &rng, in, sc, NULL);
+        for (r = 0; r < B; r++) {
+            int seg = (r + it) % N, b0 = (int)((int64_t)seg * STEPS / N); /* d2: int(j * (S / N)) */
+            for (i = 0; i < L; i++) {
+                int shown = b0 == 0 ? 0 : snap.canvas[b0 - 1][r * T + P + i] != c.mask_id;
+                CHECK(in[r * T + P + i] == !shown, "row %d segment %d position %d: input %d, canvas shows %d", r, seg,
+                      i, in[r * T + P + i], shown);
+                times_scored[r * L + i] += sc[r * L + i];
+            }
+        }
+    }
+    for (i = 0; i < B * L; i++) CHECK(times_scored[i] == 1, "token %d scored in %d segments", i, times_scored[i]);
+    d1_model_free(&m);
+}
+
 /* ESPO's masks (d1__grpo_masks_elbo): per draw the stratified counts x_r =
    round(k + r (Lc+1)/R) mod (Lc+1) (half to even), exactly x_r masked in pass
    1, the complement in pass 2, the prompt never, the weights (Lc+1)/(2 MC x)
@@ -229,7 +333,7 @@ static void test_elbo_masks(void) {
     w.RT = (size_t)R * T; w.RL = (size_t)R * L; w.rl = rl; w.cm = cm; w.seq = 1;
     d1_rng_seed(&rng, 7);
     for (rep = 0; rep < 2000; rep++) {
-        d1__grpo_masks_elbo(&w, &rng, in, sc, wt);
+        d1__grpo_masks_elbo(&w, 0, &rng, in, sc, wt);
         for (dr = 0; dr < MC; dr++) {
             int x0 = -1;
             for (r = 0; r < R; r++) {
@@ -284,7 +388,7 @@ static void test_prompt_mask_padding(void) {
     w.RT = 36; w.RL = 16; w.rl = rl; w.cm = cm;
     d1_rng_seed(&rng, 1);
     w.passes = 1;
-    d1__grpo_estimators[D1_LOGP_ONE_STEP].masks(&w, &rng, in, sc, NULL);
+    d1__grpo_estimators[D1_LOGP_ONE_STEP].masks(&w, 0, &rng, in, sc, NULL);
     for (r = 0; r < 4; r++)
         for (i = 0; i < 5; i++)
             CHECK(in[r * 9 + i] == (i >= 5 - rl[r]), "row %d (prompt of %d) position %d: mask %d", r, rl[r], i,
@@ -410,6 +514,7 @@ static int bandit_run(uint64_t seed, int objective, int estimator, float *first_
     if (estimator == D1_LOGP_ELBO) { /* ESPO's recipe: k2 on the sequence, 2 draws, leave-one-out, eps 0.2 */
         d.kl = D1_KL_K2; d.mc_draws = 2; d.leave_one_out = 1; d.beta = 0.01f; d.clip_eps = 0.2f;
     }
+    if (estimator == D1_LOGP_TRAJECTORY) d.segments = 4; /* of the 8 steps */
     d1_rng_seed(&rng, seed * 7 + 1);
     for (step = 0; step < max_steps; step++) {
         if (d1_grpo_step(&m, &ref, &opt, &d, prompts, 4, 3, NULL, &rng, &st) != D1_OK) break;
@@ -437,11 +542,11 @@ static void test_bandit_learning(void) {
 }
 
 /* The estimators beyond d1 (DiffuCoder's coupled masks, UniGRPO's partial
-   masking, ESPO's sequence ELBO) learn the bandit too. */
+   masking, ESPO's sequence ELBO, d2's trajectory segments) learn the bandit too. */
 static void test_other_estimators(void) {
-    static const char *const names[4] = {"one-step", "coupled", "partial", "ESPO's ELBO"};
+    static const char *const names[5] = {"one-step", "coupled", "partial", "ESPO's ELBO", "d2's trajectory"};
     int est;
-    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_ELBO; est++) {
+    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_TRAJECTORY; est++) {
         float first = 1;
         int hit = bandit_run(1, D1_GRPO_CLIPPED, est, &first, 40);
         printf("  bandit, %s estimator: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n", names[est], first, hit);
@@ -540,6 +645,8 @@ int main(void) {
     RUN(test_reference_wd1);
     RUN(test_reference_espo);
     RUN(test_elbo_masks);
+    RUN(test_reference_d2);
+    RUN(test_trajectory_canvas);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);

@@ -62,6 +62,19 @@ re-derived here from that code's formulas, independently of d1.h):
     espo_onpolicy.loss, espo_onpolicy.grad.<HF name>: the same with old = ELBO (detached:
                               rho = 1, ESPO's num_iterations == 1)
 
+Part 5, d2 StepMerge (kuleshov-group/d2 diffu-grpo/diffu_grpo_trainer.py: generate's
+segments and trajectory, _get_per_token_logps, compute_loss; the tokens, completion mask,
+prompt mask and advantages of part 2):
+    d2.rev i32 [B,Lc]         the sampler step (0..S-1) that revealed each completion token
+    d2.meta i32 [3]           [S steps, N segments, inner iteration it]
+    d2.old f32 [B,Lc]  d2.ref f32 [B,Lc]
+    d2.loss f32 [1]           segments = [int(j * (S / N)) for j in 1..N-1]; trajectory[k] = the
+                              canvas after step segments[k-1] (trajectory[0]: all masked);
+                              row r scores segment k_r = (r + it) mod N from prompt (part 2's
+                              mask) ++ trajectory[k_r]'s completion; loss = sum(tok * mask) * N /
+                              sum(cm), mask = (revealed in segment k_r) & cm, tok as in part 2
+    d2.grad.<HF name>         every parameter
+
 Part 3, wd1 (same inputs as part 2): per group, w+ = softmax(A), w- = softmax(-A) over the
 group's rows, omega_b = w+_b - w-_b; tok = -omega_b logp + beta kl; loss = sum(tok*cm)/sum(cm).
     wd1.loss f32 [1]
@@ -345,6 +358,46 @@ def espo_loss_of(elbo, old, ref, adv, eps, beta):
 
 
 # ---------------------------------------------------------------------------------------
+# part 5: d2 StepMerge
+
+D2_S, D2_N, D2_IT = 6, 3, 1
+
+
+def d2_trajectory(tokens, rev):
+    """The canvases at the segment starts and each segment's revealed tokens, replaying the
+    sampler's steps as d2's generate records them."""
+    B, P, Lc = GR_B, GR_P, GR_LC
+    segments = [int(j * (D2_S / D2_N)) for j in range(1, D2_N)]
+    x = tokens.clone()
+    x[:, P:] = MASK_ID
+    trajectory, tmask = [x.clone()], [torch.zeros(B, Lc, dtype=torch.bool) for _ in range(D2_N)]
+    total = 0
+    for step in range(D2_S):
+        hit = rev == step
+        x[:, P:] = torch.where(hit, tokens[:, P:], x[:, P:])
+        tmask[len(trajectory) - 1] |= hit
+        total += 1
+        if len(trajectory) < D2_N and total == segments[len(trajectory) - 1]:
+            trajectory.append(x.clone())
+    return trajectory, tmask
+
+
+def d2_loss_of(model, tokens, pm, rev, old, ref, adv, cm, eps, beta):
+    trajectory, tmask = d2_trajectory(tokens, rev)
+    B, P = GR_B, GR_P
+    k = [(r + D2_IT) % D2_N for r in range(B)]
+    inp = torch.stack([trajectory[k[r]][r] for r in range(B)])
+    inp[:, :P] = torch.where(pm, torch.full_like(tokens[:, :P], MASK_ID), tokens[:, :P])
+    logits = model(inp)[:, P:]
+    logp = logits.log_softmax(-1).gather(-1, tokens[:, P:, None])[..., 0]
+    rho = torch.exp(logp - old)
+    A = adv[:, None]
+    tok = -torch.min(rho * A, torch.clamp(rho, 1 - eps, 1 + eps) * A) + beta * k3(ref, logp)
+    mask = torch.stack([tmask[k[r]][r] for r in range(B)]).double() * cm
+    return (tok * mask).sum() * D2_N / cm.sum()
+
+
+# ---------------------------------------------------------------------------------------
 
 def check_float32(model, s_tok, s_pl, s_p, s_mask, tokens, pm, old, ref, adv, cm, eps, beta,
                   s_loss, g_loss, w_loss, s_grads, g_grads, w_grads):
@@ -451,6 +504,15 @@ def main():
     fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), elbo0, e_ref, adv,
                                          e_eb[0], e_eb[1])[0], g, "espo on-policy")
 
+    # ---- part 5: d2 StepMerge (one token revealed per step: a permutation per row)
+    d2_rev = torch.stack([torch.randperm(GR_LC, generator=g) for _ in range(GR_B)])
+    d2_old = f32(logp0 + 0.3 * torch.randn(GR_B, GR_LC, generator=g, dtype=torch.float64))
+    d2_ref = f32(logp0 + 0.2 * torch.randn(GR_B, GR_LC, generator=g, dtype=torch.float64))
+    d2_loss = d2_loss_of(model, tokens, pm, d2_rev, d2_old, d2_ref, adv, cm, eps, beta)
+    d2_grads = grads_of(model, d2_loss)
+    fd_check(model, lambda: d2_loss_of(model, tokens, pm, d2_rev, d2_old, d2_ref, adv, cm, eps, beta),
+             g, "d2")
+
     # ---- sanity checks
     rho_d = rho.detach()
     sel = cm > 0
@@ -524,6 +586,13 @@ def main():
         w.add("grpo_" + kind + ".kl", kl_k.detach().reshape(1))
         for n, gr in grads_k:
             w.add("grpo_" + kind + ".grad." + n, gr)
+    w.add("d2.rev", d2_rev.int())
+    w.add("d2.meta", torch.tensor([D2_S, D2_N, D2_IT]))
+    w.add("d2.old", d2_old)
+    w.add("d2.ref", d2_ref)
+    w.add("d2.loss", d2_loss.detach().reshape(1))
+    for n, gr in d2_grads:
+        w.add("d2.grad." + n, gr)
     w.add("espo.mask", e_masks.int())
     w.add("espo.k", torch.tensor(e_ks))
     w.add("espo.elbo", e_elbo.detach())
