@@ -446,8 +446,13 @@ typedef struct d1_reward {
 
 enum {                      /* the objective */
     D1_GRPO_CLIPPED = 0,    /* d1: the clipped surrogate above                                   */
-    D1_GRPO_WD1 = 1         /* wd1 (Tang et al. 2025): ratio-free weighted likelihood, per group
+    D1_GRPO_WD1 = 1,        /* wd1 (Tang et al. 2025): ratio-free weighted likelihood, per group
                                omega_i = softmax(A)_i - softmax(-A)_i, L_k = -omega logp_k + beta KL_k */
+    D1_GRPO_SPG = 2         /* SPG (Wang et al. 2025): per sequence L_i = -A_i |o_i| S_i / sum |o|,
+                               S_i a lower bound of log p(o_i) (ELBO: the mean log-prob of masked
+                               tokens) when A_i > 0, for A_i <= 0 eubo_mix x an upper bound (EUBO,
+                               from p^eubo_beta) + (1 - eubo_mix) x the ELBO; no ratio, no KL
+                               (beta 0). With the D1_LOGP_BLOCK estimator only.            */
 };
 enum {                      /* the log-prob estimator */
     D1_LOGP_ONE_STEP = 0,   /* d1: prompt masked at p_mask_prompt, completion fully masked       */
@@ -461,12 +466,17 @@ enum {                      /* the log-prob estimator */
                                completion position scored, EOS padding too); the objective then
                                works per SEQUENCE: rho_i = exp((ELBO_i - ELBO_old,i) / Lc),
                                clipped, and the KL estimator on d = ELBO_i - ELBO_ref,i      */
-    D1_LOGP_TRAJECTORY = 4  /* d2 StepMerge: the sampler's steps merged into `segments` runs; a
+    D1_LOGP_TRAJECTORY = 4, /* d2 StepMerge: the sampler's steps merged into `segments` runs; a
                                token revealed in segment k is scored from the canvas at the start
                                of segment k (the tokens revealed before it visible, prompt masked
                                at p_mask_prompt); one segment per row and update, the loss sum
                                scaled by segments / (completion tokens). Needs a fixed schedule
                                (no threshold, no stop_at_eos).                                 */
+    D1_LOGP_BLOCK = 5       /* SPG's block-wise masks (forward_type block_random): per draw one
+                               block of the completion partly masked (1..all of its tokens), the
+                               blocks after it masked, every other token (prompt and earlier
+                               blocks) masked at p_mask_prompt; mc_draws draws (SPG: num_t) of
+                               distinct blocks; for D1_GRPO_SPG                               */
 };
 enum {                      /* the per-token KL estimator KL_k, with d = logp - ref (Schulman's k1-k3) */
     D1_KL_K3 = 0,           /* d1: exp(-d) + d - 1           dKL/dlogp = 1 - exp(-d)               */
@@ -490,6 +500,10 @@ typedef struct d1_grpo_desc {
                                baseline, = G/(G-1) (r_i - mean)); 0: r_i - mean (d1) */
     int   segments;         /* N of D1_LOGP_TRAJECTORY (d2: 8 Sudoku, 16 Countdown);
                                0 means 8; at most the sampler's steps              */
+    float eubo_beta;        /* D1_GRPO_SPG: the EUBO's power beta (SPG: 1.0 Sudoku,
+                               1.5 GSM8K/MATH, 2.0 Countdown); 0 means 1            */
+    float eubo_mix;         /* D1_GRPO_SPG: weight of the EUBO for A <= 0, in [0,1]
+                               (SPG "eubo": 1, "mix": 0.5; 0: the ELBO, "elbo")     */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
                                block 32, steps gen_len / 2)                        */
     const d1_reward *rewards;
@@ -549,6 +563,10 @@ typedef struct d1_grpo_batch {
        ELBO_s = sum over its rows' scored tokens of elbo_w * logp.               */
     const float   *elbo_w;     /* [B, Lc] each scored token's weight in its ELBO, or NULL   */
     int            n_seq;      /* sequences (B a multiple of it); used with elbo_w          */
+    /* D1_GRPO_SPG (sequence level): each sequence's completion length |o| (the
+       loss weight; denom = their sum) and the EUBO's settings */
+    const float   *seq_len;    /* [n_seq]                                                  */
+    float          eubo_beta, eubo_mix;
 } d1_grpo_batch;
 /* logp [B, Lc] = log softmax(logits)[o] at every completion position, from one
    forward pass over the masked input. */
@@ -561,7 +579,11 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *batch, float *logp
        L = 1/denom sum_s [ -min(rho_s A_s, clip(rho_s, 1-eps, 1+eps) A_s) + beta KL_s / Lc ],
        rho_s = exp((ELBO_s - old_s) / Lc),  KL_s on d = ELBO_s - ref_s
    (ESPO: denom = n_seq); kl_sum receives sum_s KL_s / Lc, clipped the
-   number of clipped sequences. */
+   number of clipped sequences. D1_GRPO_SPG (elbo_w and seq_len set, beta
+   0): L = -1/denom sum_s A_s |o_s| S_s with S_s the ELBO sum_k elbo_w logp
+   for A_s > 0, else mix EUBO_s + (1 - mix) ELBO_s, where
+       EUBO_s = 1/(beta_e |K|) sum_{k in K} log sum_rows u_rk p_rk^beta_e,
+       u_rk = elbo_w_rk |o_s|, K the positions some row scores. */
 D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *batch, float clip_eps, float beta, int objective,
                         float *loss, double *kl_sum, double *clipped);
 /* elbo [n_seq] from per-token log-probs logp [B, Lc] of a sequence-level
@@ -3391,6 +3413,78 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
     return D1_OK;
 }
 
+/* SPG's objective (facebookresearch/SPG spg/spg_trainer.py: compute_loss,
+   lines 87-126; _get_per_seq_logps, lines 433-558): per sequence s with
+   completion length n_s and rows j (its masked copies), p_jk = exp(logp_jk),
+       ELBO_s = sum_jk w_jk logp_jk                (w = 1/(draws x masked in row j))
+       EUBO_s = 1/(beta_e |K|) sum_{k in K} log a_k,  a_k = sum_j u_jk p_jk^beta_e,
+                u_jk = w_jk n_s (SPG: masked / t_j, t_j the share of o masked; mean over draws)
+       S_s = ELBO_s if A_s > 0, else mix EUBO_s + (1 - mix) ELBO_s
+       L = -1/denom sum_s A_s n_s S_s                  (SPG: denom = sum_s n_s)
+   dS/dlogp_jk = (1 - mix) w_jk + mix u_jk p_jk^beta_e / (|K| a_k) for A <= 0.
+   lp (s->wts) and the softmax (dlogits) from one sweep, as in the ESPO path. */
+static double d1__spg_a(const d1_grpo_batch *b, const float *lp, int s, int k, double beta_e) {
+    int Lc = b->T - b->P, r;
+    double a = 0.0;
+    for (r = s; r < b->B; r += b->n_seq) {
+        size_t t = (size_t)r * Lc + k;
+        if (b->score_mask[t]) a += (double)b->elbo_w[t] * b->seq_len[s] * exp(beta_e * lp[t]);
+    }
+    return a;
+}
+static int d1__grpo_loss_spg(d1_model *m, const d1_grpo_batch *b, float *loss) {
+    d1__acts *a = &m->state->a;
+    float *lp = m->state->wts;
+    int Lc = b->T - b->P, V = m->config.vocab_size, r, k, s;
+    double total = 0.0, be = b->eubo_beta, mix = b->eubo_mix;
+    size_t i;
+    memset(a->dlogits, 0, (size_t)b->B * b->T * V * sizeof(float));
+    for (r = 0; r < b->B; r++)
+        for (k = 0; k < Lc; k++) {
+            size_t row = (size_t)r * b->T + b->P + k;
+            if (b->score_mask[(size_t)r * Lc + k])
+                lp[(size_t)r * Lc + k] =
+                    (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], a->dlogits + row * V);
+        }
+    for (s = 0; s < b->n_seq; s++) {
+        double A = b->adv[s], elbo = 0.0, eubo = 0.0, S, c, nK = 0.0;
+        for (r = s; r < b->B; r += b->n_seq)
+            for (k = 0; k < Lc; k++) {
+                size_t t = (size_t)r * Lc + k;
+                if (b->score_mask[t]) elbo += (double)b->elbo_w[t] * (double)lp[t];
+            }
+        if (A <= 0.0 && mix > 0.0) {
+            for (k = 0; k < Lc; k++) {
+                double ak = d1__spg_a(b, lp, s, k, be);
+                if (ak > 0.0) { eubo += log(ak); nK += 1.0; }
+            }
+            eubo = nK > 0.0 ? eubo / (nK * be) : 0.0;
+        }
+        S = A > 0.0 ? elbo : mix * eubo + (1.0 - mix) * elbo;
+        total += -A * b->seq_len[s] * S;
+        c = -A * b->seq_len[s] / b->denom; /* dL/dS_s */
+        for (k = 0; k < Lc; k++) {
+            double ak = A <= 0.0 && mix > 0.0 ? d1__spg_a(b, lp, s, k, be) : 0.0;
+            for (r = s; r < b->B; r += b->n_seq) {
+                size_t row = (size_t)r * b->T + b->P + k, t = (size_t)r * Lc + k;
+                float *d = a->dlogits + row * V;
+                double dS, g;
+                if (!b->score_mask[t]) continue;
+                dS = A > 0.0 ? b->elbo_w[t]
+                             : (1.0 - mix) * b->elbo_w[t] +
+                                   (ak > 0.0 ? mix * b->elbo_w[t] * b->seq_len[s] * exp(be * lp[t]) / (nK * ak) : 0.0);
+                g = c * dS;
+                for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]);
+                d[b->tokens[row]] += (float)g;
+            }
+        }
+    }
+    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    d1__backward(m, a->dlogits);
+    *loss = (float)(total / b->denom);
+    return D1_OK;
+}
+
 D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
                         float *loss, double *kl_sum, double *clipped) {
     d1__acts *a;
@@ -3398,11 +3492,14 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     int rc, r, k, Lc, V, n_adv;
     size_t i;
     if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
-        !(clip_eps >= 0.0f) || !isfinite(beta) || (objective != D1_GRPO_CLIPPED && objective != D1_GRPO_WD1) ||
+        !(clip_eps >= 0.0f) || !isfinite(beta) || objective < D1_GRPO_CLIPPED || objective > D1_GRPO_SPG ||
         b->kl < D1_KL_K3 || b->kl > D1_KL_K2)
         return D1_ERR_ARG;
-    if (b->elbo_w && (objective != D1_GRPO_CLIPPED || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq))
-        return D1_ERR_ARG; /* the sequence level is ESPO's clipped ratio */
+    if (b->elbo_w && (objective == D1_GRPO_WD1 || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq))
+        return D1_ERR_ARG; /* the sequence level is ESPO's clipped ratio or SPG */
+    if (objective == D1_GRPO_SPG && (!b->elbo_w || !b->seq_len || beta != 0.0f || !(b->eubo_beta > 0.0f) ||
+                                     !isfinite(b->eubo_beta) || !(b->eubo_mix >= 0.0f && b->eubo_mix <= 1.0f)))
+        return D1_ERR_ARG; /* SPG: sequences, their lengths, no KL */
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
     if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
     /* every number that enters the loss, before the pass: a non-finite
@@ -3425,10 +3522,14 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     if (b->elbo_w)
         for (i = 0; i < (size_t)b->B * Lc; i++)
             if (b->score_mask[i] && !(b->elbo_w[i] >= 0.0f && isfinite(b->elbo_w[i]))) return D1_ERR_ARG;
+    if (objective == D1_GRPO_SPG)
+        for (r = 0; r < b->n_seq; r++)
+            if (!(b->seq_len[r] > 0.0f) || !isfinite(b->seq_len[r])) return D1_ERR_ARG;
     if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b);
+    if (objective == D1_GRPO_SPG) return d1__grpo_loss_spg(m, b, loss);
     if (b->elbo_w) return d1__grpo_loss_seq(m, b, clip_eps, beta, loss, kl_sum, clipped);
     D1__GPU_RETURN(m, d1__gpu_grpo_loss(m, b, clip_eps, beta, objective, loss, kl_sum, clipped));
     a = &m->state->a;
@@ -3509,6 +3610,7 @@ typedef struct d1__grpo_work {
     float    *wt;           /* [mu][passes][R, Lc] ELBO weights (sequence level), or NULL */
     double   *den;          /* [mu] each inner iteration's loss denominator (its masks')  */
     int      *rev;          /* [R, Lc] the sampler step that revealed each token (d2)     */
+    float    *slen;         /* [R] completion lengths (SPG's loss weights), or NULL       */
     int       n_seg, n_steps; /* trajectory: segments N, the sampler's steps              */
     uint8_t  *cm;           /* [R, Lc] completion mask                                  */
     uint8_t  *in, *sc;      /* [mu][passes][R, T] input masks, [mu][passes][R, Lc] scored */
@@ -3670,22 +3772,86 @@ static double d1__grpo_masks_trajectory(const d1__grpo_work *w, int it, d1_rng *
     }
     return n / N; /* d2: sum over segment k x N / (completion tokens) */
 }
+/* SPG's block-wise masks (facebookresearch/SPG spg/spg_trainer.py:
+   forward_process, forward_type "block_random", lines 334-380; with SPG's
+   min_t 0, max_t 1). Row r with completion length n (up to and including
+   the first EOS) in blocks of the sampler's block_len (nb of them, the
+   completion's cnb = (n-1)/bl + 1): mc_draws distinct blocks drawn without
+   replacement (randperm[:num_t]), each taken mod cnb; for draw j with
+   block c starting at bs = c bl and m = min(bl, n - bs) completion tokens:
+   k ~ U{1..m} of those m positions masked (of all bl when c is the last
+   block and full), the block's positions past m and every position after
+   the block masked; positions past n masked; every other position (the
+   prompt and the earlier blocks) masked at p_mask_prompt. Scored: the
+   masked completion tokens within n, each weighing 1/(draws x their
+   count) (the mean over tokens, then over draws). The loss divides by
+   the sum of the lengths. */
+static double d1__grpo_masks_block(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input, uint8_t *score,
+                                   float *weight) {
+    int R = w->R, P = w->P, T = w->T, L = w->Lc, nt = w->passes, r, j, i, q;
+    int bl = w->d->sampler.block_len ? w->d->sampler.block_len : L, nb = L / bl;
+    int chosen[64]; /* nt <= 64 (mc_draws) */
+    double den = 0.0;
+    (void)it;
+    for (r = 0; r < R; r++) {
+        const uint8_t *cm = w->cm + (size_t)r * L;
+        int n = 0, cnb;
+        for (i = 0; i < L; i++) n += cm[i];
+        cnb = (n - 1) / bl + 1;
+        den += n;
+        for (j = 0; j < nt; j++) { /* the j-th of a random permutation of the nb blocks */
+            int u = (int)(d1_rng_u64(rng) % (uint64_t)(nb - j)), c = -1;
+            while (u >= 0) {
+                int taken = 0;
+                c++;
+                for (q = 0; q < j; q++) taken |= chosen[q] == c;
+                u -= !taken;
+            }
+            chosen[j] = c;
+        }
+        for (j = 0; j < nt; j++) {
+            uint8_t *in = input + (size_t)j * w->RT + (size_t)r * T, *sc = score + (size_t)j * w->RL + (size_t)r * L;
+            float *wt = weight + (size_t)j * w->RL + (size_t)r * L;
+            int c = chosen[j] % cnb, bs = c * bl, m = D1__MIN(bl, n - bs), pick_of = c == nb - 1 && m == bl ? bl : m;
+            int left = 1 + (int)(d1_rng_u64(rng) % (uint64_t)m), count = 0;
+            for (i = 0; i < L; i++) {
+                int masked = i >= n || i >= bs + bl;
+                if (i >= bs && i < bs + bl) {
+                    if (i - bs < pick_of) { /* selection sampling: exactly `left` of the pick_of */
+                        int hit = d1_rng_uniform_double(rng) * (pick_of - (i - bs)) < left;
+                        left -= hit;
+                        masked = hit;
+                    } else masked = 1;
+                }
+                in[P + i] = (uint8_t)masked;
+            }
+            for (i = 0; i < T; i++) { /* every position left visible, at p_mask_prompt (not the padding) */
+                if (i < P) in[i] = (uint8_t)(i >= P - w->rl[r] && d1_rng_uniform(rng) < w->d->p_mask_prompt);
+                else if (!in[i]) in[i] = (uint8_t)(d1_rng_uniform(rng) < w->d->p_mask_prompt);
+            }
+            for (i = 0; i < L; i++) count += sc[i] = (uint8_t)(in[P + i] && i < n);
+            for (i = 0; i < L; i++) wt[i] = sc[i] ? (float)(1.0 / ((double)nt * count)) : 0.0f;
+        }
+    }
+    return den;
+}
+
 typedef struct d1__grpo_estimator {
     double (*masks)(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input, uint8_t *score, float *weight);
     int passes;  /* per inner iteration (sequence level: per Monte Carlo draw)   */
     int seq;     /* 1: sequence level (weights; one ratio per sequence)         */
 } d1__grpo_estimator;
-static const d1__grpo_estimator d1__grpo_estimators[5] = { /* by D1_LOGP_* */
+static const d1__grpo_estimator d1__grpo_estimators[6] = { /* by D1_LOGP_* */
     {d1__grpo_masks_one_step, 1, 0}, {d1__grpo_masks_coupled, 2, 0}, {d1__grpo_masks_partial, 1, 0},
-    {d1__grpo_masks_elbo, 2, 1}, {d1__grpo_masks_trajectory, 1, 0}};
+    {d1__grpo_masks_elbo, 2, 1}, {d1__grpo_masks_trajectory, 1, 0}, {d1__grpo_masks_block, 1, 1}};
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
     if (!policy || !policy->state || !opt || !d) return D1_ERR_ARG;
     if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
     if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
-        !(d->beta >= 0.0f) || !isfinite(d->beta) || (d->objective != D1_GRPO_CLIPPED && d->objective != D1_GRPO_WD1) ||
-        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_TRAJECTORY || d->kl < D1_KL_K3 ||
+        !(d->beta >= 0.0f) || !isfinite(d->beta) || d->objective < D1_GRPO_CLIPPED || d->objective > D1_GRPO_SPG ||
+        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_BLOCK || d->kl < D1_KL_K3 ||
         d->kl > D1_KL_K2 || d->mc_draws < 0 || d->mc_draws > 64 || d->segments < 0)
         return D1_ERR_ARG;
     if (d->estimator == D1_LOGP_TRAJECTORY && /* a fixed schedule of at least N steps */
@@ -3693,6 +3859,13 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
          (d->segments ? d->segments : 8) > (d->sampler.steps ? d->sampler.steps : d->sampler.gen_len)))
         return D1_ERR_ARG;
     if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1_ERR_ARG; /* ESPO's ratio only */
+    if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) return D1_ERR_ARG; /* SPG's pair */
+    if (d->objective == D1_GRPO_SPG) { /* no KL; distinct blocks for the draws; the EUBO's settings */
+        int bl = d->sampler.block_len > 0 ? d->sampler.block_len : d->sampler.gen_len;
+        if (d->beta != 0.0f || bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl || !(d->eubo_beta >= 0.0f) ||
+            !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
+            return D1_ERR_ARG;
+    }
     if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
     for (j = 0; j < d->n_rewards; j++)
@@ -3744,7 +3917,8 @@ static int d1__grpo_rewards(d1__grpo_work *w) {
         for (i = 0; i < w->Lc; i++)
             if (o[i] == w->policy->config.eos_id) { eos_at = i; break; }
         for (i = 0; i < w->Lc; i++) w->cm[(size_t)r * w->Lc + i] = (uint8_t)(i <= eos_at);
-        w->st.completion_len += (float)D1__MIN(eos_at + 1, w->Lc) / (float)w->R;
+        w->slen[r] = (float)D1__MIN(eos_at + 1, w->Lc);
+        w->st.completion_len += w->slen[r] / (float)w->R;
         w->rew[(size_t)r * nr1] = 0.0f;
         for (j = 0; j < d->n_rewards; j++) {
             float v = d->rewards[j].fn(w->canvas + (size_t)r * w->T + w->P - w->rl[r], w->rl[r], o, eos_at,
@@ -3814,19 +3988,22 @@ static d1_grpo_batch d1__grpo_batch_of(const d1__grpo_work *w, int it, int pass)
         gb.elbo_w = w->wt + first * w->RL;
         gb.n_seq = w->R;
     }
+    gb.seq_len = w->slen;
+    gb.eubo_beta = w->d->eubo_beta > 0.0f ? w->d->eubo_beta : 1.0f;
+    gb.eubo_mix = w->d->eubo_mix;
     return gb;
 }
 
 /* e. the mu masks (d), then the log-probs that need no gradient: the old
-   policy's (= the policy now; for inner iterations 1..mu-1) and the
-   reference's (beta > 0). Token level: each token from the pass that
+   policy's (= the policy now; for inner iterations 1..mu-1, and only for
+   the clipped ratio: wd1 and SPG take none) and the reference's (beta > 0). Token level: each token from the pass that
    scores it. Sequence level: every pass's log-probs, then the ELBO of each
    sequence (d1_grpo_elbo). */
 static int d1__grpo_logp_passes(d1__grpo_work *w) {
     const d1__grpo_estimator *e = &d1__grpo_estimators[w->d->estimator];
     size_t stride = w->seq ? (size_t)w->R : w->RL; /* one iteration's old / ref values */
     double t0 = d1__now();
-    int it, j, pass, rc;
+    int it, j, pass, rc, ratio = w->d->objective == D1_GRPO_CLIPPED; /* wd1 and SPG take no ratio */
     for (it = 0; it < w->mu; it++)
         w->den[it] = e->masks(w, it, w->rng, w->in + (size_t)it * w->passes * w->RT,
                               w->sc + (size_t)it * w->passes * w->RL,
@@ -3836,7 +4013,7 @@ static int d1__grpo_logp_passes(d1__grpo_work *w) {
             float *dst = (j == 0 ? w->old_lp : w->ref_lp) + (size_t)it * stride;
             d1_model *who = j == 0 ? w->policy : w->ref;
             d1_grpo_batch all = d1__grpo_batch_of(w, it, -1);
-            if ((j == 0 && it == 0) || (j == 1 && w->d->beta == 0.0f)) continue;
+            if ((j == 0 && (it == 0 || !ratio)) || (j == 1 && w->d->beta == 0.0f)) continue;
             for (pass = 0; pass < w->passes; pass++) {
                 d1_grpo_batch gb = d1__grpo_batch_of(w, it, pass);
                 float *lp = w->seq ? w->tmp_lp + (size_t)pass * w->RL : w->tmp_lp;
@@ -3874,7 +4051,8 @@ static int d1__grpo_updates(d1__grpo_work *w) {
             float l = 0.0f;
             gb.adv = w->adv;
             gb.denom = (float)scored;
-            gb.old_logp = it > 0 ? w->old_lp + (size_t)it * stride : NULL; /* at it = 0 old = the policy */
+            gb.old_logp = it > 0 && d->objective == D1_GRPO_CLIPPED ? w->old_lp + (size_t)it * stride
+                                                                     : NULL; /* at it = 0 old = the policy */
             gb.ref_logp = d->beta > 0.0f ? w->ref_lp + (size_t)it * stride : NULL;
             if ((rc = d1_grpo_loss(w->policy, &gb, d->clip_eps, d->beta, d->objective, &l, &w->kl, &w->clip)) !=
                 D1_OK)
@@ -3920,14 +4098,15 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     /* one allocation for the iteration: see d1__grpo_work for each buffer's shape */
     p = (size_t)w.passes;
     n_lp = w.seq ? (size_t)w.R : w.RL;                                   /* old / ref values per iteration */
-    n_f = (size_t)w.R * (d->n_rewards + 2) + 2 * (size_t)w.mu * n_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0);
+    n_f = (size_t)w.R * (d->n_rewards + 3) + 2 * (size_t)w.mu * n_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0);
     n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0);
     n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL);
     scratch = d1__alloc(sizeof(double) * w.mu + sizeof(float) * n_f + sizeof(int) * n_i + n_b);
     if (!scratch) return D1_ERR_NOMEM;
     w.den = (double *)scratch;
     w.rew = (float *)(w.den + w.mu); w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
-    w.old_lp = w.adv + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * n_lp; w.tmp_lp = w.ref_lp + (size_t)w.mu * n_lp;
+    w.slen = w.adv + w.R;
+    w.old_lp = w.slen + w.R; w.ref_lp = w.old_lp + (size_t)w.mu * n_lp; w.tmp_lp = w.ref_lp + (size_t)w.mu * n_lp;
     w.wt = w.seq ? w.tmp_lp + p * w.RL : NULL;
     w.rp = (int *)(w.tmp_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0));
     w.rl = w.rp + (size_t)w.R * P; w.canvas = w.rl + w.R;

@@ -716,6 +716,9 @@ static int stage_rl(const settings *S, int stage) {
     gd.estimator = S->rl_estimator;       /* d1's one-step estimator unless --rl-estimator */
     gd.scale_rewards = S->rl_scale_rewards;
     gd.kl = S->rl_kl; gd.mc_draws = S->rl_mc; gd.leave_one_out = S->rl_loo; gd.clip_eps = S->rl_eps;
+    if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
+        gd.objective = D1_GRPO_SPG; gd.beta = 0.0f; gd.eubo_beta = 1.0f; gd.eubo_mix = 0.5f;
+    }
 
     it = (int)(opt.step / S->rl_inner);
     csv = csv_open(csv_path, "step,reward,reward_std,zero_std_frac,loss,kl,clip_frac,grad_norm,completion_len,"
@@ -1023,7 +1026,7 @@ static void usage(void) {
                     "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
                     "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--dim N (a multiple of 32)] [--layers N]\n"
-                    "               [--rl-estimator one-step|coupled|partial|elbo|trajectory] [--rl-advantages scaled|centered]\n"
+                    "               [--rl-estimator one-step|coupled|partial|elbo|trajectory|spg] [--rl-advantages scaled|centered]\n"
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X]\n"
                     "               [--block N|all]  (decoding block of rollouts and evaluation; all: one block)\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
@@ -1076,6 +1079,7 @@ int main(int argc, char **argv) {
             else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
             else if (!strcmp(e, "elbo")) rl_estimator = D1_LOGP_ELBO;
             else if (!strcmp(e, "trajectory")) rl_estimator = D1_LOGP_TRAJECTORY;
+            else if (!strcmp(e, "spg")) rl_estimator = D1_LOGP_BLOCK; /* with SPG's objective, beta 0 */
             else { usage(); return 2; }
         }
         else if (!strcmp(argv[i], "--rl-advantages") && i + 1 < argc) {

@@ -412,6 +412,29 @@ static void test_loss_contract(void) {
         adv[0] = NAN;
         GLOSS(D1_ERR_NONFINITE, 0.2f, 0.04f, D1_GRPO_CLIPPED);
         adv[0] = 0.5f;
+        { /* SPG: the lengths, no KL, the EUBO's settings */
+            float len[1] = {8.0f};
+            gb.eubo_beta = 1.0f; gb.eubo_mix = 0.5f;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG); /* no seq_len */
+            gb.seq_len = len;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.04f, D1_GRPO_SPG); /* SPG has no KL term */
+            len[0] = 0.0f;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG);
+            len[0] = NAN;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG);
+            len[0] = 8.0f;
+            gb.eubo_mix = 1.5f;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG);
+            gb.eubo_mix = 0.5f; gb.eubo_beta = 0.0f;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG);
+            gb.eubo_beta = NAN;
+            GLOSS(D1_ERR_ARG, 0.2f, 0.0f, D1_GRPO_SPG);
+            gb.eubo_beta = 1.0f;
+            CHECK(d1_grpo_loss(&m, &gb, 0.2f, 0.0f, D1_GRPO_SPG, &loss, NULL, NULL) == D1_OK && isfinite(loss),
+                  "SPG takes these inputs");
+            d1_model_zero_grad(&m);
+            gb.seq_len = NULL;
+        }
         CHECK(d1_grpo_loss(&m, &gb, 0.2f, 0.04f, D1_GRPO_CLIPPED, &loss, NULL, NULL) == D1_OK && isfinite(loss),
               "the sequence level takes these inputs");
         d1_model_zero_grad(&m);
@@ -581,6 +604,16 @@ static void test_grpo_step_contract(void) {
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 5; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.threshold = 0.9f; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.stop_at_eos = 1; STEP(D1_ERR_ARG, 2, 4);
+    /* SPG: its estimator and objective together, no KL, draws <= blocks, the EUBO's settings */
+    FRESH(); d.objective = D1_GRPO_SPG; d.beta = 0.0f; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.beta = 0.0f; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; STEP(D1_ERR_ARG, 2, 4); /* beta 0.04 */
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.mc_draws = 2;
+    STEP(D1_ERR_ARG, 2, 4); /* one block of 8 */
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_mix = -0.5f;
+    STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_beta = NAN;
+    STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_ARG, 2, 4); /* ESPO: its ratio only */
     BADG(n_rewards, 0, D1_ERR_ARG);
     BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);

@@ -312,6 +312,122 @@ static void test_trajectory_canvas(void) {
     d1_model_free(&m);
 }
 
+/* SPG's objective against the dump (tools/ref_recipe_dump.py, part 6): the
+   dump's block-wise masks (2 draws) as rows [draw][sequence], each masked
+   completion token within the completion weighing 1/(draws x the row's
+   count), the completion lengths as the loss weights; the EUBO / ELBO mix
+   (0.5, beta 1) and the pure EUBO (beta 2): loss and every gradient. */
+static void test_reference_spg(void) {
+    static const char *const kinds[2] = {"mix", "eubo"};
+    const ref_record *tk = ref_get(&rec, "grpo.tokens"), *mk = ref_get(&rec, "spg.mask");
+    const int *cmi = (const int *)ref_get(&rec, "grpo.completion_mask")->data;
+    int B, T, P, Lc, NT, k, j, r, i, toks[2 * 4 * 11];
+    uint8_t input[2 * 4 * 11], score[2 * 4 * 6];
+    float wts[2 * 4 * 6], len[4], den = 0.0f;
+    d1_grpo_batch b;
+    CHECK(tk && mk, "spg records in the dump");
+    if (!tk || !mk) return;
+    B = tk->dims[0]; T = tk->dims[1]; P = *(const int *)ref_get(&rec, "grpo.P")->data; Lc = T - P; NT = mk->dims[0];
+    CHECK(B == 4 && NT == 2 && T == 11, "shapes");
+    for (r = 0; r < B; r++) {
+        len[r] = 0.0f;
+        for (i = 0; i < Lc; i++) len[r] += (float)cmi[r * Lc + i];
+        den += len[r];
+    }
+    for (j = 0; j < NT; j++)
+        for (r = 0; r < B; r++) {
+            int row = j * B + r, count = 0;
+            for (i = 0; i < T; i++) {
+                toks[row * T + i] = ((const int *)tk->data)[r * T + i];
+                input[row * T + i] = (uint8_t)((const int *)mk->data)[row * T + i];
+            }
+            for (i = 0; i < Lc; i++) count += score[row * Lc + i] = (uint8_t)(input[row * T + P + i] && cmi[r * Lc + i]);
+            for (i = 0; i < Lc; i++) wts[row * Lc + i] = score[row * Lc + i] ? (float)(1.0 / (NT * count)) : 0.0f;
+        }
+    memset(&b, 0, sizeof b);
+    b.tokens = toks; b.B = NT * B; b.T = T; b.P = P;
+    b.input_mask = input; b.score_mask = score; b.elbo_w = wts; b.n_seq = B; b.seq_len = len; b.denom = den;
+    b.adv = (const float *)ref_get(&rec, "grpo.adv")->data;
+    for (k = 0; k < 2; k++) {
+        d1_model m;
+        char name[64];
+        const float *meta;
+        float loss, want;
+        double worst;
+        snprintf(name, sizeof name, "spg_%s.meta", kinds[k]);
+        meta = (const float *)ref_get(&rec, name)->data;
+        snprintf(name, sizeof name, "spg_%s.loss", kinds[k]);
+        want = *(const float *)ref_get(&rec, name)->data;
+        b.eubo_beta = meta[0]; b.eubo_mix = meta[1];
+        CHECK(load_model(&m), "model");
+        CHECK(d1_grpo_loss(&m, &b, 0.2f, 0.0f, D1_GRPO_SPG, &loss, NULL, NULL) == D1_OK, "SPG %s loss", kinds[k]);
+        CHECK(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-6, "SPG %s loss %.7f vs %.7f", kinds[k], loss, want);
+        snprintf(name, sizeof name, "spg_%s", kinds[k]);
+        worst = check_grads(&m, name);
+        printf("  SPG %s (beta %.1f, mix %.1f): loss %.7f vs %.7f, worst gradient rel err %.2g\n", kinds[k], meta[0],
+               meta[1], loss, want, worst);
+        d1_model_free(&m);
+    }
+}
+
+/* SPG's block-wise masks (d1__grpo_masks_block), p_mask_prompt 0 so that
+   only the block rule masks: per row and draw one block c (distinct draws
+   while the completion spans every block), 1..m of its first m completion
+   positions masked (all bl when c is the last block and full), the rest of
+   the block, every later position and everything past the completion
+   masked, nothing before c; scored = masked within the completion, each
+   weighing 1/(draws x count); the denominator is the sum of the lengths. */
+static void test_block_masks(void) {
+    enum { R = 6, P = 2, L = 12, BL = 4, NB = L / BL, T = P + L, NT = 2 };
+    d1_grpo_desc d = d1_grpo_default_desc(L);
+    d1__grpo_work w;
+    uint8_t in[NT * R * T], sc[NT * R * L], cm[R * L];
+    float wt[NT * R * L];
+    int rl[R], lens[R] = {12, 12, 7, 4, 1, 9}, r, i, j, rep, bad = 0;
+    double den = 0.0;
+    d1_rng rng;
+    memset(&w, 0, sizeof w);
+    for (r = 0; r < R; r++) {
+        rl[r] = P;
+        for (i = 0; i < L; i++) cm[r * L + i] = (uint8_t)(i < lens[r]);
+    }
+    d.sampler.block_len = BL; d.p_mask_prompt = 0.0f;
+    w.d = &d; w.G = 3; w.R = R; w.P = P; w.Lc = L; w.T = T; w.passes = NT; w.seq = 1;
+    w.RT = (size_t)R * T; w.RL = (size_t)R * L; w.rl = rl; w.cm = cm;
+    d1_rng_seed(&rng, 5);
+    for (rep = 0; rep < 500; rep++) {
+        int blocks[NT][R];
+        den = d1__grpo_masks_block(&w, 0, &rng, in, sc, wt);
+        for (j = 0; j < NT; j++)
+            for (r = 0; r < R; r++) {
+                const uint8_t *x = in + (j * R + r) * T;
+                int n = lens[r], c = -1, count = 0, hits = 0, m, pick;
+                for (i = 0; i < P; i++) bad += x[i];
+                for (i = 0; i < L && c < 0; i++) /* the first masked completion position is in block c */
+                    if (x[P + i]) c = i / BL;
+                blocks[j][r] = c;
+                bad += c < 0 || c > (n - 1) / BL;
+                if (c < 0) continue;
+                m = D1__MIN(BL, n - c * BL);
+                pick = c == NB - 1 && m == BL ? BL : m;
+                for (i = 0; i < L; i++) {
+                    int want_masked = i >= n || i >= (c + 1) * BL || (i >= c * BL && i - c * BL >= pick);
+                    if (i < c * BL) bad += x[P + i] && i < n;
+                    else if (i >= c * BL && i - c * BL < pick) hits += x[P + i];
+                    else bad += x[P + i] != want_masked;
+                    bad += sc[(j * R + r) * L + i] != (x[P + i] && i < n);
+                    count += sc[(j * R + r) * L + i];
+                }
+                bad += hits < 1 || hits > m;
+                for (i = 0; i < L; i++)
+                    bad += wt[(j * R + r) * L + i] != (sc[(j * R + r) * L + i] ? (float)(1.0 / (NT * count)) : 0.0f);
+            }
+        for (r = 0; r < 2; r++) bad += blocks[0][r] == blocks[1][r]; /* full rows: distinct blocks */
+    }
+    CHECK(bad == 0, "%d mask / score / weight entries or blocks wrong", bad);
+    CHECK(den == 12 + 12 + 7 + 4 + 1 + 9, "denominator %g", den);
+}
+
 /* ESPO's masks (d1__grpo_masks_elbo): per draw the stratified counts x_r =
    round(k + r (Lc+1)/R) mod (Lc+1) (half to even), exactly x_r masked in pass
    1, the complement in pass 2, the prompt never, the weights (Lc+1)/(2 MC x)
@@ -515,6 +631,9 @@ static int bandit_run(uint64_t seed, int objective, int estimator, float *first_
         d.kl = D1_KL_K2; d.mc_draws = 2; d.leave_one_out = 1; d.beta = 0.01f; d.clip_eps = 0.2f;
     }
     if (estimator == D1_LOGP_TRAJECTORY) d.segments = 4; /* of the 8 steps */
+    if (estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO / ELBO mix */
+        d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_beta = 1.0f; d.eubo_mix = 0.5f;
+    }
     d1_rng_seed(&rng, seed * 7 + 1);
     for (step = 0; step < max_steps; step++) {
         if (d1_grpo_step(&m, &ref, &opt, &d, prompts, 4, 3, NULL, &rng, &st) != D1_OK) break;
@@ -542,11 +661,12 @@ static void test_bandit_learning(void) {
 }
 
 /* The estimators beyond d1 (DiffuCoder's coupled masks, UniGRPO's partial
-   masking, ESPO's sequence ELBO, d2's trajectory segments) learn the bandit too. */
+   masking, ESPO's sequence ELBO, d2's trajectory segments, SPG) learn the bandit too. */
 static void test_other_estimators(void) {
-    static const char *const names[5] = {"one-step", "coupled", "partial", "ESPO's ELBO", "d2's trajectory"};
+    static const char *const names[6] = {"one-step", "coupled", "partial", "ESPO's ELBO", "d2's trajectory",
+                                         "SPG's block"};
     int est;
-    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_TRAJECTORY; est++) {
+    for (est = D1_LOGP_COUPLED; est <= D1_LOGP_BLOCK; est++) {
         float first = 1;
         int hit = bandit_run(1, D1_GRPO_CLIPPED, est, &first, 40);
         printf("  bandit, %s estimator: reward %.2f at step 1, > 0.8 (mean of 3) at step %d\n", names[est], first, hit);
@@ -647,6 +767,8 @@ int main(void) {
     RUN(test_elbo_masks);
     RUN(test_reference_d2);
     RUN(test_trajectory_canvas);
+    RUN(test_reference_spg);
+    RUN(test_block_masks);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);

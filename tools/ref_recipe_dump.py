@@ -75,6 +75,18 @@ prompt mask and advantages of part 2):
                               sum(cm), mask = (revealed in segment k_r) & cm, tok as in part 2
     d2.grad.<HF name>         every parameter
 
+Part 6, SPG (facebookresearch/SPG spg/spg_trainer.py: forward_process "block_random",
+_get_per_seq_logps, compute_loss; the tokens, completion mask and advantages of part 2,
+block length 3, num_t 2 draws, min_t 0, max_t 1, p_mask_prompt 0.15):
+    spg.mask i32 [NT,B,T]     each draw's input mask (1 = [MASK]), from SPG's forward_process
+    spg_<kind>.meta f32 [2]   [eubo_beta, mix_weight]; kind "mix" (1.0, 0.5) and "eubo" (2.0, 1.0)
+    spg_<kind>.loss f32 [1]   sum_b (-A_b S_b) n_b / sum_b n_b, n_b = |completion|, S_b the ELBO
+                              (mean over draws of the mean log-prob of masked completion tokens)
+                              for A_b > 0, else mix EUBO_b + (1-mix) ELBO_b with
+                              EUBO_b = sum_{k: a_k > 0} log a_k / |{k: a_k > 0}| / beta,
+                              a_k = mean over draws of p^beta masked_k / t (t: share masked)
+    spg_<kind>.grad.<HF name> every parameter
+
 Part 3, wd1 (same inputs as part 2): per group, w+ = softmax(A), w- = softmax(-A) over the
 group's rows, omega_b = w+_b - w-_b; tok = -omega_b logp + beta kl; loss = sum(tok*cm)/sum(cm).
     wd1.loss f32 [1]
@@ -398,6 +410,69 @@ def d2_loss_of(model, tokens, pm, rev, old, ref, adv, cm, eps, beta):
 
 
 # ---------------------------------------------------------------------------------------
+# part 6: SPG
+
+SPG_BL, SPG_NT = 3, 2
+
+
+def spg_masks(g, tokens, cm):
+    """forward_process, forward_type block_random (min_t 0, max_t 1, use_mask_prompt)."""
+    B, P, Lc, T = GR_B, GR_P, GR_LC, GR_T
+    bl, nt = SPG_BL, SPG_NT
+    nb = Lc // bl
+    comp = cm.long()
+    cnb = (comp.sum(-1) - 1) // bl + 1
+    idx = torch.arange(nb).repeat(B, 1)
+    for i in range(B):
+        idx[i] = idx[i][torch.randperm(nb, generator=g)] % cnb[i]
+    blk = idx[:, :nt]
+    is_mask = torch.zeros(B, nt, T, dtype=torch.bool)
+    for i in range(B):
+        for j in range(nt):
+            is_mask[i, j, T - (nb - int(blk[i, j])) * bl:] = True
+    n = comp.sum(-1)
+    follow = torch.ones(B, nt, T, dtype=torch.bool)
+    for i in range(B):
+        for j in range(nt):
+            ml = min(bl, int(n[i]) - bl * int(blk[i, j]))
+            num = int(torch.randint(1, ml + 1, (1,), generator=g))
+            nxt = torch.arange(bl) < num
+            start = T - (nb - int(blk[i, j])) * bl
+            if int(blk[i, j]) == nb - 1 and ml == bl:
+                follow[i, j, start:] = nxt[torch.randperm(bl, generator=g)]
+            else:
+                follow[i, j, start:start + ml] = nxt[:ml][torch.randperm(ml, generator=g)]
+    cm_app = torch.cat([torch.ones(B, P, dtype=torch.bool), cm.bool()], dim=1)[:, None, :].expand(B, nt, T)
+    rnd = torch.rand(B, nt, T, generator=g, dtype=torch.float64)
+    is_mask_prompt = ~is_mask & (rnd < P_MASK_PROMPT)
+    return is_mask_prompt | (is_mask & follow) | ~cm_app
+
+
+def spg_loss_of(model, tokens, masks, adv, cm, beta_e, mix):
+    B, P, Lc, T = GR_B, GR_P, GR_LC, GR_T
+    nt = masks.shape[1]
+    x = torch.where(masks, torch.full_like(tokens[:, None, :].expand(B, nt, T), MASK_ID),
+                    tokens[:, None, :].expand(B, nt, T))
+    logits = model(x.reshape(B * nt, T)).view(B, nt, T, -1)[:, :, P:]
+    tgt = tokens[:, P:][:, None, :].expand(B, nt, Lc)
+    logp = logits.log_softmax(-1).gather(-1, tgt[..., None])[..., 0]          # [B,nt,Lc]
+    prob = logits.softmax(-1).gather(-1, tgt[..., None])[..., 0]
+    cme = cm[:, None, :].expand(B, nt, Lc)
+    pert = masks[:, :, P:].double()
+    per_seq = (logp * cme * pert).sum(-1) / (cme * pert).sum(-1)               # [B,nt]
+    t_emp = (cme * pert).sum(-1) / cme.sum(-1)
+    avg = (prob.pow(beta_e) * pert * cme / t_emp[..., None]).mean(1)           # [B,Lc]
+    dez = torch.where(avg == 0, torch.ones_like(avg), avg)
+    lm = (avg > 0).double()
+    eubo = (dez.log() * lm).sum(-1) / lm.sum(-1) / beta_e
+    pos = per_seq.mean(-1)
+    neg = mix * eubo + (1 - mix) * pos
+    S = torch.where(adv > 0, pos, neg)
+    n = cm.sum(-1)
+    return ((-adv * S) * n).sum() / n.sum()
+
+
+# ---------------------------------------------------------------------------------------
 
 def check_float32(model, s_tok, s_pl, s_p, s_mask, tokens, pm, old, ref, adv, cm, eps, beta,
                   s_loss, g_loss, w_loss, s_grads, g_grads, w_grads):
@@ -513,6 +588,16 @@ def main():
     fd_check(model, lambda: d2_loss_of(model, tokens, pm, d2_rev, d2_old, d2_ref, adv, cm, eps, beta),
              g, "d2")
 
+    # ---- part 6: SPG
+    spg_m = spg_masks(g, tokens, cm)
+    spg_runs = []
+    for kind, be, mx in (("mix", 1.0, 0.5), ("eubo", 2.0, 1.0)):
+        meta = f32([be, mx])
+        l_s = spg_loss_of(model, tokens, spg_m, adv, cm, meta[0], meta[1])
+        spg_runs.append((kind, meta, l_s, grads_of(model, l_s)))
+        fd_check(model, lambda: spg_loss_of(model, tokens, spg_m, adv, cm, meta[0], meta[1]), g,
+                 "spg " + kind)
+
     # ---- sanity checks
     rho_d = rho.detach()
     sel = cm > 0
@@ -586,6 +671,12 @@ def main():
         w.add("grpo_" + kind + ".kl", kl_k.detach().reshape(1))
         for n, gr in grads_k:
             w.add("grpo_" + kind + ".grad." + n, gr)
+    w.add("spg.mask", spg_m.permute(1, 0, 2).int())
+    for kind, meta, l_s, grads_s in spg_runs:
+        w.add("spg_" + kind + ".meta", meta)
+        w.add("spg_" + kind + ".loss", l_s.detach().reshape(1))
+        for n, gr in grads_s:
+            w.add("spg_" + kind + ".grad." + n, gr)
     w.add("d2.rev", d2_rev.int())
     w.add("d2.meta", torch.tensor([D2_S, D2_N, D2_IT]))
     w.add("d2.old", d2_old)
