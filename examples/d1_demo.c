@@ -76,7 +76,7 @@ typedef struct settings {
     int  rl_pool;              /* 0: fresh training prompts every iteration; N: a fixed set of N */
     int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
     int  rl_kl, rl_mc, rl_loo;  /* d1_grpo_desc's kl, mc_draws, leave_one_out                */
-    float rl_lr, rl_beta, rl_threshold, rl_eps;
+    float rl_lr, rl_beta, rl_threshold, rl_eps, rl_wd;
     /* decoding: the block of rollouts and evaluation (0: the whole generation) */
     int  block;
     /* evaluation */
@@ -91,7 +91,7 @@ static settings settings_default(const task *t, int quick) {
     s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
     s.base_steps = 4000; s.sft_steps = 6000;
     s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
-    s.rl_lr = 3e-4f; s.rl_beta = 0.04f; s.rl_eps = 0.5f;
+    s.rl_lr = 3e-4f; s.rl_beta = 0.04f; s.rl_eps = 0.5f; s.rl_wd = 0.1f;
     s.block = t->block_len;
     s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
     if (quick) {
@@ -203,14 +203,14 @@ static int settings_match(const settings *S, int record) {
                  "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
                  "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
                  "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g pool %d\n"
-                 "rl kl %d mc %d leave_one_out %d eps %g\nblock %d\n"
+                 "rl kl %d mc %d leave_one_out %d eps %g wd %g\nblock %d\n"
                  "eval n %d monitor n %d every %d\n",
                  (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
                  (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
                  (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
                  S->rl_inner, (double)S->rl_lr, (double)S->rl_beta, S->rl_estimator, S->rl_scale_rewards,
                  S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->rl_kl, S->rl_mc, S->rl_loo,
-                 (double)S->rl_eps, S->block, S->eval_n, S->monitor_n, S->monitor_every);
+                 (double)S->rl_eps, (double)S->rl_wd, S->block, S->eval_n, S->monitor_n, S->monitor_every);
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
         shipped_dir(dir, sizeof dir, S, k);
@@ -695,7 +695,7 @@ static int stage_rl(const settings *S, int stage) {
     if (check(d1_model_load(&ref, src), src) != D1_OK || place(S, &ref) != D1_OK) return 1;
 
     /* d1's optimizer for RL: AdamW (0.9, 0.99), weight decay 0.1, clip 0.2 */
-    od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = 0.1f; od.grad_clip = 0.2f;
+    od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = S->rl_wd; od.grad_clip = 0.2f;
     if (resume_from(ckpt_dir, &policy, &opt, &od, rngs)) {
         if (place(S, &policy) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / S->rl_inner));
@@ -1027,7 +1027,7 @@ static void usage(void) {
                     "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--dim N (a multiple of 32)] [--layers N]\n"
                     "               [--rl-estimator one-step|coupled|partial|elbo|trajectory|spg] [--rl-advantages scaled|centered]\n"
-                    "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X]\n"
+                    "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X] [--rl-wd X]\n"
                     "               [--block N|all]  (decoding block of rollouts and evaluation; all: one block)\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
 }
@@ -1039,7 +1039,7 @@ int main(int argc, char **argv) {
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
     int dim = 0, layers = 0, rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
     int holes_min = 0, holes_max = 0, rl_kl = -1, rl_mc = 0, rl_loo = 0, block = -1;
-    float rl_eps = 0.0f, rl_beta = -1.0f;
+    float rl_eps = 0.0f, rl_beta = -1.0f, rl_wd = -1.0f;
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
@@ -1098,6 +1098,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rl-mc") && i + 1 < argc) rl_mc = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-eps") && i + 1 < argc) rl_eps = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--rl-beta") && i + 1 < argc) rl_beta = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--rl-wd") && i + 1 < argc) rl_wd = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--rl-loo")) rl_loo = 1;
         else if (!strcmp(argv[i], "--block") && i + 1 < argc) {
             const char *b = argv[++i];
@@ -1138,6 +1139,7 @@ int main(int argc, char **argv) {
         if (rl_mc > 0) S[n_tasks].rl_mc = rl_mc;
         if (rl_eps > 0.0f) S[n_tasks].rl_eps = rl_eps;
         if (rl_beta >= 0.0f) S[n_tasks].rl_beta = rl_beta;
+        if (rl_wd >= 0.0f) S[n_tasks].rl_wd = rl_wd;
         if (block >= 0) S[n_tasks].block = block;
         S[n_tasks].rl_loo = rl_loo;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
