@@ -92,7 +92,7 @@ static settings settings_default(const task *t, int quick) {
     s.base_steps = 4000; s.sft_steps = 6000;
     s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
     s.rl_lr = 3e-4f; s.rl_beta = 0.04f; s.rl_eps = 0.5f; s.rl_wd = 0.1f;
-    s.block = t->block_len;
+    s.block = 0; /* one block: it holds the answer, as d1's block 32 holds its tasks' (issue #14) */
     s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
     if (quick) {
         s.base_steps = 40; s.sft_steps = 30; s.rl_iters = 3; s.rl_prompts = 4;
@@ -398,14 +398,14 @@ static int encode_row(const example *ex, int with_trace, int T, int *row) {
 
 /* The held-out prompts: n distinct test-split prompts, the same for every
    model and seed (their own fixed seed). */
-static int heldout_prompts(const task *t, int n, uint64_t seed, int *prompts) {
+static int heldout_prompts(const task *t, int n, uint64_t seed, int split, int *prompts) {
     d1_rng rng;
     char (*seen)[32] = (char (*)[32])calloc((size_t)n, 32);
     int k = 0, j, tries = 0;
     d1_rng_seed(&rng, seed);
     while (k < n && tries++ < 100 * n) {
         example ex;
-        t->example(&rng, SPLIT_TEST, &ex);
+        t->example(&rng, split, &ex);
         for (j = 0; j < k && strcmp(seen[j], ex.prompt) != 0; j++) {}
         if (j < k) continue;
         strcpy(seen[k], ex.prompt);
@@ -438,15 +438,15 @@ static double std_error(double sum, double sum2, int n) {
    mean = the reward (Sudoku: the share of empty cells right), exact = solved,
    no_answer = completions without a complete <answer>…</answer> (reward 0:
    the format, not the puzzle, failed). */
-static int evaluate_with(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc,
-                         float threshold, int *passes);
+static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block, const int *prompts, int n, int show,
+                         score *sc, float threshold, int *passes);
 static int evaluate(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc) {
-    return evaluate_with(m, S, gen_len, prompts, n, show, sc, 0.0f, NULL);
+    return evaluate_with(m, S, gen_len, S->block, prompts, n, show, sc, 0.0f, NULL);
 }
 /* ... and with Fast-dLLM's threshold decoding (threshold > 0), counting the
    forward passes. */
-static int evaluate_with(d1_model *m, const settings *S, int gen_len, const int *prompts, int n, int show, score *sc,
-                         float threshold, int *passes) {
+static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block, const int *prompts, int n, int show,
+                         score *sc, float threshold, int *passes) {
     enum { CHUNK = 50 };
     const task *t = S->t;
     d1_sampler_desc sd;
@@ -457,7 +457,7 @@ static int evaluate_with(d1_model *m, const settings *S, int gen_len, const int 
     double s = 0, s2 = 0, e = 0;
     int no_answer = 0;
     memset(&sd, 0, sizeof sd);
-    sd.gen_len = gen_len; sd.block_len = S->block ? S->block : gen_len; sd.steps = gen_len / 2;
+    sd.gen_len = gen_len; sd.block_len = block ? block : gen_len; sd.steps = gen_len / 2;
     sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
     sd.threshold = threshold;
     d1_rng_seed(&rng, 0); /* unused at temperature 0 */
@@ -596,7 +596,7 @@ static int stage_train(const settings *S, int stage) {
     tokens = (int *)malloc(sizeof(int) * B * T);
     plen = (int *)malloc(sizeof(int) * B);
     prompts = (int *)malloc(sizeof(int) * S->monitor_n * P);
-    heldout_prompts(t, S->monitor_n, 777, prompts);
+    heldout_prompts(t, S->monitor_n, 777, SPLIT_TEST, prompts);
     pg.task = t->name; pg.stage = stage_names[stage]; pg.total = total; pg.first = (int)opt.step;
     pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
 
@@ -665,12 +665,15 @@ static int stage_train(const settings *S, int stage) {
 
 /* ==== stage 3: diffu-GRPO ===================================================== */
 /* How the arms sample their rollouts (and --stage headroom with them): d1's
-   (temperature 0.9, low_confidence, steps = gen_len / 2) with the task's
-   block, the prefix KV cache on the CPU, and rl_threshold (0: d1's schedule). */
+   (temperature 0.9, low_confidence, steps = gen_len / 2) with the run's
+   block, the prefix KV cache on the CPU when there are several blocks (it is
+   refreshed at each block's start; with one block it would keep the
+   prompt's keys from the all-mask canvas for every step, to save 16 of 72
+   positions), and rl_threshold (0: d1's schedule). */
 static d1_sampler_desc rollout_sampler(const settings *S, int gen_len) {
     d1_sampler_desc sd = d1_grpo_default_desc(gen_len).sampler;
     sd.block_len = S->block ? S->block : gen_len;
-    sd.kv_cache = S->device == D1_DEVICE_CPU ? S->rl_kv_cache : D1_KV_NONE; /* rollouts only (CPU only) */
+    sd.kv_cache = S->device == D1_DEVICE_CPU && sd.block_len < gen_len ? S->rl_kv_cache : D1_KV_NONE;
     sd.threshold = S->rl_threshold;
     return sd;
 }
@@ -735,7 +738,7 @@ static int stage_rl(const settings *S, int stage) {
             tok_encode(ex.prompt, pool + (size_t)i * P, P);
         }
     }
-    heldout_prompts(t, S->monitor_n, 777, heldout);
+    heldout_prompts(t, S->monitor_n, 777, SPLIT_TEST, heldout);
     pg.task = t->name; pg.stage = stage_names[stage]; pg.total = S->rl_iters; pg.first = it;
     pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
     if (it == 0) { /* step 0: where the arm starts */
@@ -796,33 +799,70 @@ static int stage_rl(const settings *S, int stage) {
 /* ==== stage 4: evaluation and the table ======================================= */
 /* Evaluates one row at every generation length; OUT/TASK/eval/ROW-LEN.txt
    holds each result (kept: a rerun skips what is done). */
+/* The evaluations of each row. The table's: the test split (no solution
+   grid seen in training) at each generation length, with the run's block.
+   Beside it: d1's own protocol (SPLIT_ANY: puzzles from every grid, as d1's
+   test set has them) and, when the run's block is not the task's 8, the
+   block-8 decoding of the earlier demo (both at the first length). */
+typedef struct eval_cell { int split, gen_len, block; } eval_cell;
+enum { MAX_CELLS = 6 };
+static int eval_cells(const settings *S, eval_cell *c) {
+    const task *t = S->t;
+    int g, n = 0;
+    for (g = 0; g < t->n_gen_lens; g++) { c[n].split = SPLIT_TEST; c[n].gen_len = t->gen_lens[g]; c[n++].block = S->block; }
+    c[n].split = SPLIT_ANY; c[n].gen_len = t->gen_lens[0]; c[n++].block = S->block;
+    if (S->block != t->block_len) { c[n].split = SPLIT_TEST; c[n].gen_len = t->gen_lens[0]; c[n++].block = t->block_len; }
+    return n;
+}
+/* OUT/TASK/eval/ROW-GENLEN[-any][-bBLOCK].txt: the table's cells keep the plain name */
+static void eval_path(char *buf, size_t cap, const settings *S, int stage, const eval_cell *c) {
+    char extra[32] = "";
+    if (c->split == SPLIT_ANY) strcat(extra, "-any");
+    if (c->block != S->block) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "-b%d", c->block);
+    snprintf(buf, cap, "%s/%s/eval/%s-%d%s.txt", S->out, S->t->name, stage_names[stage], c->gen_len, extra);
+}
+static int read_score(const char *path, score *sc) {
+    FILE *e = fopen(path, "r");
+    int ok = e && fscanf(e, "%d %lf %lf %lf %lf %d", &sc->n, &sc->mean, &sc->se, &sc->exact, &sc->exact_se,
+                         &sc->no_answer) == 6;
+    if (e) fclose(e);
+    return ok;
+}
+
 static int stage_eval(const settings *S, int stage) {
     const task *t = S->t;
     char dir[512], path[512];
-    int g, *prompts, n;
+    int i, n_cells, *prompts[2], n[2];
+    eval_cell cells[MAX_CELLS];
     d1_model m;
     snprintf(dir, sizeof dir, "%s/%s/eval", S->out, t->name);
     mkdirs(dir);
     model_dir(dir, sizeof dir, S, stage);
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
-    prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
-    n = heldout_prompts(t, S->eval_n, 2024, prompts);
-    for (g = 0; g < t->n_gen_lens; g++) {
+    for (i = 0; i < 2; i++) { /* the test split's prompts and d1's protocol's */
+        prompts[i] = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
+        n[i] = heldout_prompts(t, S->eval_n, 2024, i == 0 ? SPLIT_TEST : SPLIT_ANY, prompts[i]);
+    }
+    n_cells = eval_cells(S, cells);
+    for (i = 0; i < n_cells; i++) {
+        const eval_cell *c = &cells[i];
+        int k = c->split == SPLIT_ANY;
         score sc;
         FILE *f;
         double t0 = now_s();
-        snprintf(path, sizeof path, "%s/%s/eval/%s-%d.txt", S->out, t->name, stage_names[stage], t->gen_lens[g]);
+        eval_path(path, sizeof path, S, stage, c);
         if (file_exists(path)) continue;
-        if (evaluate(&m, S, t->gen_lens[g], prompts, n, 2, &sc) != D1_OK) break;
+        if (evaluate_with(&m, S, c->gen_len, c->block, prompts[k], n[k], i == 0 ? 2 : 0, &sc, 0.0f, NULL) != D1_OK)
+            break;
         if ((f = fopen(path, "w")) != NULL) {
             fprintf(f, "%d %.6f %.6f %.6f %.6f %d\n", sc.n, sc.mean, sc.se, sc.exact, sc.exact_se, sc.no_answer);
             fclose(f);
         }
-        fprintf(stderr, "%-9s eval    %-8s gen_len %3d: reward %.3f ± %.3f, exact %.3f ± %.3f, no answer %d (%d prompts, %.0fs)\n",
-                t->name, stage_names[stage], t->gen_lens[g], sc.mean, sc.se, sc.exact, sc.exact_se, sc.no_answer, n,
-                now_s() - t0);
+        fprintf(stderr, "%-9s eval    %-8s gen_len %3d block %2d %-5s: reward %.3f ± %.3f, exact %.3f ± %.3f, no answer %d (%d prompts, %.0fs)\n",
+                t->name, stage_names[stage], c->gen_len, c->block ? c->block : c->gen_len, k ? "any" : "test", sc.mean,
+                sc.se, sc.exact, sc.exact_se, sc.no_answer, n[k], now_s() - t0);
     }
-    free(prompts);
+    free(prompts[0]); free(prompts[1]);
     d1_model_free(&m);
     return 0;
 }
@@ -842,12 +882,12 @@ static int stage_threshold(const settings *S, int stage) {
     }
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
-    n = heldout_prompts(t, S->eval_n, 2024, prompts);
+    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
     for (k = 0; k < 2; k++) {
         score sc;
         int passes = 0;
         double t0 = now_s();
-        if (evaluate_with(&m, S, gen, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
+        if (evaluate_with(&m, S, gen, S->block, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
         printf("%-9s %-8s gen_len %3d %-14s: reward %.3f ± %.3f, exact %.3f, %6d forward passes, %5.1f s\n", t->name,
                stage_names[stage], gen, k ? "threshold 0.9" : "steps gen/2", sc.mean, sc.se, sc.exact, passes,
                now_s() - t0);
@@ -883,7 +923,7 @@ static int stage_headroom(const settings *S, int stage) {
     prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
     group = (int *)malloc(sizeof(int) * G * P);
     out = (int *)malloc(sizeof(int) * G * T);
-    n = heldout_prompts(t, S->eval_n, 2024, prompts);
+    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
     d1_rng_seed(&rng, S->seed * 1000 + 50 + stage);
     for (i = 0; i < n; i++) {
         float hi = -1.0f, lo = 2.0f;
@@ -911,63 +951,103 @@ static int stage_headroom(const settings *S, int stage) {
 /* Paper's Table 1, shaped: rows base, +SFT, +diffu-GRPO, d1; columns the
    generation lengths. Sudoku shows the share of empty cells right and the
    exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
+/* A cell of the table: cells as % ± standard error (Sudoku: empty cells right /
+   puzzles solved; Countdown: exact answers), "-" when not evaluated. */
+static void cell_text(const settings *S, int stage, const eval_cell *c, char *cell, size_t cap, score *sc) {
+    char path[512];
+    eval_path(path, sizeof path, S, stage, c);
+    if (!read_score(path, sc)) { snprintf(cell, cap, "-"); sc->n = 0; }
+    else if (S->t->cells)
+        snprintf(cell, cap, "%.1f+-%.1f / %.1f+-%.1f", 100 * sc->mean, 100 * sc->se, 100 * sc->exact, 100 * sc->exact_se);
+    else
+        snprintf(cell, cap, "%.1f +- %.1f", 100 * sc->exact, 100 * sc->exact_se);
+}
+
 static void print_table(const settings *S) {
     const task *t = S->t;
-    char path[512], cell[64];
-    int r, g, col, n = 0, no_answer[N_STAGES][sizeof t->gen_lens / sizeof t->gen_lens[0]]; /* [row][length] */
+    char path[512], cell[64], blk[16];
+    int r, i, col, n = 0, n_cells, no_answer[N_STAGES][MAX_CELLS];
+    eval_cell cells[MAX_CELLS];
     FILE *md;
-    memset(no_answer, -1, sizeof no_answer); /* -1: not recorded */
+    n_cells = eval_cells(S, cells);
+    snprintf(blk, sizeof blk, S->block ? "%d" : "= gen_len", S->block);
     snprintf(path, sizeof path, "%s/%s/table.md", S->out, t->name);
     md = fopen(path, "w");
     for (col = 0; col < 2; col++) {
         FILE *f = col == 0 ? stdout : md;
         if (!f) continue;
-        fprintf(f, "\n%s: %s, %% ± standard error, held-out prompts, temperature 0\n\n| model       |", t->name,
-                t->cells ? "empty cells right / puzzles solved" : "exact answers");
-        for (g = 0; g < t->n_gen_lens; g++) {
-            snprintf(cell, sizeof cell, "gen_len %d", t->gen_lens[g]);
+        fprintf(f, "\n%s: %s, %% ± standard error, held-out prompts (no solution seen in training), temperature 0, "
+                   "block %s\n\n| model       |", t->name, t->cells ? "empty cells right / puzzles solved" : "exact answers", blk);
+        for (i = 0; i < n_cells; i++) {
+            const eval_cell *c = &cells[i];
+            if (c->split == SPLIT_TEST && c->block == S->block) snprintf(cell, sizeof cell, "gen_len %d", c->gen_len);
+            else if (c->split == SPLIT_ANY) snprintf(cell, sizeof cell, "d1's split, gen %d", c->gen_len);
+            else snprintf(cell, sizeof cell, "block %d, gen %d", c->block, c->gen_len);
             fprintf(f, " %-21s |", cell);
         }
         fprintf(f, "\n|-------------|");
-        for (g = 0; g < t->n_gen_lens; g++) fprintf(f, "-----------------------|");
+        for (i = 0; i < n_cells; i++) fprintf(f, "-----------------------|");
         fprintf(f, "\n");
         for (r = 0; r < N_STAGES; r++) {
             fprintf(f, "| %-11s |", row_names[r]);
-            for (g = 0; g < t->n_gen_lens; g++) {
-                FILE *e;
+            for (i = 0; i < n_cells; i++) {
                 score sc;
-                snprintf(path, sizeof path, "%s/%s/eval/%s-%d.txt", S->out, t->name, stage_names[r], t->gen_lens[g]);
-                e = fopen(path, "r");
-                if (!e || fscanf(e, "%d %lf %lf %lf %lf", &sc.n, &sc.mean, &sc.se, &sc.exact, &sc.exact_se) != 5)
-                    snprintf(cell, sizeof cell, "-");
-                else if (t->cells)
-                    snprintf(cell, sizeof cell, "%.1f+-%.1f / %.1f+-%.1f", 100 * sc.mean, 100 * sc.se, 100 * sc.exact,
-                             100 * sc.exact_se);
-                else
-                    snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * sc.exact, 100 * sc.exact_se);
-                if (e) {
-                    n = sc.n;
-                    if (fscanf(e, "%d", &sc.no_answer) == 1) no_answer[r][g] = sc.no_answer;
-                    fclose(e);
-                }
+                cell_text(S, r, &cells[i], cell, sizeof cell, &sc);
+                no_answer[r][i] = sc.n ? sc.no_answer : -1;
+                if (sc.n) n = sc.n;
                 fprintf(f, " %-21s |", cell);
             }
             fprintf(f, "\n");
         }
-        fprintf(f, "(%d held-out prompts per cell)\n", n);
+        fprintf(f, "(%d prompts per cell; \"d1's split\": puzzles from every solution grid, as d1's own test set%s)\n", n,
+                S->block != t->block_len ? "; \"block 8\": the earlier demo's decoding" : "");
         /* how many completions had no <answer>...</answer> at all: a format
            failure, as opposed to a wrong answer */
         fprintf(f, "completions without an answer:");
         for (r = 0; r < N_STAGES; r++) {
             fprintf(f, "%s %s", r ? "," : "", row_names[r]);
-            for (g = 0; g < t->n_gen_lens; g++) {
-                if (no_answer[r][g] >= 0) fprintf(f, "%s%d", g ? "/" : " ", no_answer[r][g]);
-                else fprintf(f, "%s-", g ? "/" : " ");
+            for (i = 0; i < n_cells; i++) {
+                if (no_answer[r][i] >= 0) fprintf(f, "%s%d", i ? "/" : " ", no_answer[r][i]);
+                else fprintf(f, "%s-", i ? "/" : " ");
             }
         }
         fprintf(f, "\n");
     }
     if (md) fclose(md);
+}
+
+/* OUT/summary.json: every evaluated cell of every task in this run, for
+   scripts: task, row, split ("test": no solution grid seen in training;
+   "any": d1's protocol), gen_len, block, prompts, mean reward and its
+   standard error, exact share and its standard error, answers missing. */
+static void write_summary(const settings *S, int n_tasks) {
+    char path[512], tmp[520];
+    int k, r, i, first = 1;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/summary.json", S[0].out);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (mkdirs(S[0].out) != 0 || (f = fopen(tmp, "w")) == NULL) return;
+    fprintf(f, "{\"cells\": [");
+    for (k = 0; k < n_tasks; k++) {
+        eval_cell cells[MAX_CELLS];
+        int n_cells = eval_cells(&S[k], cells);
+        for (r = 0; r < N_STAGES; r++)
+            for (i = 0; i < n_cells; i++) {
+                char p2[512];
+                score sc;
+                eval_path(p2, sizeof p2, &S[k], r, &cells[i]);
+                if (!read_score(p2, &sc)) continue;
+                fprintf(f, "%s\n  {\"task\": \"%s\", \"row\": \"%s\", \"split\": \"%s\", \"gen_len\": %d, \"block\": %d, "
+                           "\"n\": %d, \"mean\": %.6f, \"se\": %.6f, \"exact\": %.6f, \"exact_se\": %.6f, \"no_answer\": %d}",
+                        first ? "" : ",", S[k].t->name, row_names[r], cells[i].split == SPLIT_ANY ? "any" : "test",
+                        cells[i].gen_len, cells[i].block ? cells[i].block : cells[i].gen_len, sc.n, sc.mean, sc.se,
+                        sc.exact, sc.exact_se, sc.no_answer);
+                first = 0;
+            }
+    }
+    fprintf(f, "\n]}\n");
+    fclose(f);
+    rename(tmp, path);
 }
 
 /* ==== running stages in parallel: one process per core ======================== */
@@ -1192,6 +1272,7 @@ int main(int argc, char **argv) {
     }
     for (k = 0; k < n_tasks && strcmp(stage, "threshold") != 0 && strcmp(stage, "headroom") != 0; k++)
         print_table(&S[k]);
+    if (strcmp(stage, "threshold") != 0 && strcmp(stage, "headroom") != 0) write_summary(S, n_tasks);
     printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, full ? "--full" : "from shipped base/SFT",
            quick ? ", --quick" : "", (unsigned long long)seed, out);
     return failed ? 1 : 0;

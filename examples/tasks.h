@@ -106,7 +106,9 @@ static uint64_t hash64(uint64_t x) { /* splitmix64's finalizer */
     return x ^ (x >> 31);
 }
 
-enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1 };
+/* SPLIT_ANY: puzzles from every solution grid (train and test), as d1's own
+   Sudoku test set has them (its 500 puzzles use 229 of the 288 grids). */
+enum { SPLIT_TRAIN = 0, SPLIT_TEST = 1, SPLIT_ANY = 2 };
 static int split_of(uint64_t key) { return hash64(key ^ 0x5eedULL) % 5 == 0 ? SPLIT_TEST : SPLIT_TRAIN; }
 
 /* One example: the prompt, the answer-only completion (for the base) and the
@@ -217,7 +219,7 @@ static void sudoku_example(d1_rng *rng, int split, example *ex) {
         const int *sol = sudoku_grids[d1_rng_u64(rng) % 288];
         int puz[16], g[16], rounds[2][16], holes = sudoku_holes_min + (int)(d1_rng_u64(rng) % (uint64_t)(sudoku_holes_max - sudoku_holes_min + 1)), i, r;
         char a[17], b[17], c[17], p[17];
-        if (split_of(grid_key(sol)) != split) continue;
+        if (split != SPLIT_ANY && split_of(grid_key(sol)) != split) continue;
         memcpy(puz, sol, sizeof puz);
         for (i = 0; i < holes;) { /* blank `holes` distinct cells */
             int cell = (int)(d1_rng_u64(rng) % 16);
@@ -303,7 +305,8 @@ static void countdown_example(d1_rng *rng, int split, example *ex) {
         for (i = 0; i < 3; i++) /* sort s: the split key ignores the order */
             for (j = i + 1; j < 3; j++)
                 if (s[j] < s[i]) { int t = s[i]; s[i] = s[j]; s[j] = t; }
-        if (split_of((uint64_t)(((s[0] * 10 + s[1]) * 10 + s[2]) * 100 + target)) != split) continue;
+        if (split != SPLIT_ANY && split_of((uint64_t)(((s[0] * 10 + s[1]) * 10 + s[2]) * 100 + target)) != split)
+            continue;
         countdown_solve(n, target, trace, answer, NULL);
         sprintf(ex->prompt, "%d,%d,%d:%02d", n[0], n[1], n[2], target);
         sprintf(ex->answer, "%s", answer);
