@@ -5,7 +5,8 @@
    Reasoning in Diffusion Large Language Models via Reinforcement Learning"
    (Zhao, Gupta, Zheng, Grover, 2025, arXiv 2504.12216): a LLaDA-architecture
    bidirectional transformer with its backward pass, the masked-diffusion loss,
-   AdamW, and (as they land) the remasking sampler, masked SFT and diffu-GRPO.
+   AdamW, the remasking sampler, masked SFT and diffu-GRPO (with the
+   estimators that came after d1: ESPO, d2, SPG).
    It needs libc, libm and pthreads, nothing else.
 
    DO THIS in exactly one C or C++ file of your program:
@@ -80,11 +81,16 @@
        low-confidence / random remasking           d1__propose
        Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
      masked SFT (d1 stage 1)                       d1_sft_loss
-     diffu-GRPO (d1 stage 2)                       d1_grpo_step
-       group advantages A_i = r_i - mean(r)        d1_grpo_step (step c)
-       one-step log-prob estimator                 d1_grpo_logprobs
+     diffu-GRPO (d1 stage 2)                       d1_grpo_step (phases a-f)
+       group advantages A_i = r_i - mean(r)        d1__grpo_advantages
+       one-step log-prob estimator                 d1__grpo_masks_one_step, d1_grpo_logprobs
        clipped surrogate + beta KL (k3)            d1_grpo_loss
        wd1's ratio-free objective                  d1_wd1_weights, D1_GRPO_WD1
+     after d1 (DESIGN §7b; each cites its reference code's file and lines)
+       KL as a choice k1 / k2 / k3                 d1__kl_of, d1_grpo_desc.kl
+       ESPO: sequence ELBO, sequence ratio, k2     d1__grpo_masks_elbo, d1__grpo_loss_seq
+       d2 StepMerge: trajectory segments           d1__grpo_masks_trajectory, d1__grpo_record_reveals
+       SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
      LoRA adapters                                 d1_lora_attach / _merge
      the same on a GPU (-DD1_CUDA, optional)       d1_model_set_device; >>cuda, tools/d1_cuda.cu
 
@@ -3357,10 +3363,11 @@ D1_API int d1_grpo_elbo(const d1_grpo_batch *b, const float *logp, float *elbo) 
     return D1_OK;
 }
 
-/* The sequence level of d1_grpo_loss (ESPO, espo/espo_trainer.py: compute_loss
-   and _get_elbo): after the forward pass, per scored token the softmax into
-   dlogits and logp into s->wts (free in a GRPO loss); ELBO_s summed as
-   d1_grpo_elbo does; then, with c_s = dL/dELBO_s,
+/* The sequence level of d1_grpo_loss (ESPO, ML-GSAI/ESPO at b5f2dac,
+   espo/espo_trainer.py: compute_loss, lines 161-232; _get_elbo, 376-438):
+   after the forward pass, per scored token the softmax into dlogits and
+   logp into s->wts (free in a GRPO loss); ELBO_s summed as d1_grpo_elbo
+   does; then, with c_s = dL/dELBO_s,
        dL/dl[r,k] = c_{r % n_seq} elbo_w[r,k] (onehot(o) - softmax)
        c_s = ( -A_s rho_s / Lc [unclipped branch] + beta dKL/dd / Lc ) / denom */
 static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, float *loss,
@@ -3413,7 +3420,7 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
     return D1_OK;
 }
 
-/* SPG's objective (facebookresearch/SPG spg/spg_trainer.py: compute_loss,
+/* SPG's objective (facebookresearch/SPG at a1c7120, spg/spg_trainer.py: compute_loss,
    lines 87-126; _get_per_seq_logps, lines 433-558): per sequence s with
    completion length n_s and rows j (its masked copies), p_jk = exp(logp_jk),
        ELBO_s = sum_jk w_jk logp_jk                (w = 1/(draws x masked in row j))
@@ -3693,7 +3700,7 @@ static double d1__grpo_masks_partial(const d1__grpo_work *w, int it, d1_rng *rng
     }
     return n;
 }
-/* ESPO's sequence ELBO (ML-GSAI/ESPO espo/espo_trainer.py: forward_process,
+/* ESPO's sequence ELBO (ML-GSAI/ESPO at b5f2dac, espo/espo_trainer.py: forward_process,
    lines 55-75; _get_elbo, lines 376-438; _get_elbo_mc, lines 440-476). Per
    Monte Carlo draw: one count k ~ U{0..Lc} for the batch, stratified counts
        x_r = round(k + r (Lc+1)/R) mod (Lc+1),   r = 0..R-1
@@ -3737,7 +3744,7 @@ static double d1__grpo_masks_elbo(const d1__grpo_work *w, int it, d1_rng *rng, u
     return (double)R; /* ESPO's loss is a mean over sequences */
 }
 
-/* d2 StepMerge (kuleshov-group/d2 diffu-grpo/diffu_grpo_trainer.py: generate,
+/* d2 StepMerge (kuleshov-group/d2 at 381b9f1, diffu-grpo/diffu_grpo_trainer.py: generate,
    lines 803-880, records the canvas at each segment's start and which
    tokens each segment revealed; _get_per_token_logps, lines 947-979, scores
    a segment from its canvas; compute_loss, lines 688-735). The sampler's S
@@ -3772,7 +3779,7 @@ static double d1__grpo_masks_trajectory(const d1__grpo_work *w, int it, d1_rng *
     }
     return n / N; /* d2: sum over segment k x N / (completion tokens) */
 }
-/* SPG's block-wise masks (facebookresearch/SPG spg/spg_trainer.py:
+/* SPG's block-wise masks (facebookresearch/SPG at a1c7120, spg/spg_trainer.py:
    forward_process, forward_type "block_random", lines 334-380; with SPG's
    min_t 0, max_t 1). Row r with completion length n (up to and including
    the first EOS) in blocks of the sampler's block_len (nb of them, the
@@ -3862,8 +3869,8 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) return D1_ERR_ARG; /* SPG's pair */
     if (d->objective == D1_GRPO_SPG) { /* no KL; distinct blocks for the draws; the EUBO's settings */
         int bl = d->sampler.block_len > 0 ? d->sampler.block_len : d->sampler.gen_len;
-        if (d->beta != 0.0f || bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl || !(d->eubo_beta >= 0.0f) ||
-            !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
+        if (d->beta != 0.0f || bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl ||
+            !(d->eubo_beta >= 0.0f) || !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
             return D1_ERR_ARG;
     }
     if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
@@ -3945,7 +3952,7 @@ static int d1__grpo_rewards(d1__grpo_work *w) {
 
 /* c. group advantages: A = r - mean (/ (std + 1e-4) when scaled; std
    unbiased); with leave_one_out the baseline is the mean of the group's
-   other G-1 rewards (ESPO, espo_trainer.py lines 690-700); wd1 turns them
+   other G-1 rewards (ESPO, espo_trainer.py lines 693-702); wd1 turns them
    into its weights omega */
 static void d1__grpo_advantages(d1__grpo_work *w) {
     const d1_grpo_desc *d = w->d;
