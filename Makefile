@@ -2,7 +2,7 @@
 #   make demo     the main job: the d1 pipeline on tiny Sudoku / Countdown models
 #   make hello    examples/hello.c, the 80-line story
 #   make test     every test binary; ends with "N passed, N failed"
-#   make bench    throughput table (tools/bench.c); bench-compare adds PyTorch
+#   make bench    throughput table (tools/bench.c) and the RL loop (tools/bench_rl.c); bench-compare adds PyTorch
 #   make cuda     the CUDA backend (tools/d1_cuda.cu) and everything built on it
 #   make test-cuda  the GPU parity tests (skipped, and passing, without a GPU)
 # CC, CFLAGS, LDLIBS and BUILD may be overridden, e.g.
@@ -21,9 +21,9 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
+.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
         cuda test-cuda threshold-check
-all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/d1
+all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1
 
 build-tests: $(TESTS)
 
@@ -40,6 +40,10 @@ $(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# the RL loop (one d1_grpo_step per estimator, the demo's size)
+$(BUILD)/bench_rl: tools/bench_rl.c d1.h examples/tasks.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 # the command-line tool: d1 info DIR, d1 sample DIR ...
@@ -109,8 +113,13 @@ threshold-check: $(BUILD)/d1_demo
 hello: $(BUILD)/hello
 	./$(BUILD)/hello
 
-bench: $(BUILD)/bench
+bench: $(BUILD)/bench $(BUILD)/bench_rl
 	./$(BUILD)/bench
+	./$(BUILD)/bench_rl
+
+# the RL loop alone
+bench-rl: $(BUILD)/bench_rl
+	./$(BUILD)/bench_rl
 
 # the same with matmuls through BLIS (needs libblis-dev)
 bench-blis: | $(BUILD)
