@@ -56,6 +56,39 @@
 #include <unistd.h>
 
 /* ==== settings ============================================================== */
+/* How an RL arm updates: d1_grpo_desc's estimator and objective settings and
+   its AdamW's lr and weight decay. */
+typedef struct rl_recipe {
+    const char *name;          /* for the table's rows                               */
+    int   estimator, kl, mc, loo, scale, inner; /* d1_grpo_desc's estimator, kl, mc_draws,
+                                  leave_one_out, scale_rewards, inner_steps           */
+    float lr, wd, beta, eps;   /* AdamW's lr and weight decay; the KL weight; clip eps */
+} rl_recipe;
+
+/* d1's (d1_grpo_default_desc, its optimizer), mu 4 for the 2-core budget and
+   lr 3e-4 for these full-parameter tiny models (d1: 3e-6 on LoRA adapters). */
+static rl_recipe recipe_d1(void) {
+    rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f};
+    return r;
+}
+/* A successor's (DESIGN 7b), by estimator, with what differs from d1's as its
+   recipe has it; weight decay 0 (with LoRA the decay pulls the adapters to the
+   base model; on full parameters it would pull the weights to 0, away from it). */
+static rl_recipe recipe_after_d1(int estimator) {
+    rl_recipe r = recipe_d1();
+    r.estimator = estimator; r.wd = 0.0f;
+    switch (estimator) {
+    case D1_LOGP_ELBO: /* ESPO: k2 on the sequence ELBO, beta 1e-2, eps 0.2, leave-one-out */
+        r.name = "ESPO"; r.kl = D1_KL_K2; r.beta = 0.01f; r.eps = 0.2f; r.loo = 1; r.mc = 1; break;
+    case D1_LOGP_TRAJECTORY: r.name = "d2"; break; /* d2: d1's loss on the trajectory's segments */
+    case D1_LOGP_BLOCK: r.name = "SPG"; r.beta = 0.0f; break; /* SPG: no KL, no ratio */
+    case D1_LOGP_COUPLED: r.name = "coupled"; break;
+    case D1_LOGP_PARTIAL: r.name = "partial"; break;
+    default: break;
+    }
+    return r;
+}
+
 typedef struct settings {
     const task *t;
     uint64_t seed;
@@ -72,11 +105,11 @@ typedef struct settings {
     float base_lr, sft_lr;
     /* diffu-GRPO */
     int  train_holes_min, train_holes_max; /* Sudoku: blanks of the base/SFT puzzles (0: as evaluated) */
-    int  rl_iters, rl_prompts, rl_group, rl_inner, rl_kv_cache;
+    int  rl_iters, rl_prompts, rl_group, rl_kv_cache;
     int  rl_pool;              /* 0: fresh training prompts every iteration; N: a fixed set of N */
-    int  rl_estimator, rl_scale_rewards; /* d1_grpo_desc's: D1_LOGP_*, std-scaled advantages */
-    int  rl_kl, rl_mc, rl_loo;  /* d1_grpo_desc's kl, mc_draws, leave_one_out                */
-    float rl_lr, rl_beta, rl_threshold, rl_eps, rl_wd;
+    float rl_threshold;
+    rl_recipe rl;              /* the paper's arms (+diffu-GRPO, d1): d1's recipe        */
+    rl_recipe rlx;             /* the successors' arms: the same starts, another estimator */
     /* decoding: the block of rollouts and evaluation (0: the whole generation) */
     int  block;
     /* evaluation */
@@ -90,8 +123,8 @@ static settings settings_default(const task *t, int quick) {
     s.dim = 128; s.layers = 4; s.heads = 4; s.ffn = 352; s.rope_theta = 10000.0f;
     s.batch = 32; s.base_lr = 3e-3f; s.sft_lr = 1e-3f;
     s.base_steps = 4000; s.sft_steps = 6000;
-    s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_inner = 4; s.rl_kv_cache = 1;
-    s.rl_lr = 3e-4f; s.rl_beta = 0.04f; s.rl_eps = 0.5f; s.rl_wd = 0.1f;
+    s.rl_iters = 20; s.rl_prompts = 16; s.rl_group = 6; s.rl_kv_cache = 1;
+    s.rl = recipe_d1(); s.rlx = recipe_after_d1(D1_LOGP_ELBO);
     s.block = 0; /* one block: it holds the answer, as d1's block 32 holds its tasks' (issue #14) */
     s.eval_n = 500; s.monitor_n = 48; s.monitor_every = 5; s.train_monitor_every = 250; s.save_every = 5;
     if (quick) {
@@ -102,9 +135,18 @@ static settings settings_default(const task *t, int quick) {
     return s;
 }
 
-static const char *const stage_names[] = {"base", "sft", "rl-base", "d1"};
-static const char *const row_names[] = {"base", "+SFT", "+diffu-GRPO", "d1"};
-enum { STAGE_BASE, STAGE_SFT, STAGE_RL_BASE, STAGE_D1, N_STAGES };
+/* The table's rows: the paper's four, then the same two RL arms with the
+   successor's estimator (S->rlx). */
+static const char *const stage_names[] = {"base", "sft", "rl-base", "d1", "x-rl-base", "x-d1"};
+enum { STAGE_BASE, STAGE_SFT, STAGE_RL_BASE, STAGE_D1, STAGE_XRL_BASE, STAGE_XD1, N_STAGES };
+static int start_of(int stage) { return stage == STAGE_D1 || stage == STAGE_XD1 ? STAGE_SFT : STAGE_BASE; }
+static const rl_recipe *recipe_of(const settings *S, int stage) { return stage >= STAGE_XRL_BASE ? &S->rlx : &S->rl; }
+static const char *row_name(const settings *S, int stage, char *buf, size_t cap) {
+    static const char *const paper[] = {"base", "+SFT", "+diffu-GRPO", "d1"};
+    if (stage < STAGE_XRL_BASE) return paper[stage];
+    snprintf(buf, cap, stage == STAGE_XRL_BASE ? "+RL (%s)" : "d1 (%s)", S->rlx.name);
+    return buf;
+}
 
 static int gen_len_max(const task *t) { return t->gen_lens[t->n_gen_lens - 1]; }
 static int seq_len(const task *t) { return t->prompt_len + gen_len_max(t); }
@@ -202,15 +244,20 @@ static int settings_match(const settings *S, int record) {
     n = snprintf(now, sizeof now,
                  "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
                  "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
-                 "rl iters %d prompts %d group %d inner %d lr %g beta %g estimator %d scaled %d kv_cache %d threshold %g pool %d\n"
-                 "rl kl %d mc %d leave_one_out %d eps %g wd %g\nblock %d\n"
+                 "rl iters %d prompts %d group %d kv_cache %d threshold %g pool %d\nblock %d\n"
                  "eval n %d monitor n %d every %d\n",
                  (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
                  (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
                  (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
-                 S->rl_inner, (double)S->rl_lr, (double)S->rl_beta, S->rl_estimator, S->rl_scale_rewards,
-                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->rl_kl, S->rl_mc, S->rl_loo,
-                 (double)S->rl_eps, (double)S->rl_wd, S->block, S->eval_n, S->monitor_n, S->monitor_every);
+                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->block, S->eval_n, S->monitor_n,
+                 S->monitor_every);
+    for (k = 0; k < 2; k++) {
+        const rl_recipe *r = k ? &S->rlx : &S->rl;
+        n += snprintf(now + n, sizeof now - (size_t)n,
+                      "%s %s: estimator %d kl %d mc %d leave_one_out %d scaled %d inner %d lr %g wd %g beta %g eps %g\n",
+                      k ? "rl after d1" : "rl d1", r->name, r->estimator, r->kl, r->mc, r->loo, r->scale, r->inner,
+                      (double)r->lr, (double)r->wd, (double)r->beta, (double)r->eps);
+    }
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
         shipped_dir(dir, sizeof dir, S, k);
@@ -678,13 +725,15 @@ static d1_sampler_desc rollout_sampler(const settings *S, int gen_len) {
     return sd;
 }
 
-/* One RL arm: from the base (+diffu-GRPO) or from the SFT model (d1). The
-   reference policy of the KL term is a frozen copy of the starting model. */
+/* One RL arm: from the base (+diffu-GRPO) or from the SFT model (d1), with
+   d1's recipe or (the x- stages) a successor's. The reference policy of the
+   KL term is a frozen copy of the starting model. */
 static int stage_rl(const settings *S, int stage) {
     const task *t = S->t;
-    int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE, P = t->prompt_len, it, i, rc = D1_OK;
+    const rl_recipe *rr = recipe_of(S, stage);
+    int from = start_of(stage), P = t->prompt_len, it, i, rc = D1_OK;
     int gen_len = t->gen_lens[0], *prompts, *heldout, *pool = NULL;
-    char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512];
+    char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512], rn[64];
     d1_model policy, ref;
     d1_adamw opt;
     d1_adamw_desc od = d1_adamw_default_desc();
@@ -697,11 +746,11 @@ static int stage_rl(const settings *S, int stage) {
     model_dir(src, sizeof src, S, from);
     if (check(d1_model_load(&ref, src), src) != D1_OK || place(S, &ref) != D1_OK) return 1;
 
-    /* d1's optimizer for RL: AdamW (0.9, 0.99), weight decay 0.1, clip 0.2 */
-    od.lr = S->rl_lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = S->rl_wd; od.grad_clip = 0.2f;
+    /* d1's optimizer for RL: AdamW (0.9, 0.99), clip 0.2; lr and weight decay the recipe's */
+    od.lr = rr->lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = rr->wd; od.grad_clip = 0.2f;
     if (resume_from(ckpt_dir, &policy, &opt, &od, rngs)) {
         if (place(S, &policy) != D1_OK) return 1;
-        fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / S->rl_inner));
+        fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / rr->inner));
     } else {
         if (check(d1_model_load(&policy, src), src) != D1_OK || place(S, &policy) != D1_OK) return 1;
         d1_adamw_init(&opt, &policy, &od);
@@ -709,21 +758,20 @@ static int stage_rl(const settings *S, int stage) {
         d1_rng_seed(&rngs[1], S->seed * 1000 + 40 + stage);
     }
 
-    /* d1's settings (d1_grpo_default_desc): G = 6, mu = 8, eps 0.5, beta 0.04,
+    /* d1's settings (d1_grpo_default_desc): G = 6, eps 0.5, beta 0.04,
        p_mask_prompt 0.15, rollouts at temperature 0.9, low_confidence,
-       steps = gen_len / 2; the block scaled to the task. */
+       steps = gen_len / 2; the block the run's; then the recipe's */
     reward.name = "correctness"; reward.fn = reward_tokens; reward.weight = 1.0f; reward.user = (void *)t;
     gd.rewards = &reward; gd.n_rewards = 1;
-    gd.group_size = S->rl_group; gd.inner_steps = S->rl_inner; gd.beta = S->rl_beta;
+    gd.group_size = S->rl_group;
     gd.sampler = rollout_sampler(S, gen_len);
-    gd.estimator = S->rl_estimator;       /* d1's one-step estimator unless --rl-estimator */
-    gd.scale_rewards = S->rl_scale_rewards;
-    gd.kl = S->rl_kl; gd.mc_draws = S->rl_mc; gd.leave_one_out = S->rl_loo; gd.clip_eps = S->rl_eps;
+    gd.inner_steps = rr->inner; gd.beta = rr->beta; gd.estimator = rr->estimator; gd.scale_rewards = rr->scale;
+    gd.kl = rr->kl; gd.mc_draws = rr->mc; gd.leave_one_out = rr->loo; gd.clip_eps = rr->eps;
     if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
         gd.objective = D1_GRPO_SPG; gd.beta = 0.0f; gd.eubo_beta = 1.0f; gd.eubo_mix = 0.5f;
     }
 
-    it = (int)(opt.step / S->rl_inner);
+    it = (int)(opt.step / rr->inner);
     csv = csv_open(csv_path, "step,reward,reward_std,zero_std_frac,loss,kl,clip_frac,grad_norm,completion_len,"
                              "t_generate,t_logp,t_update,heldout", it);
     prompts = (int *)malloc(sizeof(int) * S->rl_prompts * P);
@@ -786,7 +834,7 @@ static int stage_rl(const settings *S, int stage) {
         series s[2] = {{csv_path, "reward", "rollout reward", "#1f77b4"},
                        {csv_path, "heldout", "held-out (T=0)", "#d62728"}};
         char title[128];
-        snprintf(title, sizeof title, "%s: diffu-GRPO from %s", t->name, stage_names[from]);
+        snprintf(title, sizeof title, "%s: %s from %s", t->name, row_name(S, stage, rn, sizeof rn), stage_names[from]);
         svg_plot(svg_path, title, s, 2);
     }
     free(prompts); free(heldout); free(pool);
@@ -838,6 +886,10 @@ static int stage_eval(const settings *S, int stage) {
     snprintf(dir, sizeof dir, "%s/%s/eval", S->out, t->name);
     mkdirs(dir);
     model_dir(dir, sizeof dir, S, stage);
+    if (!file_exists(dir)) { /* an arm not run (yet): its row stays "-" */
+        fprintf(stderr, "%s %s: no model at %s, not evaluated\n", t->name, stage_names[stage], dir);
+        return 0;
+    }
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     for (i = 0; i < 2; i++) { /* the test split's prompts and d1's protocol's */
         prompts[i] = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
@@ -977,7 +1029,7 @@ static void print_table(const settings *S) {
         FILE *f = col == 0 ? stdout : md;
         if (!f) continue;
         fprintf(f, "\n%s: %s, %% ± standard error, held-out prompts (no solution seen in training), temperature 0, "
-                   "block %s\n\n| model       |", t->name, t->cells ? "empty cells right / puzzles solved" : "exact answers", blk);
+                   "block %s\n\n| model         |", t->name, t->cells ? "empty cells right / puzzles solved" : "exact answers", blk);
         for (i = 0; i < n_cells; i++) {
             const eval_cell *c = &cells[i];
             if (c->split == SPLIT_TEST && c->block == S->block) snprintf(cell, sizeof cell, "gen_len %d", c->gen_len);
@@ -985,11 +1037,12 @@ static void print_table(const settings *S) {
             else snprintf(cell, sizeof cell, "block %d, gen %d", c->block, c->gen_len);
             fprintf(f, " %-21s |", cell);
         }
-        fprintf(f, "\n|-------------|");
+        fprintf(f, "\n|---------------|");
         for (i = 0; i < n_cells; i++) fprintf(f, "-----------------------|");
         fprintf(f, "\n");
         for (r = 0; r < N_STAGES; r++) {
-            fprintf(f, "| %-11s |", row_names[r]);
+            char rn[64];
+            fprintf(f, "| %-13s |", row_name(S, r, rn, sizeof rn));
             for (i = 0; i < n_cells; i++) {
                 score sc;
                 cell_text(S, r, &cells[i], cell, sizeof cell, &sc);
@@ -1005,7 +1058,8 @@ static void print_table(const settings *S) {
            failure, as opposed to a wrong answer */
         fprintf(f, "completions without an answer:");
         for (r = 0; r < N_STAGES; r++) {
-            fprintf(f, "%s %s", r ? "," : "", row_names[r]);
+            char rn[64];
+            fprintf(f, "%s %s", r ? "," : "", row_name(S, r, rn, sizeof rn));
             for (i = 0; i < n_cells; i++) {
                 if (no_answer[r][i] >= 0) fprintf(f, "%s%d", i ? "/" : " ", no_answer[r][i]);
                 else fprintf(f, "%s-", i ? "/" : " ");
@@ -1033,13 +1087,13 @@ static void write_summary(const settings *S, int n_tasks) {
         int n_cells = eval_cells(&S[k], cells);
         for (r = 0; r < N_STAGES; r++)
             for (i = 0; i < n_cells; i++) {
-                char p2[512];
+                char p2[512], rn[64];
                 score sc;
                 eval_path(p2, sizeof p2, &S[k], r, &cells[i]);
                 if (!read_score(p2, &sc)) continue;
                 fprintf(f, "%s\n  {\"task\": \"%s\", \"row\": \"%s\", \"split\": \"%s\", \"gen_len\": %d, \"block\": %d, "
                            "\"n\": %d, \"mean\": %.6f, \"se\": %.6f, \"exact\": %.6f, \"exact_se\": %.6f, \"no_answer\": %d}",
-                        first ? "" : ",", S[k].t->name, row_names[r], cells[i].split == SPLIT_ANY ? "any" : "test",
+                        first ? "" : ",", S[k].t->name, row_name(&S[k], r, rn, sizeof rn), cells[i].split == SPLIT_ANY ? "any" : "test",
                         cells[i].gen_len, cells[i].block ? cells[i].block : cells[i].gen_len, sc.n, sc.mean, sc.se,
                         sc.exact, sc.exact_se, sc.no_answer);
                 first = 0;
@@ -1088,9 +1142,28 @@ static int run_jobs(const job *jobs, int n, int max_par) {
 /* An RL arm, then the evaluation of its start and its result: the arm from
    the base evaluates base and +diffu-GRPO, the arm from SFT evaluates +SFT and d1. */
 static int arm_and_eval(const settings *S, int stage) {
-    int from = stage == STAGE_D1 ? STAGE_SFT : STAGE_BASE;
     if (stage_rl(S, stage) != 0) return 1;
-    return stage_eval(S, from) | stage_eval(S, stage);
+    return stage_eval(S, start_of(stage)) | stage_eval(S, stage);
+}
+
+/* OUT/TASK/rl-heldout.svg: every RL arm's held-out reward (the 48-prompt
+   monitor, temperature 0) against the iteration, one line per arm. */
+static void plot_arms(const settings *S) {
+    static const char *const colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd"};
+    char csv[4][512], label[4][96], rn[64], path[512], title[128];
+    series s[4];
+    int k, n = 0;
+    for (k = STAGE_RL_BASE; k < N_STAGES; k++) {
+        path_of(csv[n], sizeof csv[n], S, stage_names[k], ".csv");
+        if (!file_exists(csv[n])) continue;
+        snprintf(label[n], sizeof label[n], "%s", row_name(S, k, rn, sizeof rn));
+        s[n].csv = csv[n]; s[n].col = "heldout"; s[n].label = label[n]; s[n].color = colors[n];
+        n++;
+    }
+    if (n == 0) return;
+    path_of(path, sizeof path, S, "rl-heldout", ".svg");
+    snprintf(title, sizeof title, "%s: held-out reward (48 prompts) per RL iteration", S->t->name);
+    svg_plot(path, title, s, n);
 }
 
 static int base_and_sft(const settings *S, int unused) {
@@ -1101,31 +1174,81 @@ static int base_and_sft(const settings *S, int unused) {
 /* ==== main ==================================================================== */
 static void usage(void) {
     fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all]\n"
-                    "               [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]\n"
+                    "               [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table|threshold|headroom]\n"
                     "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
-                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]\n"
-                    "               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N] [--device cpu|cuda]\n"
-                    "               [--dim N (a multiple of 32)] [--layers N]\n"
-                    "               [--rl-estimator one-step|coupled|partial|elbo|trajectory|spg] [--rl-advantages scaled|centered]\n"
-                    "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-eps X] [--rl-beta X] [--rl-wd X]\n"
-                    "               [--block N|all]  (decoding block of rollouts and evaluation; all: one block)\n"
-                    "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n");
+                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--monitor N] [--base-joint]\n"
+                    "               [--rl-prompts N] [--rl-group G] [--rl-pool N] [--device cpu|cuda]\n"
+                    "               [--dim N (a multiple of 32)] [--layers N] [--block N|all]\n"
+                    "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n"
+                    "  the RL recipes: --rl-NAME for the paper's arms (d1's recipe), --x-NAME for the successor's\n"
+                    "  (x-rl-base, x-d1; --x-estimator first: it loads that estimator's recipe, default elbo = ESPO):\n"
+                    "               [--rl-estimator|--x-estimator one-step|coupled|partial|elbo|trajectory|spg]\n"
+                    "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-inner N] [--rl-lr X] [--rl-wd X]\n"
+                    "               [--rl-beta X] [--rl-eps X] [--rl-advantages scaled|centered]  (and --x-kl ... alike)\n");
+}
+
+/* The estimator names of --rl-estimator / --x-estimator; -1 if unknown. */
+static int estimator_of(const char *e) {
+    static const char *const names[] = {"one-step", "coupled", "partial", "elbo", "trajectory", "spg"};
+    static const int codes[] = {D1_LOGP_ONE_STEP, D1_LOGP_COUPLED, D1_LOGP_PARTIAL, D1_LOGP_ELBO,
+                                D1_LOGP_TRAJECTORY, D1_LOGP_BLOCK};
+    int i;
+    for (i = 0; i < 6; i++)
+        if (!strcmp(e, names[i])) return codes[i];
+    return -1;
+}
+
+/* One recipe flag, NAME without its --rl- / --x- prefix, into r. Returns the
+   arguments it took (1 for a valueless flag, 2 with a value), 0 when NAME is
+   no recipe flag, -1 for a bad value. --rl-estimator changes only the
+   estimator of d1's recipe; --x-estimator takes the successor's whole
+   recipe (recipe_after_d1), so give it before the other --x- flags. */
+static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r) {
+    if (!strcmp(name, "loo")) { r->loo = 1; return 1; }
+    if (!strcmp(name, "scale-rewards")) { r->scale = 1; return 1; }
+    if (!val) return 0;
+    if (!strcmp(name, "estimator")) {
+        int e = estimator_of(val);
+        if (e < 0) return -1;
+        if (is_x) *r = recipe_after_d1(e);
+        else r->estimator = e;
+    } else if (!strcmp(name, "kl")) {
+        if (strlen(val) != 2 || val[0] != 'k' || val[1] < '1' || val[1] > '3') return -1;
+        r->kl = val[1] == '3' ? D1_KL_K3 : val[1] == '2' ? D1_KL_K2 : D1_KL_K1;
+    } else if (!strcmp(name, "advantages")) {
+        if (strcmp(val, "scaled") && strcmp(val, "centered")) return -1;
+        r->scale = !strcmp(val, "scaled");
+    } else if (!strcmp(name, "mc")) r->mc = atoi(val);
+    else if (!strcmp(name, "inner")) r->inner = atoi(val);
+    else if (!strcmp(name, "lr")) r->lr = (float)atof(val);
+    else if (!strcmp(name, "wd")) r->wd = (float)atof(val);
+    else if (!strcmp(name, "beta")) r->beta = (float)atof(val);
+    else if (!strcmp(name, "eps")) r->eps = (float)atof(val);
+    else return 0;
+    return r->inner >= 1 && r->lr > 0.0f && r->wd >= 0.0f && r->beta >= 0.0f && r->eps > 0.0f && r->mc >= 0 ? 2 : -1;
 }
 
 int main(int argc, char **argv) {
     const char *task_name = "all", *stage = "all", *out = "build/demo";
-    float rope_theta = 0.0f, rl_lr = 0.0f;
+    float rope_theta = 0.0f;
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int dim = 0, layers = 0, rl_prompts = 0, rl_inner = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU, rl_estimator = -1, rl_scale = -1; /* -1: default */
-    int holes_min = 0, holes_max = 0, rl_kl = -1, rl_mc = 0, rl_loo = 0, block = -1;
-    float rl_eps = 0.0f, rl_beta = -1.0f, rl_wd = -1.0f;
+    int dim = 0, layers = 0, rl_prompts = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU;
+    int holes_min = 0, holes_max = 0, block = -1;
+    rl_recipe rl = recipe_d1(), rlx = recipe_after_d1(D1_LOGP_ELBO);
     uint64_t seed = 1;
     settings S[2];
     job jobs[8];
     double t0 = now_s();
     for (i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--task") && i + 1 < argc) task_name = argv[++i];
+        int is_x = !strncmp(argv[i], "--x-", 4), took;
+        if ((is_x || !strncmp(argv[i], "--rl-", 5)) &&
+            (took = recipe_flag(argv[i] + (is_x ? 4 : 5), i + 1 < argc ? argv[i + 1] : NULL, is_x,
+                                is_x ? &rlx : &rl)) != 0) {
+            if (took < 0) { usage(); return 2; }
+            i += took - 1;
+        }
+        else if (!strcmp(argv[i], "--task") && i + 1 < argc) task_name = argv[++i];
         else if (!strcmp(argv[i], "--stage") && i + 1 < argc) stage = argv[++i];
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
@@ -1133,10 +1256,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--base-steps") && i + 1 < argc) base_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--sft-steps") && i + 1 < argc) sft_steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-iters") && i + 1 < argc) rl_iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-lr") && i + 1 < argc) rl_lr = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-inner") && i + 1 < argc) rl_inner = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-group") && i + 1 < argc) rl_group = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--rl-pool") && i + 1 < argc) rl_pool = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && i + 1 < argc) {
@@ -1152,34 +1273,6 @@ int main(int argc, char **argv) {
             if (strcmp(d, "cpu") && strcmp(d, "cuda")) { usage(); return 2; }
             device = strcmp(d, "cuda") ? D1_DEVICE_CPU : D1_DEVICE_CUDA;
         }
-        else if (!strcmp(argv[i], "--rl-estimator") && i + 1 < argc) {
-            const char *e = argv[++i];
-            if (!strcmp(e, "one-step")) rl_estimator = D1_LOGP_ONE_STEP;
-            else if (!strcmp(e, "coupled")) rl_estimator = D1_LOGP_COUPLED;
-            else if (!strcmp(e, "partial")) rl_estimator = D1_LOGP_PARTIAL;
-            else if (!strcmp(e, "elbo")) rl_estimator = D1_LOGP_ELBO;
-            else if (!strcmp(e, "trajectory")) rl_estimator = D1_LOGP_TRAJECTORY;
-            else if (!strcmp(e, "spg")) rl_estimator = D1_LOGP_BLOCK; /* with SPG's objective, beta 0 */
-            else { usage(); return 2; }
-        }
-        else if (!strcmp(argv[i], "--rl-advantages") && i + 1 < argc) {
-            const char *a = argv[++i];
-            if (strcmp(a, "scaled") && strcmp(a, "centered")) { usage(); return 2; }
-            rl_scale = !strcmp(a, "scaled");
-        }
-        else if (!strcmp(argv[i], "--rl-scale-rewards")) rl_scale = 1; /* = --rl-advantages scaled */
-        else if (!strcmp(argv[i], "--rl-kl") && i + 1 < argc) {
-            const char *e = argv[++i];
-            if (!strcmp(e, "k3")) rl_kl = D1_KL_K3;
-            else if (!strcmp(e, "k2")) rl_kl = D1_KL_K2;
-            else if (!strcmp(e, "k1")) rl_kl = D1_KL_K1;
-            else { usage(); return 2; }
-        }
-        else if (!strcmp(argv[i], "--rl-mc") && i + 1 < argc) rl_mc = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-eps") && i + 1 < argc) rl_eps = (float)atof(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-beta") && i + 1 < argc) rl_beta = (float)atof(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-wd") && i + 1 < argc) rl_wd = (float)atof(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-loo")) rl_loo = 1;
         else if (!strcmp(argv[i], "--block") && i + 1 < argc) {
             const char *b = argv[++i];
             block = !strcmp(b, "all") ? 0 : atoi(b);
@@ -1201,10 +1294,8 @@ int main(int argc, char **argv) {
         if (base_joint >= 0) S[n_tasks].base_joint = base_joint;
         if (sft_steps > 0) S[n_tasks].sft_steps = sft_steps;
         if (rl_iters > 0) S[n_tasks].rl_iters = rl_iters;
-        if (rl_lr > 0.0f) S[n_tasks].rl_lr = rl_lr;
         if (train_monitor > 0) S[n_tasks].train_monitor_every = train_monitor;
         if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
-        if (rl_inner > 0) S[n_tasks].rl_inner = rl_inner;
         if (rl_group > 1) S[n_tasks].rl_group = rl_group;
         if (rl_pool > 0) S[n_tasks].rl_pool = rl_pool;
         if (dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
@@ -1213,15 +1304,8 @@ int main(int argc, char **argv) {
         if (layers > 0) S[n_tasks].layers = layers;
         S[n_tasks].device = device;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
-        if (rl_estimator >= 0) S[n_tasks].rl_estimator = rl_estimator;
-        if (rl_scale >= 0) S[n_tasks].rl_scale_rewards = rl_scale;
-        if (rl_kl >= 0) S[n_tasks].rl_kl = rl_kl;
-        if (rl_mc > 0) S[n_tasks].rl_mc = rl_mc;
-        if (rl_eps > 0.0f) S[n_tasks].rl_eps = rl_eps;
-        if (rl_beta >= 0.0f) S[n_tasks].rl_beta = rl_beta;
-        if (rl_wd >= 0.0f) S[n_tasks].rl_wd = rl_wd;
+        S[n_tasks].rl = rl; S[n_tasks].rlx = rlx;
         if (block >= 0) S[n_tasks].block = block;
-        S[n_tasks].rl_loo = rl_loo;
         S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
         n_tasks++;
     }
@@ -1240,11 +1324,12 @@ int main(int argc, char **argv) {
             if (full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
         }
         failed += run_jobs(jobs, i, 2);
-        /* the two RL arms of each task, one process each */
+        /* the RL arms of each task, one process each, two at a time: the paper's
+           two (d1's recipe), then the same two with the successor's */
         for (k = 0; k < n_tasks && !failed; k++) {
-            jobs[0].fn = arm_and_eval; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
-            jobs[1].fn = arm_and_eval; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
-            failed += run_jobs(jobs, 2, 2);
+            for (i = 0; i < 4; i++) { jobs[i].fn = arm_and_eval; jobs[i].S = &S[k]; jobs[i].arg = STAGE_RL_BASE + i; }
+            failed += run_jobs(jobs, 4, 2);
+            plot_arms(&S[k]);
         }
     } else {
         for (k = 0; k < n_tasks; k++) {
@@ -1254,10 +1339,16 @@ int main(int argc, char **argv) {
                 jobs[0].fn = stage_rl; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
                 jobs[1].fn = stage_rl; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
                 failed += run_jobs(jobs, 2, 2);
-            } else if (!strcmp(stage, "rl-base")) { /* one arm, then its evaluation */
-                failed += arm_and_eval(&S[k], STAGE_RL_BASE);
-            } else if (!strcmp(stage, "d1")) {
-                failed += arm_and_eval(&S[k], STAGE_D1);
+            } else if (!strcmp(stage, "x")) { /* the successor's two arms and their evaluation */
+                jobs[0].fn = arm_and_eval; jobs[0].S = &S[k]; jobs[0].arg = STAGE_XRL_BASE;
+                jobs[1].fn = arm_and_eval; jobs[1].S = &S[k]; jobs[1].arg = STAGE_XD1;
+                failed += run_jobs(jobs, 2, 2);
+                plot_arms(&S[k]);
+            } else if (!strcmp(stage, "rl-base") || !strcmp(stage, "d1") || !strcmp(stage, "x-rl-base") ||
+                       !strcmp(stage, "x-d1")) { /* one arm, then its evaluation */
+                for (i = STAGE_RL_BASE; strcmp(stage, stage_names[i]) != 0; i++) {}
+                failed += arm_and_eval(&S[k], i);
+                plot_arms(&S[k]);
             } else if (!strcmp(stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
