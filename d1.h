@@ -437,7 +437,13 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
    Per token, with rho = exp(logp - logp_old):
        L_k = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta KL_k,
        KL_k = exp(ref - logp) - (ref - logp) - 1                          (k3)
-   loss = sum over completion tokens up to and including the first EOS / their count. */
+   loss = sum over completion tokens up to and including the first EOS / their count.
+   That is d1 (the defaults). The estimators that came after it are options
+   of d1_grpo_desc (DESIGN 7b): ESPO's sequence-level ELBO with one clipped
+   ratio per sequence (D1_LOGP_ELBO), d2's trajectory segments scored from the
+   sampler's own intermediate canvases (D1_LOGP_TRAJECTORY), SPG's block-wise
+   masks with its ELBO / EUBO objective (D1_LOGP_BLOCK with D1_GRPO_SPG), and
+   the KL estimator (kl: k1, k2, k3). */
 #define D1_MAX_REWARDS 8
 /* A reward function: the prompt (without padding) and the completion up to
    (not including) its first EOS. Returns a finite float. */
