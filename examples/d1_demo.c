@@ -63,12 +63,13 @@ typedef struct rl_recipe {
     int   estimator, kl, mc, loo, scale, inner; /* d1_grpo_desc's estimator, kl, mc_draws,
                                   leave_one_out, scale_rewards, inner_steps           */
     float lr, wd, beta, eps;   /* AdamW's lr and weight decay; the KL weight; clip eps */
+    float temperature;         /* the rollouts' (d1: 0.9; d2 and SPG on Sudoku: 0.3)  */
 } rl_recipe;
 
 /* d1's (d1_grpo_default_desc, its optimizer), mu 4 for the 2-core budget and
    lr 3e-4 for these full-parameter tiny models (d1: 3e-6 on LoRA adapters). */
 static rl_recipe recipe_d1(void) {
-    rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f};
+    rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f, 0.9f};
     return r;
 }
 /* A successor's (DESIGN 7b), by estimator, with what differs from d1's as its
@@ -254,9 +255,10 @@ static int settings_match(const settings *S, int record) {
     for (k = 0; k < 2; k++) {
         const rl_recipe *r = k ? &S->rlx : &S->rl;
         n += snprintf(now + n, sizeof now - (size_t)n,
-                      "%s %s: estimator %d kl %d mc %d leave_one_out %d scaled %d inner %d lr %g wd %g beta %g eps %g\n",
+                      "%s %s: estimator %d kl %d mc %d leave_one_out %d scaled %d inner %d lr %g wd %g beta %g eps %g "
+                      "temperature %g\n",
                       k ? "rl after d1" : "rl d1", r->name, r->estimator, r->kl, r->mc, r->loo, r->scale, r->inner,
-                      (double)r->lr, (double)r->wd, (double)r->beta, (double)r->eps);
+                      (double)r->lr, (double)r->wd, (double)r->beta, (double)r->eps, (double)r->temperature);
     }
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
@@ -765,6 +767,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.rewards = &reward; gd.n_rewards = 1;
     gd.group_size = S->rl_group;
     gd.sampler = rollout_sampler(S, gen_len);
+    gd.sampler.temperature = rr->temperature;
     gd.inner_steps = rr->inner; gd.beta = rr->beta; gd.estimator = rr->estimator; gd.scale_rewards = rr->scale;
     gd.kl = rr->kl; gd.mc_draws = rr->mc; gd.leave_one_out = rr->loo; gd.clip_eps = rr->eps;
     if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
@@ -972,6 +975,7 @@ static int stage_headroom(const settings *S, int stage) {
     }
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     gd.sampler = rollout_sampler(S, gen);
+    gd.sampler.temperature = recipe_of(S, stage)->temperature; /* the arm's (the base and SFT rows: d1's) */
     prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
     group = (int *)malloc(sizeof(int) * G * P);
     out = (int *)malloc(sizeof(int) * G * T);
@@ -1184,7 +1188,8 @@ static void usage(void) {
                     "  (x-rl-base, x-d1; --x-estimator first: it loads that estimator's recipe, default elbo = ESPO):\n"
                     "               [--rl-estimator|--x-estimator one-step|coupled|partial|elbo|trajectory|spg]\n"
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-inner N] [--rl-lr X] [--rl-wd X]\n"
-                    "               [--rl-beta X] [--rl-eps X] [--rl-advantages scaled|centered]  (and --x-kl ... alike)\n");
+                    "               [--rl-beta X] [--rl-eps X] [--rl-temperature X] [--rl-advantages scaled|centered]\n"
+                    "               (and --x-kl ... alike)\n");
 }
 
 /* The estimator names of --rl-estimator / --x-estimator; -1 if unknown. */
@@ -1224,8 +1229,12 @@ static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r
     else if (!strcmp(name, "wd")) r->wd = (float)atof(val);
     else if (!strcmp(name, "beta")) r->beta = (float)atof(val);
     else if (!strcmp(name, "eps")) r->eps = (float)atof(val);
+    else if (!strcmp(name, "temperature")) r->temperature = (float)atof(val);
     else return 0;
-    return r->inner >= 1 && r->lr > 0.0f && r->wd >= 0.0f && r->beta >= 0.0f && r->eps > 0.0f && r->mc >= 0 ? 2 : -1;
+    return r->inner >= 1 && r->lr > 0.0f && r->wd >= 0.0f && r->beta >= 0.0f && r->eps > 0.0f && r->mc >= 0 &&
+                   r->temperature >= 0.0f
+               ? 2
+               : -1;
 }
 
 int main(int argc, char **argv) {
