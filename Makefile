@@ -108,7 +108,7 @@ demo-smoke: $(BUILD)/d1_demo
 # the sampler issue's threshold bar, on the shipped GPU-trained Sudoku models (seed 1
 # of tools/demo_gpu.sh, BF16): forward passes and score, steps = gen/2 vs threshold 0.9
 threshold-check: $(BUILD)/d1_demo
-	./$(BUILD)/d1_demo --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold
+	./$(BUILD)/d1_demo --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold --block 8
 
 hello: $(BUILD)/hello
 	./$(BUILD)/hello
