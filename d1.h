@@ -2310,17 +2310,17 @@ D1_API int d1_lora_num_tensors(const d1_model *m) {
 /* The seven adapted matrices of a block, in table order (two tensors each, A then B). */
 static const char *const d1__lora_names[7] = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"};
 
-D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
+/* Tensor `index` (< 14 n_layers) of rank-r adapters on a model of config c:
+   the table needs no adapters. */
+static void d1__lora_tensor(const d1_config *c, int r, int index, d1_tensor *t) {
     static const int site_of[7] = {0, 0, 0, 1, 2, 2, 3}, block_of[7] = {0, 1, 2, 0, 0, 1, 0};
     d1__lora_site st[4];
     const d1__lora_site *ss;
-    int l, k, isB, r;
+    int l, k, isB;
     size_t len = 0;
     char name[80];
-    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
-    r = m->lora->rank;
     l = index / 14; k = (index % 14) / 2; isB = index % 2;
-    d1__lora_sites(&m->config, r, l, st);
+    d1__lora_sites(c, r, l, st);
     ss = &st[site_of[k]];
     d1__cat(name, sizeof name, &len, "base_model.model.model.transformer.blocks.");
     d1__cat_int(name, sizeof name, &len, l);
@@ -2331,6 +2331,11 @@ D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
         d1__tensor_set(t, name, ss->o1[block_of[k]] - ss->o0[block_of[k]], r, ss->b[block_of[k]], 1);
     else
         d1__tensor_set(t, name, r, ss->I, ss->a + (size_t)block_of[k] * r * ss->I, 1);
+}
+
+D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
+    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
+    d1__lora_tensor(&m->config, m->lora->rank, index, t);
     return D1_OK;
 }
 
@@ -4433,7 +4438,8 @@ typedef struct d1__st_entry {
 typedef struct d1__st_table {
     int              kind, n;
     const d1_config *c;        /* the model's (resolved) configuration       */
-    const d1_model  *m;        /* ADAMW: its num_params; LORA: its adapters  */
+    const d1_model  *m;        /* ADAMW: its num_params                      */
+    int              rank;     /* LORA: the adapters' r                      */
     const float     *src[2];   /* what a save writes (exp_avg, exp_avg_sq)   */
     d1__st_entry    *e;        /* [n], NULL until d1__table_alloc            */
     int             *order;    /* [n] scratch: a shard's entries by offset   */
@@ -4453,8 +4459,9 @@ typedef struct d1__st_info {
 /* The three kinds: a model's tensors from its configuration alone (params:
    what a save writes, or NULL), the moments of m's tensors (exp_avg.<name> at
    m's offsets in [0, n), exp_avg_sq.<name> at n + offset: one [2n] buffer),
-   the adapters attached to m. Nothing is allocated. (The last two serve the
-   file functions only.) */
+   rank-r adapters on a model of config c (in their buffer's layout, src: what
+   a save writes). Nothing is allocated. (The last two serve the file
+   functions only.) */
 static void d1__table_model(d1__st_table *t, const d1_config *c, const float *params) {
     memset(t, 0, sizeof *t);
     t->kind = D1__ST_MODEL;
@@ -4473,13 +4480,13 @@ static D1__MAYBE_UNUSED void d1__table_adamw(d1__st_table *t, const d1_model *m,
         t->src[1] = opt->v;
     }
 }
-static D1__MAYBE_UNUSED void d1__table_lora(d1__st_table *t, const d1_model *m) {
+static D1__MAYBE_UNUSED void d1__table_lora(d1__st_table *t, const d1_config *c, int r, const float *src) {
     memset(t, 0, sizeof *t);
     t->kind = D1__ST_LORA;
-    t->c = &m->config;
-    t->m = m;
-    t->n = d1_lora_num_tensors(m);
-    t->src[0] = m->lora ? m->lora->param_memory : NULL;
+    t->c = c;
+    t->rank = r;
+    t->n = 14 * c->n_layers;
+    t->src[0] = src;
 }
 /* Frees what d1__table_alloc allocated (a table without it too). */
 static void d1__table_free(d1__st_table *t) {
@@ -4506,7 +4513,7 @@ static void d1__st_tensor(const d1__st_table *t, int i, int with_name, d1__st_in
     const char *prefix = "";
     d1_tensor ti;
     if (t->kind == D1__ST_LORA) {
-        d1_lora_tensor(t->m, i, &ti);
+        d1__lora_tensor(t->c, t->rank, i, &ti);
     } else {
         int nt = d1__config_num_tensors(t->c);
         if (t->kind == D1__ST_ADAMW) {
@@ -6066,7 +6073,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
                  "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]\n}\n");
     d1__put(&t, "", 1);
     if (t.len > t.cap) return D1_ERR_ARG;
-    d1__table_lora(&tab, m);
+    d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->param_memory);
     memset(&st, 0, sizeof st);
     st.tab = &tab;
     st.dtype = D1_DTYPE_F32;
@@ -6124,21 +6131,28 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
         if (rc != D1_OK) return rc;
         if ((double)size < need) return D1_ERR_TRUNCATED;
     }
-    if (!m->lora) {
-        if ((rc = d1_lora_attach(m, (int)r, (float)alpha, 0)) != D1_OK) return rc;
-        attached_here = 1;
-    }
-    d1__table_lora(&tab, m);
-    if (!(p = d1__path(dir, "adapter_model.safetensors"))) rc = D1_ERR_NOMEM;
-    if (rc == D1_OK) rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
+    if (!m->lora && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED; /* as d1_lora_attach would say */
+    /* the header, checked in full before the adapters are attached (it is
+       freed before: the data alone is left to read) */
+    d1__table_lora(&tab, &m->config, (int)r, NULL);
+    if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1_ERR_NOMEM;
+    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
     d1__free(p);
-    if (rc == D1_OK) {
-        /* adapters attached here: straight into them (a failure detaches them);
-           the caller's: into a new buffer, copied over only when all went well */
-        if (!attached_here && !(mem = d1__alloc_floats(m->lora->num_params))) rc = D1_ERR_NOMEM;
-        if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, attached_here ? m->lora->param_memory : mem);
-        d1__st_close(&sf);
+    if (rc != D1_OK) {
+        d1__table_free(&tab);
+        return rc;
     }
+    d1__free(sf.header);
+    sf.header = NULL;
+    if (!m->lora) {
+        rc = d1_lora_attach(m, (int)r, (float)alpha, 0);
+        attached_here = rc == D1_OK;
+    }
+    /* adapters attached here: straight into them (a failure detaches them);
+       the caller's: into a new buffer, copied over only when all went well */
+    if (rc == D1_OK && !attached_here && !(mem = d1__alloc_floats(m->lora->num_params))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, attached_here ? m->lora->param_memory : mem);
+    d1__st_close(&sf);
     d1__table_free(&tab);
     if (rc == D1_OK) {
         if (mem) memcpy(m->lora->param_memory, mem, m->lora->num_params * sizeof(float));

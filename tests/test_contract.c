@@ -775,7 +775,7 @@ static void test_file_contract(void) {
    config.json alone could make a load build RoPE tables of max_seq_len x
    head_dim floats, a small header a tensor table of 196 bytes per tensor the
    config claims, an index a fixed 1 MiB of shard names, and an adapter load
-   four times its weights. */
+   four times its weights, or its adapters before their header. */
 static size_t file_bytes(const char *dir, const char *name) {
     char p[700];
     struct stat st;
@@ -956,6 +956,27 @@ static void test_load_memory(void) {
             CHECK(fresh.lora && !memcmp(fresh.lora->param_memory, m.lora->param_memory,
                                          m.lora->num_params * sizeof(float)), "other adapters");
         }
+        d1_model_free(&fresh);
+    }
+    /* 7. an adapter file as long as the adapters' weights, all of it header:
+       the adapters (weights and gradients: twice the file) were attached
+       before the header was read */
+    {
+        d1_model fresh;
+        world w;
+        size_t files, before;
+        write_st(dir, "adapter_model.safetensors", "{", (uint64_t)(4 * m.lora->num_params), 0);
+        files = file_bytes(dir, "adapter_config.json") + file_bytes(dir, "adapter_model.safetensors");
+        CHECK(d1_model_init(&fresh, &c, 5) == D1_OK, "init");
+        memset(&w, 0, sizeof w);
+        w.m = &fresh;
+        before = live_bytes;
+        peak_bytes = live_bytes;
+        CASE(w, 1, D1_ERR_MISSING, d1_lora_load(&fresh, dir));
+        printf("  adapters of a header only: %zu bytes of files, %zu allocated (%.2fx)\n", files, peak_bytes - before,
+               (double)(peak_bytes - before) / (double)files);
+        CHECK(fresh.lora == NULL && peak_bytes - before <= 2 * files, "a header only: %zu bytes of files, %zu allocated",
+              files, peak_bytes - before);
         d1_model_free(&fresh);
     }
     d1_model_free(&m);
