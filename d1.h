@@ -624,6 +624,12 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    trailing bytes. The loader checks every size and offset and returns one of
    the codes below on a malformed input, never crashing; on ANY failure the
    model (or optimizer and RNGs) passed in is left byte for byte as it was.
+   What a load allocates is bounded by the bytes it reads, whatever the files
+   claim: at most twice the files (BF16 weights take twice their bytes as
+   float), plus a fixed amount no file changes (the model's state, about
+   2.5 KB, and the path strings). Nothing is allocated for a tensor before a
+   header or index has named it; the RoPE tables (max_sequence_length x
+   head_dim) are built by the first forward pass, for the positions it uses.
 
    Loading is strict: every tensor the config implies must be present with its
    exact shape, and a tensor it does not imply (e.g. model.transformer.ff_out
@@ -1641,7 +1647,7 @@ static void d1__rmsnorm_backward(float *dx, float *dw, const float *dout, const 
    width D in each row of x (row stride ld); row n holds position t = pos0 + n % T:
      x'[i]       = x[i] cos(t f_i) - x[i+D/2] sin(t f_i)
      x'[i+D/2]   = x[i+D/2] cos(t f_i) + x[i] sin(t f_i),    f_i = theta^(-2i/D)
-   cos_t, sin_t: [max_seq_len, D/2]. sign = +1 rotates (forward); sign = -1
+   cos_t, sin_t: [>= pos0 + T, D/2]. sign = +1 rotates (forward); sign = -1
    rotates back, which is the backward pass (the rotation is orthogonal). */
 static void d1__rope(float *x, int ld, int N, int T, int pos0, int n_heads, int D, const float *cos_t,
                      const float *sin_t, float sign) {
@@ -1834,7 +1840,9 @@ struct d1__state {
     float   *ws_memory;      /* n_threads * ws_floats                       */
     size_t   ws_floats;      /* per-thread scratch                          */
     int      ws_threads;
-    float   *rope_cos, *rope_sin; /* [max_seq_len, D/2]                    */
+    float   *rope_cos, *rope_sin; /* [rope_len, D/2] each, one allocation  */
+    int      rope_len;       /* positions they hold: built by the first pass
+                                that needs them (d1__rope_ensure), not at load */
     float   *act_memory;
     size_t   act_cap;        /* floats                                      */
     int      tok_cap;        /* capacity of the token buffers, N            */
@@ -1981,10 +1989,12 @@ static void d1__tensor_set(d1_tensor *t, const char *name, int rows, int cols, s
     t->decay = decay;
 }
 
+/* The nine tensors of a block, in table order (model.transformer.blocks.<l>.<name>.weight). */
+static const char *const d1__block_names[9] = {"attn_norm", "q_proj",  "k_proj",  "v_proj", "attn_out",
+                                               "ff_norm",   "ff_proj", "up_proj", "ff_out"};
+
 /* Tensor `index` of a (resolved) configuration: the table needs no model. */
 static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
-    static const char *const block_names[9] = {"attn_norm", "q_proj",  "k_proj",  "v_proj", "attn_out",
-                                               "ff_norm",   "ff_proj", "up_proj", "ff_out"};
     d1__layout o;
     int n = d1__config_num_tensors(c), C, F, KVD, QW;
     if (!t || index < 0 || index >= n) return D1_ERR_ARG;
@@ -2003,7 +2013,7 @@ static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
         d1__cat(name, sizeof name, &len, "model.transformer.blocks.");
         d1__cat_int(name, sizeof name, &len, l);
         d1__cat(name, sizeof name, &len, ".");
-        d1__cat(name, sizeof name, &len, block_names[k]);
+        d1__cat(name, sizeof name, &len, d1__block_names[k]);
         d1__cat(name, sizeof name, &len, ".weight");
         switch (k) {
         case 0: d1__tensor_set(t, name, 0, C, o.attn_norm + L * C, 0); break;
@@ -2044,33 +2054,59 @@ D1_API void d1_model_free(d1_model *m) {
 }
 
 /* d1_model_init without the weight draw: the config (resolved), the parameter
-   buffer (contents undefined), the state and the RoPE tables
-   (angle = t theta^(-2i/D), in double, stored as float). */
+   buffer (contents undefined) and the state. The RoPE tables come later, at
+   the first pass (d1__rope_ensure): what a load allocates is the weights the
+   files hold, whatever max_seq_len config.json claims. */
 static int d1__model_alloc(d1_model *m, const d1_config *c) {
     d1_model tmp;
-    int i, t, half = c->dim / c->n_heads / 2;
     memset(&tmp, 0, sizeof tmp);
     tmp.config = *c;
     tmp.num_params = d1__layout_of(c).total;
     tmp.param_memory = d1__alloc_floats(tmp.num_params);
     tmp.state = (struct d1__state *)d1__alloc(sizeof(struct d1__state));
     if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
-    if (tmp.state) tmp.state->rope_cos = d1__alloc_floats(2 * (size_t)c->max_seq_len * half);
-    if (!tmp.param_memory || !tmp.state || !tmp.state->rope_cos) {
+    if (!tmp.param_memory || !tmp.state) {
         d1_model_free(&tmp);
         return D1_ERR_NOMEM;
     }
     tmp.state->pool.n = 1;
     tmp.state->cx.pool = &tmp.state->pool;
     d1__carve_params(c, tmp.param_memory, &tmp.params);
-    tmp.state->rope_sin = tmp.state->rope_cos + (size_t)c->max_seq_len * half;
-    for (t = 0; t < c->max_seq_len; t++)
+    *m = tmp;
+    return D1_OK;
+}
+
+/* The RoPE tables for positions [0, T) at least:
+     rope_cos[t, i] = cos(t f_i), rope_sin[t, i] = sin(t f_i),  f_i = theta^(-2i/D),
+   the angle in double, stored as float. Grows only, to max(T, twice the rows
+   it had) capped at max_seq_len, so a run of growing T rebuilds O(log T)
+   times; rows already built are copied, new ones computed as above, so every
+   entry has the same bits whatever the order of growth. On failure the old
+   tables stay. */
+static int d1__rope_ensure(d1_model *m, int T) {
+    struct d1__state *s = m->state;
+    const d1_config *c = &m->config;
+    int half = c->dim / c->n_heads / 2, rows, t, i;
+    size_t old = (size_t)s->rope_len * half, n;
+    float *mem;
+    if (T <= s->rope_len) return D1_OK;
+    rows = D1__MIN(c->max_seq_len, D1__MAX(T, 2 * s->rope_len));
+    n = (size_t)rows * half;
+    if (!(mem = d1__alloc_floats(2 * n))) return D1_ERR_NOMEM;
+    if (old) {
+        memcpy(mem, s->rope_cos, old * sizeof(float));
+        memcpy(mem + n, s->rope_sin, old * sizeof(float));
+    }
+    for (t = s->rope_len; t < rows; t++)
         for (i = 0; i < half; i++) {
             double ang = (double)t * pow((double)c->rope_theta, -2.0 * i / (2.0 * half));
-            tmp.state->rope_cos[(size_t)t * half + i] = (float)cos(ang);
-            tmp.state->rope_sin[(size_t)t * half + i] = (float)sin(ang);
+            mem[(size_t)t * half + i] = (float)cos(ang);
+            mem[n + (size_t)t * half + i] = (float)sin(ang);
         }
-    *m = tmp;
+    d1__free(s->rope_cos);
+    s->rope_cos = mem;
+    s->rope_sin = mem + n;
+    s->rope_len = rows;
     return D1_OK;
 }
 
@@ -2178,8 +2214,9 @@ static int d1__ensure_tokens(d1_model *m, int B, int T) {
     return D1_OK;
 }
 
-/* Makes room for a (B,T) batch: activations, token buffers and per-thread
-   scratch (on a GPU: d1__gpu_ensure). Grows only; on failure the model keeps
+/* Makes room for a (B,T) batch: activations, token buffers, per-thread
+   scratch and the RoPE tables for T positions (on a GPU: d1__gpu_ensure; its
+   tables went up at d1__gpu_attach). Grows only; on failure the model keeps
    what it had. */
 static int d1__ensure(d1_model *m, int B, int T) {
     struct d1__state *s = m->state;
@@ -2191,6 +2228,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
     ws = (ws + 15) & ~(size_t)15;
     if ((rc = d1__ensure_tokens(m, B, T)) != D1_OK) return rc;
     D1__GPU_RETURN(m, d1__gpu_ensure(m, B, T));
+    if ((rc = d1__rope_ensure(m, T)) != D1_OK) return rc;
     if (need > s->act_cap) {
         float *mem = d1__alloc_floats(need);
         if (!mem) return D1_ERR_NOMEM;
@@ -2337,28 +2375,35 @@ D1_API int d1_lora_num_tensors(const d1_model *m) {
     return m && m->lora ? 14 * m->config.n_layers : 0;
 }
 
-D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
-    static const char *const names[7] = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"};
+/* The seven adapted matrices of a block, in table order (two tensors each, A then B). */
+static const char *const d1__lora_names[7] = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"};
+
+/* Tensor `index` (< 14 n_layers) of rank-r adapters on a model of config c:
+   the table needs no adapters. */
+static void d1__lora_tensor(const d1_config *c, int r, int index, d1_tensor *t) {
     static const int site_of[7] = {0, 0, 0, 1, 2, 2, 3}, block_of[7] = {0, 1, 2, 0, 0, 1, 0};
     d1__lora_site st[4];
     const d1__lora_site *ss;
-    int l, k, isB, r;
+    int l, k, isB;
     size_t len = 0;
     char name[80];
-    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
-    r = m->lora->rank;
     l = index / 14; k = (index % 14) / 2; isB = index % 2;
-    d1__lora_sites(&m->config, r, l, st);
+    d1__lora_sites(c, r, l, st);
     ss = &st[site_of[k]];
     d1__cat(name, sizeof name, &len, "base_model.model.model.transformer.blocks.");
     d1__cat_int(name, sizeof name, &len, l);
     d1__cat(name, sizeof name, &len, ".");
-    d1__cat(name, sizeof name, &len, names[k]);
+    d1__cat(name, sizeof name, &len, d1__lora_names[k]);
     d1__cat(name, sizeof name, &len, isB ? ".lora_B.weight" : ".lora_A.weight");
     if (isB)
         d1__tensor_set(t, name, ss->o1[block_of[k]] - ss->o0[block_of[k]], r, ss->b[block_of[k]], 1);
     else
         d1__tensor_set(t, name, r, ss->I, ss->a + (size_t)block_of[k] * r * ss->I, 1);
+}
+
+D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
+    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
+    d1__lora_tensor(&m->config, m->lora->rank, index, t);
     return D1_OK;
 }
 
@@ -4855,107 +4900,221 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
 }
 
 /* ---- the tensor table --------------------------------------------------------
-   What a safetensors file should hold: one entry per tensor, with its name,
-   shape and place in the destination buffer, and what its header says (dtype,
-   offsets), looked up by name through a small open-addressing hash. */
+   What a safetensors file should hold: the n tensors of one kind (a model's
+   weights, the AdamW moments of a model, a model's LoRA adapters), each
+   named, shaped and placed in the destination buffer by d1__st_tensor, and
+   what the headers say of each (dtype, shard, offsets) in e[]. A name read
+   from a header is mapped to its tensor by d1__st_find (from the name's
+   structure, then checked against the name d1__st_tensor gives), so the table
+   holds no names; and e[] (20 bytes a tensor with order[]) is allocated only
+   once a header or index has named every tensor, each in 80 or more of its
+   bytes (34 in an index). Before that, what a parse allocates is bounded by
+   the text it reads, whatever number of tensors config.json claims. */
+enum { D1__ST_MODEL, D1__ST_ADAMW, D1__ST_LORA };
+
 typedef struct d1__st_entry {
-    char        name[96];   /* HF name, or exp_avg[_sq].<HF name>            */
-    int         ndim;
-    uint64_t    shape[2];
-    size_t      numel;
-    size_t      dst;        /* offset in floats into the destination buffer  */
-    const float *src;       /* what a save writes                            */
-    int         nonneg;     /* values must be >= 0 (second moments)          */
-    int         shard;      /* file index in a sharded checkpoint (else 0)   */
-    int         seen, dtype;
-    uint64_t    begin, end; /* data_offsets, from the header                 */
+    uint64_t begin;     /* data_offsets[0], from the header               */
+    int      shard;     /* file index in a sharded checkpoint (else 0)    */
+    int      dtype;
 } d1__st_entry;
 
 typedef struct d1__st_table {
-    d1__st_entry *e;
-    int           n;
-    int          *slot;     /* [n_slots] entry index or -1                   */
-    size_t        n_slots;  /* a power of two >= 2n                          */
-    int          *order;    /* [n] scratch: a shard's entries by offset      */
+    int              kind, n;
+    const d1_config *c;        /* the model's (resolved) configuration       */
+    const d1_model  *m;        /* ADAMW: its num_params                      */
+    int              rank;     /* LORA: the adapters' r                      */
+    const float     *src[2];   /* what a save writes (exp_avg, exp_avg_sq)   */
+    d1__st_entry    *e;        /* [n], NULL until d1__table_alloc            */
+    int             *order;    /* [n] scratch: a shard's entries by offset   */
 } d1__st_table;
 
-/* FNV-1a hash of s[0..n), for the name lookup. */
-static uint32_t d1__fnv1a(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    size_t i;
-    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
+/* One tensor of a table, as its kind defines it. */
+typedef struct d1__st_info {
+    char         name[96];  /* HF name, or exp_avg[_sq].<HF name>            */
+    int          ndim;
+    uint64_t     shape[2];
+    size_t       numel;
+    size_t       dst;       /* offset in floats into the destination buffer  */
+    const float *src;       /* what a save writes (NULL when loading)        */
+    int          nonneg;    /* values must be >= 0 (second moments)          */
+} d1__st_info;
+
+/* The three kinds: a model's tensors from its configuration alone (params:
+   what a save writes, or NULL), the moments of m's tensors (exp_avg.<name> at
+   m's offsets in [0, n), exp_avg_sq.<name> at n + offset: one [2n] buffer),
+   rank-r adapters on a model of config c (in their buffer's layout, src: what
+   a save writes). Nothing is allocated. (The last two serve the file
+   functions only.) */
+static void d1__table_model(d1__st_table *t, const d1_config *c, const float *params) {
+    memset(t, 0, sizeof *t);
+    t->kind = D1__ST_MODEL;
+    t->c = c;
+    t->n = d1__config_num_tensors(c);
+    t->src[0] = params;
 }
-/* Frees a table (a zeroed one too). */
+static D1__MAYBE_UNUSED void d1__table_adamw(d1__st_table *t, const d1_model *m, const d1_adamw *opt) {
+    memset(t, 0, sizeof *t);
+    t->kind = D1__ST_ADAMW;
+    t->c = &m->config;
+    t->m = m;
+    t->n = 2 * d1__config_num_tensors(&m->config);
+    if (opt) {
+        t->src[0] = opt->m;
+        t->src[1] = opt->v;
+    }
+}
+static D1__MAYBE_UNUSED void d1__table_lora(d1__st_table *t, const d1_config *c, int r, const float *src) {
+    memset(t, 0, sizeof *t);
+    t->kind = D1__ST_LORA;
+    t->c = c;
+    t->rank = r;
+    t->n = 14 * c->n_layers;
+    t->src[0] = src;
+}
+/* Frees what d1__table_alloc allocated (a table without it too). */
 static void d1__table_free(d1__st_table *t) {
     d1__free(t->e);
-    d1__free(t->slot);
-    d1__free(t->order);
-    memset(t, 0, sizeof *t);
+    t->e = NULL;
+    t->order = NULL;
 }
-/* Room for n entries (zeroed, shard 0). */
-static int d1__table_alloc(d1__st_table *t, int n) {
-    size_t i;
-    memset(t, 0, sizeof *t);
-    t->n = n;
-    t->n_slots = 16;
-    while (t->n_slots < 2 * (size_t)n) t->n_slots *= 2;
-    t->e = (d1__st_entry *)d1__alloc((size_t)n * sizeof(d1__st_entry));
-    t->slot = (int *)d1__alloc(t->n_slots * sizeof(int));
-    t->order = (int *)d1__alloc((size_t)n * sizeof(int));
-    if (!t->e || !t->slot || !t->order) {
-        d1__table_free(t);
-        return D1_ERR_NOMEM;
-    }
-    memset(t->e, 0, (size_t)n * sizeof(d1__st_entry));
-    for (i = 0; i < t->n_slots; i++) t->slot[i] = -1;
+/* e[n] (shard 0) and order[n], once the tensors are named. */
+static int d1__table_alloc(d1__st_table *t) {
+    size_t n = (size_t)t->n;
+    t->e = (d1__st_entry *)d1__alloc(n * sizeof(d1__st_entry) + n * sizeof(int));
+    if (!t->e) return D1_ERR_NOMEM;
+    memset(t->e, 0, n * sizeof(d1__st_entry));
+    t->order = (int *)(t->e + n);
     return D1_OK;
 }
-/* The entry named s[0..n), or -1. */
-static int d1__table_find(const d1__st_table *t, const char *s, size_t n) {
-    size_t h = d1__fnv1a(s, n) & (t->n_slots - 1);
-    for (; t->slot[h] >= 0; h = (h + 1) & (t->n_slots - 1)) {
-        const d1__st_entry *e = t->e + t->slot[h];
-        if (strlen(e->name) == n && !memcmp(e->name, s, n)) return t->slot[h];
+/* The shard tensor i is in. */
+static int d1__st_shard(const d1__st_table *t, int i) { return t->e ? t->e[i].shard : 0; }
+
+/* Tensor i of the table (its name too when with_name). */
+static void d1__st_tensor(const d1__st_table *t, int i, int with_name, d1__st_info *o) {
+    int part = 0;
+    size_t lp = 0;
+    const char *prefix = "";
+    d1_tensor ti;
+    if (t->kind == D1__ST_LORA) {
+        d1__lora_tensor(t->c, t->rank, i, &ti);
+    } else {
+        int nt = d1__config_num_tensors(t->c);
+        if (t->kind == D1__ST_ADAMW) {
+            part = i >= nt;
+            prefix = part ? "exp_avg_sq." : "exp_avg.";
+            i -= part ? nt : 0;
+        }
+        d1__config_tensor(t->c, i, &ti);
     }
-    return -1;
-}
-/* Sets entry i from a model tensor, under the name prefix + t->name. */
-static void d1__table_set(d1__st_table *t, int i, const char *prefix, const d1_tensor *ti, size_t dst) {
-    d1__st_entry *e = t->e + i;
-    size_t lp = strlen(prefix), ln = strlen(ti->name), h;
-    memcpy(e->name, prefix, lp);
-    memcpy(e->name + lp, ti->name, ln + 1);
-    e->ndim = ti->ndim;
-    e->shape[0] = (uint64_t)ti->shape[0];
-    e->shape[1] = (uint64_t)ti->shape[1];
-    e->numel = ti->size;
-    e->dst = dst;
-    h = d1__fnv1a(e->name, lp + ln) & (t->n_slots - 1);
-    while (t->slot[h] >= 0) h = (h + 1) & (t->n_slots - 1);
-    t->slot[h] = i;
+    if (with_name) {
+        size_t ln = strlen(ti.name);
+        lp = strlen(prefix);
+        memcpy(o->name, prefix, lp);
+        memcpy(o->name + lp, ti.name, ln + 1);
+    }
+    o->ndim = ti.ndim;
+    o->shape[0] = (uint64_t)ti.shape[0];
+    o->shape[1] = (uint64_t)ti.shape[1];
+    o->numel = ti.size;
+    o->dst = (part ? t->m->num_params : 0) + ti.offset;
+    o->src = t->src[part] ? t->src[part] + ti.offset : NULL;
+    o->nonneg = part;
 }
 
-/* The table of a model's tensors (config c, resolved), at their offsets in the
-   parameter buffer. `budget` is the size of the JSON that must name them all:
-   each entry takes at least 64 bytes there (the shortest name, 28 bytes, and
-   its dtype, shape and data_offsets: over 70), so a config that needs more
-   tensors than fit is D1_ERR_MISSING before a large table is allocated for it
-   (small tables are built anyway, so that the header's own error is the one
-   seen). A table entry is ~180 bytes: at most ~3x the header that names it. */
-#define D1__SMALL_TABLE 4096
-static int d1__table_model(d1__st_table *t, const d1_config *c, const float *params, uint64_t budget) {
-    int n = d1__config_num_tensors(c), i, rc;
-    d1_tensor ti;
-    if (n > D1__SMALL_TABLE && (uint64_t)n * 64 > budget) return D1_ERR_MISSING;
-    if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
-    for (i = 0; i < n; i++) {
-        d1__config_tensor(c, i, &ti);
-        d1__table_set(t, i, "", &ti, ti.offset);
-        t->e[i].src = params ? params + ti.offset : NULL;
+/* s[0..len) is a then b. */
+static int d1__is2(const char *s, size_t len, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    return len == la + lb && !memcmp(s, a, la) && !memcmp(s + la, b, lb);
+}
+/* "<l>.<rest>" at *s: l (< L, at most 8 digits) with *s, *len moved to rest, or -1. */
+static int d1__st_layer(const char **s, size_t *len, int L) {
+    size_t k = 0;
+    int l = 0;
+    while (k < *len && k < 8 && (*s)[k] >= '0' && (*s)[k] <= '9') l = l * 10 + ((*s)[k++] - '0');
+    if (k == 0 || k >= *len || (*s)[k] != '.' || l >= L) return -1;
+    *s += k + 1;
+    *len -= k + 1;
+    return l;
+}
+/* The tensor named s[0..len) (o receives it), or -1: the index read from the
+   name's structure, then the name that index has compared in full (so
+   "blocks.01." or a name of another kind is no tensor). */
+static int d1__st_find(const d1__st_table *t, const char *s, size_t len, d1__st_info *o) {
+    static const char mt[] = "model.transformer.", lo[] = "base_model.model.model.transformer.blocks.";
+    const char *s0 = s;
+    size_t len0 = len;
+    int nt = d1__config_num_tensors(t->c), L = t->c->n_layers, i = -1, l, k;
+    if (t->kind == D1__ST_LORA) {
+        if (len < sizeof lo - 1 || memcmp(s, lo, sizeof lo - 1)) return -1;
+        s += sizeof lo - 1;
+        len -= sizeof lo - 1;
+        if ((l = d1__st_layer(&s, &len, L)) < 0) return -1;
+        for (k = 0; k < 14 && !d1__is2(s, len, d1__lora_names[k / 2], k % 2 ? ".lora_B.weight" : ".lora_A.weight");
+             k++) {}
+        if (k < 14) i = 14 * l + k;
+    } else {
+        int base = 0;
+        if (t->kind == D1__ST_ADAMW) {
+            if (len >= 11 && !memcmp(s, "exp_avg_sq.", 11)) {
+                base = nt; s += 11; len -= 11;
+            } else if (len >= 8 && !memcmp(s, "exp_avg.", 8)) {
+                s += 8; len -= 8;
+            } else {
+                return -1;
+            }
+        }
+        if (len < sizeof mt - 1 || memcmp(s, mt, sizeof mt - 1)) return -1;
+        s += sizeof mt - 1;
+        len -= sizeof mt - 1;
+        if (d1__is2(s, len, "wte", ".weight")) {
+            i = 0;
+        } else if (d1__is2(s, len, "ln_f", ".weight")) {
+            i = 1 + 9 * L;
+        } else if (d1__is2(s, len, "ff_out", ".weight")) {
+            i = t->c->tied_embeddings ? -1 : nt - 1;
+        } else if (len >= 7 && !memcmp(s, "blocks.", 7)) {
+            s += 7;
+            len -= 7;
+            if ((l = d1__st_layer(&s, &len, L)) < 0) return -1;
+            for (k = 0; k < 9 && !d1__is2(s, len, d1__block_names[k], ".weight"); k++) {}
+            if (k < 9) i = 1 + 9 * l + k;
+        }
+        if (i >= 0) i += base;
     }
+    if (i < 0) return -1;
+    d1__st_tensor(t, i, 1, o);
+    return strlen(o->name) == len0 && !memcmp(o->name, s0, len0) ? i : -1;
+}
+
+/* A set of tensor indices (open addressing) for finding a name given twice
+   while the table is not allocated: room for k, in fewer than 4k + 16 ints. */
+typedef struct d1__idx_set {
+    int   *slot;
+    size_t mask, count;
+} d1__idx_set;
+static int d1__set_init(d1__idx_set *s, size_t k) {
+    size_t cap = 16, i;
+    while (cap < 2 * k) cap *= 2;
+    s->slot = (int *)d1__alloc(cap * sizeof(int));
+    if (!s->slot) return D1_ERR_NOMEM;
+    for (i = 0; i < cap; i++) s->slot[i] = -1;
+    s->mask = cap - 1;
+    s->count = 0;
     return D1_OK;
 }
+/* Adds i: 0, or 1 when it was there already. */
+static int d1__set_add(d1__idx_set *s, int i) {
+    size_t h = ((uint32_t)i * 2654435761u) & s->mask;
+    for (; s->slot[h] >= 0; h = (h + 1) & s->mask)
+        if (s->slot[h] == i) return 1;
+    s->slot[h] = i;
+    s->count++;
+    return 0;
+}
+/* The most tensors a JSON text of len bytes can name: each takes its name
+   (28 bytes or more: "model.transformer.wte.weight"), two quotes, a colon and
+   a value. */
+static size_t d1__names_max(size_t len, int n) { return D1__MIN((size_t)n, len / 32 + 1); }
 
 /* ---- safetensors: writing -------------------------------------------------- */
 
@@ -4997,16 +5156,18 @@ static void d1__st_header(d1__text *t, const d1__st_table *tab, int dtype, const
     }
     d1__puts(t, "}");
     for (i = 0; i < tab->n; i++) {
-        const d1__st_entry *e = tab->e + i;
-        uint64_t bytes = (uint64_t)e->numel * d1__dtype_size(dtype);
+        d1__st_info e;
+        uint64_t bytes;
+        d1__st_tensor(tab, i, 1, &e);
+        bytes = (uint64_t)e.numel * d1__dtype_size(dtype);
         d1__puts(t, ",");
-        d1__put_json_string(t, e->name, strlen(e->name));
+        d1__put_json_string(t, e.name, strlen(e.name));
         d1__puts(t, ":{\"dtype\":\"");
         d1__puts(t, d1__dtype_name(dtype));
         d1__puts(t, "\",\"shape\":[");
-        for (k = 0; k < e->ndim; k++) {
+        for (k = 0; k < e.ndim; k++) {
             if (k) d1__puts(t, ",");
-            d1__put_u64(t, e->shape[k]);
+            d1__put_u64(t, e.shape[k]);
         }
         d1__puts(t, "],\"data_offsets\":[");
         d1__put_u64(t, off);
@@ -5026,7 +5187,11 @@ static uint64_t d1__st_size(const d1__st_table *tab, int dtype, const d1__meta *
     int i;
     memset(&t, 0, sizeof t);
     d1__st_header(&t, tab, dtype, meta, n_meta);
-    for (i = 0; i < tab->n; i++) data += (uint64_t)tab->e[i].numel * d1__dtype_size(dtype);
+    for (i = 0; i < tab->n; i++) {
+        d1__st_info e;
+        d1__st_tensor(tab, i, 0, &e);
+        data += (uint64_t)e.numel * d1__dtype_size(dtype);
+    }
     return 8 + t.len + data;
 }
 
@@ -5082,7 +5247,11 @@ static int d1__st_write(d1__sink *sk, const d1__st_table *tab, int dtype, const 
     rc = sk->write(sk, len8, 8);
     if (rc == D1_OK) rc = sk->write(sk, t.p, t.len);
     d1__free(t.p);
-    for (i = 0; i < tab->n && rc == D1_OK; i++) rc = d1__st_write_data(sk, tab->e[i].src, tab->e[i].numel, dtype);
+    for (i = 0; i < tab->n && rc == D1_OK; i++) {
+        d1__st_info e;
+        d1__st_tensor(tab, i, 0, &e);
+        rc = d1__st_write_data(sk, e.src, e.numel, dtype);
+    }
     return rc;
 }
 
@@ -5101,8 +5270,8 @@ static int d1__st_prefix(const unsigned char *b8, uint64_t total, uint64_t *hn) 
 }
 
 /* One tensor's entry object {"dtype", "shape", "data_offsets"} at i, checked
-   against e; fills e->dtype, begin, end. */
-static int d1__st_parse_entry(const d1__json *j, size_t i, d1__st_entry *e, unsigned dtypes) {
+   against the tensor t; fills e->dtype and e->begin. */
+static int d1__st_parse_entry(const d1__json *j, size_t i, const d1__st_info *t, d1__st_entry *e, unsigned dtypes) {
     size_t it = i + 1, k, v, it2, el;
     int have_dt = 0, have_sh = 0, have_of = 0, shape_ok = 1, nd, d;
     uint64_t u, off[2];
@@ -5121,9 +5290,9 @@ static int d1__st_parse_entry(const d1__json *j, size_t i, d1__st_entry *e, unsi
             if (j->s[v] != '[') return D1_ERR_JSON;
             for (it2 = v + 1, nd = 0; d1__json_element(j, &it2, &el); nd++) {
                 if (!d1__json_u64(j, el, &u)) return D1_ERR_JSON;
-                if (nd >= e->ndim || u != e->shape[nd]) shape_ok = 0;
+                if (nd >= t->ndim || u != t->shape[nd]) shape_ok = 0;
             }
-            if (nd != e->ndim) shape_ok = 0;
+            if (nd != t->ndim) shape_ok = 0;
         } else if (d1__json_str_is(j, k, "data_offsets")) {
             if (have_of++) return D1_ERR_DUPLICATE;
             if (j->s[v] != '[') return D1_ERR_JSON;
@@ -5136,10 +5305,9 @@ static int d1__st_parse_entry(const d1__json *j, size_t i, d1__st_entry *e, unsi
     }
     if (!have_dt || !have_sh || !have_of) return D1_ERR_JSON;
     if (!shape_ok) return D1_ERR_TENSOR_SHAPE;
-    if (off[1] < off[0] || off[1] - off[0] != (uint64_t)e->numel * d1__dtype_size(e->dtype))
+    if (off[1] < off[0] || off[1] - off[0] != (uint64_t)t->numel * d1__dtype_size(e->dtype))
         return D1_ERR_OFFSETS;
     e->begin = off[0];
-    e->end = off[1];
     return D1_OK;
 }
 
@@ -5155,36 +5323,47 @@ static int d1__st_check_header(const char *h, size_t hn) {
    file holding shard `shard` of the table: an object whose keys are this
    shard's tensors (each once, all of them) and an optional "__metadata__"
    object of strings (*meta gets its index, or (size_t)-1). dtypes: the
-   allowed dtypes as a bit mask. */
+   allowed dtypes as a bit mask. The first pass checks every member in order
+   (its first error is the answer) with a set of the names seen, bounded by
+   hn; once all are there, the table is allocated (if it was not) and the
+   second pass records each tensor's dtype and offsets. */
 static int d1__st_parse(const char *h, size_t hn, d1__st_table *tab, int shard, unsigned dtypes, size_t *meta) {
     d1__json j;
+    d1__idx_set seen;
+    d1__st_info t;
+    d1__st_entry ent;
     size_t obj, it, k, v, it2, mk, mv;
-    int i, rc, have_meta = 0;
-    char name[sizeof tab->e[0].name];
+    int i, rc, have_meta = 0, want = 0, pass;
+    char name[96];
     if (meta) *meta = (size_t)-1;
     j.s = h; j.n = hn;
     obj = d1__json_start(&j);
-    for (i = 0; i < tab->n; i++)
-        if (tab->e[i].shard == shard) tab->e[i].seen = 0;
-    it = obj + 1;
-    while (d1__json_member(&j, &it, &k, &v)) {
-        size_t len = d1__json_str(&j, k, name, sizeof name);
-        if (len != (size_t)-1 && !strcmp(name, "__metadata__") && len == 12) {
-            if (have_meta++) return D1_ERR_DUPLICATE;
-            if (j.s[v] != '{') return D1_ERR_JSON;
-            for (it2 = v + 1; d1__json_member(&j, &it2, &mk, &mv);)
-                if (j.s[mv] != '"') return D1_ERR_JSON;
-            if (meta) *meta = v;
-            continue;
+    for (i = 0; i < tab->n; i++) want += d1__st_shard(tab, i) == shard;
+    if ((rc = d1__set_init(&seen, d1__names_max(hn, want))) != D1_OK) return rc;
+    for (pass = 0; pass < 2 && rc == D1_OK; pass++) {
+        for (it = obj + 1; rc == D1_OK && d1__json_member(&j, &it, &k, &v);) {
+            size_t len = d1__json_str(&j, k, name, sizeof name);
+            if (len != (size_t)-1 && !strcmp(name, "__metadata__") && len == 12) {
+                if (pass) continue;
+                if (have_meta++) rc = D1_ERR_DUPLICATE;
+                else if (j.s[v] != '{') rc = D1_ERR_JSON;
+                for (it2 = v + 1; rc == D1_OK && d1__json_member(&j, &it2, &mk, &mv);)
+                    if (j.s[mv] != '"') rc = D1_ERR_JSON;
+                if (rc == D1_OK && meta) *meta = v;
+                continue;
+            }
+            i = len == (size_t)-1 ? -1 : d1__st_find(tab, name, len, &t);
+            if (i < 0 || d1__st_shard(tab, i) != shard) rc = D1_ERR_UNKNOWN_TENSOR;
+            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1_ERR_DUPLICATE;
+            else rc = d1__st_parse_entry(&j, v, &t, pass ? tab->e + i : &ent, dtypes);
         }
-        i = len == (size_t)-1 ? -1 : d1__table_find(tab, name, len);
-        if (i < 0 || tab->e[i].shard != shard) return D1_ERR_UNKNOWN_TENSOR;
-        if (tab->e[i].seen++) return D1_ERR_DUPLICATE;
-        if ((rc = d1__st_parse_entry(&j, v, tab->e + i, dtypes)) != D1_OK) return rc;
+        if (pass == 0) {
+            if (rc == D1_OK && seen.count < (size_t)want) rc = D1_ERR_MISSING;
+            d1__free(seen.slot);
+            if (rc == D1_OK && !tab->e) rc = d1__table_alloc(tab); /* every tensor is named */
+        }
     }
-    for (i = 0; i < tab->n; i++)
-        if (tab->e[i].shard == shard && !tab->e[i].seen) return D1_ERR_MISSING;
-    return D1_OK;
+    return rc;
 }
 
 /* Sorts idx[0..n) by the entries' begin offsets (heapsort: no allocation, n log n). */
@@ -5217,8 +5396,10 @@ static int d1__st_cover(d1__st_table *tab, int shard, uint64_t data_len, int *co
     d1__sort_by_begin(tab->e, tab->order, n);
     for (i = 0; i < n; i++) {
         const d1__st_entry *e = tab->e + tab->order[i];
+        d1__st_info t;
         if (e->begin != at) return D1_ERR_OFFSETS;
-        at = e->end;
+        d1__st_tensor(tab, tab->order[i], 0, &t);
+        at = e->begin + (uint64_t)t.numel * d1__dtype_size(e->dtype); /* no overflow: the header's end */
     }
     *count = n;
     if (at > data_len) return D1_ERR_TRUNCATED;
@@ -5263,13 +5444,16 @@ static int d1__st_read(d1__src *src, uint64_t data_start, const d1__st_table *ta
     size_t k, j, chunk;
     for (i = 0; i < count; i++) {
         const d1__st_entry *e = tab->e + tab->order[i];
-        float *x = base + e->dst;
+        d1__st_info t;
+        float *x;
+        d1__st_tensor(tab, tab->order[i], 0, &t);
+        x = base + t.dst;
         if (e->dtype == D1_DTYPE_F32) {
-            if ((rc = d1__src_read(src, data_start + e->begin, x, e->numel * 4)) != D1_OK) return rc;
-            if (!d1__little_endian()) d1__bswap32(x, e->numel);
+            if ((rc = d1__src_read(src, data_start + e->begin, x, t.numel * 4)) != D1_OK) return rc;
+            if (!d1__little_endian()) d1__bswap32(x, t.numel);
         } else {
-            for (k = 0; k < e->numel; k += chunk) {
-                chunk = D1__MIN(e->numel - k, sizeof buf / 2);
+            for (k = 0; k < t.numel; k += chunk) {
+                chunk = D1__MIN(t.numel - k, sizeof buf / 2);
                 if ((rc = d1__src_read(src, data_start + e->begin + 2 * k, buf, 2 * chunk)) != D1_OK) return rc;
                 for (j = 0; j < chunk; j++) {
                     uint16_t h = (uint16_t)(buf[2 * j] | (buf[2 * j + 1] << 8));
@@ -5277,8 +5461,8 @@ static int d1__st_read(d1__src *src, uint64_t data_start, const d1__st_table *ta
                 }
             }
         }
-        for (k = 0; k < e->numel; k++)
-            if (!isfinite(x[k]) || (e->nonneg && x[k] < 0.0f)) return D1_ERR_NONFINITE;
+        for (k = 0; k < t.numel; k++)
+            if (!isfinite(x[k]) || (t.nonneg && x[k] < 0.0f)) return D1_ERR_NONFINITE;
     }
     return D1_OK;
 }
@@ -5293,9 +5477,8 @@ D1_API size_t d1_model_save_size(const d1_model *m, int dtype) {
     d1__st_table tab;
     uint64_t size;
     if (!d1__model_ok(m) || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return 0;
-    if (d1__table_model(&tab, &m->config, m->param_memory, UINT64_MAX) != D1_OK) return 0;
+    d1__table_model(&tab, &m->config, m->param_memory);
     size = d1__st_size(&tab, dtype, NULL, 0);
-    d1__table_free(&tab);
     return size > (uint64_t)SIZE_MAX ? 0 : (size_t)size;
 }
 
@@ -5310,14 +5493,12 @@ D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t 
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
     if (config_json && (rc = d1_config_to_json(&m->config, config_json, config_cap)) != D1_OK) return rc;
-    if ((rc = d1__table_model(&tab, &m->config, m->param_memory, UINT64_MAX)) != D1_OK) return rc;
+    d1__table_model(&tab, &m->config, m->param_memory);
     memset(&sk, 0, sizeof sk);
     sk.write = d1__mem_write;
     sk.mem = (unsigned char *)buf;
     sk.cap = cap;
-    rc = d1__st_write(&sk, &tab, dtype, NULL, 0);
-    d1__table_free(&tab);
-    return rc;
+    return d1__st_write(&sk, &tab, dtype, NULL, 0);
 }
 
 /* Loads a model from memory: config, length word, header and offsets are
@@ -5335,7 +5516,7 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
     if ((rc = d1_config_from_json(&c, config_json, config_len)) != D1_OK) return rc;
     if ((rc = d1__st_prefix(b, len, &hn)) != D1_OK) return rc;
     if ((rc = d1__st_check_header((const char *)b + 8, (size_t)hn)) != D1_OK) return rc;
-    if ((rc = d1__table_model(&tab, &c, NULL, hn)) != D1_OK) return rc;
+    d1__table_model(&tab, &c, NULL);
     rc = d1__st_parse((const char *)b + 8, (size_t)hn, &tab, 0, D1__DTYPES_ALL, NULL);
     if (rc == D1_OK) rc = d1__st_cover(&tab, 0, len - 8 - hn, &count);
     if (rc == D1_OK && (rc = d1__model_alloc(&tmp, &c)) == D1_OK) {
@@ -5692,7 +5873,7 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
     if ((rc = d1_config_to_json(&m->config, config, sizeof config)) != D1_OK) return rc;
-    if ((rc = d1__table_model(&tab, &m->config, m->param_memory, UINT64_MAX)) != D1_OK) return rc;
+    d1__table_model(&tab, &m->config, m->param_memory);
     memset(&st, 0, sizeof st);
     st.tab = &tab;
     st.dtype = dtype;
@@ -5700,9 +5881,7 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     cj.text = config;
     emit[0] = d1__emit_safetensors; ctx[0] = &st;
     emit[1] = d1__emit_text;        ctx[1] = &cj;
-    rc = d1__save_files(dir, 2, names, emit, ctx);
-    d1__table_free(&tab);
-    return rc;
+    return d1__save_files(dir, 2, names, emit, ctx);
 }
 
 /* An open safetensors file whose header has been read and checked. */
@@ -5721,10 +5900,8 @@ static void d1__st_close(d1__st_file *sf) {
 }
 
 /* Opens path and checks its length word and header against shard `shard` of
-   the table (made by make_table(t, ctx, hn) once the header size is known,
-   when make_table is not NULL). Leaves the file open for d1__st_read. */
-static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int shard, unsigned dtypes,
-                       int (*make_table)(d1__st_table *, const void *, uint64_t), const void *ctx) {
+   the table. Leaves the file open for d1__st_read. */
+static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int shard, unsigned dtypes) {
     unsigned char b8[8];
     d1__src src;
     uint64_t hn = 0;
@@ -5740,7 +5917,6 @@ static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int
     if (rc == D1_OK && !(sf->header = (char *)d1__alloc((size_t)hn + 1))) rc = D1_ERR_NOMEM;
     if (rc == D1_OK) rc = d1__file_read_at(&src, 8, sf->header, (size_t)hn);
     if (rc == D1_OK) rc = d1__st_check_header(sf->header, (size_t)hn);
-    if (rc == D1_OK && make_table) rc = make_table(tab, ctx, hn);
     if (rc == D1_OK) {
         int count;
         sf->header[hn] = 0;
@@ -5763,26 +5939,45 @@ static int d1__st_load(d1__st_file *sf, d1__st_table *tab, int shard, float *bas
     return rc == D1_OK ? d1__st_read(&src, sf->data_start, tab, count, base) : rc;
 }
 
+/* A file of a sharded checkpoint: where its name stands in the index text
+   (a JSON string) and the FNV-1a of the name. */
+typedef struct d1__shard {
+    uint32_t at, hash;
+} d1__shard;
+
 /* A checkpoint directory whose config and headers are checked: the table says
    where each tensor is (shard and offsets). */
 typedef struct d1__ckpt {
     d1_config    cfg;
     d1__st_table tab;
     int          n_shards;
-    char        *shards;   /* [n_shards][D1__SHARD_NAME] file names */
+    const char  *index;     /* model.safetensors.index.json: the shard names */
+    size_t       index_len;
+    char        *index_mem; /* the index as read (freed with ck) */
+    d1__shard   *shards;    /* [n_shards] (NULL: one file, model.safetensors) */
     const char  *dir;
 } d1__ckpt;
 #define D1__SHARD_NAME 256
 #define D1__MAX_SHARDS 4096
 
-/* Frees what d1__ckpt_open allocated; the table maker for d1__st_open. */
+/* Frees what d1__ckpt_open allocated. */
 static void d1__ckpt_free(d1__ckpt *ck) {
     d1__table_free(&ck->tab);
+    d1__free(ck->index_mem);
     d1__free(ck->shards);
+    ck->index = ck->index_mem = NULL;
     ck->shards = NULL;
 }
-static int d1__make_model_table(d1__st_table *t, const void *cfg, uint64_t budget) {
-    return d1__table_model(t, (const d1_config *)cfg, NULL, budget);
+
+/* The file name of shard s into name[D1__SHARD_NAME]. */
+static void d1__ckpt_shard_name(const d1__ckpt *ck, int s, char *name) {
+    d1__json j;
+    if (!ck->shards) {
+        memcpy(name, "model.safetensors", 18);
+        return;
+    }
+    j.s = ck->index; j.n = ck->index_len;
+    d1__json_str(&j, ck->shards[s].at, name, D1__SHARD_NAME);
 }
 
 /* A shard's file name from weight_map: a plain name in this directory. */
@@ -5794,46 +5989,83 @@ static int d1__shard_name_ok(const char *s, size_t n) {
     return 1;
 }
 
-/* model.safetensors.index.json: {"weight_map": {name: file}, ...}. Assigns
-   each table entry its shard and collects the distinct file names. */
+/* FNV-1a hash of s[0..n), for the shard names. */
+static uint32_t d1__fnv1a(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+/* Whether shard s is the file named file (hash h). */
+static int d1__shard_is(const d1__ckpt *ck, int s, const char *file, uint32_t h) {
+    char other[D1__SHARD_NAME];
+    if (ck->shards[s].hash != h) return 0;
+    d1__ckpt_shard_name(ck, s, other);
+    return !strcmp(other, file);
+}
+/* The number of the shard file[0..lf) (the string at `at` of the index):
+   found among those so far (*last first: the usual runs of one shard), or
+   appended when add; -1 when it is new and !add or `cap` are there already. */
+static int d1__shard_of(d1__ckpt *ck, const char *file, size_t lf, size_t at, int *last, int add, int cap) {
+    uint32_t h = d1__fnv1a(file, lf);
+    int s;
+    if (*last >= 0 && d1__shard_is(ck, *last, file, h)) return *last;
+    for (s = 0; s < ck->n_shards; s++)
+        if (s != *last && d1__shard_is(ck, s, file, h)) return *last = s;
+    if (!add || ck->n_shards >= cap) return -1;
+    ck->shards[s].at = (uint32_t)at;
+    ck->shards[s].hash = h;
+    return *last = ck->n_shards++;
+}
+
+/* model.safetensors.index.json, text[0..len) (ck->index points to it, for
+   the shard names: it must outlive ck): {"weight_map": {name: file}, ...}. Gives each tensor its shard and
+   lists the distinct files. The first pass checks each member in order (a
+   tensor of the config, named once, a plain file name, at most
+   D1__MAX_SHARDS files) and that every tensor is named, with memory bounded
+   by the text; then the table is allocated and the second pass records the
+   shards. */
 static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
     d1__json j;
+    d1__idx_set seen;
+    d1__st_info t;
     size_t obj, wm, it, k, v;
-    int rc, i, s, last = -1;
-    char name[sizeof ck->tab.e[0].name], file[D1__SHARD_NAME];
+    int rc, i, s, last, pass, cap;
+    char name[96], file[D1__SHARD_NAME];
+    ck->index = text;
+    ck->index_len = len;
     if (!d1__json_check(text, len)) return D1_ERR_JSON;
     j.s = text; j.n = len;
     obj = d1__json_start(&j);
     if (j.s[obj] != '{') return D1_ERR_JSON;
     if ((rc = d1__json_find(&j, obj, "weight_map", &wm)) < 0) return rc;
     if (rc == 0 || j.s[wm] != '{') return D1_ERR_JSON;
-    if ((rc = d1__table_model(&ck->tab, &ck->cfg, NULL, len)) != D1_OK) return rc;
-    for (i = 0; i < ck->tab.n; i++) ck->tab.e[i].shard = -1;
-    ck->shards = (char *)d1__alloc((size_t)D1__MAX_SHARDS * D1__SHARD_NAME);
-    if (!ck->shards) return D1_ERR_NOMEM;
-    for (it = wm + 1; d1__json_member(&j, &it, &k, &v);) {
-        size_t ln = d1__json_str(&j, k, name, sizeof name), lf;
-        i = ln == (size_t)-1 ? -1 : d1__table_find(&ck->tab, name, ln);
-        if (i < 0) return D1_ERR_UNKNOWN_TENSOR;
-        if (ck->tab.e[i].shard >= 0) return D1_ERR_DUPLICATE;
-        if (j.s[v] != '"' || (lf = d1__json_str(&j, v, file, sizeof file)) == (size_t)-1 ||
-            !d1__shard_name_ok(file, lf))
-            return D1_ERR_JSON;
-        if (last >= 0 && !strcmp(ck->shards + (size_t)last * D1__SHARD_NAME, file)) {
-            s = last; /* the usual case: runs of one shard */
-        } else {
-            for (s = 0; s < ck->n_shards && strcmp(ck->shards + (size_t)s * D1__SHARD_NAME, file); s++) {}
-            if (s == ck->n_shards) {
-                if (s == D1__MAX_SHARDS) return D1_ERR_JSON;
-                memcpy(ck->shards + (size_t)s * D1__SHARD_NAME, file, lf + 1);
-                ck->n_shards++;
-            }
+    d1__table_model(&ck->tab, &ck->cfg, NULL);
+    /* each file is named in a member of 34 bytes or more */
+    cap = (int)D1__MIN((size_t)D1__MAX_SHARDS, len / 32 + 1);
+    if (!(ck->shards = (d1__shard *)d1__alloc((size_t)cap * sizeof(d1__shard)))) return D1_ERR_NOMEM;
+    if ((rc = d1__set_init(&seen, d1__names_max(len, ck->tab.n))) != D1_OK) return rc;
+    for (pass = 0; pass < 2 && rc == D1_OK; pass++) {
+        last = -1;
+        for (it = wm + 1; rc == D1_OK && d1__json_member(&j, &it, &k, &v);) {
+            size_t ln = d1__json_str(&j, k, name, sizeof name), lf = 0;
+            i = ln == (size_t)-1 ? -1 : d1__st_find(&ck->tab, name, ln, &t);
+            if (i < 0) rc = D1_ERR_UNKNOWN_TENSOR;
+            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1_ERR_DUPLICATE;
+            else if (j.s[v] != '"' || (lf = d1__json_str(&j, v, file, sizeof file)) == (size_t)-1 ||
+                     !d1__shard_name_ok(file, lf))
+                rc = D1_ERR_JSON;
+            else if ((s = d1__shard_of(ck, file, lf, v, &last, pass == 0, cap)) < 0) rc = D1_ERR_JSON;
+            else if (pass) ck->tab.e[i].shard = s;
         }
-        ck->tab.e[i].shard = last = s;
+        if (pass == 0) {
+            if (rc == D1_OK && seen.count < (size_t)ck->tab.n) rc = D1_ERR_MISSING;
+            d1__free(seen.slot);
+            if (rc == D1_OK) rc = d1__table_alloc(&ck->tab); /* every tensor is named */
+        }
     }
-    for (i = 0; i < ck->tab.n; i++)
-        if (ck->tab.e[i].shard < 0) return D1_ERR_MISSING;
-    return D1_OK;
+    return rc;
 }
 
 /* Opens the checkpoint directory `path`: reads config.json, then checks the
@@ -5867,7 +6099,8 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
             return rc;
         }
         ck->n_shards = 1;
-        rc = d1__st_open(&sf, p, &ck->tab, 0, D1__DTYPES_ALL, d1__make_model_table, &ck->cfg);
+        d1__table_model(&ck->tab, &ck->cfg, NULL);
+        rc = d1__st_open(&sf, p, &ck->tab, 0, D1__DTYPES_ALL);
         d1__st_close(&sf);
         d1__free(p);
         return rc;
@@ -5876,11 +6109,13 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
     if (!(p = d1__path(path, "model.safetensors.index.json"))) return D1_ERR_NOMEM;
     rc = d1__read_file(p, D1_SAFETENSORS_MAX_HEADER, &text, &len);
     d1__free(p);
+    ck->index_mem = text; /* kept for the shard names */
     if (rc == D1_OK) rc = d1__parse_index(ck, text, len);
-    d1__free(text);
     for (s = 0; s < ck->n_shards && rc == D1_OK; s++) {
-        if (!(p = d1__path(path, ck->shards + (size_t)s * D1__SHARD_NAME))) return D1_ERR_NOMEM;
-        rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL, NULL, NULL);
+        char name[D1__SHARD_NAME];
+        d1__ckpt_shard_name(ck, s, name);
+        if (!(p = d1__path(path, name))) return D1_ERR_NOMEM;
+        rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL);
         d1__st_close(&sf);
         d1__free(p);
     }
@@ -5915,10 +6150,11 @@ static int d1__ckpt_read(d1__ckpt *ck, float *base) {
     char *p;
     int rc = D1_OK, s;
     for (s = 0; s < ck->n_shards && rc == D1_OK; s++) {
-        const char *name = ck->shards ? ck->shards + (size_t)s * D1__SHARD_NAME : "model.safetensors";
+        char name[D1__SHARD_NAME];
+        d1__ckpt_shard_name(ck, s, name);
         if (!(p = d1__path(ck->dir, name))) return D1_ERR_NOMEM;
         /* re-checked: the file may have changed since d1__ckpt_open */
-        rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL, NULL, NULL);
+        rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL);
         if (rc == D1_OK) rc = d1__st_load(&sf, &ck->tab, s, base);
         d1__st_close(&sf);
         d1__free(p);
@@ -5971,33 +6207,6 @@ static void d1__desc_get(const d1_adamw_desc *d, float *v) {
 }
 static void d1__desc_set(d1_adamw_desc *d, const float *v) {
     d->lr = v[0]; d->beta1 = v[1]; d->beta2 = v[2]; d->eps = v[3]; d->weight_decay = v[4]; d->grad_clip = v[5];
-}
-
-/* The table of the moments: exp_avg.<name> at m's offsets in [0, n), then
-   exp_avg_sq.<name> at n + offset (the layout of one [2n] buffer). */
-static int d1__table_adamw(d1__st_table *t, const d1_model *m, const d1_adamw *opt, uint64_t budget) {
-    int nt = d1_model_num_tensors(m), i, rc;
-    d1_tensor ti;
-    if (nt > D1__SMALL_TABLE && (uint64_t)nt * 64 > budget) return D1_ERR_MISSING;
-    if ((rc = d1__table_alloc(t, 2 * nt)) != D1_OK) return rc;
-    for (i = 0; i < nt; i++) {
-        d1_model_tensor(m, i, &ti);
-        d1__table_set(t, i, "exp_avg.", &ti, ti.offset);
-        d1__table_set(t, nt + i, "exp_avg_sq.", &ti, m->num_params + ti.offset);
-        t->e[nt + i].nonneg = 1;
-        if (opt) {
-            t->e[i].src = opt->m + ti.offset;
-            t->e[nt + i].src = opt->v + ti.offset;
-        }
-    }
-    return D1_OK;
-}
-typedef struct d1__adamw_ctx { /* what d1__make_adamw_table needs */
-    const d1_model *m;
-} d1__adamw_ctx;
-/* The table maker for d1__st_open: the moments of ctx's model. */
-static int d1__make_adamw_table(d1__st_table *t, const void *ctx, uint64_t budget) {
-    return d1__table_adamw(t, ((const d1__adamw_ctx *)ctx)->m, NULL, budget);
 }
 
 /* Saves the moments, step, desc, RNG states and settings: optimizer.safetensors. */
@@ -6072,18 +6281,15 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
         for (i = 0; i < 16; i++) strs[at++] = "0123456789abcdef"[(model_fnv >> (60 - 4 * i)) & 15];
         strs[at++] = 0;
     }
-    rc = d1__table_adamw(&tab, m, opt, UINT64_MAX);
-    if (rc == D1_OK) {
-        memset(&sc, 0, sizeof sc);
-        sc.tab = &tab;
-        sc.dtype = D1_DTYPE_F32;
-        sc.meta = meta;
-        sc.n_meta = k;
-        emit[0] = d1__emit_safetensors;
-        ctx[0] = &sc;
-        rc = d1__save_files(dir, 1, names, emit, ctx);
-        d1__table_free(&tab);
-    }
+    d1__table_adamw(&tab, m, opt);
+    memset(&sc, 0, sizeof sc);
+    sc.tab = &tab;
+    sc.dtype = D1_DTYPE_F32;
+    sc.meta = meta;
+    sc.n_meta = k;
+    emit[0] = d1__emit_safetensors;
+    ctx[0] = &sc;
+    rc = d1__save_files(dir, 1, names, emit, ctx);
     d1__free(meta);
     d1__free(strs);
     return rc;
@@ -6118,7 +6324,6 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
                                char *settings_json, size_t settings_cap) {
     d1__st_table tab;
     d1__st_file sf;
-    d1__adamw_ctx actx;
     d1__json j;
     d1_adamw_desc desc;
     d1_rng *rs = NULL;
@@ -6132,15 +6337,14 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || n_rngs < 0 ||
         (n_rngs && !rngs))
         return D1_ERR_ARG;
-    memset(&tab, 0, sizeof tab);
+    d1__table_adamw(&tab, m, NULL);
     if (!(at = d1__ckpt_dir(dir))) return D1_ERR_NOMEM; /* dir, or where an interrupted swap left it */
     p = d1__path(at, "optimizer.safetensors");
     if (!p) {
         d1__free(at);
         return D1_ERR_NOMEM;
     }
-    actx.m = m;
-    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32, d1__make_adamw_table, &actx);
+    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
     d1__free(p);
     if (rc == D1_OK && sf.meta == (size_t)-1) rc = D1_ERR_CONFIG;
     j.s = sf.header; j.n = sf.hn;
@@ -6330,24 +6534,6 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
 
 /* ---- LoRA adapters on their own ------------------------------------------------ */
 
-/* The table of the attached adapters (d1_lora_tensor names and offsets). */
-static int d1__table_lora(d1__st_table *t, const d1_model *m) {
-    int n = d1_lora_num_tensors(m), i, rc;
-    d1_tensor ti;
-    if ((rc = d1__table_alloc(t, n)) != D1_OK) return rc;
-    for (i = 0; i < n; i++) {
-        d1_lora_tensor(m, i, &ti);
-        d1__table_set(t, i, "", &ti, ti.offset);
-        t->e[i].src = m->lora->param_memory + ti.offset;
-    }
-    return D1_OK;
-}
-/* The table maker for d1__st_open: the adapters of ctx's model. */
-static int d1__make_lora_table(d1__st_table *t, const void *ctx, uint64_t budget) {
-    (void)budget;
-    return d1__table_lora(t, (const d1_model *)ctx);
-}
-
 /* Saves the adapters alone, atomically: dir/adapter_model.safetensors (F32,
    PEFT's tensor names) and dir/adapter_config.json (PEFT's keys: r,
    lora_alpha, target_modules, peft_type). */
@@ -6359,7 +6545,6 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__st_table tab;
     d1__text t;
     char text[512];
-    int rc;
     if (!d1__model_ok(m) || !m->lora || !dir) return D1_ERR_ARG;
     if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
     t.p = text; t.cap = sizeof text; t.len = 0;
@@ -6371,7 +6556,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
                  "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]\n}\n");
     d1__put(&t, "", 1);
     if (t.len > t.cap) return D1_ERR_ARG;
-    if ((rc = d1__table_lora(&tab, m)) != D1_OK) return rc;
+    d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->param_memory);
     memset(&st, 0, sizeof st);
     st.tab = &tab;
     st.dtype = D1_DTYPE_F32;
@@ -6379,9 +6564,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     cj.text = text;
     emit[0] = d1__emit_safetensors; ctx[0] = &st;
     emit[1] = d1__emit_text;        ctx[1] = &cj;
-    rc = d1__save_files(dir, 2, names, emit, ctx);
-    d1__table_free(&tab);
-    return rc;
+    return d1__save_files(dir, 2, names, emit, ctx);
 }
 
 /* Loads what d1_lora_save wrote: attaches adapters of the saved rank and
@@ -6431,22 +6614,31 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
         if (rc != D1_OK) return rc;
         if ((double)size < need) return D1_ERR_TRUNCATED;
     }
-    if (!m->lora) {
-        if ((rc = d1_lora_attach(m, (int)r, (float)alpha, 0)) != D1_OK) return rc;
-        attached_here = 1;
-    }
-    memset(&tab, 0, sizeof tab);
-    if (!(p = d1__path(dir, "adapter_model.safetensors"))) rc = D1_ERR_NOMEM;
-    if (rc == D1_OK) rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32, d1__make_lora_table, m);
+    if (!m->lora && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED; /* as d1_lora_attach would say */
+    /* the header, checked in full before the adapters are attached (it is
+       freed before: the data alone is left to read) */
+    d1__table_lora(&tab, &m->config, (int)r, NULL);
+    if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1_ERR_NOMEM;
+    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
     d1__free(p);
-    if (rc == D1_OK) { /* into a new buffer, swapped in only when all went well */
-        if (!(mem = d1__alloc_floats(2 * m->lora->num_params))) rc = D1_ERR_NOMEM;
-        if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, mem);
-        d1__st_close(&sf);
+    if (rc != D1_OK) {
+        d1__table_free(&tab);
+        return rc;
     }
+    d1__free(sf.header);
+    sf.header = NULL;
+    if (!m->lora) {
+        rc = d1_lora_attach(m, (int)r, (float)alpha, 0);
+        attached_here = rc == D1_OK;
+    }
+    /* adapters attached here: straight into them (a failure detaches them);
+       the caller's: into a new buffer, copied over only when all went well */
+    if (rc == D1_OK && !attached_here && !(mem = d1__alloc_floats(m->lora->num_params))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, attached_here ? m->lora->param_memory : mem);
+    d1__st_close(&sf);
     d1__table_free(&tab);
     if (rc == D1_OK) {
-        memcpy(m->lora->param_memory, mem, m->lora->num_params * sizeof(float));
+        if (mem) memcpy(m->lora->param_memory, mem, m->lora->num_params * sizeof(float));
     } else if (attached_here) {
         d1_lora_detach(m);
         m->B = B0;
@@ -6545,7 +6737,9 @@ static int d1__gpu_attach(d1_model *m) {
     struct d1__state *s = m->state;
     size_t np = m->num_params, nr = (size_t)c->max_seq_len * (c->dim / c->n_heads / 2);
     d1__dev *d;
+    int rc;
     if (m->lora) return D1_ERR_UNSUPPORTED;
+    if ((rc = d1__rope_ensure(m, c->max_seq_len)) != D1_OK) return rc; /* all of them, built on the host */
     d = (d1__dev *)d1__alloc(sizeof *d);
     if (!d) return D1_ERR_NOMEM;
     memset(d, 0, sizeof *d);

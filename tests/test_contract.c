@@ -16,7 +16,10 @@
      GRPO step    NULLs, shapes and their overflow, settings, rewards, NaN weights;
                   what `updates` reports when an update fails late
      files        a FIFO where a checkpoint file should be; train states with
-                  an RNG xoshiro cannot leave and a step AdamW cannot take */
+                  an RNG xoshiro cannot leave and a step AdamW cannot take;
+                  directories whose claims (max_sequence_length, tensor
+                  counts, shards) exceed their bytes: each load measured
+                  against twice its files (test_load_memory) */
 #include "count_alloc.h" /* live_bytes, peak_bytes */
 #define D1_IMPLEMENTATION
 #include "../d1.h"
@@ -847,6 +850,220 @@ static void test_file_contract(void) {
     d1_model_free(&m);
 }
 
+/* ---- what a load allocates: at most twice the bytes of the files it reads -------
+   (#15: no load takes more than 2x its files in memory). Each load below is
+   measured with the counting allocator (tests/count_alloc.h); failing loads
+   are CASEs (their code, nothing changed). Before this bound held, a
+   config.json alone could make a load build RoPE tables of max_seq_len x
+   head_dim floats, a small header a tensor table of 196 bytes per tensor the
+   config claims, an index a fixed 1 MiB of shard names, and an adapter load
+   four times its weights, or its adapters before their header. */
+static size_t file_bytes(const char *dir, const char *name) {
+    char p[700];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return stat(p, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+/* a file of its own: the 8-byte length hn, then head padded with spaces to hn
+   bytes (head must leave its last byte to the closing brace), then `data`
+   zero bytes */
+static void write_st(const char *dir, const char *name, const char *head, uint64_t hn, size_t data) {
+    char p[700];
+    FILE *f;
+    uint64_t k, hl = strlen(head);
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    f = fopen(p, "wb");
+    for (k = 0; k < 8; k++) fputc((int)((hn >> (8 * k)) & 255), f);
+    fputs(head, f);
+    for (k = hl; k + 1 < hn; k++) fputc(' ', f);
+    fputc('}', f);
+    for (k = 0; k < data; k++) fputc(0, f);
+    fclose(f);
+}
+
+static void write_config(const char *dir, const d1_config *c) {
+    char p[700], text[2048];
+    FILE *f;
+    d1_config r;
+    CHECK(d1_config_resolve(c, &r) == D1_OK && d1_config_to_json(&r, text, sizeof text) == D1_OK, "config");
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+/* d1_model_load(dir): its code (a failure changes nothing), and its peak
+   allocation against twice the bytes of the files it reads */
+static void load_within(const char *what, const char *dir, int code, size_t files, const d1_model *want) {
+    d1_model got;
+    world w;
+    size_t before = live_bytes;
+    memset(&got, 0x5a, sizeof got);
+    memset(&w, 0, sizeof w);
+    w.out = &got;
+    w.out_bytes = sizeof got;
+    peak_bytes = live_bytes;
+    if (code != D1_OK) {
+        CASE(w, 0, code, d1_model_load(&got, dir));
+    } else {
+        int rc = d1_model_load(&got, dir);
+        CHECK(rc == D1_OK, "%s: %s", what, d1_strerror(rc));
+        if (rc == D1_OK && want)
+            CHECK(got.num_params == want->num_params &&
+                      !memcmp(got.param_memory, want->param_memory, want->num_params * sizeof(float)),
+                  "%s: other weights", what);
+    }
+    printf("  %s: %zu bytes of files, %zu allocated (%.2fx)\n", what, files, peak_bytes - before,
+           (double)(peak_bytes - before) / (double)files);
+    CHECK(peak_bytes - before <= 2 * files, "%s: %zu bytes of files, %zu allocated", what, files,
+          peak_bytes - before);
+    if (code == D1_OK) d1_model_free(&got);
+}
+
+/* a config of L layers of dim 2 (the smallest tensors: most of them per byte) */
+static d1_config thin(int L) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 4; c.dim = 2; c.n_layers = L; c.n_heads = 1; c.n_kv_heads = 1; c.ffn_dim = 1;
+    c.max_seq_len = 8; c.mask_id = 3; c.eos_id = 2; c.pad_id = 1; c.tied_embeddings = 1;
+    return c;
+}
+
+static void test_load_memory(void) {
+    char dir[600];
+    d1_config c;
+    d1_model m;
+    int tok[4] = {1, 2, 3, 4};
+    mkdir(root, 0777);
+
+    /* 1. max_sequence_length 46340 (the largest accepted) beside weights of
+       70 KB: the RoPE tables (46340 x 64 x 2 floats, 11.9 MB) came with the
+       load; now with the first pass, for the positions it uses */
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 8; c.dim = 64; c.n_layers = 1; c.n_heads = 1; c.n_kv_heads = 1; c.ffn_dim = 2;
+    c.max_seq_len = 46340; c.mask_id = 7; c.eos_id = 6; c.pad_id = 5;
+    snprintf(dir, sizeof dir, "%s/long_rope", root);
+    CHECK(d1_model_init(&m, &c, 3) == D1_OK && d1_model_save(&m, dir, D1_DTYPE_F32) == D1_OK, "save");
+    load_within("max_sequence_length 46340, F32", dir, D1_OK,
+                file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors"), &m);
+    CHECK(d1_model_forward(&m, tok, 1, 4, NULL) == D1_OK && m.state->rope_len < 46340, "a pass of 4 positions: %d rows",
+          m.state->rope_len);
+    d1_model_free(&m);
+
+    /* 2. a real checkpoint of 4502 tiny tensors (500 layers of dim 2, BF16):
+       the table (196 bytes a tensor) outgrew the header that names them */
+    c = thin(500);
+    snprintf(dir, sizeof dir, "%s/many", root);
+    CHECK(d1_model_init(&m, &c, 4) == D1_OK && d1_model_save(&m, dir, D1_DTYPE_BF16) == D1_OK, "save");
+    {
+        d1_model bf; /* the weights as BF16 holds them */
+        CHECK(d1_model_load(&bf, dir) == D1_OK, "load");
+        load_within("4502 tensors of 500 layers, BF16", dir, D1_OK,
+                    file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors"), &bf);
+        d1_model_free(&bf);
+    }
+    d1_model_free(&m);
+
+    /* 3. a config of 4088 tensors beside a header "{}" and the bytes its
+       parameters need: the table was built (below 4096 tensors, always) */
+    c = thin(454);
+    snprintf(dir, sizeof dir, "%s/small_header", root);
+    mkdir(dir, 0777);
+    write_config(dir, &c);
+    write_st(dir, "model.safetensors", "{", 2, 2 * d1_config_num_params(&c));
+    load_within("4088 tensors claimed, header {}", dir, D1_ERR_MISSING,
+                file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors"), NULL);
+
+    /* 4. a config of 9002 tensors beside a header of 64 bytes each (what the
+       old bound let through) whose first key is no tensor */
+    c = thin(1000);
+    snprintf(dir, sizeof dir, "%s/bound_header", root);
+    mkdir(dir, 0777);
+    write_config(dir, &c);
+    write_st(dir, "model.safetensors", "{\"x\":0", 64 * (uint64_t)(2 + 9 * 1000), 2 * d1_config_num_params(&c));
+    load_within("9002 tensors claimed, 64 header bytes each", dir, D1_ERR_UNKNOWN_TENSOR,
+                file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors"), NULL);
+
+    /* 5. an index that puts each of 3602 tensors in a file of its own, and no
+       such files: 1 MiB of shard names and the table came first */
+    c = thin(400);
+    snprintf(dir, sizeof dir, "%s/index", root);
+    mkdir(dir, 0777);
+    write_config(dir, &c);
+    {
+        d1_model cm;
+        char p[700];
+        FILE *f;
+        int i, n;
+        CHECK(d1_model_init(&cm, &c, 1) == D1_OK, "init");
+        n = d1_model_num_tensors(&cm);
+        snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+        f = fopen(p, "w");
+        fputs("{\"weight_map\": {", f);
+        for (i = 0; i < n; i++) {
+            d1_tensor t;
+            d1_model_tensor(&cm, i, &t);
+            fprintf(f, "%s\"%s\": \"s%05d.safetensors\"", i ? ", " : "", t.name, i);
+        }
+        fputs("}}", f);
+        fclose(f);
+        d1_model_free(&cm);
+    }
+    load_within("3602 tensors in 3602 missing shards", dir, D1_ERR_IO,
+                file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors.index.json"), NULL);
+
+    /* 6. adapters: loaded onto a model without them (they were staged in a
+       second copy of their weights and gradients) and onto attached ones */
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 8; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 96;
+    c.max_seq_len = 16; c.mask_id = 7; c.eos_id = 6; c.pad_id = 5;
+    snprintf(dir, sizeof dir, "%s/adapters", root);
+    CHECK(d1_model_init(&m, &c, 5) == D1_OK && d1_lora_attach(&m, 8, 16.0f, 6) == D1_OK, "attach");
+    CHECK(d1_lora_save(&m, dir) == D1_OK, "save adapters");
+    {
+        d1_model fresh;
+        size_t files = file_bytes(dir, "adapter_config.json") + file_bytes(dir, "adapter_model.safetensors"), before;
+        int pass;
+        CHECK(d1_model_init(&fresh, &c, 5) == D1_OK, "init");
+        for (pass = 0; pass < 2; pass++) {
+            before = live_bytes;
+            peak_bytes = live_bytes;
+            CHECK(d1_lora_load(&fresh, dir) == D1_OK, "load adapters");
+            printf("  adapters onto %s: %zu bytes of files, %zu allocated (%.2fx)\n",
+                   pass ? "attached ones" : "a model without", files, peak_bytes - before,
+                   (double)(peak_bytes - before) / (double)files);
+            CHECK(peak_bytes - before <= 2 * files, "adapters (%d): %zu bytes of files, %zu allocated", pass, files,
+                  peak_bytes - before);
+            CHECK(fresh.lora && !memcmp(fresh.lora->param_memory, m.lora->param_memory,
+                                         m.lora->num_params * sizeof(float)), "other adapters");
+        }
+        d1_model_free(&fresh);
+    }
+    /* 7. an adapter file as long as the adapters' weights, all of it header:
+       the adapters (weights and gradients: twice the file) were attached
+       before the header was read */
+    {
+        d1_model fresh;
+        world w;
+        size_t files, before;
+        write_st(dir, "adapter_model.safetensors", "{", (uint64_t)(4 * m.lora->num_params), 0);
+        files = file_bytes(dir, "adapter_config.json") + file_bytes(dir, "adapter_model.safetensors");
+        CHECK(d1_model_init(&fresh, &c, 5) == D1_OK, "init");
+        memset(&w, 0, sizeof w);
+        w.m = &fresh;
+        before = live_bytes;
+        peak_bytes = live_bytes;
+        CASE(w, 1, D1_ERR_MISSING, d1_lora_load(&fresh, dir));
+        printf("  adapters of a header only: %zu bytes of files, %zu allocated (%.2fx)\n", files, peak_bytes - before,
+               (double)(peak_bytes - before) / (double)files);
+        CHECK(fresh.lora == NULL && peak_bytes - before <= 2 * files, "a header only: %zu bytes of files, %zu allocated",
+              files, peak_bytes - before);
+        d1_model_free(&fresh);
+    }
+    d1_model_free(&m);
+}
+
 /* ---- a model and its training state as one unit ------------------------------------ */
 static int file_exists(const char *p) {
     struct stat st;
@@ -1060,6 +1277,7 @@ int main(void) {
     RUN(test_adamw_contract);
     RUN(test_grpo_step_contract);
     RUN(test_file_contract);
+    RUN(test_load_memory);
     RUN(test_pair_mismatch);
     RUN(test_model_save_between_renames);
     RUN(test_kill_during_save);

@@ -299,11 +299,51 @@ static void test_bad_input(void) {
 #undef EXPECT
 }
 
+/* The RoPE tables are built by the first pass, for the positions it uses, and
+   grow with T: the order in which T grows must not change a bit. A model run
+   at T = 3, 9, 16 and one run at T = 16 first, then 3 and 9, give the same
+   logits at each T and the same tables; a new model holds no tables. */
+static void test_rope_lazy(void) {
+    d1_config c = small_config();
+    d1_model a, b;
+    int tok[2 * 16], i, k;
+    static const int Ts[3] = {3, 9, 16};
+    float *la[3], *lb[3];
+    for (i = 0; i < 2 * 16; i++) tok[i] = (i * 5 + 1) % 14;
+    CHECK(d1_model_init(&a, &c, 7) == D1_OK && d1_model_init(&b, &c, 7) == D1_OK, "init");
+    CHECK(a.state->rope_len == 0 && a.state->rope_cos == NULL, "a new model holds %d rows", a.state->rope_len);
+    for (k = 0; k < 3; k++) { /* a: growing */
+        CHECK(d1_model_forward(&a, tok, 2, Ts[k], NULL) == D1_OK, "forward T=%d", Ts[k]);
+        CHECK(a.state->rope_len >= Ts[k] && a.state->rope_len <= c.max_seq_len, "T=%d: %d rows", Ts[k],
+              a.state->rope_len);
+        la[k] = (float *)malloc((size_t)2 * Ts[k] * c.vocab_size * sizeof(float));
+        memcpy(la[k], a.logits, (size_t)2 * Ts[k] * c.vocab_size * sizeof(float));
+    }
+    for (k = 2; k >= 0; k--) { /* b: the longest first */
+        CHECK(d1_model_forward(&b, tok, 2, Ts[k], NULL) == D1_OK, "forward T=%d", Ts[k]);
+        lb[k] = (float *)malloc((size_t)2 * Ts[k] * c.vocab_size * sizeof(float));
+        memcpy(lb[k], b.logits, (size_t)2 * Ts[k] * c.vocab_size * sizeof(float));
+    }
+    for (k = 0; k < 3; k++) {
+        CHECK(!memcmp(la[k], lb[k], (size_t)2 * Ts[k] * c.vocab_size * sizeof(float)),
+              "T=%d: logits differ with the order of growth", Ts[k]);
+        free(la[k]);
+        free(lb[k]);
+    }
+    CHECK(a.state->rope_len == 16 && b.state->rope_len == 16 &&
+              !memcmp(a.state->rope_cos, b.state->rope_cos, 16 * 4 * sizeof(float)) &&
+              !memcmp(a.state->rope_sin, b.state->rope_sin, 16 * 4 * sizeof(float)),
+          "the tables differ with the order of growth");
+    d1_model_free(&a);
+    d1_model_free(&b);
+}
+
 int main(void) {
     TH_BANNER();
     RUN(test_reference_dump);
     RUN(test_determinism);
     RUN(test_learning);
     RUN(test_bad_input);
+    RUN(test_rope_lazy);
     return th_summary();
 }
