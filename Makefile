@@ -15,7 +15,8 @@ PYTHON ?= /usr/bin/python3
 RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
-           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/fuzz_replay \
+           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/test_bf16 \
+           $(BUILD)/fuzz_replay \
            $(BUILD)/fuzz_dir_replay
 EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
 

@@ -43,7 +43,7 @@
      D1_STATIC            make every public function static (private copy)
      D1_MALLOC, D1_FREE   your allocator (define both or neither)
      D1_ASSERT(x)         internal invariant check (default: assert.h assert)
-     D1_NO_SIMD           use the scalar reference kernels only
+     D1_NO_SIMD           use the scalar reference kernels only (BF16 too)
      D1_NO_THREADS        build without pthreads (d1_model_set_threads(m, 1) only)
      D1_NO_STDIO          no file I/O: checkpoints load from / save to memory only
      D1_MAX_THREADS       upper bound for d1_model_set_threads (default 64)
@@ -53,7 +53,9 @@
 
    SIMD paths are chosen from the compiler's macros: __AVX512F__ (AVX-512),
    __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
-   with -march=native (or the flags of your target) to enable them.
+   with -march=native (or the flags of your target) to enable them. The BF16
+   GEMM of D1_PRECISION_BF16 uses AVX512-BF16 when __AVX512BF16__ is defined,
+   and on other x86-64 gcc / clang builds after a CPUID check at run time.
 
    LEGEND (the names used in shapes and formulas throughout)
 
@@ -92,6 +94,7 @@
        d2 StepMerge: trajectory segments           d1__grpo_masks_trajectory, d1__grpo_record_reveals
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
      LoRA adapters                                 d1_lora_attach / _merge
+     BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16
      the same on a GPU (-DD1_CUDA, optional)       d1_model_set_device; >>cuda, tools/d1_cuda.cu
 
    GRADIENT CONVENTION: parameter gradients accumulate (+=), activation
@@ -146,8 +149,11 @@ enum {
 };
 D1_API const char *d1_strerror(int status);
 /* What this build computes with, chosen at compile time: one line such as
-   "simd avx512, gemm d1, threads pthreads (max 64), bf16 storage only, cuda no"
-   (simd: avx512 | avx2 | neon | scalar; gemm: d1 | blis). Results that hold
+   "simd avx512, gemm d1, threads pthreads (max 64), bf16 avx512bf16, cuda no"
+   (simd: avx512 | avx2 | neon | scalar; gemm: d1 | blis; bf16, the kernel of
+   D1_PRECISION_BF16: avx512bf16 | scalar, or on x86-64 builds without
+   -mavx512bf16 "avx512bf16 (cpuid)" | "scalar (cpuid: no avx512bf16)", as
+   this CPU answers). Results that hold
    "bit for bit" hold within one such build on one CPU type: the SIMD path sets
    the order of every sum, so builds with different lines round differently. */
 D1_API const char *d1_build_info(void);
@@ -285,6 +291,42 @@ D1_API int d1_model_set_device(d1_model *m, int device);
 D1_API int d1_model_device(const d1_model *m);   /* D1_DEVICE_*, or D1_ERR_ARG */
 D1_API int d1_model_pull(d1_model *m);  /* device parameters (and gradients) -> the host mirror */
 D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the device */
+
+/* ---- precision ----------------------------------------------------------------
+   D1_PRECISION_F32 (the default of every initialised or loaded model): every
+   matmul in FP32, bit for bit as before this setting existed.
+   D1_PRECISION_BF16: the forward passes that no backward pass follows run
+   their linear layers (q/k/v, attn_out, gate/up, down and the head) as BF16
+   GEMMs: the weights rounded to bfloat16 (to nearest, ties to even) and kept
+   packed beside the FP32 ones, the activations rounded as they are packed,
+   the sums in FP32. Those passes are exactly:
+     - every step of d1_sampler_generate (with CFG and the KV caches too), so
+       the rollouts of d1_grpo_step;
+     - d1_grpo_logprobs, so d1_grpo_step's old-policy and reference log-probs
+       (the reference model's own precision decides for it).
+   Everything else stays FP32: the embedding, norms, RoPE, attention and
+   softmax, LoRA adapters (added in FP32 to the BF16 base), and every pass
+   that back-propagates: d1_model_forward, the losses (d1_pretrain_loss,
+   d1_sft_loss, d1_grpo_loss). In d1_grpo_step the ratio rho = exp(logp -
+   logp_old) and the KL then compare an FP32 log-prob with a BF16 one, so
+   they carry BF16's rounding (rho != 1 at identical weights: on the demo's
+   Sudoku model |logp_bf16 - logp_f32| is 3e-3 on average, 0.27 at worst,
+   tests/test_bf16.c); keep F32 where that matters. d1_model_backward after
+   a BF16 pass answers D1_ERR_STATE.
+   The kernel: AVX512-BF16 (vdpbf16ps) where the build targets it, or, on
+   other x86-64 builds by gcc or clang, where CPUID finds it at run time;
+   elsewhere (and with D1_NO_SIMD) a scalar kernel that computes the same
+   bits, slowly: it is the reference, not a fast path. d1_build_info names it.
+   The BF16 copy costs 2 bytes per matrix weight, allocated here (setting
+   F32 frees it). It is refreshed at the next BF16 pass after a library call
+   that changes the weights (d1_adamw_step, d1_model_copy_weights into the
+   model, d1_lora_merge, d1_model_push, d1_model_set_device); after writing
+   param_memory yourself, call d1_model_push (on the CPU it only marks the
+   copy stale). D1_ERR_UNSUPPORTED for BF16 on a GPU; a BF16 model moved to
+   the GPU computes there in FP32 (the setting returns with it). */
+enum { D1_PRECISION_F32 = 0, D1_PRECISION_BF16 = 1 };
+D1_API int d1_model_set_precision(d1_model *m, int precision);
+D1_API int d1_model_precision(const d1_model *m);  /* D1_PRECISION_*, or D1_ERR_ARG */
 
 /* ---- LoRA ------------------------------------------------------------------
    d1_lora_attach allocates adapters (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0,
@@ -796,37 +838,89 @@ D1_API int d1_lora_load(d1_model *m, const char *dir);
 #include <arm_neon.h>
 #endif
 
+/* The BF16 GEMM's AVX512-BF16 kernel (vdpbf16ps, >>tensor): D1__BF16_AVX 1
+   when the target has it (-march=native on Zen 4, Sapphire Rapids, Cooper
+   Lake); D1__BF16_AVX 2 on any other x86-64 build by gcc >= 10 or clang >= 9,
+   compiled for it with a target attribute and used only where CPUID says the
+   CPU and the OS have it (d1__cpu_bf16); elsewhere the scalar BF16 kernel. */
+#if !defined(D1_NO_SIMD) && defined(__AVX512BF16__) && defined(__AVX512F__)
+#define D1__BF16_AVX 1
+#define D1__BF16_TARGET
+#elif !defined(D1_NO_SIMD) && defined(__x86_64__) && \
+    ((defined(__clang__) && __clang_major__ >= 9) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#define D1__BF16_AVX 2
+#define D1__BF16_TARGET __attribute__((target("avx512f,avx512bf16")))
+#include <cpuid.h>
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#include <immintrin.h>
+#endif
+#endif
+
+/* 1 when this build can run the AVX512-BF16 kernel on this CPU: always with
+   D1__BF16_AVX 1; with 2, when CPUID reports AVX512F and AVX512_BF16 and the
+   OS saves the ZMM state (XCR0 bits 1, 2, 5, 6, 7). */
+static int d1__cpu_bf16(void) {
+#if defined(D1__BF16_AVX) && D1__BF16_AVX == 1
+    return 1;
+#elif defined(D1__BF16_AVX)
+    unsigned a, b, c, d, lo, hi;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0xe6u) != 0xe6u) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return 0; /* AVX512F */
+    __get_cpuid_count(7, 1, &a, &b, &c, &d);
+    return (a >> 5) & 1; /* AVX512_BF16 */
+#else
+    return 0;
+#endif
+}
+
 #define D1__MIN(a, b) ((a) < (b) ? (a) : (b))
 #define D1__MAX(a, b) ((a) > (b) ? (a) : (b))
 
 #define D1__STR2(x) #x
 #define D1__STR(x) D1__STR2(x)
-D1_API const char *d1_build_info(void) {
-    return "simd "
+/* The build line, from its pieces; the BF16 kernel of a D1__BF16_AVX 2 build
+   is named after the CPUID check (the line then holds for this CPU). */
 #if defined(D1__AVX512)
-           "avx512"
+#define D1__BUILD_SIMD "simd avx512"
 #elif defined(D1__AVX2)
-           "avx2"
+#define D1__BUILD_SIMD "simd avx2"
 #elif defined(D1__NEON)
-           "neon"
+#define D1__BUILD_SIMD "simd neon"
 #else
-           "scalar"
+#define D1__BUILD_SIMD "simd scalar"
 #endif
 #ifdef D1_USE_BLIS
-           ", gemm blis"
+#define D1__BUILD_GEMM ", gemm blis"
 #else
-           ", gemm d1"
+#define D1__BUILD_GEMM ", gemm d1"
 #endif
 #ifdef D1_NO_THREADS
-           ", threads none"
+#define D1__BUILD_THREADS ", threads none"
 #else
-           ", threads pthreads (max " D1__STR(D1_MAX_THREADS) ")"
+#define D1__BUILD_THREADS ", threads pthreads (max " D1__STR(D1_MAX_THREADS) ")"
 #endif
-           ", bf16 storage only"
 #ifdef D1_CUDA
-           ", cuda yes";
+#define D1__BUILD_CUDA ", cuda yes"
 #else
-           ", cuda no";
+#define D1__BUILD_CUDA ", cuda no"
+#endif
+#define D1__BUILD_LINE(bf16) D1__BUILD_SIMD D1__BUILD_GEMM D1__BUILD_THREADS ", bf16 " bf16 D1__BUILD_CUDA
+D1_API const char *d1_build_info(void) {
+#if defined(D1__BF16_AVX) && D1__BF16_AVX == 1
+    return D1__BUILD_LINE("avx512bf16");
+#elif defined(D1__BF16_AVX)
+    return d1__cpu_bf16() ? D1__BUILD_LINE("avx512bf16 (cpuid)") : D1__BUILD_LINE("scalar (cpuid: no avx512bf16)");
+#else
+    return D1__BUILD_LINE("scalar");
 #endif
 }
 
@@ -1583,6 +1677,277 @@ static float d1__max(const float *x, int n) {
     return m;
 }
 
+/* ---- BF16 GEMM (inference) -------------------------------------------------
+   C[M,N] = A[M,K] . W[N,K]^T with A and W rounded to bfloat16 and the sums
+   in FP32, as AVX512-BF16's vdpbf16ps computes them. W is packed once (by
+   the model, D1_PRECISION_BF16), A while the GEMM runs. Per element:
+       s = 0;  for each pair p of k (2p, 2p+1), K odd padded with a zero:
+           s = fma(a[2p+1], w[2p+1], s);  s = fma(a[2p], w[2p], s)
+   each fma exact then rounded to nearest even, a subnormal result flushed to
+   zero (vdpbf16ps: the odd element first, DAZ in, FTZ out, MXCSR ignored).
+   A product of two bfloat16 numbers is exact in FP32, so only the sums round.
+   BF16 rounding (vcvtne2ps2bf16): to nearest, ties to even; a subnormal float
+   becomes a zero of its sign; a NaN stays a quiet NaN. d1__gemm_bf16_ref is
+   that definition; d1__gemm_bf16 computes the same bits blocked, with the
+   scalar micro-kernel or the AVX512-BF16 one (tests/test_bf16.c). */
+
+static uint16_t d1__bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* NaN: quiet */
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000);         /* zero, subnormal */
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+/* a bfloat16 as a float; a subnormal one reads as zero (DAZ) */
+static float d1__bf16_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    if ((u & 0x7f800000u) == 0) u &= 0x80000000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+/* a subnormal result becomes a zero of its sign (FTZ) */
+static float d1__ftz(float r) { return fabsf(r) < FLT_MIN ? r * 0.0f : r; }
+/* one multiply-add of vdpbf16ps: fma(a, b, s) rounded once, subnormals flushed */
+static float d1__bf16_fma(float s, uint16_t a, uint16_t b) {
+    return d1__ftz(fmaf(d1__bf16_value(a), d1__bf16_value(b), s));
+}
+
+/* The definition: C[i,j] (row stride ldc) from A [M,K] (row stride lda) and
+   W [N,K] (row stride ldw), both FP32, rounded here. */
+static D1__MAYBE_UNUSED void d1__gemm_bf16_ref(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
+                                               ptrdiff_t ldw, float *C, ptrdiff_t ldc) {
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            const float *a = A + i * lda, *w = W + j * ldw;
+            float s = 0.0f;
+            for (k = 0; k < K; k += 2) {
+                uint16_t a1 = k + 1 < K ? d1__bf16_round(a[k + 1]) : 0, w1 = k + 1 < K ? d1__bf16_round(w[k + 1]) : 0;
+                s = d1__bf16_fma(s, a1, w1);
+                s = d1__bf16_fma(s, d1__bf16_round(a[k]), d1__bf16_round(w[k]));
+            }
+            C[i * ldc + j] = s;
+        }
+}
+
+/* Packed operands hold pairs: one uint32 = bf16(x[2p]) | bf16(x[2p+1]) << 16
+   (the dword vdpbf16ps reads, on a little-endian CPU). W is packed in panels
+   of D1__BF_NR columns, pair-major (each pair of k a row of NR dwords: one
+   vector load per 16 columns); an MC-row block of A is converted row-major
+   (its rows D1__BF_MR apart in a tile: the kernel broadcasts a pair of each).
+   Tiles are D1__BF_MR x D1__BF_NR whatever the kernel, so one packing serves
+   both; K is cut into slices of D1__BF_KC (even: a pair never straddles two),
+   each slice continuing the sums of the last one from C, so the blocking
+   changes nothing. */
+#define D1__BF_MR 12
+#define D1__BF_NR 32
+#ifndef D1__BF_KC
+#define D1__BF_KC 512
+#endif
+#ifndef D1__BF_MC
+#define D1__BF_MC 240
+#endif
+#if D1__BF_KC % 2 || D1__BF_KC <= 0 || D1__BF_MC % D1__BF_MR || D1__BF_MC <= 0
+#error "D1__BF_KC must be even and D1__BF_MC a multiple of 12"
+#endif
+/* the A block a thread converts (uint32 pairs; d1__ensure sizes the scratch for it) */
+#define D1__BF_WS ((size_t)D1__BF_MC * (D1__BF_KC / 2))
+
+/* uint32s of W [N,K] packed: ceil(N/NR) panels of NR columns x ceil(K/2) pairs */
+static size_t d1__bf16_packed_size(int N, int K) {
+    return (size_t)((N + D1__BF_NR - 1) / D1__BF_NR) * D1__BF_NR * (size_t)((K + 1) / 2);
+}
+static uint32_t d1__bf16_pair(const float *x, int k, int K) {
+    return (uint32_t)d1__bf16_round(x[k]) | (k + 1 < K ? (uint32_t)d1__bf16_round(x[k + 1]) << 16 : 0u);
+}
+/* Pack W [N,K] (row stride ldw): Wp[p*NR*Kp + q*NR + j] = pair q of row
+   p*NR + j, Kp = ceil(K/2); rows past N are zero. */
+static void d1__bf16_pack_w(int N, int K, const float *W, ptrdiff_t ldw, uint32_t *Wp) {
+    int Kp = (K + 1) / 2, p, j, q;
+    for (p = 0; p < N; p += D1__BF_NR)
+        for (j = 0; j < D1__BF_NR; j++) {
+            uint32_t *dst = Wp + (size_t)p * Kp + j;
+            const float *row = W + (ptrdiff_t)(p + j) * ldw;
+            for (q = 0; q < Kp; q++) dst[(size_t)q * D1__BF_NR] = p + j < N ? d1__bf16_pair(row, 2 * q, K) : 0u;
+        }
+}
+/* Convert A[.., k0..k0+kc) (mc rows, row stride lda) row-major into pairs:
+   Ap[i*kcp + q] = pair q of row i, kcp = ceil(kc/2); the rows up to the next
+   multiple of MR are zero. */
+static void d1__bf16_pack_a_scalar(int mc, int kc, const float *A, ptrdiff_t lda, uint32_t *Ap) {
+    int kcp = (kc + 1) / 2, i, q;
+    for (i = 0; i < mc; i++)
+        for (q = 0; q < kcp; q++) Ap[(size_t)i * kcp + q] = d1__bf16_pair(A + (ptrdiff_t)i * lda, 2 * q, kc);
+    for (; i % D1__BF_MR; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+
+/* Micro-kernel: the tile c[mr,nr] (row stride ldc) = (acc: c +) the pairs
+   a [MR, kcp] (row stride lda) . b [kcp, NR], in the order of the definition. */
+static void d1__ukernel_bf16_scalar(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, float *c,
+                                    ptrdiff_t ldc, int acc, int mr, int nr) {
+    float t[D1__BF_MR][D1__BF_NR], a0[D1__BF_MR], a1[D1__BF_MR], b0[D1__BF_NR], b1[D1__BF_NR];
+    int i, j, q;
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) t[i][j] = acc ? c[i * ldc + j] : 0.0f;
+    for (q = 0; q < kcp; q++, a++, b += D1__BF_NR) {
+        for (i = 0; i < mr; i++) {
+            a0[i] = d1__bf16_value((uint16_t)a[i * lda]);
+            a1[i] = d1__bf16_value((uint16_t)(a[i * lda] >> 16));
+        }
+        for (j = 0; j < nr; j++) { b0[j] = d1__bf16_value((uint16_t)b[j]); b1[j] = d1__bf16_value((uint16_t)(b[j] >> 16)); }
+        for (i = 0; i < mr; i++)
+            for (j = 0; j < nr; j++) { /* the odd k first, as vdpbf16ps */
+                float s = d1__ftz(fmaf(a1[i], b1[j], t[i][j]));
+                t[i][j] = d1__ftz(fmaf(a0[i], b0[j], s));
+            }
+    }
+    for (i = 0; i < mr; i++)
+        for (j = 0; j < nr; j++) c[i * ldc + j] = t[i][j];
+}
+
+#if defined(D1__BF16_AVX)
+/* 12 x 32 with vdpbf16ps: 24 zmm accumulators (16 sums of 2 pairs each), 2 for
+   the W pairs, 1 broadcast A pair. Loads and stores only mr rows and nr
+   columns (masked), so edge tiles need no copy. Row i of a is at
+   r[i / 3] + (i % 3) lda: four pointers and one stride reach all twelve. */
+#define D1__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+D1__BF16_TARGET static void d1__ukernel_bf16_avx512(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b,
+                                                    float *c, ptrdiff_t ldc, int acc, int mr, int nr) {
+    const uint32_t *r0 = a, *r1 = a + 3 * lda, *r2 = a + 6 * lda, *r3 = a + 9 * lda;
+    __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+    __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
+    int q;
+#define D1__DECL(i)                                                                \
+    __m512 c##i##a = _mm512_setzero_ps(), c##i##b = _mm512_setzero_ps();          \
+    if (acc && i < mr) {                                                           \
+        c##i##a = _mm512_maskz_loadu_ps(m0, c + i * ldc);                          \
+        c##i##b = _mm512_maskz_loadu_ps(m1, c + i * ldc + 16);                     \
+    }
+    D1__ROWS(D1__DECL)
+    for (q = 0; q < kcp; q++, b += D1__BF_NR) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
+        __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 16));
+#define D1__STEP(i)                                                                \
+    {                                                                              \
+        const uint32_t *ri = (i) < 3 ? r0 : (i) < 6 ? r1 : (i) < 9 ? r2 : r3;      \
+        __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ri[q + (i) % 3 * lda]);     \
+        c##i##a = _mm512_dpbf16_ps(c##i##a, ai, b0);                               \
+        c##i##b = _mm512_dpbf16_ps(c##i##b, ai, b1);                               \
+    }
+        D1__ROWS(D1__STEP)
+    }
+#define D1__SAVE(i)                                                                \
+    if (i < mr) {                                                                  \
+        _mm512_mask_storeu_ps(c + i * ldc, m0, c##i##a);                           \
+        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, c##i##b);                      \
+    }
+    D1__ROWS(D1__SAVE)
+#undef D1__DECL
+#undef D1__STEP
+#undef D1__SAVE
+#undef D1__ROWS
+}
+
+/* d1__bf16_pack_a_scalar with vcvtne2ps2bf16: 32 floats of a row become 16
+   pairs, one store (masked at the row's end). */
+D1__BF16_TARGET static void d1__bf16_pack_a_avx512(int mc, int kc, const float *A, ptrdiff_t lda, uint32_t *Ap) {
+    int kcp = (kc + 1) / 2, i, q;
+    for (i = 0; i < mc; i++) {
+        const float *row = A + (ptrdiff_t)i * lda;
+        uint32_t *dst = Ap + (size_t)i * kcp;
+        for (q = 0; q + 16 <= kcp && 2 * q + 32 <= kc; q += 16) /* whole vectors */
+            _mm512_storeu_si512((void *)(dst + q), (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + 2 * q + 16),
+                                                                               _mm512_loadu_ps(row + 2 * q)));
+        if (q < kcp) { /* the row's end, masked */
+            int left = kc - 2 * q, n = kcp - q;
+            __mmask16 l0 = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+            __mmask16 l1 = (__mmask16)(left >= 32 ? 0xFFFF : left <= 16 ? 0 : (1u << (left - 16)) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(l0, row + 2 * q), x1 = _mm512_maskz_loadu_ps(l1, row + 2 * q + 16);
+            _mm512_mask_storeu_epi32(dst + q, (__mmask16)((1u << n) - 1), (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+        }
+    }
+    for (; i % D1__BF_MR; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+#endif
+
+/* The blocked BF16 GEMM on one thread: C[M,N] = A[M,K] . W^T from W packed by
+   d1__bf16_pack_w (all N columns, K = the width it was packed with); ws holds
+   D1__BF_WS uint32s (64-aligned); simd: 1 runs the AVX512-BF16 kernels (the
+   caller checked d1__cpu_bf16), 0 the scalar ones. */
+static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint32_t *Wp, float *C,
+                          ptrdiff_t ldc, uint32_t *ws, int simd) {
+    int Kp = (K + 1) / 2, pc, ic, jr, ir, i;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+#if !defined(D1__BF16_AVX)
+    (void)simd;
+#endif
+    for (pc = 0; pc < K; pc += D1__BF_KC) {
+        int kc = D1__MIN(D1__BF_KC, K - pc), kcp = (kc + 1) / 2;
+        for (ic = 0; ic < M; ic += D1__BF_MC) {
+            int mc = D1__MIN(D1__BF_MC, M - ic);
+#if defined(D1__BF16_AVX)
+            if (simd) d1__bf16_pack_a_avx512(mc, kc, A + ic * lda + pc, lda, ws);
+            else
+#endif
+                d1__bf16_pack_a_scalar(mc, kc, A + ic * lda + pc, lda, ws);
+            for (jr = 0; jr < N; jr += D1__BF_NR) {
+                const uint32_t *b = Wp + (size_t)jr * Kp + (size_t)(pc / 2) * D1__BF_NR;
+                for (ir = 0; ir < mc; ir += D1__BF_MR) {
+                    int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, N - jr);
+                    float *c = C + (ptrdiff_t)(ic + ir) * ldc + jr;
+#if defined(D1__BF16_AVX)
+                    if (simd) d1__ukernel_bf16_avx512(kcp, ws + (size_t)ir * kcp, kcp, b, c, ldc, pc > 0, mr, nr);
+                    else
+#endif
+                        d1__ukernel_bf16_scalar(kcp, ws + (size_t)ir * kcp, kcp, b, c, ldc, pc > 0, mr, nr);
+                }
+            }
+        }
+    }
+}
+
+/* The BF16 GEMM across the pool, cut like d1__gemm_task: by rows of C (in
+   MR multiples), or for a wide C by NR-column panels of W. Each element is
+   one chain of sums, so results do not depend on the thread count. */
+typedef struct d1__gemm_bf16_args {
+    int M, N, K, simd;
+    const float *A;
+    const uint32_t *Wp;
+    float *C;
+    ptrdiff_t lda, ldc;
+    d1__ctx *cx;
+} d1__gemm_bf16_args;
+
+static void d1__gemm_bf16_task(void *p, int ith, int nth) {
+    d1__gemm_bf16_args *g = (d1__gemm_bf16_args *)p;
+    uint32_t *ws = (uint32_t *)g->cx->ws[ith];
+    int lo, hi;
+    if (g->M >= g->N || g->N < nth * D1__BF_NR) {
+        d1__split(g->M, D1__BF_MR, ith, nth, &lo, &hi);
+        d1__gemm_bf16(hi - lo, g->N, g->K, g->A + lo * g->lda, g->lda, g->Wp, g->C + lo * g->ldc, g->ldc, ws, g->simd);
+    } else {
+        d1__split(g->N, D1__BF_NR, ith, nth, &lo, &hi);
+        d1__gemm_bf16(g->M, hi - lo, g->K, g->A, g->lda, g->Wp + (size_t)lo * ((g->K + 1) / 2), g->C + lo, g->ldc, ws,
+                      g->simd);
+    }
+}
+
+static void d1__gemm_bf16_mt(d1__ctx *cx, int M, int N, int K, const float *A, ptrdiff_t lda, const uint32_t *Wp,
+                             float *C, ptrdiff_t ldc, int simd) {
+    d1__gemm_bf16_args g;
+    g.M = M; g.N = N; g.K = K; g.simd = simd; g.A = A; g.Wp = Wp; g.C = C; g.lda = lda; g.ldc = ldc; g.cx = cx;
+    if (cx->pool->n == 1 || (double)M * N * K < 65536.0)
+        d1__gemm_bf16_task(&g, 0, 1);
+    else
+        d1__parallel(cx->pool, d1__gemm_bf16_task, &g);
+}
+
 // >>layers --------------------------------------------------------------------
 
 /* matmul (a linear layer without bias):  out[N,O] = inp[N,I] . w[O,I]^T */
@@ -1834,6 +2199,18 @@ typedef struct d1__acts {
     float *dlu;     /* [N, 3r]     its gradient, one site at a time                        */
 } d1__acts;
 
+/* The BF16 copy of the matrices for D1_PRECISION_BF16, each packed by
+   d1__bf16_pack_w (the layout of d1__gemm_bf16) into one buffer, in
+   d1_params' order: qkv [L][QW,C], attn_out [L][C,C], gate_up [L][2F,C],
+   ff_out [L][C,F], then head [V,C] (packed apart from wte even when tied). */
+typedef struct d1__bf16w {
+    uint32_t *mem;
+    uint32_t *qkv, *attn_out, *gate_up, *ff_out, *head; /* layer 0's (and the head)   */
+    size_t    n_qkv, n_attn_out, n_gate_up, n_ff_out;   /* uint32s per layer          */
+    size_t    total;                                    /* uint32s in mem             */
+    int       simd;      /* 1: the AVX512-BF16 kernels (d1__cpu_bf16), 0: scalar     */
+} d1__bf16w;
+
 struct d1__state {
     d1__pool pool;
     d1__ctx  cx;
@@ -1852,10 +2229,20 @@ struct d1__state {
     float   *p;              /* [N] per-sequence masking ratios (B used)    */
     uint8_t *mask;           /* [N] 1 = masked by the forward process       */
     d1__acts a;
+    int      precision;      /* D1_PRECISION_* (d1_model_set_precision)     */
+    int      bf16_stale;     /* the weights changed since bw was packed     */
+    int      bf16_last;      /* the last forward ran in BF16: no backward   */
+    d1__bf16w bw;            /* the BF16 copy (mem NULL when F32)           */
 #if defined(D1_CUDA)
     struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
 #endif
 };
+
+/* Every call that writes the FP32 weights marks their BF16 copy stale; the
+   next forward pass that uses it repacks it first (d1__bf16_weights). */
+static void d1__weights_changed(d1_model *m) {
+    if (m && m->state) m->state->bf16_stale = 1;
+}
 
 /* The GPU's side of each operation lives in >>cuda at the end of the file;
    D1__GPU_RETURN / D1__GPU_DO hand an operation to it when the model is on
@@ -2046,6 +2433,7 @@ D1_API void d1_model_free(d1_model *m) {
         d1__free(m->state->rope_cos);
         d1__free(m->state->act_memory);
         d1__free(m->state->tokens);
+        d1__free(m->state->bw.mem);
         d1__free(m->state);
     }
     d1__free(m->param_memory);
@@ -2153,6 +2541,7 @@ D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
     if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1_ERR_CONFIG;
     if ((rc = d1__mirror_in(src)) != D1_OK) return rc;
     memcpy(dst->param_memory, src->param_memory, src->num_params * sizeof(float));
+    d1__weights_changed(dst);
     return d1__mirror_out(dst);
 }
 
@@ -2223,7 +2612,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
     const d1_config *c = &m->config;
     int rank = m->lora ? m->lora->rank : 0;
     size_t need = d1__carve_acts(c, B, T, rank, NULL, NULL);
-    size_t ws = D1__GEMM_WS + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
+    size_t ws = D1__MAX(D1__GEMM_WS, D1__BF_WS) + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
     int nth = s->pool.n, i, rc;
     ws = (ws + 15) & ~(size_t)15;
     if ((rc = d1__ensure_tokens(m, B, T)) != D1_OK) return rc;
@@ -2473,6 +2862,7 @@ D1_API int d1_lora_merge(d1_model *m) {
     }
     d1_lora_detach(m);
     m->B = m->T = 0;
+    d1__weights_changed(m);
     return D1_OK;
 }
 
@@ -2492,7 +2882,23 @@ static void d1__attn_setup(d1__attn_args *at, const float *qkv, int QW, const d1
      per block:  h += attn_out(Attn(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),  n = RMSNorm(h) attn_norm
                  h += ff_out(silu(ff_proj m) ⊙ up_proj m),                      m = RMSNorm(h) ff_norm
      logits = RMSNorm(h) ln_f . head^T                                                        */
-static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+/* out[N,O] = inp[N,I] . w[O,I]^T (d1__matmul_forward), or, when bw (the
+   model's BF16 copy) is given, with w's packed copy wp (d1__gemm_bf16: inp
+   rounded to BF16 as it is packed, sums in FP32). */
+static void d1__linear_forward(d1__ctx *cx, const d1__bf16w *bw, float *out, const float *inp, const float *w,
+                               const uint32_t *wp, int N, int I, int O) {
+    if (bw)
+        d1__gemm_bf16_mt(cx, N, O, I, inp, I, wp, out, O, bw->simd);
+    else
+        d1__matmul_forward(cx, out, inp, w, N, I, O);
+}
+/* layer L's packed copy of matrix t, or NULL in FP32 */
+#define D1__BW(t) (bw ? bw->t + L * bw->n_##t : NULL)
+
+/* bw NULL: FP32, keeping what d1__backward needs (d1__forward); bw given: the
+   linear layers in BF16, for passes no backward follows (d1__forward_nograd). */
+static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
+                          const d1__bf16w *bw) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
     d1__acts *a = &s->a;
@@ -2502,6 +2908,7 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
     int D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    s->bf16_last = bw != NULL;
     D1__GPU_DO(m, d1__gpu_forward(m, tokens, B, T, key_mask));
     if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
     d1__embed_forward(a->x, s->tokens, w->wte, N, C);
@@ -2517,30 +2924,117 @@ static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint
         d1__lora_site ls[4];
         if (lora) d1__lora_sites(c, lora->rank, l, ls);
         d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
-        d1__matmul_forward(cx, qkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1__linear_forward(cx, bw, qkv, n1, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
         if (lora) d1__lora_forward(cx, lora, &ls[0], n1, qkv, lu + ls[0].u0, 7 * lora->rank, N);
         d1__rope(qkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
         d1__attn_setup(&at, qkv, QW, c, B, T, cx);
         at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y; at.key_mask = key_mask;
         d1__parallel(cx->pool, d1__attention_forward_task, &at);
-        d1__matmul_forward(cx, xa, y, w->attn_out + L * C * C, N, C, C);
+        d1__linear_forward(cx, bw, xa, y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
         if (lora) d1__lora_forward(cx, lora, &ls[1], y, xa, lu + ls[1].u0, 7 * lora->rank, N);
         d1__residual_add(xa, x, NC);
         /* MLP sub-block */
         d1__rmsnorm_forward(n2, a->r2 + L * N, xa, w->ff_norm + L * C, N, C, c->norm_eps);
-        d1__matmul_forward(cx, gu, n2, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        d1__linear_forward(cx, bw, gu, n2, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
         if (lora) d1__lora_forward(cx, lora, &ls[2], n2, gu, lu + ls[2].u0, 7 * lora->rank, N);
         sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-        d1__matmul_forward(cx, xo, hm, w->ff_out + L * C * F, N, F, C);
+        d1__linear_forward(cx, bw, xo, hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
         if (lora) d1__lora_forward(cx, lora, &ls[3], hm, xo, lu + ls[3].u0, 7 * lora->rank, N);
         d1__residual_add(xo, xa, NC);
     }
     d1__rmsnorm_forward(a->nf, a->rf, a->x + (size_t)c->n_layers * NC, w->ln_f, N, C, c->norm_eps);
-    d1__matmul_forward(cx, a->logits, a->nf, w->head, N, C, V);
+    d1__linear_forward(cx, bw, a->logits, a->nf, w->head, bw ? bw->head : NULL, N, C, V);
     m->B = B;
     m->T = T;
     m->logits = a->logits;
+}
+
+/* The LLaDA forward pass in FP32 (every pass that back-propagates). */
+static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    d1__forward_w(m, tokens, B, T, key_mask, NULL);
+}
+
+/* Carves the BF16 copy's buffer (base may be NULL: sizes only); returns its
+   uint32s. */
+static size_t d1__bf16w_carve(const d1_config *c, uint32_t *base, d1__bf16w *bw) {
+    size_t L = (size_t)c->n_layers;
+    int C = c->dim, F = c->ffn_dim;
+    bw->n_qkv = d1__bf16_packed_size(d1__qw(c), C);
+    bw->n_attn_out = d1__bf16_packed_size(C, C);
+    bw->n_gate_up = d1__bf16_packed_size(2 * F, C);
+    bw->n_ff_out = d1__bf16_packed_size(C, F);
+    bw->total = L * (bw->n_qkv + bw->n_attn_out + bw->n_gate_up + bw->n_ff_out) +
+                d1__bf16_packed_size(c->vocab_size, C);
+    bw->mem = base;
+    bw->qkv = base;
+    bw->attn_out = base ? bw->qkv + L * bw->n_qkv : NULL;
+    bw->gate_up = base ? bw->attn_out + L * bw->n_attn_out : NULL;
+    bw->ff_out = base ? bw->gate_up + L * bw->n_gate_up : NULL;
+    bw->head = base ? bw->ff_out + L * bw->n_ff_out : NULL;
+    return bw->total;
+}
+
+/* Rounds and packs every matrix of the FP32 weights into bw (allocated). */
+static void d1__bf16w_pack(const d1_model *m, d1__bf16w *bw) {
+    const d1_config *c = &m->config;
+    const d1_params *w = &m->params;
+    int C = c->dim, F = c->ffn_dim, QW = d1__qw(c), l;
+    for (l = 0; l < c->n_layers; l++) {
+        size_t L = (size_t)l;
+        d1__bf16_pack_w(QW, C, w->qkv + L * QW * C, C, bw->qkv + L * bw->n_qkv);
+        d1__bf16_pack_w(C, C, w->attn_out + L * C * C, C, bw->attn_out + L * bw->n_attn_out);
+        d1__bf16_pack_w(2 * F, C, w->gate_up + L * 2 * F * C, C, bw->gate_up + L * bw->n_gate_up);
+        d1__bf16_pack_w(C, F, w->ff_out + L * C * F, F, bw->ff_out + L * bw->n_ff_out);
+    }
+    d1__bf16_pack_w(c->vocab_size, C, w->head, C, bw->head);
+}
+
+/* The BF16 copy for a forward pass that no backward follows, repacked first
+   when the weights changed since; NULL when the model computes in FP32 (its
+   precision, or a model on a GPU). */
+static const d1__bf16w *d1__bf16_weights(d1_model *m) {
+    struct d1__state *s = m->state;
+    if (s->precision != D1_PRECISION_BF16 || !s->bw.mem || d1__on_gpu(m)) return NULL;
+    if (s->bf16_stale) {
+        d1__bf16w_pack(m, &s->bw);
+        s->bf16_stale = 0;
+    }
+    return &s->bw;
+}
+
+/* A forward pass that no backward pass follows (the sampler, the log-prob
+   passes of diffu-GRPO): in the model's precision. */
+static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m));
+}
+
+D1_API int d1_model_set_precision(d1_model *m, int precision) {
+    struct d1__state *s;
+    if (!m || !m->state || !m->param_memory) return D1_ERR_ARG;
+    if (precision != D1_PRECISION_F32 && precision != D1_PRECISION_BF16) return D1_ERR_ARG;
+    s = m->state;
+    if (precision == D1_PRECISION_F32) {
+        d1__free(s->bw.mem);
+        memset(&s->bw, 0, sizeof s->bw);
+    } else {
+        d1__bf16w bw;
+        uint32_t *mem;
+        if (d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
+        mem = s->bw.mem ? s->bw.mem : (uint32_t *)d1__alloc(d1__bf16w_carve(&m->config, NULL, &bw) * sizeof(uint32_t));
+        if (!mem) return D1_ERR_NOMEM;
+        d1__bf16w_carve(&m->config, mem, &bw);
+        bw.simd = d1__cpu_bf16();
+        d1__bf16w_pack(m, &bw);
+        s->bw = bw;
+        s->bf16_stale = 0;
+    }
+    s->precision = precision;
+    return D1_OK;
+}
+
+D1_API int d1_model_precision(const d1_model *m) {
+    return m && m->state ? m->state->precision : D1_ERR_ARG;
 }
 
 /* The backward pass of d1__forward, from dlogits [B,T,V]; every parameter
@@ -2619,7 +3113,7 @@ static int d1__all_finite(const float *x, size_t n) {
 D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
     int rc;
     if (!m || !m->state || !dlogits) return D1_ERR_ARG;
-    if (m->B <= 0) return D1_ERR_STATE;
+    if (m->B <= 0 || m->state->bf16_last) return D1_ERR_STATE; /* no forward, or a BF16 one */
     if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     D1__GPU_RETURN(m, d1__gpu_model_backward(m, dlogits));
@@ -2643,6 +3137,7 @@ D1_API int d1_model_zero_grad(d1_model *m) {
 /* Devices: the generic half (the GPU's half is in >>cuda). */
 D1_API int d1_model_set_device(d1_model *m, int device) {
     if (!m || !m->state || (device != D1_DEVICE_CPU && device != D1_DEVICE_CUDA)) return D1_ERR_ARG;
+    d1__weights_changed(m); /* the weights may come home changed */
 #if defined(D1_CUDA)
     if (device == D1_DEVICE_CUDA) return d1__on_gpu(m) ? D1_OK : d1__gpu_attach(m);
     return d1__on_gpu(m) ? d1__gpu_detach(m) : D1_OK;
@@ -2655,7 +3150,11 @@ D1_API int d1_model_device(const d1_model *m) {
     return d1__on_gpu(m) ? D1_DEVICE_CUDA : D1_DEVICE_CPU;
 }
 D1_API int d1_model_pull(d1_model *m) { return !m || !m->state ? D1_ERR_ARG : d1__mirror_in(m); }
-D1_API int d1_model_push(d1_model *m) { return !m || !m->state ? D1_ERR_ARG : d1__mirror_out(m); }
+D1_API int d1_model_push(d1_model *m) {
+    if (!m || !m->state) return D1_ERR_ARG;
+    d1__weights_changed(m); /* the caller wrote param_memory: the BF16 copy is stale */
+    return d1__mirror_out(m);
+}
 
 // >>losses --------------------------------------------------------------------
 
@@ -2882,6 +3381,7 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
             d1_model_tensor(m, ti, &t);
             d1__adamw_range(opt, w, g, t.offset, t.offset + t.size, t.decay, scale, bc1, bc2);
         }
+        d1__weights_changed(m);
     }
     return D1_OK;
 }
@@ -2898,7 +3398,8 @@ D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step) {
    this pass recomputes only positions [start, end) of each row, refreshes
    their keys and values in kv, attends over all T keys (the rest from the
    cache), and leaves logits for those B*(end-start) rows in a.logits.
-   Activation buffers are reused layer after layer. */
+   Activation buffers are reused layer after layer. In the model's precision
+   (the linear layers in BF16 with D1_PRECISION_BF16). */
 static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, int end,
                                const uint8_t *key_mask, float *kv) {
     const d1_config *c = &m->config;
@@ -2912,6 +3413,7 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
     float *x = a->x, *n = a->n1, *qkv = a->qkv, *y = a->y, *t = a->xa, *gu = a->gu, *hm = a->hm;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     int ldu = lora ? 7 * lora->rank : 0;
+    const d1__bf16w *bw = d1__bf16_weights(m);
     for (b = 0; b < B; b++)
         for (i = 0; i < Ts; i++) s->tokens[b * Ts + i] = canvas[(size_t)b * T + start + i];
     d1__embed_forward(x, s->tokens, w->wte, N, C);
@@ -2923,7 +3425,7 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         d1__lora_site ls[4];
         if (lora) d1__lora_sites(c, lora->rank, l, ls);
         d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
-        d1__matmul_forward(cx, qkv, n, w->qkv + L * QW * C, N, C, QW);
+        d1__linear_forward(cx, bw, qkv, n, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
         if (lora) d1__lora_forward(cx, lora, &ls[0], n, qkv, a->lu, ldu, N);
         d1__rope(qkv, QW, N, Ts, start, H + KV, D, s->rope_cos, s->rope_sin, 1.0f);
         for (b = 0; b < B; b++) /* refresh these positions' keys and values in the cache */
@@ -2935,23 +3437,24 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         at.att_w = a->att; at.y = y; at.key_mask = key_mask;
         at.B = B; at.Tq = Ts; at.Tk = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
         d1__parallel(cx->pool, d1__attention_forward_task, &at);
-        d1__matmul_forward(cx, t, y, w->attn_out + L * C * C, N, C, C);
+        d1__linear_forward(cx, bw, t, y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
         if (lora) d1__lora_forward(cx, lora, &ls[1], y, t, a->lu, ldu, N);
         d1__residual_add(x, t, NC);
         d1__rmsnorm_forward(n, a->r2, x, w->ff_norm + L * C, N, C, c->norm_eps);
-        d1__matmul_forward(cx, gu, n, w->gate_up + L * 2 * F * C, N, C, 2 * F);
+        d1__linear_forward(cx, bw, gu, n, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
         if (lora) d1__lora_forward(cx, lora, &ls[2], n, gu, a->lu, ldu, N);
         sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-        d1__matmul_forward(cx, t, hm, w->ff_out + L * C * F, N, F, C);
+        d1__linear_forward(cx, bw, t, hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
         if (lora) d1__lora_forward(cx, lora, &ls[3], hm, t, a->lu, ldu, N);
         d1__residual_add(x, t, NC);
     }
     d1__rmsnorm_forward(a->nf, a->rf, x, w->ln_f, N, C, c->norm_eps);
-    d1__matmul_forward(cx, a->logits, a->nf, w->head, N, C, c->vocab_size);
+    d1__linear_forward(cx, bw, a->logits, a->nf, w->head, bw ? bw->head : NULL, N, C, c->vocab_size);
     m->B = 0; /* these activations cannot be back-propagated */
     m->logits = NULL;
 }
+#undef D1__BW
 
 /* Candidate and confidence of one masked position from its logits [V]:
      x0 = argmax_v l_v                                   (temperature 0)
@@ -3092,14 +3595,14 @@ static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int firs
         for (b = 0; b < s->B; b++) /* the twin's prompt is masked */
             for (i = s->P - (s->prompt_lens ? s->prompt_lens[b] : s->P); i < s->P; i++)
                 s->twin[BT + (size_t)b * s->T + i] = m->config.mask_id;
-        d1__forward(m, s->twin, 2 * s->B, s->T, s->key_mask);
+        d1__forward_nograd(m, s->twin, 2 * s->B, s->T, s->key_mask);
     } else if (s->kv && !first_step) {
         int end = s->d->kv_cache == D1_KV_DUAL ? b1 : s->T;
         d1__forward_cached(m, s->out, s->B, s->T, b0, end, s->key_mask, s->kv);
         *off = b0;
         *rs = end - b0;
     } else {
-        d1__forward(m, s->out, s->B, s->T, s->key_mask);
+        d1__forward_nograd(m, s->out, s->B, s->T, s->key_mask);
         if (s->kv) d1__kv_cache_fill(m, s->kv, BT);
     }
     return m->state->a.logits;
@@ -3341,12 +3844,16 @@ static int d1__grpo_batch_check(const d1_model *m, const d1_grpo_batch *b) {
     return D1_OK;
 }
 
-/* One forward pass over the masked input: x_t = tokens with input_mask set to [MASK]. */
-static void d1__grpo_forward(d1_model *m, const d1_grpo_batch *b) {
+/* One forward pass over the masked input: x_t = tokens with input_mask set to
+   [MASK]; nograd: no backward follows (in the model's precision). */
+static void d1__grpo_forward(d1_model *m, const d1_grpo_batch *b, int nograd) {
     struct d1__state *s = m->state;
     size_t N = (size_t)b->B * b->T, i;
     for (i = 0; i < N; i++) s->noisy[i] = b->input_mask[i] ? m->config.mask_id : b->tokens[i];
-    d1__forward(m, s->noisy, b->B, b->T, b->key_mask);
+    if (nograd)
+        d1__forward_nograd(m, s->noisy, b->B, b->T, b->key_mask);
+    else
+        d1__forward(m, s->noisy, b->B, b->T, b->key_mask);
 }
 
 /* log softmax(l)[target] for one row of logits [V]; p [V] receives the
@@ -3365,7 +3872,7 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
     if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
-    d1__grpo_forward(m, b);
+    d1__grpo_forward(m, b, 1);
     D1__GPU_RETURN(m, d1__gpu_token_logp(m, b, logp));
     Lc = b->T - b->P;
     V = m->config.vocab_size;
@@ -3586,7 +4093,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
-    d1__grpo_forward(m, b);
+    d1__grpo_forward(m, b, 0);
     if (objective == D1_GRPO_SPG) return d1__grpo_loss_spg(m, b, loss);
     if (b->elbo_w) return d1__grpo_loss_seq(m, b, clip_eps, beta, loss, kl_sum, clipped);
     D1__GPU_RETURN(m, d1__gpu_grpo_loss(m, b, clip_eps, beta, objective, loss, kl_sum, clipped));

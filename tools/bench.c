@@ -5,6 +5,17 @@
 
      build/bench [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE]
                  [--no-matmul] [--no-sampler]
+     build/bench --bf16 [--reps N] [--csv FILE]
+
+   --bf16 times D1_PRECISION_F32 against D1_PRECISION_BF16 side by side in one
+   run, on one thread, at the demo's model shape (V 26, dim 128, 4 layers, 4
+   heads, ffn 352; random weights): the GEMMs of a forward pass over [96, 72]
+   tokens, one no-gradient forward pass over them (the sampler's pass), and
+   d1_sampler_generate for 96 rows (prompt 16, gen 56, block 56, 28 steps,
+   temperature 0.9, low_confidence). The two precisions alternate, N times
+   each (default 5); the medians of the thread's CPU time are reported with
+   their ratio (on a shared machine wall time also counts the waits for the
+   core), and the ratio of the wall-time medians beside it.
 
    A training step: t ~ U(0,1) per sequence, mask with p = (1-1e-3)t + 1e-3,
    forward, masked-diffusion loss, backward, AdamW. Timed after 2 warm-up
@@ -255,13 +266,134 @@ static void bench_sampler(FILE *csv, int threads) {
     d1_model_free(&m);
 }
 
+/* ---- --bf16: FP32 vs BF16, alternating, medians -------------------------- */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+#define BF16_MAX_REPS 64
+
+/* CPU seconds of the calling thread */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+/* one timing: CPU and wall seconds */
+typedef struct btime { double cpu, wall; } btime;
+static btime tick(void) { btime t; t.cpu = cpu_now(); t.wall = now(); return t; }
+static void tock(btime t0, double *cpu, double *wall) { *cpu = cpu_now() - t0.cpu; *wall = now() - t0.wall; }
+
+/* one row: the medians of each precision over reps alternating runs */
+static void bf16_row(FILE *csv, const char *name, double *c32, double *c16, double *w32, double *w16, int reps,
+                     double flop) {
+    double m32 = median(c32, reps), m16 = median(c16, reps), v32 = median(w32, reps), v16 = median(w16, reps);
+    printf("%-30s %9.2f %9.2f %6.2fx %7.2fx", name, 1e3 * m32, 1e3 * m16, m32 / m16, v32 / v16);
+    if (flop > 0) printf("  %6.1f / %6.1f", flop / m32 * 1e-9, flop / m16 * 1e-9);
+    printf("\n");
+    if (csv) fprintf(csv, "d1,bf16_%s,1,%.3f,%.3f,%.3f,%.3f\n", name, 1e3 * m32, 1e3 * m16, m32 / m16, v32 / v16);
+}
+
+static int bench_bf16(FILE *csv, int reps) {
+    enum { B = 96, P = 16, G = 56, T = P + G };
+    static const bconfig demo = {'S', 26, 128, 4, 4, 4, 352, T, B, 1};
+    d1_config c;
+    d1_model m;
+    d1_rng rng;
+    d1_sampler_desc d;
+    int *tok = (int *)malloc(sizeof(int) * B * T), *out = (int *)malloc(sizeof(int) * B * T), i, r, s, rc;
+    double c32[BF16_MAX_REPS], c16[BF16_MAX_REPS], w32[BF16_MAX_REPS], w16[BF16_MAX_REPS];
+    btime t0;
+    /* the forward's five GEMM shapes (M = B*T tokens, K, N) and how often a pass runs each */
+    const int N_tok = B * T, shapes[5][3] = {{N_tok, 128, 384}, {N_tok, 128, 128}, {N_tok, 128, 704},
+                                             {N_tok, 352, 128}, {N_tok, 128, 26}};
+    bench_model_config(&c, &demo, 80);
+    if ((rc = d1_model_init(&m, &c, 1)) != D1_OK) {
+        fprintf(stderr, "bench: d1_model_init: %s\n", d1_strerror(rc));
+        return 1;
+    }
+    d1_rng_seed(&rng, 5);
+    for (i = 0; i < B * T; i++) tok[i] = (int)(d1_rng_u64(&rng) % (uint64_t)(c.vocab_size - 1));
+    printf("bf16: %s; 1 thread; medians of %d alternating runs each (CPU time; wall: the ratio only)\n",
+           d1_build_info(), reps);
+    printf("%-30s %9s %9s %7s %8s  %s\n", "", "FP32 ms", "BF16 ms", "ratio", "wall", "GFLOP/s FP32 / BF16");
+
+    /* (0) the GEMMs alone, at each shape of the pass */
+    for (s = 0; s < 5; s++) {
+        int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *x = d1__alloc_floats((size_t)M * K), *w = d1__alloc_floats((size_t)N * K);
+        float *o = d1__alloc_floats((size_t)M * N);
+        uint32_t *wp = (uint32_t *)d1__alloc(d1__bf16_packed_size(N, K) * sizeof(uint32_t));
+        char name[64];
+        size_t j;
+        for (j = 0; j < (size_t)M * K; j++) x[j] = d1_rng_uniform(&rng) - 0.5f;
+        for (j = 0; j < (size_t)N * K; j++) w[j] = d1_rng_uniform(&rng) - 0.5f;
+        d1__bf16_pack_w(N, K, w, K, wp);
+        if ((rc = d1__ensure(&m, B, T)) != D1_OK) break;
+        for (r = 0; r < reps; r++) {
+            int k;
+            t0 = tick();
+            for (k = 0; k < 5; k++) d1__matmul_forward(&m.state->cx, o, x, w, M, K, N);
+            tock(t0, &c32[r], &w32[r]);
+            t0 = tick();
+            for (k = 0; k < 5; k++) d1__gemm_bf16_mt(&m.state->cx, M, N, K, x, K, wp, o, N, d1__cpu_bf16());
+            tock(t0, &c16[r], &w16[r]);
+            c32[r] /= 5; c16[r] /= 5;
+        }
+        snprintf(name, sizeof name, "gemm %dx%dx%d (M,K,N)", M, K, N);
+        bf16_row(csv, name, c32, c16, w32, w16, reps, 2.0 * M * K * N);
+        d1__free(x); d1__free(w); d1__free(o); d1__free(wp);
+    }
+
+    /* (a) one no-gradient forward pass over [96, 72] (what each sampler step runs) */
+    if (rc == D1_OK) rc = d1__ensure(&m, B, T);
+    for (r = 0; rc == D1_OK && r < reps; r++) {
+        int k;
+        for (k = 0; k < 2; k++) {
+            if ((rc = d1_model_set_precision(&m, k ? D1_PRECISION_BF16 : D1_PRECISION_F32)) != D1_OK) break;
+            d1__forward_nograd(&m, tok, B, T, NULL); /* the first after a set packs; not timed */
+            t0 = tick();
+            d1__forward_nograd(&m, tok, B, T, NULL);
+            tock(t0, k ? &c16[r] : &c32[r], k ? &w16[r] : &w32[r]);
+        }
+    }
+    if (rc == D1_OK) {
+        double flop = 0;
+        for (s = 0; s < 5; s++) flop += 2.0 * shapes[s][0] * shapes[s][1] * shapes[s][2] * (s < 4 ? c.n_layers : 1);
+        bf16_row(csv, "forward [96,72] (no grad)", c32, c16, w32, w16, reps, flop);
+    }
+
+    /* (b) the sampler: 96 rows, prompt 16, gen 56, one block, 28 steps, temperature 0.9 */
+    memset(&d, 0, sizeof d);
+    d.gen_len = G; d.block_len = G; d.steps = 28; d.temperature = 0.9f; d.remasking = D1_REMASK_LOW_CONFIDENCE;
+    for (r = 0; rc == D1_OK && r < reps; r++) {
+        int k;
+        for (k = 0; k < 2; k++) {
+            if ((rc = d1_model_set_precision(&m, k ? D1_PRECISION_BF16 : D1_PRECISION_F32)) != D1_OK) break;
+            t0 = tick();
+            if ((rc = d1_sampler_generate(&m, &d, tok, B, P, NULL, &rng, out, NULL)) != D1_OK) break;
+            tock(t0, k ? &c16[r] : &c32[r], k ? &w16[r] : &w32[r]);
+        }
+    }
+    if (rc == D1_OK) bf16_row(csv, "sampler 96 rows, 28 steps", c32, c16, w32, w16, reps, 0);
+    if (rc != D1_OK) fprintf(stderr, "bench: --bf16: %s\n", d1_strerror(rc));
+    free(tok); free(out);
+    d1_model_free(&m);
+    return rc != D1_OK;
+}
+
 static const char *USAGE =
     "usage: %s [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE] [--no-matmul] [--no-sampler]\n"
-    "  configs A, B, C (default on cpu), D (dim 1024, 16 layers, T 512; default B,C,D on cuda)\n";
+    "  configs A, B, C (default on cpu), D (dim 1024, 16 layers, T 512; default B,C,D on cuda)\n"
+    "       %s --bf16 [--reps N] [--csv FILE]   FP32 vs BF16 at the demo's shape, one thread\n";
 
 int main(int argc, char **argv) {
     const char *configs = NULL, *threads = "12", *csv_path = NULL, *impl = "d1";
-    int matmul = 1, failed = 0, iw = 5, i, have_samp[N_CONFIGS] = {0};
+    int matmul = 1, failed = 0, iw = 5, i, have_samp[N_CONFIGS] = {0}, bf16 = 0, reps = 5;
     sampler_result samp[N_CONFIGS];
     FILE *csv = NULL;
     for (i = 1; i < argc; i++) {
@@ -272,7 +404,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && i + 1 < argc && !strcmp(argv[i + 1], "cuda")) { g_device = D1_DEVICE_CUDA; i++; }
         else if (!strcmp(argv[i], "--no-matmul")) matmul = 0;
         else if (!strcmp(argv[i], "--no-sampler")) g_sampler = 0;
-        else { fprintf(stderr, USAGE, argv[0]); return 2; }
+        else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= BF16_MAX_REPS)
+            reps = atoi(argv[++i]);
+        else { fprintf(stderr, USAGE, argv[0], argv[0]); return 2; }
     }
     if (g_device == D1_DEVICE_CUDA) {
         /* one host thread, short windows; the CPU-only sections are skipped */
@@ -288,6 +423,11 @@ int main(int argc, char **argv) {
     }
     if (!configs) configs = "ABC";
     if (csv_path && !(csv = fopen(csv_path, "a"))) { perror(csv_path); return 1; }
+    if (bf16) {
+        failed = bench_bf16(csv, reps);
+        if (csv) fclose(csv);
+        return failed;
+    }
     if (matmul) bench_matmul(csv);
     if (g_sampler && g_device == D1_DEVICE_CPU) { bench_sampler(csv, 1); bench_sampler(csv, 2); }
     printf("%-*s %-7s %-7s %12s %12s %13s\n", iw, "impl", "config", "threads", "train_tok_s", "fwd_tok_s",

@@ -8,6 +8,7 @@
        --temperature X --remasking low_confidence|random|margin|entropy
        --threshold X  (Fast-dLLM)  --kv-cache none|prefix|dual  --cfg X  --seed N
        --no-eos       suppress EOS
+       --precision f32|bf16   the matmuls of the sampler's passes (d1_model_set_precision)
        --vocab FILE   one token per line (line i is token i): the prompt is text,
                       split greedily by the longest matching token, and the
                       output is text; without it, or with --ids, the prompt is
@@ -212,7 +213,7 @@ static int cmd_sample(int argc, char **argv) {
     d1_rng rng;
     vocab voc;
     view w;
-    int ids_io = 0, visual = 0, delay = -1, i, k, rc, P, *ids, *out;
+    int ids_io = 0, visual = 0, delay = -1, precision = D1_PRECISION_F32, i, k, rc, P, *ids, *out;
     unsigned long long seed = 1;
     memset(&d, 0, sizeof d);
     d.gen_len = 32;
@@ -238,6 +239,12 @@ static int cmd_sample(int argc, char **argv) {
             for (k = 0; k < 4 && strcmp(val, remask[k]); k++) {}
             if (k == 4) { fprintf(stderr, "d1 sample: unknown remasking '%s'\n", val); return 2; }
             d.remasking = k;
+        } else if (!strcmp(a, "--precision")) {
+            if (strcmp(val, "f32") && strcmp(val, "bf16")) {
+                fprintf(stderr, "d1 sample: unknown precision '%s' (f32 or bf16)\n", val);
+                return 2;
+            }
+            precision = strcmp(val, "bf16") ? D1_PRECISION_F32 : D1_PRECISION_BF16;
         } else if (!strcmp(a, "--kv-cache")) {
             for (k = 0; k < 3 && strcmp(val, caches[k]); k++) {}
             if (k == 3) { fprintf(stderr, "d1 sample: unknown kv cache '%s'\n", val); return 2; }
@@ -255,6 +262,10 @@ static int cmd_sample(int argc, char **argv) {
     }
     if ((rc = d1_model_load(&m, dir)) != D1_OK) {
         fprintf(stderr, "d1 sample: %s: %s\n", dir, d1_strerror(rc));
+        return 1;
+    }
+    if ((rc = d1_model_set_precision(&m, precision)) != D1_OK) {
+        fprintf(stderr, "d1 sample: precision: %s\n", d1_strerror(rc));
         return 1;
     }
     ids = (int *)malloc(sizeof(int) * (size_t)m.config.max_seq_len);

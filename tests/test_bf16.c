@@ -1,0 +1,476 @@
+/* D1_PRECISION_BF16: the BF16 GEMM's kernels against its definition
+   (d1__gemm_bf16_ref) bit for bit on odd shapes, the BF16 forward and log-probs
+   against FP32 within a stated error, the sampler's tokens on the shipped
+   Sudoku model, the refresh of the packed copy after every call that writes
+   the weights, and the API's contract. The first lines say which kernels ran
+   and which were skipped (the AVX512-BF16 one needs the CPU and the build). */
+#define D1_IMPLEMENTATION
+#include "../d1.h"
+#include "harness.h"
+
+static d1_rng rng;
+static int have_avx; /* the AVX512-BF16 kernel can run here */
+#if (defined(D1__AVX512) || defined(D1__AVX2) || defined(D1__NEON)) && defined(__OPTIMIZE__) && \
+    !defined(__SANITIZE_ADDRESS__)
+static const int fast_f32 = 1; /* the FP32 GEMM has SIMD: the sampler test can afford 48 rows */
+#else
+static const int fast_f32 = 0;
+#endif
+
+static float *randv(size_t n, float scale) {
+    float *x = (float *)malloc((n ? n : 1) * sizeof(float));
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = scale * (2.0f * d1_rng_uniform(&rng) - 1.0f);
+    return x;
+}
+
+/* a == b as floats (NaN == NaN), element by element; returns the first index that differs, or -1 */
+static long first_diff(const float *a, const float *b, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!(a[i] == b[i] || (isnan(a[i]) && isnan(b[i])))) return (long)i;
+    return -1;
+}
+
+static void test_bf16_round(void) {
+    static const struct { uint32_t in; uint16_t out; } cases[] = {
+        {0x3f800000u, 0x3f80}, /* 1 */
+        {0x3f808000u, 0x3f80}, /* 1 + 2^-8: a tie, to even (down) */
+        {0x3f818000u, 0x3f82}, /* a tie, to even (up) */
+        {0x3f808001u, 0x3f81}, /* just above the tie */
+        {0x00400000u, 0x0000}, /* a subnormal float: zero */
+        {0x80400000u, 0x8000}, /* with its sign */
+        {0x007fffffu, 0x0000}, /* the largest subnormal, too */
+        {0x00800000u, 0x0080}, /* FLT_MIN stays */
+        {0x7f7fffffu, 0x7f80}, /* FLT_MAX rounds to infinity */
+        {0xff800000u, 0xff80}, /* -inf */
+        {0x7fc00001u, 0x7fc0}, /* a quiet NaN */
+        {0x7f800001u, 0x7fc0}, /* a signalling NaN comes out quiet */
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float f;
+        memcpy(&f, &cases[i].in, 4);
+        CHECK(d1__bf16_round(f) == cases[i].out, "round(%08x) = %04x, want %04x", (unsigned)cases[i].in,
+              d1__bf16_round(f), cases[i].out);
+    }
+    CHECK(d1__bf16_value(0x0040) == 0.0f && d1__bf16_value(0x3f80) == 1.0f, "subnormal bfloat16 reads as zero");
+#if defined(D1__BF16_AVX)
+    /* the AVX512-BF16 packer (vcvtne2ps2bf16) against the scalar one, on
+       random floats of every exponent and on the cases above */
+    if (have_avx) {
+        enum { MC = 29, KC = 77 };
+        float *A = (float *)malloc(MC * KC * sizeof(float));
+        uint32_t *p0 = (uint32_t *)d1__alloc(D1__BF_WS * 4), *p1 = (uint32_t *)d1__alloc(D1__BF_WS * 4);
+        size_t n = (size_t)((MC + D1__BF_MR - 1) / D1__BF_MR) * D1__BF_MR * ((KC + 1) / 2);
+        int k;
+        for (k = 0; k < MC * KC; k++) {
+            uint32_t u = (uint32_t)d1_rng_u64(&rng);
+            if (k < (int)(sizeof cases / sizeof cases[0])) u = cases[k].in;
+            memcpy(&A[k], &u, 4);
+        }
+        d1__bf16_pack_a_scalar(MC, KC, A, KC, p0);
+        d1__bf16_pack_a_avx512(MC, KC, A, KC, p1);
+        CHECK(memcmp(p0, p1, n * 4) == 0, "packed A: the AVX512-BF16 packer differs from the scalar one");
+        free(A); d1__free(p0); d1__free(p1);
+    }
+#endif
+}
+
+/* One shape: the blocked GEMM with the scalar micro-kernel, and with the
+   AVX512-BF16 one where it runs, against the definition, bit for bit. */
+static void bf16_gemm_case(int M, int N, int K, float scale, uint32_t *ws) {
+    float *A = randv((size_t)M * K, scale), *W = randv((size_t)N * K, scale);
+    float *C0 = (float *)malloc((size_t)M * (N + 5) * sizeof(float));
+    float *C1 = (float *)malloc((size_t)M * (N + 5) * sizeof(float));
+    uint32_t *Wp = (uint32_t *)d1__alloc(d1__bf16_packed_size(N, K) * sizeof(uint32_t) + 64);
+    size_t n = (size_t)M * (N + 5);
+    int simd;
+    long d;
+    d1__bf16_pack_w(N, K, W, K, Wp);
+    memset(C0, 0, n * sizeof(float));
+    d1__gemm_bf16_ref(M, N, K, A, K, W, K, C0, N + 5);
+    for (simd = 0; simd <= have_avx; simd++) {
+        memset(C1, 0, n * sizeof(float)); /* the 5 columns past N must stay 0 */
+        d1__gemm_bf16(M, N, K, A, K, Wp, C1, N + 5, ws, simd);
+        d = first_diff(C1, C0, n);
+        CHECK(d < 0, "%s kernel, M %d N %d K %d scale %g: C[%ld] = %a, the definition %a",
+              simd ? "avx512bf16" : "scalar", M, N, K, scale, d, d < 0 ? 0.0 : C1[d], d < 0 ? 0.0 : C0[d]);
+    }
+    free(A); free(W); free(C0); free(C1); d1__free(Wp);
+}
+
+static void test_bf16_gemm_vs_definition(void) {
+    static const int sizes[] = {1, 2, 3, 7, 12, 13, 31, 32, 33, 64, 97};
+    uint32_t *ws = (uint32_t *)d1__alloc(D1__BF_WS * sizeof(uint32_t));
+    int i, j, k;
+    for (i = 0; i < 11; i++)
+        for (j = 0; j < 11; j += 2)
+            for (k = 0; k < 11; k += 3) bf16_gemm_case(sizes[i], sizes[j], sizes[k], 1.0f, ws);
+    bf16_gemm_case(251, 70, 1101, 1.0f, ws); /* several MC blocks and three K slices, K odd */
+    bf16_gemm_case(13, 45, 1024, 1.0f, ws);  /* K slices exactly */
+    bf16_gemm_case(17, 35, 33, 3e-20f, ws);  /* products and sums below FLT_MIN: flushed */
+    bf16_gemm_case(9, 40, 15, 1e19f, ws);    /* overflow to infinity */
+    bf16_gemm_case(5, 7, 0, 1.0f, ws);       /* K = 0: zeros */
+    d1__free(ws);
+}
+
+/* The threaded BF16 GEMM gives the one-thread bits. */
+static void test_bf16_gemm_threads_bitwise(void) {
+    static const int shapes[3][3] = {{301, 17, 129}, {7, 500, 33}, {96, 704, 128}};
+    d1__pool pool;
+    d1__ctx cx;
+    int s, nth, simd, t;
+    memset(&cx, 0, sizeof cx);
+    cx.pool = &pool;
+    for (s = 0; s < 3; s++)
+        for (simd = 0; simd <= have_avx; simd++) {
+            int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            float *A = randv((size_t)M * K, 1.0f), *W = randv((size_t)N * K, 1.0f);
+            float *C1 = (float *)calloc((size_t)M * N, sizeof(float)), *Cn = (float *)calloc((size_t)M * N, sizeof(float));
+            uint32_t *Wp = (uint32_t *)d1__alloc(d1__bf16_packed_size(N, K) * sizeof(uint32_t));
+            d1__bf16_pack_w(N, K, W, K, Wp);
+#ifdef D1_NO_THREADS
+            for (nth = 1; nth <= 1; nth++) {
+#else
+            for (nth = 1; nth <= 3; nth++) {
+#endif
+                CHECK(d1__pool_start(&pool, nth) == D1_OK, "pool of %d", nth);
+                for (t = 0; t < nth; t++) cx.ws[t] = d1__alloc_floats(D1__GEMM_WS);
+                d1__gemm_bf16_mt(&cx, M, N, K, A, K, Wp, nth == 1 ? C1 : Cn, N, simd);
+                if (nth > 1)
+                    CHECK(memcmp(C1, Cn, (size_t)M * N * sizeof(float)) == 0,
+                          "%s, %d x %d, K %d, %d threads: bit-identical to 1 thread", simd ? "avx512bf16" : "scalar",
+                          M, N, K, nth);
+                for (t = 0; t < nth; t++) d1__free(cx.ws[t]);
+                d1__pool_stop(&pool);
+            }
+            free(A); free(W); free(C1); free(Cn); d1__free(Wp);
+        }
+}
+
+/* a small model: GQA, untied or tied head, odd sizes */
+static void small_config(d1_config *c, int tied) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = 37; c->dim = 64; c->n_layers = 2; c->n_heads = 4; c->n_kv_heads = 2; c->ffn_dim = 99;
+    c->max_seq_len = 24; c->mask_id = 36; c->eos_id = 35; c->tied_embeddings = tied;
+}
+static void rand_tokens(int *tok, size_t n, int V) {
+    size_t i;
+    for (i = 0; i < n; i++) tok[i] = (int)(d1_rng_u64(&rng) % (uint64_t)V);
+}
+
+/* logits [B,T,V] of one FP32 forward and one BF16 forward (the nograd pass) */
+static void forward_pair(d1_model *m, const int *tok, int B, int T, float *f32, float *bf16) {
+    size_t n = (size_t)B * T * m->config.vocab_size;
+    CHECK(d1_model_forward(m, tok, B, T, NULL) == D1_OK, "forward");
+    memcpy(f32, m->logits, n * sizeof(float));
+    d1__forward_nograd(m, tok, B, T, NULL);
+    memcpy(bf16, m->logits, n * sizeof(float));
+}
+
+/* The BF16 forward of a small random model against its FP32 forward: the
+   logits agree to 3e-2 of their scale (BF16 keeps 8 significant bits: each
+   rounding is within 2^-9 relative); and with LoRA adapters (FP32, on the
+   BF16 base) too. */
+static void test_bf16_forward_vs_f32(void) {
+    int tied, B = 3, T = 19, i;
+    for (tied = 0; tied < 2; tied++) {
+        d1_config c;
+        d1_model m;
+        int tok[3 * 19];
+        float *lf = (float *)malloc(sizeof(float) * B * T * 37), *lb = (float *)malloc(sizeof(float) * B * T * 37);
+        double *ref = (double *)malloc(sizeof(double) * B * T * 37), err;
+        small_config(&c, tied);
+        CHECK(d1_model_init(&m, &c, 11 + tied) == D1_OK, "init");
+        rand_tokens(tok, (size_t)B * T, 37);
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "set BF16");
+        forward_pair(&m, tok, B, T, lf, lb);
+        for (i = 0; i < B * T * 37; i++) ref[i] = lf[i];
+        err = th_rel_err(lb, ref, (size_t)B * T * 37, 1e-3);
+        printf("  BF16 vs FP32 logits (%s head): relative error %.2e\n", tied ? "tied" : "untied", err);
+        CHECK(err < 3e-2 && err > 0.0, "BF16 logits vs FP32: %g", err);
+        if (!tied) { /* LoRA on the BF16 base: adapters with B != 0 change the logits the same way */
+            float *lf2 = (float *)malloc(sizeof(float) * B * T * 37), *lb2 = (float *)malloc(sizeof(float) * B * T * 37);
+            size_t k;
+            CHECK(d1_lora_attach(&m, 4, 8.0f, 3) == D1_OK, "lora");
+            for (k = 0; k < m.lora->num_params; k++) m.lora->param_memory[k] += 0.05f * d1_rng_normal(&rng);
+            forward_pair(&m, tok, B, T, lf2, lb2);
+            for (i = 0; i < B * T * 37; i++) ref[i] = lf2[i];
+            err = th_rel_err(lb2, ref, (size_t)B * T * 37, 1e-3);
+            CHECK(err < 3e-2, "LoRA: BF16 logits vs FP32: %g", err);
+            CHECK(first_diff(lf, lf2, (size_t)B * T * 37) >= 0, "the adapters change the logits");
+            free(lf2); free(lb2);
+        }
+        d1_model_free(&m);
+        free(lf); free(lb); free(ref);
+    }
+}
+
+/* d1_grpo_logprobs (a public BF16 pass) against FP32 on the same model:
+   |logp_bf16 - logp_f32| small; d1_model_forward stays FP32, bit for bit. */
+static void test_bf16_logprobs_and_forward_api(void) {
+    enum { B = 4, T = 20, P = 6, Lc = T - P };
+    d1_config c;
+    d1_model m, f;
+    d1_grpo_batch gb;
+    int tok[B * T], i;
+    uint8_t im[B * T];
+    float lp32[B * Lc], lp16[B * Lc], *l0 = (float *)malloc(sizeof(float) * B * T * 37);
+    double mx = 0.0, mean = 0.0;
+    small_config(&c, 0);
+    CHECK(d1_model_init(&m, &c, 5) == D1_OK && d1_model_init(&f, &c, 5) == D1_OK, "init");
+    rand_tokens(tok, B * T, 35);
+    for (i = 0; i < B * T; i++) im[i] = (uint8_t)(i % T >= P || d1_rng_uniform(&rng) < 0.15f);
+    memset(&gb, 0, sizeof gb);
+    gb.tokens = tok; gb.B = B; gb.T = T; gb.P = P; gb.input_mask = im;
+    CHECK(d1_grpo_logprobs(&m, &gb, lp32) == D1_OK, "F32 logprobs");
+    CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "set BF16");
+    CHECK(d1_grpo_logprobs(&m, &gb, lp16) == D1_OK, "BF16 logprobs");
+    for (i = 0; i < B * Lc; i++) {
+        double d = fabs((double)lp16[i] - lp32[i]);
+        mean += d / (B * Lc);
+        if (d > mx) mx = d;
+    }
+    printf("  d1_grpo_logprobs BF16 vs FP32: mean |dlogp| %.2e, max %.2e\n", mean, mx);
+    CHECK(mx < 5e-2 && mx > 0.0, "logprobs differ by %g", mx);
+    CHECK(d1_model_backward(&m, m.logits) == D1_ERR_STATE, "no backward from a BF16 pass");
+    /* d1_model_forward ignores the precision: the FP32 bits of a model never set */
+    CHECK(d1_model_forward(&m, tok, B, T, NULL) == D1_OK && d1_model_forward(&f, tok, B, T, NULL) == D1_OK, "fwd");
+    CHECK(memcmp(m.logits, f.logits, sizeof(float) * B * T * 37) == 0, "d1_model_forward is FP32 under BF16");
+    memcpy(l0, m.logits, sizeof(float) * B * T * 37);
+    /* back to F32: the log-probs are the FP32 ones again, bit for bit */
+    CHECK(d1_model_set_precision(&m, D1_PRECISION_F32) == D1_OK && m.state->bw.mem == NULL, "set F32 frees");
+    CHECK(d1_grpo_logprobs(&m, &gb, lp16) == D1_OK && memcmp(lp16, lp32, sizeof lp32) == 0, "F32 again");
+    d1_model_free(&m); d1_model_free(&f);
+    free(l0);
+}
+
+/* Sudoku prompts as the demo's tasks.h writes them (16 cells, 0 = empty,
+   token id = digit): a solution grid with its digits, rows within bands and
+   bands permuted, then 8..11 cells blanked. */
+static void sudoku_prompt(int *p) {
+    static const int base[16] = {1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1};
+    int perm[5] = {0, 1, 2, 3, 4}, rows[4] = {0, 1, 2, 3}, i, r, holes;
+    for (i = 4; i > 1; i--) { int j = 1 + (int)(d1_rng_u64(&rng) % (uint64_t)i), t = perm[i]; perm[i] = perm[j]; perm[j] = t; }
+    if (d1_rng_u64(&rng) & 1) { rows[0] = 1; rows[1] = 0; }
+    if (d1_rng_u64(&rng) & 1) { rows[2] = 3; rows[3] = 2; }
+    if (d1_rng_u64(&rng) & 1) { int t0 = rows[0], t1 = rows[1]; rows[0] = rows[2]; rows[1] = rows[3]; rows[2] = t0; rows[3] = t1; }
+    for (r = 0; r < 4; r++)
+        for (i = 0; i < 4; i++) p[r * 4 + i] = perm[base[rows[r] * 4 + i]];
+    holes = 8 + (int)(d1_rng_u64(&rng) % 4);
+    for (i = 0; i < holes;) {
+        int cell = (int)(d1_rng_u64(&rng) % 16);
+        if (p[cell]) { p[cell] = 0; i++; }
+    }
+}
+
+/* The shipped Sudoku model (BF16 weights, trained): the BF16 sampler at
+   temperature 0 gives the FP32 sampler's tokens at >= 99% of the generated
+   positions, without and with the dual KV cache (whose passes are BF16 too).
+   The demo's evaluation setting: 16-token prompts, 56 generated in blocks of
+   8, 28 steps, low_confidence. */
+static void test_bf16_sampler_tokens(void) {
+    static const char *paths[2] = {"examples/checkpoints/sudoku/base", "../examples/checkpoints/sudoku/base"};
+    d1_model m;
+    d1_sampler_desc d;
+    int rows = have_avx && fast_f32 ? 48 : 2, kv, i, rc = -1, P = 16, G = 56;
+    int *prompts, *o32, *o16;
+    for (i = 0; i < 2 && rc != D1_OK; i++) rc = d1_model_load(&m, paths[i]);
+    if (rc != D1_OK) {
+        printf("  skipped: examples/checkpoints/sudoku/base not found (%s)\n", d1_strerror(rc));
+        return;
+    }
+    prompts = (int *)malloc(sizeof(int) * rows * P);
+    o32 = (int *)malloc(sizeof(int) * rows * (P + G));
+    o16 = (int *)malloc(sizeof(int) * rows * (P + G));
+    for (i = 0; i < rows; i++) sudoku_prompt(prompts + i * P);
+    memset(&d, 0, sizeof d);
+    d.gen_len = G; d.block_len = 8; d.steps = 28; d.temperature = 0.0f; d.remasking = D1_REMASK_LOW_CONFIDENCE;
+    for (kv = 0; kv < 2; kv++) {
+        d1_rng r1, r2;
+        long same = 0, n = (long)rows * G;
+        d.kv_cache = kv ? D1_KV_DUAL : D1_KV_NONE;
+        d1_rng_seed(&r1, 9); d1_rng_seed(&r2, 9);
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_F32) == D1_OK, "F32");
+        CHECK(d1_sampler_generate(&m, &d, prompts, rows, P, NULL, &r1, o32, NULL) == D1_OK, "F32 sampler");
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "BF16");
+        CHECK(d1_sampler_generate(&m, &d, prompts, rows, P, NULL, &r2, o16, NULL) == D1_OK, "BF16 sampler");
+        for (i = 0; i < rows * (P + G); i++) same += i % (P + G) >= P && o32[i] == o16[i];
+        printf("  sampler %s, %d rows: BF16 = FP32 at %ld of %ld generated positions (%.2f%%)\n",
+               kv ? "dual cache" : "no cache", rows, same, n, 100.0 * same / n);
+        CHECK(same >= 0.99 * n, "BF16 tokens match FP32 at %ld of %ld", same, n);
+    }
+    { /* d1's log-prob pass on these completions (prompt masked at 0.15): how far
+         a BF16 old-policy log-prob lies from the FP32 one of the update */
+        d1_grpo_batch gb;
+        uint8_t *im = (uint8_t *)malloc((size_t)rows * (P + G));
+        float *l32 = (float *)malloc(sizeof(float) * rows * G), *l16 = (float *)malloc(sizeof(float) * rows * G);
+        double mx = 0.0, mean = 0.0;
+        for (i = 0; i < rows * (P + G); i++) im[i] = (uint8_t)(i % (P + G) >= P || d1_rng_uniform(&rng) < 0.15f);
+        memset(&gb, 0, sizeof gb);
+        gb.tokens = o32; gb.B = rows; gb.T = P + G; gb.P = P; gb.input_mask = im;
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_F32) == D1_OK && d1_grpo_logprobs(&m, &gb, l32) == D1_OK, "F32");
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK && d1_grpo_logprobs(&m, &gb, l16) == D1_OK, "BF16");
+        for (i = 0; i < rows * G; i++) {
+            double dl = fabs((double)l16[i] - l32[i]);
+            mean += dl / (rows * G);
+            if (dl > mx) mx = dl;
+        }
+        printf("  d1_grpo_logprobs on these completions: BF16 vs FP32 mean |dlogp| %.2e, max %.2e\n", mean, mx);
+        CHECK(mean < 0.05, "mean |dlogp| %g", mean);
+        free(im); free(l32); free(l16);
+    }
+    free(prompts); free(o32); free(o16);
+    d1_model_free(&m);
+}
+
+/* BF16 logits of model a, after a BF16 forward over tok */
+static void bf16_logits(d1_model *a, const int *tok, int B, int T, float *out) {
+    CHECK(d1__ensure(a, B, T) == D1_OK, "ensure");
+    d1__forward_nograd(a, tok, B, T, NULL);
+    memcpy(out, a->logits, sizeof(float) * B * T * a->config.vocab_size);
+}
+/* a fresh model with m's weights, set to BF16 (packed at the set) */
+static void fresh_copy(d1_model *f, const d1_model *m) {
+    CHECK(d1_model_init(f, &m->config, 99) == D1_OK, "init");
+    memcpy(f->param_memory, m->param_memory, m->num_params * sizeof(float));
+    CHECK(d1_model_set_precision(f, D1_PRECISION_BF16) == D1_OK, "BF16");
+}
+
+/* Every call that writes the weights refreshes the packed copy: after an
+   AdamW step, d1_model_copy_weights, d1_lora_merge and d1_model_push, a BF16
+   forward equals (bit for bit) that of a fresh model set to BF16 with the new
+   weights. Writing param_memory without d1_model_push leaves the copy stale
+   (the documented contract). */
+static void test_bf16_refresh(void) {
+    enum { B = 2, T = 17, V = 37 };
+    d1_config c;
+    d1_model m, f, other;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    int tok[B * T], step;
+    float before[B * T * V], after[B * T * V], want[B * T * V], loss;
+    small_config(&c, 0);
+    CHECK(d1_model_init(&m, &c, 21) == D1_OK && d1_adamw_init(&opt, &m, &od) == D1_OK, "init");
+    rand_tokens(tok, B * T, 35);
+    CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "BF16");
+    bf16_logits(&m, tok, B, T, before);
+    for (step = 0; step < 2; step++) {
+        d1_model_zero_grad(&m);
+        CHECK(d1_pretrain_loss(&m, tok, B, T, NULL, NULL, &rng, &loss) == D1_OK, "loss");
+        CHECK(d1_adamw_step(&opt, &m, NULL) == D1_OK, "adamw");
+    }
+    bf16_logits(&m, tok, B, T, after);
+    fresh_copy(&f, &m);
+    bf16_logits(&f, tok, B, T, want);
+    CHECK(first_diff(after, before, B * T * V) >= 0, "the update changed the BF16 logits");
+    CHECK(memcmp(after, want, sizeof after) == 0, "after d1_adamw_step: the fresh model's BF16 logits");
+    d1_model_free(&f);
+
+    /* d1_model_copy_weights into a BF16 model */
+    CHECK(d1_model_init(&other, &c, 77) == D1_OK, "init");
+    CHECK(d1_model_copy_weights(&m, &other) == D1_OK, "copy");
+    bf16_logits(&m, tok, B, T, after);
+    fresh_copy(&f, &other);
+    bf16_logits(&f, tok, B, T, want);
+    CHECK(memcmp(after, want, sizeof after) == 0, "after d1_model_copy_weights");
+    d1_model_free(&f);
+
+    /* d1_lora_merge */
+    {
+        size_t k;
+        CHECK(d1_lora_attach(&m, 2, 4.0f, 5) == D1_OK, "attach");
+        for (k = 0; k < m.lora->num_params; k++) m.lora->param_memory[k] = 0.1f * d1_rng_normal(&rng);
+        CHECK(d1_lora_merge(&m) == D1_OK, "merge");
+        bf16_logits(&m, tok, B, T, after);
+        fresh_copy(&f, &m);
+        bf16_logits(&f, tok, B, T, want);
+        CHECK(memcmp(after, want, sizeof after) == 0, "after d1_lora_merge");
+        d1_model_free(&f);
+    }
+
+    /* writing param_memory: stale until d1_model_push */
+    memcpy(before, after, sizeof after);
+    m.params.head[3] += 0.5f;
+    m.params.qkv[100] -= 0.25f;
+    bf16_logits(&m, tok, B, T, after);
+    CHECK(memcmp(after, before, sizeof after) == 0, "without d1_model_push the copy is the old one");
+    CHECK(d1_model_push(&m) == D1_OK, "push");
+    bf16_logits(&m, tok, B, T, after);
+    fresh_copy(&f, &m);
+    bf16_logits(&f, tok, B, T, want);
+    CHECK(memcmp(after, want, sizeof after) == 0, "after d1_model_push");
+    CHECK(first_diff(after, before, B * T * V) >= 0, "the edit shows");
+    d1_model_free(&f);
+    d1_model_free(&other);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+/* The setter's contract, and the sampler's results do not depend on the
+   thread count in BF16 either. */
+static void test_bf16_contract(void) {
+    d1_config c;
+    d1_model m;
+    d1_sampler_desc d;
+    int prompts[3 * 5], o1[3 * 17], o2[3 * 17];
+    d1_rng r1, r2;
+    small_config(&c, 1);
+    CHECK(d1_model_init(&m, &c, 8) == D1_OK, "init");
+    CHECK(d1_model_precision(&m) == D1_PRECISION_F32, "F32 by default");
+    CHECK(d1_model_set_precision(NULL, D1_PRECISION_BF16) == D1_ERR_ARG, "NULL model");
+    CHECK(d1_model_set_precision(&m, 2) == D1_ERR_ARG && d1_model_set_precision(&m, -1) == D1_ERR_ARG, "bad value");
+    CHECK(d1_model_precision(&m) == D1_PRECISION_F32 && m.state->bw.mem == NULL, "a refused call changes nothing");
+    CHECK(d1_model_precision(NULL) == D1_ERR_ARG, "precision of NULL");
+    CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK && d1_model_precision(&m) == D1_PRECISION_BF16,
+          "BF16");
+    CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "BF16 again (repacks)");
+#ifndef D1_CUDA
+    CHECK(d1_model_set_device(&m, D1_DEVICE_CUDA) == D1_ERR_UNSUPPORTED, "no GPU in this build");
+#endif
+    rand_tokens(prompts, 15, 35);
+    memset(&d, 0, sizeof d);
+    d.gen_len = 12; d.block_len = 4; d.steps = 6; d.temperature = 0.7f;
+    d1_rng_seed(&r1, 4); d1_rng_seed(&r2, 4);
+    CHECK(d1_sampler_generate(&m, &d, prompts, 3, 5, NULL, &r1, o1, NULL) == D1_OK, "BF16 sampler, 1 thread");
+#ifndef D1_NO_THREADS
+    CHECK(d1_model_set_threads(&m, 2) == D1_OK, "2 threads");
+#endif
+    CHECK(d1_sampler_generate(&m, &d, prompts, 3, 5, NULL, &r2, o2, NULL) == D1_OK, "BF16 sampler, 2 threads");
+    CHECK(memcmp(o1, o2, sizeof o1) == 0, "the same tokens with 1 and 2 threads");
+    d1_model_free(&m);
+}
+
+int main(void) {
+    TH_BANNER();
+    d1_rng_seed(&rng, 1);
+    have_avx = d1__cpu_bf16();
+#if defined(D1__BF16_AVX) && D1__BF16_AVX == 1
+    printf("bf16 kernels: scalar ran; avx512bf16 ran (compiled in: -mavx512bf16)\n");
+#elif defined(D1__BF16_AVX)
+    if (have_avx)
+        printf("bf16 kernels: scalar ran; avx512bf16 ran (target attribute, chosen by CPUID)\n");
+    else
+        printf("bf16 kernels: scalar ran; avx512bf16 SKIPPED (CPUID: this CPU or OS lacks AVX512-BF16)\n");
+#else
+    printf("bf16 kernels: scalar ran; avx512bf16 SKIPPED (not in this build: %s)\n",
+#if defined(D1_NO_SIMD)
+           "D1_NO_SIMD"
+#else
+           "not x86-64 with gcc >= 10 or clang >= 9"
+#endif
+    );
+#endif
+    printf("model passes: %s; the sampler test runs %d rows\n", have_avx ? "avx512bf16" : "scalar (slow)",
+           have_avx && fast_f32 ? 48 : 2);
+    RUN(test_bf16_round);
+    RUN(test_bf16_gemm_vs_definition);
+    RUN(test_bf16_gemm_threads_bitwise);
+    RUN(test_bf16_forward_vs_f32);
+    RUN(test_bf16_logprobs_and_forward_api);
+    RUN(test_bf16_refresh);
+    RUN(test_bf16_contract);
+    RUN(test_bf16_sampler_tokens);
+    return th_summary();
+}
