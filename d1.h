@@ -1685,7 +1685,9 @@ static float d1__max(const float *x, int n) {
            s = fma(a[2p+1], w[2p+1], s);  s = fma(a[2p], w[2p], s)
    each fma exact then rounded to nearest even, a subnormal result flushed to
    zero (vdpbf16ps: the odd element first, DAZ in, FTZ out, MXCSR ignored).
-   A product of two bfloat16 numbers is exact in FP32, so only the sums round.
+   A product of two bfloat16 numbers is exact in FP32 (8-bit significands),
+   so only the sums round: fma(a, b, s) and a * b + s give the same bits, and
+   the scalar kernels use the latter (fmaf is a library call on some targets).
    BF16 rounding (vcvtne2ps2bf16): to nearest, ties to even; a subnormal float
    becomes a zero of its sign; a NaN stays a quiet NaN. d1__gemm_bf16_ref is
    that definition; d1__gemm_bf16 computes the same bits blocked, with the
@@ -1708,10 +1710,16 @@ static float d1__bf16_value(uint16_t h) {
     return f;
 }
 /* a subnormal result becomes a zero of its sign (FTZ) */
-static float d1__ftz(float r) { return fabsf(r) < FLT_MIN ? r * 0.0f : r; }
+static float d1__ftz(float r) {
+    uint32_t u;
+    memcpy(&u, &r, 4);
+    u &= (u & 0x7f800000u) ? 0xffffffffu : 0x80000000u; /* branch-free: the loops vectorise */
+    memcpy(&r, &u, 4);
+    return r;
+}
 /* one multiply-add of vdpbf16ps: fma(a, b, s) rounded once, subnormals flushed */
 static float d1__bf16_fma(float s, uint16_t a, uint16_t b) {
-    return d1__ftz(fmaf(d1__bf16_value(a), d1__bf16_value(b), s));
+    return d1__ftz(d1__bf16_value(a) * d1__bf16_value(b) + s); /* the product is exact */
 }
 
 /* The definition: C[i,j] (row stride ldc) from A [M,K] (row stride lda) and
@@ -1784,24 +1792,28 @@ static void d1__bf16_pack_a_scalar(int mc, int kc, const float *A, ptrdiff_t lda
 }
 
 /* Micro-kernel: the tile c[mr,nr] (row stride ldc) = (acc: c +) the pairs
-   a [MR, kcp] (row stride lda) . b [kcp, NR], in the order of the definition. */
+   a [MR, kcp] (row stride lda) . b [kcp, NR], in the order of the definition.
+   The whole MR x NR tile is computed (the packed rows and columns past mr and
+   nr are zeros), so the loops have constant bounds the compiler vectorises;
+   only mr x nr is stored. */
 static void d1__ukernel_bf16_scalar(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, float *c,
                                     ptrdiff_t ldc, int acc, int mr, int nr) {
-    float t[D1__BF_MR][D1__BF_NR], a0[D1__BF_MR], a1[D1__BF_MR], b0[D1__BF_NR], b1[D1__BF_NR];
+    float t[D1__BF_MR][D1__BF_NR], b0[D1__BF_NR], b1[D1__BF_NR];
     int i, j, q;
-    for (i = 0; i < mr; i++)
-        for (j = 0; j < nr; j++) t[i][j] = acc ? c[i * ldc + j] : 0.0f;
+    for (i = 0; i < D1__BF_MR; i++)
+        for (j = 0; j < D1__BF_NR; j++) t[i][j] = acc && i < mr && j < nr ? c[i * ldc + j] : 0.0f;
     for (q = 0; q < kcp; q++, a++, b += D1__BF_NR) {
-        for (i = 0; i < mr; i++) {
-            a0[i] = d1__bf16_value((uint16_t)a[i * lda]);
-            a1[i] = d1__bf16_value((uint16_t)(a[i * lda] >> 16));
+        for (j = 0; j < D1__BF_NR; j++) {
+            b0[j] = d1__bf16_value((uint16_t)b[j]);
+            b1[j] = d1__bf16_value((uint16_t)(b[j] >> 16));
         }
-        for (j = 0; j < nr; j++) { b0[j] = d1__bf16_value((uint16_t)b[j]); b1[j] = d1__bf16_value((uint16_t)(b[j] >> 16)); }
-        for (i = 0; i < mr; i++)
-            for (j = 0; j < nr; j++) { /* the odd k first, as vdpbf16ps */
-                float s = d1__ftz(fmaf(a1[i], b1[j], t[i][j]));
-                t[i][j] = d1__ftz(fmaf(a0[i], b0[j], s));
+        for (i = 0; i < D1__BF_MR; i++) {
+            float a0 = d1__bf16_value((uint16_t)a[i * lda]), a1 = d1__bf16_value((uint16_t)(a[i * lda] >> 16));
+            for (j = 0; j < D1__BF_NR; j++) { /* the odd k first, as vdpbf16ps */
+                float s = d1__ftz(a1 * b1[j] + t[i][j]);
+                t[i][j] = d1__ftz(a0 * b0[j] + s);
             }
+        }
     }
     for (i = 0; i < mr; i++)
         for (j = 0; j < nr; j++) c[i * ldc + j] = t[i][j];
