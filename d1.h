@@ -2280,6 +2280,7 @@ static int  d1__gpu_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm);
 static int  d1__gpu_opt_home(d1_adamw *opt, int keep);
 static int  d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step);
 static int  d1__gpu_token_logp(d1_model *m, const d1_grpo_batch *b, float *logp);
+static int  d1__gpu_params_finite(const d1_model *m);
 static int  d1__gpu_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, int objective,
                               float *loss, double *kl_sum, double *clipped);
 #define d1__mirror_in(m) (d1__on_gpu(m) ? d1__gpu_pull((d1_model *)(m)) : D1_OK)
@@ -2670,7 +2671,9 @@ static int d1__ensure_grads(d1_model *m) {
    the forward pass. (Weights on a GPU are checked there by the loss.) */
 static int d1__params_finite(const d1_model *m) {
     size_t i;
-    if (d1__on_gpu(m)) return 1;
+#if defined(D1_CUDA)
+    if (d1__on_gpu(m)) return d1__gpu_params_finite(m);
+#endif
     for (i = 0; i < m->num_params; i++)
         if (!isfinite(m->param_memory[i])) return 0;
     if (m->lora)
@@ -7567,6 +7570,24 @@ static int d1__gpu_opt_bind(d1_adamw *opt, d1__dev *d) {
     od->host_stale = 0;
     opt->dev = od;
     return d1__gpu_status(d->cu);
+}
+
+/* d1__params_finite on the device: sum w^2 over the device's weights in
+   double (a float squared is below 1.2e77, so the sum is finite exactly when
+   every weight is); one double comes home. A device failure answers 1 here:
+   the operation that follows meets the same failure and returns
+   D1_ERR_DEVICE rather than a misleading D1_ERR_NONFINITE. */
+static int d1__gpu_params_finite(const d1_model *m) {
+    d1__dev *d = m->state->dev;
+    double sq = 0.0, *out = d->norm, *tmp = NULL;
+    if (!out) { /* no pass has sized the I/O buffers yet: a scratch double */
+        if (!(tmp = (double *)d1_cuda_alloc(d->cu, sizeof(double)))) return 1;
+        out = tmp;
+    }
+    d1_cuda_sum_squares(d->cu, out, d->params, m->num_params);
+    d1_cuda_download(d->cu, &sq, out, sizeof sq);
+    d1_cuda_free(d->cu, tmp);
+    return d1__gpu_status(d->cu) != D1_OK || isfinite(sq);
 }
 
 /* d1_adamw_step on the device: the norm is reduced there (one double comes

@@ -619,6 +619,23 @@ static void test_bad_input(void) {
         CHECK(d1_model_backward(&m, dl) == D1_ERR_NONFINITE, "NaN dlogits");
         free(dl);
     }
+    { /* a NaN weight on the device is refused before any pass (d1__gpu_params_finite) */
+        d1_rng r, r0;
+        d1_sampler_desc sd;
+        int out[16];
+        float keep = m.param_memory[10];
+        d1_rng_seed(&r, 5);
+        r0 = r;
+        m.param_memory[10] = NAN;
+        d1_model_push(&m);
+        CHECK(d1_pretrain_loss(&m, tok, 1, 7, NULL, NULL, &r, &loss) == D1_ERR_NONFINITE, "NaN weight: pretrain loss");
+        memset(&sd, 0, sizeof sd);
+        sd.gen_len = 8; sd.block_len = 8; sd.steps = 4;
+        CHECK(d1_sampler_generate(&m, &sd, tok, 1, 4, NULL, &r, out, NULL) == D1_ERR_NONFINITE, "NaN weight: sampler");
+        CHECK(!memcmp(&r, &r0, sizeof r), "NaN weight: the RNG advanced");
+        m.param_memory[10] = keep;
+        d1_model_push(&m);
+    }
     d1_model_pull(&m);
     CHECK(!memcmp(before, m.param_memory, sizeof(float) * m.num_params), "weights changed");
     free(before);

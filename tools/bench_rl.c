@@ -7,7 +7,11 @@
    it reports seconds, rollouts/s and updates/s, and the model's arithmetic
    rate (GFLOP/s of the transformer's matmuls and attention, forward = 1,
    forward + backward = 3 units) against the FP32 GEMM peak measured in the
-   same run on the same thread (d1__gemm at 960 x 1024 x 512).
+   same run on the same thread (d1__gemm at 960 x 1024 x 512). The last rows
+   repeat two estimators with D1_PRECISION_BF16 on the policy and the
+   reference (the sampler's and the log-prob passes in BF16; the updates stay
+   FP32); their GFLOP/s count the same arithmetic, so they can exceed the FP32
+   peak.
 
      build/bench_rl [--iters N] [--threads N] [--mu N] [--csv FILE]
 
@@ -75,16 +79,20 @@ static float reward_cells(const int *prompt, int prompt_len, const int *completi
     return ((const task *)user)->reward_text(p, c);
 }
 
-typedef struct est { const char *name; int estimator, objective, mc, passes_per_update; } est;
+typedef struct est { const char *name; int estimator, objective, mc, passes_per_update, precision; } est;
 
 int main(int argc, char **argv) {
     static const est ests[] = {
-        {"one-step (d1)", D1_LOGP_ONE_STEP, D1_GRPO_CLIPPED, 0, 1},
-        {"coupled", D1_LOGP_COUPLED, D1_GRPO_CLIPPED, 0, 2},
-        {"ELBO (ESPO, 1 draw)", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 1, 2},
-        {"ELBO (ESPO, 2 draws)", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 2, 4},
-        {"trajectory (d2, N 8)", D1_LOGP_TRAJECTORY, D1_GRPO_CLIPPED, 0, 1},
-        {"block (SPG)", D1_LOGP_BLOCK, D1_GRPO_SPG, 0, 1},
+        {"one-step (d1)", D1_LOGP_ONE_STEP, D1_GRPO_CLIPPED, 0, 1, D1_PRECISION_F32},
+        {"coupled", D1_LOGP_COUPLED, D1_GRPO_CLIPPED, 0, 2, D1_PRECISION_F32},
+        {"ELBO (ESPO, 1 draw)", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 1, 2, D1_PRECISION_F32},
+        {"ELBO (ESPO, 2 draws)", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 2, 4, D1_PRECISION_F32},
+        {"trajectory (d2, N 8)", D1_LOGP_TRAJECTORY, D1_GRPO_CLIPPED, 0, 1, D1_PRECISION_F32},
+        {"block (SPG)", D1_LOGP_BLOCK, D1_GRPO_SPG, 0, 1, D1_PRECISION_F32},
+        /* the same steps with the no-gradient passes in BF16 (d1_model_set_precision
+           on the policy and the reference): rollouts and old / reference log-probs */
+        {"one-step (d1), BF16 inference", D1_LOGP_ONE_STEP, D1_GRPO_CLIPPED, 0, 1, D1_PRECISION_BF16},
+        {"ELBO (ESPO, 1 draw), BF16 inference", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 1, 2, D1_PRECISION_BF16},
     };
     enum { NP = 16, G = 6, P = 16, GEN = 56 };
     const task *sudoku = task_find("sudoku");
@@ -130,6 +138,8 @@ int main(int argc, char **argv) {
         d1_model_load(&pol, "examples/checkpoints/sudoku/base");
         d1_model_set_threads(&pol, threads);
         d1_model_set_threads(&ref, threads);
+        d1_model_set_precision(&pol, ests[e].precision);
+        d1_model_set_precision(&ref, ests[e].precision);
         od.lr = 3e-4f; od.beta2 = 0.99f; od.weight_decay = 0.0f; od.grad_clip = 0.2f;
         d1_adamw_init(&opt, &pol, &od);
         rw.name = "cells"; rw.fn = reward_cells; rw.weight = 1.0f; rw.user = (void *)sudoku;
