@@ -3936,6 +3936,40 @@ D1_API int d1_grpo_elbo(const d1_grpo_batch *b, const float *logp, float *elbo) 
     return D1_OK;
 }
 
+/* The sequence-level losses' first sweep (ESPO, SPG): dlogits zeroed, then
+   for every scored token t of row r lp[t] = log p(o_t) and the softmax of its
+   logits left in its dlogits row (d1__softmax_grad turns it into a gradient). */
+static void d1__seq_sweep(d1_model *m, const d1_grpo_batch *b, float *lp) {
+    float *dl = m->state->a.dlogits;
+    int Lc = b->T - b->P, V = m->config.vocab_size, r, k;
+    memset(dl, 0, (size_t)b->B * b->T * V * sizeof(float));
+    for (r = 0; r < b->B; r++)
+        for (k = 0; k < Lc; k++) {
+            size_t row = (size_t)r * b->T + b->P + k;
+            if (b->score_mask[(size_t)r * Lc + k])
+                lp[(size_t)r * Lc + k] = (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], dl + row * V);
+        }
+}
+/* ELBO_s = sum over the rows j of sequence s (r = s, s + n_seq, ...) and
+   their scored tokens k of w_jk logp_jk */
+static double d1__seq_elbo(const d1_grpo_batch *b, const float *lp, int s) {
+    int Lc = b->T - b->P, r, k;
+    double acc = 0.0;
+    for (r = s; r < b->B; r += b->n_seq)
+        for (k = 0; k < Lc; k++) {
+            size_t t = (size_t)r * Lc + k;
+            if (b->score_mask[t]) acc += (double)b->elbo_w[t] * (double)lp[t];
+        }
+    return acc;
+}
+/* d holds softmax(l) [V]; with g = dL/dlogp(target) it becomes dL/dl =
+   g (onehot(target) - softmax(l)) */
+static void d1__softmax_grad(float *d, int V, int target, double g) {
+    int i;
+    for (i = 0; i < V; i++) d[i] = (float)(-g * d[i]);
+    d[target] += (float)g;
+}
+
 /* The sequence level of d1_grpo_loss (ESPO, ML-GSAI/ESPO at b5f2dac,
    espo/espo_trainer.py: compute_loss, lines 161-232; _get_elbo, 376-438):
    after the forward pass, per scored token the softmax into dlogits and
@@ -3949,23 +3983,10 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
     float *lp = m->state->wts;
     int Lc = b->T - b->P, V = m->config.vocab_size, r, k, s;
     double total = 0.0, kls = 0.0, clips = 0.0;
-    size_t i;
-    memset(a->dlogits, 0, (size_t)b->B * b->T * V * sizeof(float));
-    for (r = 0; r < b->B; r++)
-        for (k = 0; k < Lc; k++) {
-            size_t row = (size_t)r * b->T + b->P + k;
-            if (b->score_mask[(size_t)r * Lc + k])
-                lp[(size_t)r * Lc + k] =
-                    (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], a->dlogits + row * V);
-        }
+    d1__seq_sweep(m, b, lp);
     for (s = 0; s < b->n_seq; s++) {
-        double acc = 0.0, A = b->adv[s], rho, l1, l2, c, kl = 0.0, dkl = 0.0, elbo;
-        for (r = s; r < b->B; r += b->n_seq)
-            for (k = 0; k < Lc; k++) {
-                size_t t = (size_t)r * Lc + k;
-                if (b->score_mask[t]) acc += (double)b->elbo_w[t] * (double)lp[t];
-            }
-        elbo = (float)acc; /* as stored for the old and reference policies */
+        double A = b->adv[s], rho, l1, l2, c, kl = 0.0, dkl = 0.0, elbo;
+        elbo = (float)d1__seq_elbo(b, lp, s); /* as stored for the old and reference policies */
         rho = exp((elbo - (b->old_logp ? (double)b->old_logp[s] : elbo)) / Lc);
         l1 = rho * A;
         l2 = D1__MIN(D1__MAX(rho, 1.0 - clip_eps), 1.0 + clip_eps) * A;
@@ -3981,8 +4002,7 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
                 float *d = a->dlogits + row * V;
                 double g = c * b->elbo_w[t];
                 if (!b->score_mask[t]) continue;
-                for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]);
-                d[b->tokens[row]] += (float)g;
+                d1__softmax_grad(d, V, b->tokens[row], g);
             }
     }
     if (!isfinite(total)) return D1_ERR_NONFINITE;
@@ -4017,22 +4037,10 @@ static int d1__grpo_loss_spg(d1_model *m, const d1_grpo_batch *b, float *loss) {
     float *lp = m->state->wts;
     int Lc = b->T - b->P, V = m->config.vocab_size, r, k, s;
     double total = 0.0, be = b->eubo_beta, mix = b->eubo_mix;
-    size_t i;
-    memset(a->dlogits, 0, (size_t)b->B * b->T * V * sizeof(float));
-    for (r = 0; r < b->B; r++)
-        for (k = 0; k < Lc; k++) {
-            size_t row = (size_t)r * b->T + b->P + k;
-            if (b->score_mask[(size_t)r * Lc + k])
-                lp[(size_t)r * Lc + k] =
-                    (float)d1__token_logp(m->logits + row * V, V, b->tokens[row], a->dlogits + row * V);
-        }
+    d1__seq_sweep(m, b, lp);
     for (s = 0; s < b->n_seq; s++) {
         double A = b->adv[s], elbo = 0.0, eubo = 0.0, S, c, nK = 0.0;
-        for (r = s; r < b->B; r += b->n_seq)
-            for (k = 0; k < Lc; k++) {
-                size_t t = (size_t)r * Lc + k;
-                if (b->score_mask[t]) elbo += (double)b->elbo_w[t] * (double)lp[t];
-            }
+        elbo = d1__seq_elbo(b, lp, s);
         if (A <= 0.0 && mix > 0.0) {
             for (k = 0; k < Lc; k++) {
                 double ak = d1__spg_a(b, lp, s, k, be);
@@ -4054,8 +4062,7 @@ static int d1__grpo_loss_spg(d1_model *m, const d1_grpo_batch *b, float *loss) {
                              : (1.0 - mix) * b->elbo_w[t] +
                                    (ak > 0.0 ? mix * b->elbo_w[t] * b->seq_len[s] * exp(be * lp[t]) / (nK * ak) : 0.0);
                 g = c * dS;
-                for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]);
-                d[b->tokens[row]] += (float)g;
+                d1__softmax_grad(d, V, b->tokens[row], g);
             }
         }
     }
