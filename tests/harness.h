@@ -61,6 +61,15 @@ static D1__MAYBE_UNUSED const char *th_cpu(void) {
 /* "build: simd avx512, gemm d1, ... on AMD EPYC", first line of each binary */
 #define TH_BANNER() printf("build: %s; cpu: %s\n", d1_build_info(), th_cpu())
 
+/* D1_TEST_SHORT=1 (set by .ci/run for the ASan and qemu suites, where the
+   long training loops take minutes): the learning tests run a few steps of
+   every path, for the sanitizer and the emulated kernels, and check what a
+   short run can show; the full learning claims run in every native suite. */
+static D1__MAYBE_UNUSED int th_short(void) {
+    const char *s = getenv("D1_TEST_SHORT");
+    return s && s[0] && strcmp(s, "0") != 0;
+}
+
 static int th_summary(void) {
     printf("%d passed, %d failed\n", th_passed, th_failed);
     return th_failed ? 1 : 0;
