@@ -148,6 +148,15 @@ enum {
     D1_ERR_MISMATCH = -21       /* a training state saved with other weights than the directory's */
 };
 D1_API const char *d1_strerror(int status);
+/* The last failure on the calling thread, in words, in the manner of stb's
+   stbi_failure_reason: the function, the argument or field, the values
+   involved and, for a file, its path and the system's reason, e.g.
+   "d1__sampler_check: block_len 7 does not divide gen_len 32". Every call
+   that returns an error sets it (the library never prints it); a call that
+   succeeds may leave an earlier message in place, so read it only right
+   after a call returned an error. "" before the first failure. Each thread
+   has its own (thread-local storage where the compiler has it). */
+D1_API const char *d1_last_error(void);
 /* What this build computes with, chosen at compile time: one line such as
    "simd avx512, gemm d1, threads pthreads (max 64), bf16 avx512bf16, cuda no"
    (simd: avx512 | avx2 | neon | scalar; gemm: d1 | blis; bf16, the kernel of
@@ -794,6 +803,8 @@ D1_API int d1_lora_load(d1_model *m, const char *dir);
 #include <float.h>
 #include <limits.h>
 #include <time.h>
+#include <stdarg.h>
+#include <stdio.h> /* vsnprintf for d1_last_error's messages (D1_NO_STDIO too: no file is touched) */
 
 #if defined(D1_MALLOC) != defined(D1_FREE)
 #error "define both D1_MALLOC and D1_FREE, or neither"
@@ -952,6 +963,41 @@ D1_API const char *d1_strerror(int status) {
     }
 }
 
+/* The message behind d1_last_error: D1__FAIL(code) names the function and
+   d1_strerror(code); D1__FAILF(code, fmt, ...) names the function and says
+   what was wrong. Both return code, so `return D1__FAILF(...)` reads as the
+   error it is. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+#define D1__TLS thread_local
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define D1__TLS _Thread_local
+#elif defined(__GNUC__) || defined(__clang__)
+#define D1__TLS __thread
+#elif defined(_MSC_VER)
+#define D1__TLS __declspec(thread)
+#else
+#define D1__TLS /* no thread-local storage: one message for the process */
+#endif
+static D1__TLS char d1__err_msg[512];
+
+D1_API const char *d1_last_error(void) { return d1__err_msg; }
+
+static int d1__fail(int code, const char *where, const char *fmt, ...) {
+    va_list ap;
+    int n = snprintf(d1__err_msg, sizeof d1__err_msg, "%s: ", where);
+    if (n < 0 || (size_t)n >= sizeof d1__err_msg) return code;
+    if (!fmt) {
+        snprintf(d1__err_msg + n, sizeof d1__err_msg - (size_t)n, "%s", d1_strerror(code));
+        return code;
+    }
+    va_start(ap, fmt);
+    vsnprintf(d1__err_msg + n, sizeof d1__err_msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    return code;
+}
+#define D1__FAIL(code) d1__fail((code), __func__, NULL)
+#define D1__FAILF(code, ...) d1__fail((code), __func__, __VA_ARGS__)
+
 /* Every buffer the library allocates is 64-byte aligned (one cache line, one
    AVX-512 vector). The offset to the malloc'd block is kept just below it. */
 static void *d1__alloc(size_t bytes) {
@@ -1078,12 +1124,12 @@ static int d1__pool_start(d1__pool *pool, int n) {
     pool->n = 1;
     if (n == 1) return D1_OK;
 #ifdef D1_NO_THREADS
-    return D1_ERR_ARG;
+    return D1__FAIL(D1_ERR_ARG);
 #else
     {
         int i;
         pool->generation = 0; pool->busy = 0; pool->quit = 0;
-        if (pthread_mutex_init(&pool->mu, NULL)) return D1_ERR_THREAD;
+        if (pthread_mutex_init(&pool->mu, NULL)) return D1__FAIL(D1_ERR_THREAD);
         pthread_cond_init(&pool->wake, NULL);
         pthread_cond_init(&pool->done, NULL);
         for (i = 1; i < n; i++) {
@@ -1092,7 +1138,7 @@ static int d1__pool_start(d1__pool *pool, int n) {
             if (pthread_create(&pool->threads[i], NULL, d1__worker_main, &pool->workers[i])) {
                 pool->n = i;         /* stop the ones that did start */
                 d1__pool_stop(pool);
-                return D1_ERR_THREAD;
+                return D1__FAIL(D1_ERR_THREAD);
             }
             pool->n = i + 1;
         }
@@ -2297,25 +2343,25 @@ static int d1__qw(const d1_config *c) { return c->dim + 2 * c->n_kv_heads * (c->
 
 D1_API int d1_config_resolve(const d1_config *cfg, d1_config *out) {
     d1_config c;
-    if (!cfg || !out) return D1_ERR_ARG;
+    if (!cfg || !out) return D1__FAIL(D1_ERR_ARG);
     c = *cfg;
     if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
     if (c.rope_theta == 0.0f) c.rope_theta = 500000.0f;
     if (c.norm_eps == 0.0f) c.norm_eps = 1e-5f;
     if (c.vocab_size <= 0 || c.dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
         c.ffn_dim <= 0 || c.max_seq_len <= 0)
-        return D1_ERR_CONFIG;
-    if (c.dim % c.n_heads || c.n_heads % c.n_kv_heads || (c.dim / c.n_heads) % 2) return D1_ERR_CONFIG;
+        return D1__FAIL(D1_ERR_CONFIG);
+    if (c.dim % c.n_heads || c.n_heads % c.n_kv_heads || (c.dim / c.n_heads) % 2) return D1__FAIL(D1_ERR_CONFIG);
     if (!(c.rope_theta > 0.0f) || !(c.norm_eps > 0.0f) || !isfinite(c.rope_theta) || !isfinite(c.norm_eps))
-        return D1_ERR_CONFIG;
+        return D1__FAIL(D1_ERR_CONFIG);
     if (c.mask_id < 0 || c.mask_id >= c.vocab_size || c.eos_id < 0 || c.eos_id >= c.vocab_size ||
         c.pad_id < 0 || c.pad_id >= c.vocab_size || (c.tied_embeddings != 0 && c.tied_embeddings != 1))
-        return D1_ERR_CONFIG;
+        return D1__FAIL(D1_ERR_CONFIG);
     /* sizes must stay well inside int for T and size_t for the buffers */
     if ((double)c.max_seq_len * c.max_seq_len > 2147483647.0 || (double)c.vocab_size * c.dim > 1e12 ||
         (double)c.n_layers * c.ffn_dim * c.dim > 1e12 || c.n_layers > (1 << 20) ||
         (double)c.max_seq_len * c.dim > 1e10) /* the RoPE tables */
-        return D1_ERR_CONFIG;
+        return D1__FAIL(D1_ERR_CONFIG);
     *out = c;
     return D1_OK;
 }
@@ -2344,6 +2390,7 @@ static d1__layout d1__layout_of(const d1_config *c) {
 
 D1_API size_t d1_config_num_params(const d1_config *cfg) {
     d1_config c;
+    memset(&c, 0, sizeof c);
     if (d1_config_resolve(cfg, &c) != D1_OK) return 0;
     return d1__layout_of(&c).total;
 }
@@ -2397,7 +2444,7 @@ static const char *const d1__block_names[9] = {"attn_norm", "q_proj",  "k_proj",
 static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
     d1__layout o;
     int n = d1__config_num_tensors(c), C, F, KVD, QW;
-    if (!t || index < 0 || index >= n) return D1_ERR_ARG;
+    if (!t || index < 0 || index >= n) return D1__FAIL(D1_ERR_ARG);
     o = d1__layout_of(c);
     C = c->dim; F = c->ffn_dim; KVD = c->n_kv_heads * (C / c->n_heads); QW = d1__qw(c);
     if (index == 0) {
@@ -2431,7 +2478,7 @@ static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
 }
 
 D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
-    return m && m->state ? d1__config_tensor(&m->config, index, t) : D1_ERR_ARG;
+    return m && m->state ? d1__config_tensor(&m->config, index, t) : D1__FAIL(D1_ERR_ARG);
 }
 
 D1_API void d1_model_free(d1_model *m) {
@@ -2468,7 +2515,7 @@ static int d1__model_alloc(d1_model *m, const d1_config *c) {
     if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
     if (!tmp.param_memory || !tmp.state) {
         d1_model_free(&tmp);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     tmp.state->pool.n = 1;
     tmp.state->cx.pool = &tmp.state->pool;
@@ -2493,7 +2540,7 @@ static int d1__rope_ensure(d1_model *m, int T) {
     if (T <= s->rope_len) return D1_OK;
     rows = D1__MIN(c->max_seq_len, D1__MAX(T, 2 * s->rope_len));
     n = (size_t)rows * half;
-    if (!(mem = d1__alloc_floats(2 * n))) return D1_ERR_NOMEM;
+    if (!(mem = d1__alloc_floats(2 * n))) return D1__FAIL(D1_ERR_NOMEM);
     if (old) {
         memcpy(mem, s->rope_cos, old * sizeof(float));
         memcpy(mem + n, s->rope_sin, old * sizeof(float));
@@ -2516,7 +2563,7 @@ D1_API int d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed) {
     d1_model tmp;
     d1_rng rng;
     int rc, i, n;
-    if (!m || !cfg) return D1_ERR_ARG;
+    if (!m || !cfg) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1_config_resolve(cfg, &c)) != D1_OK) return rc;
     if ((rc = d1__model_alloc(&tmp, &c)) != D1_OK) return rc;
 
@@ -2539,9 +2586,9 @@ D1_API int d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed) {
 
 D1_API int d1_model_set_threads(d1_model *m, int n_threads) {
     int rc;
-    if (!m || !m->state || n_threads < 1 || n_threads > D1_MAX_THREADS) return D1_ERR_ARG;
+    if (!m || !m->state || n_threads < 1 || n_threads > D1_MAX_THREADS) return D1__FAIL(D1_ERR_ARG);
 #ifdef D1_NO_THREADS
-    if (n_threads != 1) return D1_ERR_ARG;
+    if (n_threads != 1) return D1__FAIL(D1_ERR_ARG);
 #endif
     d1__pool_stop(&m->state->pool);
     rc = d1__pool_start(&m->state->pool, n_threads);
@@ -2550,8 +2597,8 @@ D1_API int d1_model_set_threads(d1_model *m, int n_threads) {
 
 D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
     int rc;
-    if (!dst || !src || !dst->param_memory || !src->param_memory) return D1_ERR_ARG;
-    if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1_ERR_CONFIG;
+    if (!dst || !src || !dst->param_memory || !src->param_memory) return D1__FAIL(D1_ERR_ARG);
+    if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1__FAIL(D1_ERR_CONFIG);
     if ((rc = d1__mirror_in(src)) != D1_OK) return rc;
     memcpy(dst->param_memory, src->param_memory, src->num_params * sizeof(float));
     d1__weights_changed(dst);
@@ -2602,7 +2649,7 @@ static int d1__ensure_tokens(d1_model *m, int B, int T) {
     if (B * T > s->tok_cap) {
         int N = B * T;
         int *mem = (int *)d1__alloc((size_t)N * (2 * sizeof(int) + 2 * sizeof(float) + 1));
-        if (!mem) return D1_ERR_NOMEM;
+        if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__free(s->tokens);
         s->tokens = mem;
         s->noisy = mem + N;
@@ -2633,7 +2680,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
     if ((rc = d1__rope_ensure(m, T)) != D1_OK) return rc;
     if (need > s->act_cap) {
         float *mem = d1__alloc_floats(need);
-        if (!mem) return D1_ERR_NOMEM;
+        if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__free(s->act_memory);
         s->act_memory = mem;
         s->act_cap = need;
@@ -2643,7 +2690,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
     if (ws > s->ws_floats || nth > s->ws_threads) {
         size_t per = D1__MAX(ws, s->ws_floats);
         float *mem = d1__alloc_floats(per * nth);
-        if (!mem) return D1_ERR_NOMEM;
+        if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__free(s->ws_memory);
         s->ws_memory = mem;
         s->ws_floats = per;
@@ -2658,7 +2705,7 @@ static int d1__ensure_grads(d1_model *m) {
     D1__GPU_RETURN(m, d1__gpu_ensure_grads(m));
     if (m->grad_memory || m->lora) return D1_OK; /* LoRA: the base is frozen */
     m->grad_memory = d1__alloc_floats(m->num_params);
-    if (!m->grad_memory) return D1_ERR_NOMEM;
+    if (!m->grad_memory) return D1__FAIL(D1_ERR_NOMEM);
     memset(m->grad_memory, 0, m->num_params * sizeof(float));
     d1__carve_params(&m->config, m->grad_memory, &m->grads);
     return D1_OK;
@@ -2685,17 +2732,17 @@ static int d1__params_finite(const d1_model *m) {
 static int d1__check_batch(const d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     size_t i, N;
     int b, j;
-    if (!m || !m->state || !tokens) return D1_ERR_ARG;
-    if (B <= 0 || T <= 0 || T > m->config.max_seq_len) return D1_ERR_SHAPE;
-    if ((double)B * T * D1__MAX(m->config.dim, m->config.vocab_size) > 4e12) return D1_ERR_SHAPE;
+    if (!m || !m->state || !tokens) return D1__FAIL(D1_ERR_ARG);
+    if (B <= 0 || T <= 0 || T > m->config.max_seq_len) return D1__FAIL(D1_ERR_SHAPE);
+    if ((double)B * T * D1__MAX(m->config.dim, m->config.vocab_size) > 4e12) return D1__FAIL(D1_ERR_SHAPE);
     N = (size_t)B * T;
     for (i = 0; i < N; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size) return D1_ERR_TOKEN;
+        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size) return D1__FAIL(D1_ERR_TOKEN);
     if (key_mask)
         for (b = 0; b < B; b++) {
             int any = 0;
             for (j = 0; j < T; j++) any |= key_mask[(size_t)b * T + j] != 0;
-            if (!any) return D1_ERR_ARG; /* a row of attention over no key */
+            if (!any) return D1__FAIL(D1_ERR_ARG); /* a row of attention over no key */
         }
     return D1_OK;
 }
@@ -2806,7 +2853,7 @@ static void d1__lora_tensor(const d1_config *c, int r, int index, d1_tensor *t) 
 }
 
 D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
-    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1_ERR_ARG;
+    if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1__FAIL(D1_ERR_ARG);
     d1__lora_tensor(&m->config, m->lora->rank, index, t);
     return D1_OK;
 }
@@ -2822,16 +2869,16 @@ D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
     d1_lora *lo;
     d1_rng rng;
     int i, n;
-    if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1_ERR_ARG;
-    if (d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
-    if (rank > m->config.dim) return D1_ERR_ARG;
+    if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1__FAIL(D1_ERR_ARG);
+    if (d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
+    if (rank > m->config.dim) return D1__FAIL(D1_ERR_ARG);
     lo = (d1_lora *)d1__alloc(sizeof *lo);
-    if (!lo) return D1_ERR_NOMEM;
+    if (!lo) return D1__FAIL(D1_ERR_NOMEM);
     memset(lo, 0, sizeof *lo);
     lo->rank = rank; lo->alpha = alpha; lo->scale = alpha / (float)rank; lo->enabled = 1;
     lo->num_params = (size_t)m->config.n_layers * d1__lora_layer_size(&m->config, rank);
     lo->param_memory = d1__alloc_floats(2 * lo->num_params);
-    if (!lo->param_memory) { d1__free(lo); return D1_ERR_NOMEM; }
+    if (!lo->param_memory) { d1__free(lo); return D1__FAIL(D1_ERR_NOMEM); }
     lo->grad_memory = lo->param_memory + lo->num_params;
     memset(lo->param_memory, 0, 2 * lo->num_params * sizeof(float)); /* B = 0 */
     m->lora = lo;
@@ -2851,7 +2898,7 @@ D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
 D1_API int d1_lora_merge(d1_model *m) {
     const d1_config *c;
     int l, k, j, r;
-    if (!m || !m->lora) return D1_ERR_ARG;
+    if (!m || !m->lora) return D1__FAIL(D1_ERR_ARG);
     c = &m->config;
     r = m->lora->rank;
     for (l = 0; l < c->n_layers; l++) {
@@ -3026,8 +3073,8 @@ static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, con
 
 D1_API int d1_model_set_precision(d1_model *m, int precision) {
     struct d1__state *s;
-    if (!m || !m->state || !m->param_memory) return D1_ERR_ARG;
-    if (precision != D1_PRECISION_F32 && precision != D1_PRECISION_BF16) return D1_ERR_ARG;
+    if (!m || !m->state || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
+    if (precision != D1_PRECISION_F32 && precision != D1_PRECISION_BF16) return D1__FAIL(D1_ERR_ARG);
     s = m->state;
     if (precision == D1_PRECISION_F32) {
         d1__free(s->bw.mem);
@@ -3035,9 +3082,9 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
     } else {
         d1__bf16w bw;
         uint32_t *mem;
-        if (d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
+        if (d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
         mem = s->bw.mem ? s->bw.mem : (uint32_t *)d1__alloc(d1__bf16w_carve(&m->config, NULL, &bw) * sizeof(uint32_t));
-        if (!mem) return D1_ERR_NOMEM;
+        if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__bf16w_carve(&m->config, mem, &bw);
         bw.simd = d1__cpu_bf16();
         d1__bf16w_pack(m, &bw);
@@ -3049,7 +3096,7 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
 }
 
 D1_API int d1_model_precision(const d1_model *m) {
-    return m && m->state ? m->state->precision : D1_ERR_ARG;
+    return m && m->state ? m->state->precision : D1__FAIL(D1_ERR_ARG);
 }
 
 /* The backward pass of d1__forward, from dlogits [B,T,V]; every parameter
@@ -3127,9 +3174,9 @@ static int d1__all_finite(const float *x, size_t n) {
 
 D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
     int rc;
-    if (!m || !m->state || !dlogits) return D1_ERR_ARG;
-    if (m->B <= 0 || m->state->bf16_last) return D1_ERR_STATE; /* no forward, or a BF16 one */
-    if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1_ERR_NONFINITE;
+    if (!m || !m->state || !dlogits) return D1__FAIL(D1_ERR_ARG);
+    if (m->B <= 0 || m->state->bf16_last) return D1__FAIL(D1_ERR_STATE); /* no forward, or a BF16 one */
+    if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     D1__GPU_RETURN(m, d1__gpu_model_backward(m, dlogits));
     d1__backward(m, dlogits);
@@ -3138,7 +3185,7 @@ D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
 
 D1_API int d1_model_zero_grad(d1_model *m) {
     int rc;
-    if (!m || !m->param_memory) return D1_ERR_ARG;
+    if (!m || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
     if (m->lora) { /* the adapters are what trains */
         memset(m->lora->grad_memory, 0, m->lora->num_params * sizeof(float));
         return D1_OK;
@@ -3151,22 +3198,22 @@ D1_API int d1_model_zero_grad(d1_model *m) {
 
 /* Devices: the generic half (the GPU's half is in >>cuda). */
 D1_API int d1_model_set_device(d1_model *m, int device) {
-    if (!m || !m->state || (device != D1_DEVICE_CPU && device != D1_DEVICE_CUDA)) return D1_ERR_ARG;
+    if (!m || !m->state || (device != D1_DEVICE_CPU && device != D1_DEVICE_CUDA)) return D1__FAIL(D1_ERR_ARG);
     d1__weights_changed(m); /* the weights may come home changed */
 #if defined(D1_CUDA)
     if (device == D1_DEVICE_CUDA) return d1__on_gpu(m) ? D1_OK : d1__gpu_attach(m);
     return d1__on_gpu(m) ? d1__gpu_detach(m) : D1_OK;
 #else
-    return device == D1_DEVICE_CPU ? D1_OK : D1_ERR_UNSUPPORTED;
+    return device == D1_DEVICE_CPU ? D1_OK : D1__FAIL(D1_ERR_UNSUPPORTED);
 #endif
 }
 D1_API int d1_model_device(const d1_model *m) {
-    if (!m || !m->state) return D1_ERR_ARG;
+    if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
     return d1__on_gpu(m) ? D1_DEVICE_CUDA : D1_DEVICE_CPU;
 }
-D1_API int d1_model_pull(d1_model *m) { return !m || !m->state ? D1_ERR_ARG : d1__mirror_in(m); }
+D1_API int d1_model_pull(d1_model *m) { return !m || !m->state ? D1__FAIL(D1_ERR_ARG) : d1__mirror_in(m); }
 D1_API int d1_model_push(d1_model *m) {
-    if (!m || !m->state) return D1_ERR_ARG;
+    if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
     d1__weights_changed(m); /* the caller wrote param_memory: the BF16 copy is stale */
     return d1__mirror_out(m);
 }
@@ -3176,9 +3223,9 @@ D1_API int d1_model_push(d1_model *m) {
 D1_API int d1_noise_draw(d1_rng *rng, int B, int T, float eps, const uint8_t *keep, float *p,
                          uint8_t *mask) {
     int b, i;
-    if (!rng || !p || !mask) return D1_ERR_ARG;
-    if (B <= 0 || T <= 0) return D1_ERR_SHAPE;
-    if (!(eps >= 0.0f && eps <= 1.0f)) return D1_ERR_ARG;
+    if (!rng || !p || !mask) return D1__FAIL(D1_ERR_ARG);
+    if (B <= 0 || T <= 0) return D1__FAIL(D1_ERR_SHAPE);
+    if (!(eps >= 0.0f && eps <= 1.0f)) return D1__FAIL(D1_ERR_ARG);
     for (b = 0; b < B; b++) {
         float t = d1_rng_uniform(rng);
         p[b] = (1.0f - eps) * t + eps;
@@ -3204,7 +3251,7 @@ static int d1__masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) 
     D1__GPU_RETURN(m, d1__gpu_masked_ce(m, x0, B, T, loss));
     d1__forward(m, s->noisy, B, T, NULL);
     total = d1__cross_entropy(a->dlogits, a->logits, x0, s->wts, (int)N, m->config.vocab_size);
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__backward(m, a->dlogits);
     *loss = (float)total;
     return D1_OK;
@@ -3214,12 +3261,12 @@ static int d1__masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) 
 static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask, const float *p,
                             const d1_rng *rng, const float *loss) {
     int rc, b;
-    if (!loss || (!mask && !rng) || (!mask != !p)) return D1_ERR_ARG;
+    if (!loss || (!mask && !rng) || (!mask != !p)) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__check_batch(m, tokens, B, T, NULL)) != D1_OK) return rc;
     if (p)
         for (b = 0; b < B; b++)
-            if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1_ERR_ARG;
-    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
+            if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     return d1__ensure(m, B, T);
 }
@@ -3265,13 +3312,13 @@ static int d1__adamw_desc_ok(const d1_adamw_desc *d) {
 }
 
 D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *desc) {
-    if (!opt || !m || !m->param_memory || !desc) return D1_ERR_ARG;
-    if (!d1__adamw_desc_ok(desc)) return D1_ERR_ARG;
+    if (!opt || !m || !m->param_memory || !desc) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__adamw_desc_ok(desc)) return D1__FAIL(D1_ERR_ARG);
     memset(opt, 0, sizeof *opt);
     opt->desc = *desc;
     opt->n = m->lora ? m->lora->num_params : m->num_params; /* what trains */
     opt->m = d1__alloc_floats(2 * opt->n);
-    if (!opt->m) return D1_ERR_NOMEM;
+    if (!opt->m) return D1__FAIL(D1_ERR_NOMEM);
     opt->v = opt->m + opt->n;
     memset(opt->m, 0, 2 * opt->n * sizeof(float));
     return D1_OK;
@@ -3366,13 +3413,13 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     float scale = 1.0f, *w, *g;
     size_t i, n;
     int ti;
-    if (!opt || !opt->m || !m || !m->param_memory) return D1_ERR_ARG;
+    if (!opt || !opt->m || !m || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
     w = m->lora ? m->lora->param_memory : m->param_memory; /* LoRA: the adapters train */
     g = m->lora ? m->lora->grad_memory : m->grad_memory;
     n = m->lora ? m->lora->num_params : m->num_params;
-    if (!g || opt->n != n) return D1_ERR_ARG;
+    if (!g || opt->n != n) return D1__FAIL(D1_ERR_ARG);
     d = &opt->desc;
-    if (!d1__adamw_desc_ok(d) || opt->step < 0 || opt->step >= ((int64_t)1 << 53)) return D1_ERR_ARG;
+    if (!d1__adamw_desc_ok(d) || opt->step < 0 || opt->step >= ((int64_t)1 << 53)) return D1__FAIL(D1_ERR_ARG);
 #if defined(D1_CUDA)
     D1__GPU_RETURN(m, d1__gpu_adamw_step(opt, m, grad_norm));
     if (opt->dev) { /* the moments come home from a GPU */
@@ -3382,7 +3429,7 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
 #endif
     for (i = 0; i < n; i++) sq += (double)g[i] * g[i];
     norm = sqrt(sq);
-    if (!isfinite(norm)) return D1_ERR_NONFINITE;
+    if (!isfinite(norm)) return D1__FAIL(D1_ERR_NONFINITE);
     if (grad_norm) *grad_norm = (float)norm;
     if (d->grad_clip > 0.0f && norm > d->grad_clip) scale = (float)(d->grad_clip / (norm + 1e-6));
     opt->step++;
@@ -3485,10 +3532,10 @@ static int d1__propose(const float *l, int V, int ban1, int ban2, float tau, int
     int v, arg = -1;
     for (v = 0; v < V; v++) {
         if (v == ban1 || v == ban2) continue;
-        if (!(l[v] < HUGE_VAL)) return D1_ERR_NONFINITE; /* NaN or +inf */
+        if (!(l[v] < HUGE_VAL)) return D1__FAIL(D1_ERR_NONFINITE); /* NaN or +inf */
         if (l[v] > mx) mx = l[v];
     }
-    if (!(mx > -HUGE_VAL)) return D1_ERR_NONFINITE; /* every allowed logit -inf */
+    if (!(mx > -HUGE_VAL)) return D1__FAIL(D1_ERR_NONFINITE); /* every allowed logit -inf */
     for (v = 0; v < V; v++) {
         double score;
         if (v == ban1 || v == ban2) continue;
@@ -3516,7 +3563,7 @@ static int d1__propose(const float *l, int V, int ban1, int ban2, float tau, int
         break;
     default: *conf = exp((double)l[arg] - mx) / sum; break;
     }
-    return arg >= 0 ? D1_OK : D1_ERR_NONFINITE;
+    return arg >= 0 ? D1_OK : D1__FAIL(D1_ERR_NONFINITE);
 }
 
 /* A candidate of the current step: position, proposed token, confidence. */
@@ -3532,33 +3579,33 @@ static int d1__cand_cmp(const void *x, const void *y) {
 static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const int *prompts, int B, int P,
                              const int *prompt_lens, const d1_rng *rng, const int *out) {
     int gen, bl, steps, nb, b, i;
-    if (!m || !m->state || !d || !rng || !out || (!prompts && P > 0)) return D1_ERR_ARG;
+    if (!m || !m->state || !d || !rng || !out || (!prompts && P > 0)) return D1__FAIL(D1_ERR_ARG);
     gen = d->gen_len;
     bl = d->block_len ? d->block_len : gen;
     steps = d->steps ? d->steps : gen;
-    if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0) return D1_ERR_SHAPE;
-    if (gen > m->config.max_seq_len - P) return D1_ERR_SHAPE; /* P + gen > max_seq_len, without overflow */
-    if (d->cfg_scale > 0.0f && B > INT_MAX / 2) return D1_ERR_SHAPE; /* CFG runs 2B rows */
+    if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0) return D1__FAIL(D1_ERR_SHAPE);
+    if (gen > m->config.max_seq_len - P) return D1__FAIL(D1_ERR_SHAPE); /* P + gen > max_seq_len, without overflow */
+    if (d->cfg_scale > 0.0f && B > INT_MAX / 2) return D1__FAIL(D1_ERR_SHAPE); /* CFG runs 2B rows */
     /* a token to reveal must exist: not the mask, not a suppressed EOS */
     if (m->config.vocab_size - 1 - (d->suppress_eos && m->config.eos_id != m->config.mask_id &&
                                     m->config.eos_id >= 0 && m->config.eos_id < m->config.vocab_size) < 1)
-        return D1_ERR_CONFIG;
-    if (gen % bl) return D1_ERR_ARG;          /* generate.py asserts it too */
+        return D1__FAIL(D1_ERR_CONFIG);
+    if (gen % bl) return D1__FAIL(D1_ERR_ARG);          /* generate.py asserts it too */
     nb = gen / bl;
-    if (d->threshold <= 0.0f && steps % nb) return D1_ERR_ARG;
+    if (d->threshold <= 0.0f && steps % nb) return D1__FAIL(D1_ERR_ARG);
     if (!(d->temperature >= 0.0f) || !isfinite(d->temperature) || !(d->cfg_scale >= 0.0f) ||
         !isfinite(d->cfg_scale) || !(d->threshold >= 0.0f && d->threshold <= 1.0f) || d->remasking < 0 ||
         d->remasking > D1_REMASK_ENTROPY || d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
-        return D1_ERR_ARG;
-    if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
-    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
+        return D1__FAIL(D1_ERR_ARG);
+    if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
+    if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
-        if (len < 0 || len > P) return D1_ERR_SHAPE;
+        if (len < 0 || len > P) return D1__FAIL(D1_ERR_SHAPE);
         for (i = P - len; i < P; i++) {
             int t = prompts[(size_t)b * P + i];
-            if (t < 0 || t >= m->config.vocab_size) return D1_ERR_TOKEN;
-            if (t == m->config.mask_id) return D1_ERR_TOKEN;
+            if (t < 0 || t >= m->config.vocab_size) return D1__FAIL(D1_ERR_TOKEN);
+            if (t == m->config.mask_id) return D1__FAIL(D1_ERR_TOKEN);
         }
     }
     return D1_OK;
@@ -3718,7 +3765,7 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
     scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
                         3 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
-    if (!scratch) return D1_ERR_NOMEM;
+    if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     s.kv = kv_floats ? (float *)scratch : NULL;
     s.cand = (d1__cand *)((float *)scratch + kv_floats);
     s.at_start = (int *)(s.cand + (size_t)B * s.bl);
@@ -3787,14 +3834,14 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
     struct d1__state *s;
     int rc, b, i;
     d1_rng r; /* the draw advances a copy, committed on success */
-    if (!prompt_lens || !m || !m->state || !tokens) return D1_ERR_ARG;
-    if (B <= 0 || T <= 0) return D1_ERR_SHAPE;
+    if (!prompt_lens || !m || !m->state || !tokens) return D1__FAIL(D1_ERR_ARG);
+    if (B <= 0 || T <= 0) return D1__FAIL(D1_ERR_SHAPE);
     for (b = 0; b < B; b++) /* checked before anything is allocated or drawn */
-        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1_ERR_SHAPE; /* no answer to learn */
+        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1__FAIL(D1_ERR_SHAPE); /* no answer to learn */
     if (mask)
         for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
             for (i = 0; i < prompt_lens[b]; i++)
-                if (mask[(size_t)b * T + i]) return D1_ERR_ARG;
+                if (mask[(size_t)b * T + i]) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
     s = m->state;
     if (mask) {
@@ -3853,9 +3900,9 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega) {
 
 static int d1__grpo_batch_check(const d1_model *m, const d1_grpo_batch *b) {
     int rc;
-    if (!b || !b->input_mask) return D1_ERR_ARG;
+    if (!b || !b->input_mask) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__check_batch(m, b->tokens, b->B, b->T, b->key_mask)) != D1_OK) return rc;
-    if (b->P < 0 || b->P >= b->T) return D1_ERR_SHAPE;
+    if (b->P < 0 || b->P >= b->T) return D1__FAIL(D1_ERR_SHAPE);
     return D1_OK;
 }
 
@@ -3883,9 +3930,9 @@ static double d1__token_logp(const float *l, int V, int target, float *p) {
 
 D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
     int rc, r, k, Lc, V;
-    if (!logp) return D1_ERR_ARG;
+    if (!logp) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
-    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
+    if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b, 1);
     D1__GPU_RETURN(m, d1__gpu_token_logp(m, b, logp));
@@ -3922,7 +3969,7 @@ D1_API int d1_grpo_elbo(const d1_grpo_batch *b, const float *logp, float *elbo) 
     int s, r, k, Lc;
     if (!b || !logp || !elbo || !b->elbo_w || !b->score_mask || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq ||
         b->P < 0 || b->P >= b->T)
-        return D1_ERR_ARG;
+        return D1__FAIL(D1_ERR_ARG);
     Lc = b->T - b->P;
     for (s = 0; s < b->n_seq; s++) {
         double acc = 0.0;
@@ -4005,7 +4052,7 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
                 d1__softmax_grad(d, V, b->tokens[row], g);
             }
     }
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__backward(m, a->dlogits);
     *loss = (float)(total / b->denom);
     if (kl_sum) *kl_sum += kls;
@@ -4066,7 +4113,7 @@ static int d1__grpo_loss_spg(d1_model *m, const d1_grpo_batch *b, float *loss) {
             }
         }
     }
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__backward(m, a->dlogits);
     *loss = (float)(total / b->denom);
     return D1_OK;
@@ -4081,38 +4128,38 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
         !(clip_eps >= 0.0f) || !isfinite(beta) || objective < D1_GRPO_CLIPPED || objective > D1_GRPO_SPG ||
         b->kl < D1_KL_K3 || b->kl > D1_KL_K2)
-        return D1_ERR_ARG;
+        return D1__FAIL(D1_ERR_ARG);
     if (b->elbo_w && (objective == D1_GRPO_WD1 || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq))
-        return D1_ERR_ARG; /* the sequence level is ESPO's clipped ratio or SPG */
+        return D1__FAIL(D1_ERR_ARG); /* the sequence level is ESPO's clipped ratio or SPG */
     if (objective == D1_GRPO_SPG && (!b->elbo_w || !b->seq_len || beta != 0.0f || !(b->eubo_beta > 0.0f) ||
                                      !isfinite(b->eubo_beta) || !(b->eubo_mix >= 0.0f && b->eubo_mix <= 1.0f)))
-        return D1_ERR_ARG; /* SPG: sequences, their lengths, no KL */
+        return D1__FAIL(D1_ERR_ARG); /* SPG: sequences, their lengths, no KL */
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
-    if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED;
+    if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
     /* every number that enters the loss, before the pass: a non-finite
        advantage, or old / reference log-prob of a scored token (a log-prob
        is <= 0), is the caller's error */
     Lc = b->T - b->P;
     n_adv = b->elbo_w ? b->n_seq : b->B;
     for (r = 0; r < n_adv; r++) {
-        if (!isfinite(b->adv[r])) return D1_ERR_NONFINITE;
+        if (!isfinite(b->adv[r])) return D1__FAIL(D1_ERR_NONFINITE);
         if (b->elbo_w && ((b->old_logp && !(b->old_logp[r] <= 0.0f && isfinite(b->old_logp[r]))) ||
                           (beta != 0.0f && !(b->ref_logp[r] <= 0.0f && isfinite(b->ref_logp[r])))))
-            return D1_ERR_NONFINITE; /* an ELBO is a sum of log-probs: <= 0 */
+            return D1__FAIL(D1_ERR_NONFINITE); /* an ELBO is a sum of log-probs: <= 0 */
         for (k = 0; k < Lc && !b->elbo_w; k++) {
             size_t t = (size_t)r * Lc + k;
             if (b->score_mask[t] && ((b->old_logp && !(b->old_logp[t] <= 0.0f && isfinite(b->old_logp[t]))) ||
                                      (beta != 0.0f && !(b->ref_logp[t] <= 0.0f && isfinite(b->ref_logp[t])))))
-                return D1_ERR_NONFINITE;
+                return D1__FAIL(D1_ERR_NONFINITE);
         }
     }
     if (b->elbo_w)
         for (i = 0; i < (size_t)b->B * Lc; i++)
-            if (b->score_mask[i] && !(b->elbo_w[i] >= 0.0f && isfinite(b->elbo_w[i]))) return D1_ERR_ARG;
+            if (b->score_mask[i] && !(b->elbo_w[i] >= 0.0f && isfinite(b->elbo_w[i]))) return D1__FAIL(D1_ERR_ARG);
     if (objective == D1_GRPO_SPG)
         for (r = 0; r < b->n_seq; r++)
-            if (!(b->seq_len[r] > 0.0f) || !isfinite(b->seq_len[r])) return D1_ERR_ARG;
-    if (!d1__params_finite(m)) return D1_ERR_NONFINITE;
+            if (!(b->seq_len[r] > 0.0f) || !isfinite(b->seq_len[r])) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     if ((rc = d1__ensure(m, b->B, b->T)) != D1_OK) return rc;
     d1__grpo_forward(m, b, 0);
@@ -4152,7 +4199,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
             for (i = 0; i < (size_t)V; i++) d[i] = (float)(-g * d[i]); /* dL/dl = g (onehot - p) */
             d[b->tokens[row]] += (float)g;
         }
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__backward(m, a->dlogits);
     *loss = (float)(total / b->denom);
     if (kl_sum) *kl_sum += kls;
@@ -4434,32 +4481,32 @@ static const d1__grpo_estimator d1__grpo_estimators[6] = { /* by D1_LOGP_* */
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
-    if (!policy || !policy->state || !opt || !d) return D1_ERR_ARG;
-    if (d->group_size < 2) return D1_ERR_ARG; /* one completion has advantage 0 by construction */
+    if (!policy || !policy->state || !opt || !d) return D1__FAIL(D1_ERR_ARG);
+    if (d->group_size < 2) return D1__FAIL(D1_ERR_ARG); /* one completion has advantage 0 by construction */
     if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
         !(d->beta >= 0.0f) || !isfinite(d->beta) || d->objective < D1_GRPO_CLIPPED || d->objective > D1_GRPO_SPG ||
         d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_BLOCK || d->kl < D1_KL_K3 ||
         d->kl > D1_KL_K2 || d->mc_draws < 0 || d->mc_draws > 64 || d->segments < 0)
-        return D1_ERR_ARG;
+        return D1__FAIL(D1_ERR_ARG);
     if (d->estimator == D1_LOGP_TRAJECTORY && /* a fixed schedule of at least N steps */
         (d->sampler.threshold > 0.0f || d->sampler.stop_at_eos ||
          (d->segments ? d->segments : 8) > (d->sampler.steps ? d->sampler.steps : d->sampler.gen_len)))
-        return D1_ERR_ARG;
-    if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1_ERR_ARG; /* ESPO's ratio only */
-    if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) return D1_ERR_ARG; /* SPG's pair */
+        return D1__FAIL(D1_ERR_ARG);
+    if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1__FAIL(D1_ERR_ARG); /* ESPO's ratio only */
+    if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) return D1__FAIL(D1_ERR_ARG); /* SPG's pair */
     if (d->objective == D1_GRPO_SPG) { /* no KL; distinct blocks for the draws; the EUBO's settings */
         int bl = d->sampler.block_len > 0 ? d->sampler.block_len : d->sampler.gen_len;
         if (d->beta != 0.0f || bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl ||
             !(d->eubo_beta >= 0.0f) || !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
-            return D1_ERR_ARG;
+            return D1__FAIL(D1_ERR_ARG);
     }
-    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1_ERR_UNSUPPORTED;
-    if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1_ERR_ARG;
+    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1__FAIL(D1_ERR_UNSUPPORTED);
+    if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1__FAIL(D1_ERR_ARG);
     for (j = 0; j < d->n_rewards; j++)
-        if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1_ERR_ARG;
+        if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1__FAIL(D1_ERR_ARG);
     if (d->beta > 0.0f && (!ref || !ref->param_memory || memcmp(&ref->config, &policy->config, sizeof ref->config)))
-        return D1_ERR_ARG;
-    if (ref == policy && d->beta > 0.0f && !policy->lora) return D1_ERR_ARG; /* it would be no reference */
+        return D1__FAIL(D1_ERR_ARG);
+    if (ref == policy && d->beta > 0.0f && !policy->lora) return D1__FAIL(D1_ERR_ARG); /* it would be no reference */
     return D1_OK;
 }
 
@@ -4510,7 +4557,7 @@ static int d1__grpo_rewards(d1__grpo_work *w) {
         for (j = 0; j < d->n_rewards; j++) {
             float v = d->rewards[j].fn(w->canvas + (size_t)r * w->T + w->P - w->rl[r], w->rl[r], o, eos_at,
                                        d->rewards[j].user);
-            if (!isfinite(v)) return D1_ERR_NONFINITE;
+            if (!isfinite(v)) return D1__FAIL(D1_ERR_NONFINITE);
             w->rew[(size_t)r * nr1 + 1 + j] = v;
             w->rew[(size_t)r * nr1] += d->rewards[j].weight * v;
         }
@@ -4669,14 +4716,14 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     size_t n_lp, n_f, n_i, n_b, p;
     int rc, traj = d && d->estimator == D1_LOGP_TRAJECTORY;
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
-    if (!rng || (!prompts && P > 0)) return D1_ERR_ARG;
-    if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1_ERR_SHAPE;
-    if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1_ERR_SHAPE;
+    if (!rng || (!prompts && P > 0)) return D1__FAIL(D1_ERR_ARG);
+    if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1__FAIL(D1_ERR_SHAPE);
+    if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1__FAIL(D1_ERR_SHAPE);
     e = &d1__grpo_estimators[d->estimator];
     memset(&w, 0, sizeof w);
     w.passes = e->passes * (e->seq ? D1__MAX(d->mc_draws, 1) : 1);
-    if (n_prompts * d->group_size > INT_MAX / w.passes) return D1_ERR_SHAPE; /* passes*R rows in one batch */
-    if (!d1__params_finite(policy)) return D1_ERR_NONFINITE;
+    if (n_prompts * d->group_size > INT_MAX / w.passes) return D1__FAIL(D1_ERR_SHAPE); /* passes*R rows in one batch */
+    if (!d1__params_finite(policy)) return D1__FAIL(D1_ERR_NONFINITE);
     rcopy = *rng;
     w.policy = policy; w.ref = ref; w.opt = opt; w.d = d; w.rng = &rcopy; w.seq = e->seq;
     w.n_prompts = n_prompts; w.G = d->group_size; w.R = n_prompts * w.G; w.mu = d->inner_steps;
@@ -4689,7 +4736,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0);
     n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL);
     scratch = d1__alloc(sizeof(double) * w.mu + sizeof(float) * n_f + sizeof(int) * n_i + n_b);
-    if (!scratch) return D1_ERR_NOMEM;
+    if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     w.den = (double *)scratch;
     w.rew = (float *)(w.den + w.mu); w.adv = w.rew + (size_t)w.R * (d->n_rewards + 1);
     w.slen = w.adv + w.R;
@@ -5240,7 +5287,7 @@ static int d1__json_find(const d1__json *j, size_t obj, const char *key, size_t 
     int found = 0;
     while (d1__json_member(j, &it, &k, &v))
         if (d1__json_str_is(j, k, key)) {
-            if (found) return D1_ERR_DUPLICATE;
+            if (found) return D1__FAIL(D1_ERR_DUPLICATE);
             found = 1;
             *val = v;
         }
@@ -5306,7 +5353,7 @@ D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
     d1_config c;
     d1__text t;
     int rc;
-    if (!cfg || !buf) return D1_ERR_ARG;
+    if (!cfg || !buf) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1_config_resolve(cfg, &c)) != D1_OK) return rc;
     t.p = buf; t.cap = cap; t.len = 0;
 #define D1__KEY_INT(k, v) d1__puts(&t, "  \"" k "\": "), d1__put_u64(&t, (uint64_t)(v)), d1__puts(&t, ",\n")
@@ -5333,7 +5380,7 @@ D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
                  "  \"layer_norm_type\": \"rms\",\n"
                  "  \"include_bias\": false\n"
                  "}\n");
-    if (t.len >= cap) return D1_ERR_ARG;
+    if (t.len >= cap) return D1__FAIL(D1_ERR_ARG);
     buf[t.len] = 0;
     return D1_OK;
 }
@@ -5345,8 +5392,8 @@ static int d1__cfg_int(const d1__json *j, size_t obj, const char *key, int requi
     uint64_t u;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc < 0) return rc;
-    if (rc == 0 || j->s[v] == 'n') return required ? D1_ERR_CONFIG : 1;
-    if (!d1__json_u64(j, v, &u) || u > INT_MAX) return D1_ERR_CONFIG;
+    if (rc == 0 || j->s[v] == 'n') return required ? D1__FAIL(D1_ERR_CONFIG) : 1;
+    if (!d1__json_u64(j, v, &u) || u > INT_MAX) return D1__FAIL(D1_ERR_CONFIG);
     *out = (int)u;
     return D1_OK;
 }
@@ -5356,9 +5403,9 @@ static int d1__cfg_float(const d1__json *j, size_t obj, const char *key, float *
     double d;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc < 0) return rc;
-    if (rc == 0 || !d1__parse_number(j->s + v, d1__json_skip(j, v) - v, &d)) return D1_ERR_CONFIG;
+    if (rc == 0 || !d1__parse_number(j->s + v, d1__json_skip(j, v) - v, &d)) return D1__FAIL(D1_ERR_CONFIG);
     *out = (float)d;
-    return isfinite(*out) && *out > 0.0f ? D1_OK : D1_ERR_CONFIG;
+    return isfinite(*out) && *out > 0.0f ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
 }
 /* Member `key` as a bool; absent gives `dflt` when dflt >= 0, else an error. */
 static int d1__cfg_bool(const d1__json *j, size_t obj, const char *key, int dflt, int *out) {
@@ -5367,9 +5414,9 @@ static int d1__cfg_bool(const d1__json *j, size_t obj, const char *key, int dflt
     if (rc < 0) return rc;
     if (rc == 0) {
         *out = dflt;
-        return dflt >= 0 ? D1_OK : D1_ERR_CONFIG;
+        return dflt >= 0 ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
     }
-    if (j->s[v] != 't' && j->s[v] != 'f') return D1_ERR_CONFIG;
+    if (j->s[v] != 't' && j->s[v] != 'f') return D1__FAIL(D1_ERR_CONFIG);
     *out = j->s[v] == 't';
     return D1_OK;
 }
@@ -5378,7 +5425,7 @@ static int d1__cfg_expect(const d1__json *j, size_t obj, const char *key, const 
     size_t v;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc <= 0) return rc;
-    return j->s[v] == '"' && d1__json_str_is(j, v, want) ? D1_OK : D1_ERR_CONFIG;
+    return j->s[v] == '"' && d1__json_str_is(j, v, want) ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
 }
 
 /* config.json text -> a resolved config (the keys: see the API comment). */
@@ -5387,11 +5434,11 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     d1_config c;
     size_t obj, v, it, el;
     int rc, emb = 0, bias = 0, r;
-    if (!out || (!json && len)) return D1_ERR_ARG;
-    if (!d1__json_check(json, len)) return D1_ERR_JSON;
+    if (!out || (!json && len)) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__json_check(json, len)) return D1__FAIL(D1_ERR_JSON);
     j.s = json; j.n = len;
     obj = d1__json_start(&j);
-    if (j.s[obj] != '{') return D1_ERR_JSON;
+    if (j.s[obj] != '{') return D1__FAIL(D1_ERR_JSON);
     memset(&c, 0, sizeof c);
     if ((rc = d1__cfg_int(&j, obj, "d_model", 1, &c.dim)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "n_layers", 1, &c.n_layers)) != D1_OK) return rc;
@@ -5401,7 +5448,7 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_int(&j, obj, "mlp_hidden_size", 1, &c.ffn_dim)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "vocab_size", 1, &c.vocab_size)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "embedding_size", 0, &emb)) < 0) return rc;
-    if (rc == D1_OK && emb != c.vocab_size) return D1_ERR_CONFIG; /* no padded wte rows */
+    if (rc == D1_OK && emb != c.vocab_size) return D1__FAIL(D1_ERR_CONFIG); /* no padded wte rows */
     if ((rc = d1__cfg_float(&j, obj, "rope_theta", &c.rope_theta)) != D1_OK) return rc;
     if ((rc = d1__cfg_float(&j, obj, "rms_norm_eps", &c.norm_eps)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "max_sequence_length", 1, &c.max_seq_len)) != D1_OK) return rc;
@@ -5414,16 +5461,16 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_expect(&j, obj, "block_type", "llama")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "layer_norm_type", "rms")) != D1_OK) return rc;
     if ((rc = d1__cfg_bool(&j, obj, "include_bias", 0, &bias)) != D1_OK) return rc;
-    if (bias) return D1_ERR_CONFIG;
+    if (bias) return D1__FAIL(D1_ERR_CONFIG);
     r = d1__json_find(&j, obj, "architectures", &v); /* optional: a list of names */
     if (r < 0) return r;
     if (r == 1) {
-        if (j.s[v] != '[') return D1_ERR_CONFIG;
+        if (j.s[v] != '[') return D1__FAIL(D1_ERR_CONFIG);
         it = v + 1;
         while (d1__json_element(&j, &it, &el))
-            if (j.s[el] != '"') return D1_ERR_CONFIG;
+            if (j.s[el] != '"') return D1__FAIL(D1_ERR_CONFIG);
     }
-    if (c.n_kv_heads == 0 || c.n_layers > (1 << 20)) return D1_ERR_CONFIG; /* 0 is not "default" here */
+    if (c.n_kv_heads == 0 || c.n_layers > (1 << 20)) return D1__FAIL(D1_ERR_CONFIG); /* 0 is not "default" here */
     if ((rc = d1_config_resolve(&c, out)) != D1_OK) return rc;
     return D1_OK;
 }
@@ -5510,7 +5557,7 @@ static void d1__table_free(d1__st_table *t) {
 static int d1__table_alloc(d1__st_table *t) {
     size_t n = (size_t)t->n;
     t->e = (d1__st_entry *)d1__alloc(n * sizeof(d1__st_entry) + n * sizeof(int));
-    if (!t->e) return D1_ERR_NOMEM;
+    if (!t->e) return D1__FAIL(D1_ERR_NOMEM);
     memset(t->e, 0, n * sizeof(d1__st_entry));
     t->order = (int *)(t->e + n);
     return D1_OK;
@@ -5624,8 +5671,10 @@ typedef struct d1__idx_set {
 static int d1__set_init(d1__idx_set *s, size_t k) {
     size_t cap = 16, i;
     while (cap < 2 * k) cap *= 2;
+    s->mask = 0;
+    s->count = 0;
     s->slot = (int *)d1__alloc(cap * sizeof(int));
-    if (!s->slot) return D1_ERR_NOMEM;
+    if (!s->slot) return D1__FAIL(D1_ERR_NOMEM);
     for (i = 0; i < cap; i++) s->slot[i] = -1;
     s->mask = cap - 1;
     s->count = 0;
@@ -5659,7 +5708,7 @@ struct d1__sink {
 };
 /* The memory sink's write: D1_ERR_ARG past the buffer's end. */
 static int d1__mem_write(d1__sink *s, const void *p, size_t n) {
-    if (n > s->cap - s->written) return D1_ERR_ARG;
+    if (n > s->cap - s->written) return D1__FAIL(D1_ERR_ARG);
     memcpy(s->mem + s->written, p, n);
     s->written += n;
     return D1_OK;
@@ -5770,7 +5819,7 @@ static int d1__st_write(d1__sink *sk, const d1__st_table *tab, int dtype, const 
     t.cap = t.len;
     t.len = 0;
     t.p = (char *)d1__alloc(t.cap);
-    if (!t.p) return D1_ERR_NOMEM;
+    if (!t.p) return D1__FAIL(D1_ERR_NOMEM);
     d1__st_header(&t, tab, dtype, meta, n_meta);
     d1__put_u64le(len8, (uint64_t)t.len);
     rc = sk->write(sk, len8, 8);
@@ -5792,9 +5841,9 @@ static int d1__st_write(d1__sink *sk, const d1__st_table *tab, int dtype, const 
 
 /* The first 8 bytes of a file of `total` bytes: header length *hn. */
 static int d1__st_prefix(const unsigned char *b8, uint64_t total, uint64_t *hn) {
-    if (total < 8) return D1_ERR_TRUNCATED;
+    if (total < 8) return D1__FAIL(D1_ERR_TRUNCATED);
     *hn = d1__get_u64le(b8);
-    if (*hn == 0 || *hn > D1_SAFETENSORS_MAX_HEADER || *hn > total - 8) return D1_ERR_HEADER;
+    if (*hn == 0 || *hn > D1_SAFETENSORS_MAX_HEADER || *hn > total - 8) return D1__FAIL(D1_ERR_HEADER);
     return D1_OK;
 }
 
@@ -5804,38 +5853,38 @@ static int d1__st_parse_entry(const d1__json *j, size_t i, const d1__st_info *t,
     size_t it = i + 1, k, v, it2, el;
     int have_dt = 0, have_sh = 0, have_of = 0, shape_ok = 1, nd, d;
     uint64_t u, off[2];
-    if (j->s[i] != '{') return D1_ERR_JSON;
+    if (j->s[i] != '{') return D1__FAIL(D1_ERR_JSON);
     while (d1__json_member(j, &it, &k, &v)) {
         if (d1__json_str_is(j, k, "dtype")) {
             char name[8];
-            if (have_dt++) return D1_ERR_DUPLICATE;
-            if (j->s[v] != '"') return D1_ERR_JSON;
-            if (d1__json_str(j, v, name, sizeof name) == (size_t)-1) return D1_ERR_DTYPE;
+            if (have_dt++) return D1__FAIL(D1_ERR_DUPLICATE);
+            if (j->s[v] != '"') return D1__FAIL(D1_ERR_JSON);
+            if (d1__json_str(j, v, name, sizeof name) == (size_t)-1) return D1__FAIL(D1_ERR_DTYPE);
             for (d = 0; d < 3 && strcmp(name, d1__dtype_name(d)); d++) {}
-            if (d == 3 || !(dtypes & (1u << d))) return D1_ERR_DTYPE;
+            if (d == 3 || !(dtypes & (1u << d))) return D1__FAIL(D1_ERR_DTYPE);
             e->dtype = d;
         } else if (d1__json_str_is(j, k, "shape")) {
-            if (have_sh++) return D1_ERR_DUPLICATE;
-            if (j->s[v] != '[') return D1_ERR_JSON;
+            if (have_sh++) return D1__FAIL(D1_ERR_DUPLICATE);
+            if (j->s[v] != '[') return D1__FAIL(D1_ERR_JSON);
             for (it2 = v + 1, nd = 0; d1__json_element(j, &it2, &el); nd++) {
-                if (!d1__json_u64(j, el, &u)) return D1_ERR_JSON;
+                if (!d1__json_u64(j, el, &u)) return D1__FAIL(D1_ERR_JSON);
                 if (nd >= t->ndim || u != t->shape[nd]) shape_ok = 0;
             }
             if (nd != t->ndim) shape_ok = 0;
         } else if (d1__json_str_is(j, k, "data_offsets")) {
-            if (have_of++) return D1_ERR_DUPLICATE;
-            if (j->s[v] != '[') return D1_ERR_JSON;
+            if (have_of++) return D1__FAIL(D1_ERR_DUPLICATE);
+            if (j->s[v] != '[') return D1__FAIL(D1_ERR_JSON);
             for (it2 = v + 1, nd = 0; d1__json_element(j, &it2, &el); nd++)
-                if (nd >= 2 || !d1__json_u64(j, el, &off[nd])) return D1_ERR_JSON;
-            if (nd != 2) return D1_ERR_JSON;
+                if (nd >= 2 || !d1__json_u64(j, el, &off[nd])) return D1__FAIL(D1_ERR_JSON);
+            if (nd != 2) return D1__FAIL(D1_ERR_JSON);
         } else {
-            return D1_ERR_JSON; /* safetensors defines these three fields only */
+            return D1__FAIL(D1_ERR_JSON); /* safetensors defines these three fields only */
         }
     }
-    if (!have_dt || !have_sh || !have_of) return D1_ERR_JSON;
-    if (!shape_ok) return D1_ERR_TENSOR_SHAPE;
+    if (!have_dt || !have_sh || !have_of) return D1__FAIL(D1_ERR_JSON);
+    if (!shape_ok) return D1__FAIL(D1_ERR_TENSOR_SHAPE);
     if (off[1] < off[0] || off[1] - off[0] != (uint64_t)t->numel * d1__dtype_size(e->dtype))
-        return D1_ERR_OFFSETS;
+        return D1__FAIL(D1_ERR_OFFSETS);
     e->begin = off[0];
     return D1_OK;
 }
@@ -5843,8 +5892,8 @@ static int d1__st_parse_entry(const d1__json *j, size_t i, const d1__st_info *t,
 /* The header h[0..hn) is one JSON object (checked before the table is built,
    so that a malformed header is reported as such). */
 static int d1__st_check_header(const char *h, size_t hn) {
-    if (!d1__json_check(h, hn)) return D1_ERR_JSON;
-    if (h[d1__json_ws(h, hn, 0)] != '{') return D1_ERR_JSON;
+    if (!d1__json_check(h, hn)) return D1__FAIL(D1_ERR_JSON);
+    if (h[d1__json_ws(h, hn, 0)] != '{') return D1__FAIL(D1_ERR_JSON);
     return D1_OK;
 }
 
@@ -5874,20 +5923,20 @@ static int d1__st_parse(const char *h, size_t hn, d1__st_table *tab, int shard, 
             size_t len = d1__json_str(&j, k, name, sizeof name);
             if (len != (size_t)-1 && !strcmp(name, "__metadata__") && len == 12) {
                 if (pass) continue;
-                if (have_meta++) rc = D1_ERR_DUPLICATE;
-                else if (j.s[v] != '{') rc = D1_ERR_JSON;
+                if (have_meta++) rc = D1__FAIL(D1_ERR_DUPLICATE);
+                else if (j.s[v] != '{') rc = D1__FAIL(D1_ERR_JSON);
                 for (it2 = v + 1; rc == D1_OK && d1__json_member(&j, &it2, &mk, &mv);)
-                    if (j.s[mv] != '"') rc = D1_ERR_JSON;
+                    if (j.s[mv] != '"') rc = D1__FAIL(D1_ERR_JSON);
                 if (rc == D1_OK && meta) *meta = v;
                 continue;
             }
             i = len == (size_t)-1 ? -1 : d1__st_find(tab, name, len, &t);
-            if (i < 0 || d1__st_shard(tab, i) != shard) rc = D1_ERR_UNKNOWN_TENSOR;
-            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1_ERR_DUPLICATE;
+            if (i < 0 || d1__st_shard(tab, i) != shard) rc = D1__FAIL(D1_ERR_UNKNOWN_TENSOR);
+            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1__FAIL(D1_ERR_DUPLICATE);
             else rc = d1__st_parse_entry(&j, v, &t, pass ? tab->e + i : &ent, dtypes);
         }
         if (pass == 0) {
-            if (rc == D1_OK && seen.count < (size_t)want) rc = D1_ERR_MISSING;
+            if (rc == D1_OK && seen.count < (size_t)want) rc = D1__FAIL(D1_ERR_MISSING);
             d1__free(seen.slot);
             if (rc == D1_OK && !tab->e) rc = d1__table_alloc(tab); /* every tensor is named */
         }
@@ -5926,13 +5975,13 @@ static int d1__st_cover(d1__st_table *tab, int shard, uint64_t data_len, int *co
     for (i = 0; i < n; i++) {
         const d1__st_entry *e = tab->e + tab->order[i];
         d1__st_info t;
-        if (e->begin != at) return D1_ERR_OFFSETS;
+        if (e->begin != at) return D1__FAIL(D1_ERR_OFFSETS);
         d1__st_tensor(tab, tab->order[i], 0, &t);
         at = e->begin + (uint64_t)t.numel * d1__dtype_size(e->dtype); /* no overflow: the header's end */
     }
     *count = n;
-    if (at > data_len) return D1_ERR_TRUNCATED;
-    if (at < data_len) return D1_ERR_OFFSETS; /* bytes no tensor covers */
+    if (at > data_len) return D1__FAIL(D1_ERR_TRUNCATED);
+    if (at < data_len) return D1__FAIL(D1_ERR_OFFSETS); /* bytes no tensor covers */
     return D1_OK;
 }
 
@@ -5952,14 +6001,14 @@ static int d1__file_read_at(d1__src *s, uint64_t off, void *dst, size_t n);
 /* n bytes at offset off of the source into dst. */
 static int d1__src_read(d1__src *s, uint64_t off, void *dst, size_t n) {
     if (s->mem) {
-        if (off > s->len || n > s->len - off) return D1_ERR_TRUNCATED;
+        if (off > s->len || n > s->len - off) return D1__FAIL(D1_ERR_TRUNCATED);
         memcpy(dst, s->mem + off, n);
         return D1_OK;
     }
 #ifndef D1_NO_STDIO
     return d1__file_read_at(s, off, dst, n);
 #else
-    return D1_ERR_IO;
+    return D1__FAIL(D1_ERR_IO);
 #endif
 }
 
@@ -5991,7 +6040,7 @@ static int d1__st_read(d1__src *src, uint64_t data_start, const d1__st_table *ta
             }
         }
         for (k = 0; k < t.numel; k++)
-            if (!isfinite(x[k]) || (t.nonneg && x[k] < 0.0f)) return D1_ERR_NONFINITE;
+            if (!isfinite(x[k]) || (t.nonneg && x[k] < 0.0f)) return D1__FAIL(D1_ERR_NONFINITE);
     }
     return D1_OK;
 }
@@ -6017,10 +6066,10 @@ D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t 
     d1__st_table tab;
     d1__sink sk;
     int rc;
-    if (!d1__model_ok(m) || !buf || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1_ERR_ARG;
-    if (cap < d1_model_save_size(m, dtype)) return D1_ERR_ARG;
+    if (!d1__model_ok(m) || !buf || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1__FAIL(D1_ERR_ARG);
+    if (cap < d1_model_save_size(m, dtype)) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
-    if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
+    if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1__FAIL(D1_ERR_NONFINITE);
     if (config_json && (rc = d1_config_to_json(&m->config, config_json, config_cap)) != D1_OK) return rc;
     d1__table_model(&tab, &m->config, m->param_memory);
     memset(&sk, 0, sizeof sk);
@@ -6039,9 +6088,9 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
     d1__st_table tab;
     d1_model tmp;
     d1__src src;
-    uint64_t hn;
+    uint64_t hn = 0;
     int rc, count = 0;
-    if (!m || !config_json || (!safetensors && len)) return D1_ERR_ARG;
+    if (!m || !config_json || (!safetensors && len)) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1_config_from_json(&c, config_json, config_len)) != D1_OK) return rc;
     if ((rc = d1__st_prefix(b, len, &hn)) != D1_OK) return rc;
     if ((rc = d1__st_check_header((const char *)b + 8, (size_t)hn)) != D1_OK) return rc;
@@ -6073,15 +6122,15 @@ static int d1__file_read_at(d1__src *s, uint64_t off, void *dst, size_t n) {
     size_t got = 0, r;
     if (off != s->pos) {
 #if defined(D1__WINDOWS)
-        if (_fseeki64(f, (long long)off, SEEK_SET)) return D1_ERR_IO;
+        if (_fseeki64(f, (long long)off, SEEK_SET)) return D1__FAIL(D1_ERR_IO);
 #else
-        if (off > (uint64_t)LONG_MAX || fseek(f, (long)off, SEEK_SET)) return D1_ERR_IO;
+        if (off > (uint64_t)LONG_MAX || fseek(f, (long)off, SEEK_SET)) return D1__FAIL(D1_ERR_IO);
 #endif
         s->pos = off;
     }
     while (got < n) {
         r = fread((unsigned char *)dst + got, 1, n - got, f);
-        if (r == 0) return ferror(f) ? D1_ERR_IO : D1_ERR_TRUNCATED;
+        if (r == 0) return ferror(f) ? D1__FAIL(D1_ERR_IO) : D1__FAIL(D1_ERR_TRUNCATED);
         got += r;
     }
     s->pos += n;
@@ -6092,10 +6141,10 @@ static int d1__file_read_at(d1__src *s, uint64_t off, void *dst, size_t n) {
 static int d1__file_size(FILE *f, uint64_t *size) {
 #if defined(D1__WINDOWS)
     long long end;
-    if (_fseeki64(f, 0, SEEK_END) || (end = _ftelli64(f)) < 0 || _fseeki64(f, 0, SEEK_SET)) return D1_ERR_IO;
+    if (_fseeki64(f, 0, SEEK_END) || (end = _ftelli64(f)) < 0 || _fseeki64(f, 0, SEEK_SET)) return D1__FAIL(D1_ERR_IO);
 #else
     long end;
-    if (fseek(f, 0, SEEK_END) || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) return D1_ERR_IO;
+    if (fseek(f, 0, SEEK_END) || (end = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) return D1__FAIL(D1_ERR_IO);
 #endif
     *size = (uint64_t)end;
     return D1_OK;
@@ -6139,7 +6188,7 @@ static FILE *d1__fopen_regular(const char *path) {
 static int d1__path_size(const char *path, uint64_t *size) {
     FILE *f = d1__fopen_regular(path);
     int rc;
-    if (!f) return D1_ERR_IO;
+    if (!f) return D1__FAIL(D1_ERR_IO);
     rc = d1__file_size(f, size);
     fclose(f);
     return rc;
@@ -6153,15 +6202,15 @@ static int d1__read_file(const char *path, uint64_t max, char **buf, size_t *len
     uint64_t size = 0;
     int rc;
     *buf = NULL;
-    if (!f) return D1_ERR_IO;
+    if (!f) return D1__FAIL(D1_ERR_IO);
     rc = d1__file_size(f, &size);
-    if (rc == D1_OK && size > max) rc = D1_ERR_JSON;
-    if (rc == D1_OK && !(*buf = (char *)d1__alloc((size_t)size + 1))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK && size > max) rc = D1__FAIL(D1_ERR_JSON);
+    if (rc == D1_OK && !(*buf = (char *)d1__alloc((size_t)size + 1))) rc = D1__FAIL(D1_ERR_NOMEM);
     if (rc == D1_OK) {
         memset(&src, 0, sizeof src);
         src.fp = f;
         rc = d1__file_read_at(&src, 0, *buf, (size_t)size);
-        if (rc == D1_ERR_TRUNCATED) rc = D1_ERR_IO; /* it changed under us */
+        if (rc == D1_ERR_TRUNCATED) rc = D1__FAIL(D1_ERR_IO); /* it changed under us */
     }
     fclose(f);
     if (rc != D1_OK) {
@@ -6185,8 +6234,8 @@ static int d1__mkdirs(const char *dir) {
     size_t n = strlen(dir), i;
     char *p;
     int rc = D1_OK;
-    if (n == 0) return D1_ERR_ARG;
-    if (!(p = (char *)d1__alloc(n + 1))) return D1_ERR_NOMEM;
+    if (n == 0) return D1__FAIL(D1_ERR_ARG);
+    if (!(p = (char *)d1__alloc(n + 1))) return D1__FAIL(D1_ERR_NOMEM);
     memcpy(p, dir, n + 1);
     for (i = 1; i <= n && rc == D1_OK; i++) {
         if (p[i] != 0 && !D1__IS_SEP(p[i])) continue;
@@ -6195,12 +6244,12 @@ static int d1__mkdirs(const char *dir) {
 #if defined(D1__POSIX)
             struct stat st;
             if (mkdir(p, 0777) != 0 && !(errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode)))
-                rc = D1_ERR_IO;
+                rc = D1__FAIL(D1_ERR_IO);
 #else
             DWORD a;
             if (_mkdir(p) != 0 && !((a = GetFileAttributesA(p)) != INVALID_FILE_ATTRIBUTES &&
                                     (a & FILE_ATTRIBUTE_DIRECTORY)))
-                rc = D1_ERR_IO;
+                rc = D1__FAIL(D1_ERR_IO);
 #endif
         }
         p[i] = dir[i];
@@ -6229,16 +6278,16 @@ static int d1__file_write(d1__sink *s, const void *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(s->fd, b, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return D1_ERR_IO;
+        if (w <= 0) return D1__FAIL(D1_ERR_IO);
         b += w;
         n -= (size_t)w;
         s->written += (uint64_t)w;
     }
 #else
-    if (n && fwrite(b, 1, n, (FILE *)s->fp) != n) return D1_ERR_IO;
+    if (n && fwrite(b, 1, n, (FILE *)s->fp) != n) return D1__FAIL(D1_ERR_IO);
     s->written += n;
 #endif
-    if (fail) return D1_ERR_IO;
+    if (fail) return D1__FAIL(D1_ERR_IO);
     return D1_OK;
 }
 
@@ -6253,19 +6302,19 @@ static int d1__write_file(const char *path, d1__emit_fn emit, const void *ctx) {
     sk.write = d1__file_write;
 #if defined(D1__POSIX)
     sk.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (sk.fd < 0) return D1_ERR_IO;
+    if (sk.fd < 0) return D1__FAIL(D1_ERR_IO);
     rc = emit(&sk, ctx);
-    if (rc == D1_OK && fsync(sk.fd) != 0) rc = D1_ERR_IO;
-    if (close(sk.fd) != 0) rc2 = D1_ERR_IO;
+    if (rc == D1_OK && fsync(sk.fd) != 0) rc = D1__FAIL(D1_ERR_IO);
+    if (close(sk.fd) != 0) rc2 = D1__FAIL(D1_ERR_IO);
 #else
     sk.fp = fopen(path, "wb");
-    if (!sk.fp) return D1_ERR_IO;
+    if (!sk.fp) return D1__FAIL(D1_ERR_IO);
     rc = emit(&sk, ctx);
-    if (rc == D1_OK && fflush((FILE *)sk.fp) != 0) rc = D1_ERR_IO;
+    if (rc == D1_OK && fflush((FILE *)sk.fp) != 0) rc = D1__FAIL(D1_ERR_IO);
 #if defined(D1__WINDOWS)
-    if (rc == D1_OK && _commit(_fileno((FILE *)sk.fp)) != 0) rc = D1_ERR_IO;
+    if (rc == D1_OK && _commit(_fileno((FILE *)sk.fp)) != 0) rc = D1__FAIL(D1_ERR_IO);
 #endif
-    if (fclose((FILE *)sk.fp) != 0) rc2 = D1_ERR_IO;
+    if (fclose((FILE *)sk.fp) != 0) rc2 = D1__FAIL(D1_ERR_IO);
 #endif
     if (rc == D1_OK) rc = rc2;
     if (rc != D1_OK) remove(path);
@@ -6275,9 +6324,9 @@ static int d1__write_file(const char *path, d1__emit_fn emit, const void *ctx) {
 /* Renames from over to (replacing it atomically). */
 static int d1__rename(const char *from, const char *to) {
 #if defined(D1__WINDOWS)
-    if (!MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) return D1_ERR_IO;
+    if (!MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) return D1__FAIL(D1_ERR_IO);
 #else
-    if (rename(from, to) != 0) return D1_ERR_IO;
+    if (rename(from, to) != 0) return D1__FAIL(D1_ERR_IO);
 #endif
     return D1_OK;
 }
@@ -6309,7 +6358,7 @@ static int d1__save_files(const char *dir, int n, const char *const *names, cons
         memcpy(name + l, ".tmp", 5);
         final_[i] = d1__path(dir, names[i]);
         tmp[i] = d1__path(dir, name);
-        if (!final_[i] || !tmp[i]) rc = D1_ERR_NOMEM;
+        if (!final_[i] || !tmp[i]) rc = D1__FAIL(D1_ERR_NOMEM);
     }
     for (i = 0; i < n && rc == D1_OK; i++) rc = d1__write_file(tmp[i], emit[i], ctx[i]);
     for (i = 0; i < n && rc == D1_OK; i++) rc = d1__rename(tmp[i], final_[i]);
@@ -6353,7 +6402,7 @@ static int d1__model_files_fnv(const char *dir, uint64_t *h) {
         char *p = d1__path(dir, names[i]);
         FILE *f;
         size_t n, k;
-        if (!p) return D1_ERR_NOMEM;
+        if (!p) return D1__FAIL(D1_ERR_NOMEM);
         f = d1__fopen_regular(p);
         d1__free(p);
         if (!f) return 0; /* no model here (or none that loads) */
@@ -6361,7 +6410,7 @@ static int d1__model_files_fnv(const char *dir, uint64_t *h) {
             for (k = 0; k < n; k++) *h = (*h ^ buf[k]) * 1099511628211ull;
         n = (size_t)ferror(f);
         fclose(f);
-        if (n) return D1_ERR_IO;
+        if (n) return D1__FAIL(D1_ERR_IO);
     }
     return 1;
 }
@@ -6398,9 +6447,9 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     d1__st_table tab;
     char config[D1_CONFIG_JSON_MAX];
     int rc;
-    if (!d1__model_ok(m) || !dir || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1_ERR_ARG;
+    if (!d1__model_ok(m) || !dir || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
-    if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1_ERR_NONFINITE;
+    if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1_config_to_json(&m->config, config, sizeof config)) != D1_OK) return rc;
     d1__table_model(&tab, &m->config, m->param_memory);
     memset(&st, 0, sizeof st);
@@ -6437,13 +6486,13 @@ static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int
     int rc;
     memset(b8, 0, sizeof b8);
     memset(sf, 0, sizeof *sf);
-    if (!(sf->f = d1__fopen_regular(path))) return D1_ERR_IO;
+    if (!(sf->f = d1__fopen_regular(path))) return D1__FAIL(D1_ERR_IO);
     memset(&src, 0, sizeof src);
     src.fp = sf->f;
     rc = d1__file_size(sf->f, &sf->size);
     if (rc == D1_OK && sf->size >= 8) rc = d1__file_read_at(&src, 0, b8, 8);
     if (rc == D1_OK) rc = d1__st_prefix(b8, sf->size, &hn);
-    if (rc == D1_OK && !(sf->header = (char *)d1__alloc((size_t)hn + 1))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK && !(sf->header = (char *)d1__alloc((size_t)hn + 1))) rc = D1__FAIL(D1_ERR_NOMEM);
     if (rc == D1_OK) rc = d1__file_read_at(&src, 8, sf->header, (size_t)hn);
     if (rc == D1_OK) rc = d1__st_check_header(sf->header, (size_t)hn);
     if (rc == D1_OK) {
@@ -6564,32 +6613,32 @@ static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
     char name[96], file[D1__SHARD_NAME];
     ck->index = text;
     ck->index_len = len;
-    if (!d1__json_check(text, len)) return D1_ERR_JSON;
+    if (!d1__json_check(text, len)) return D1__FAIL(D1_ERR_JSON);
     j.s = text; j.n = len;
     obj = d1__json_start(&j);
-    if (j.s[obj] != '{') return D1_ERR_JSON;
+    if (j.s[obj] != '{') return D1__FAIL(D1_ERR_JSON);
     if ((rc = d1__json_find(&j, obj, "weight_map", &wm)) < 0) return rc;
-    if (rc == 0 || j.s[wm] != '{') return D1_ERR_JSON;
+    if (rc == 0 || j.s[wm] != '{') return D1__FAIL(D1_ERR_JSON);
     d1__table_model(&ck->tab, &ck->cfg, NULL);
     /* each file is named in a member of 34 bytes or more */
     cap = (int)D1__MIN((size_t)D1__MAX_SHARDS, len / 32 + 1);
-    if (!(ck->shards = (d1__shard *)d1__alloc((size_t)cap * sizeof(d1__shard)))) return D1_ERR_NOMEM;
+    if (!(ck->shards = (d1__shard *)d1__alloc((size_t)cap * sizeof(d1__shard)))) return D1__FAIL(D1_ERR_NOMEM);
     if ((rc = d1__set_init(&seen, d1__names_max(len, ck->tab.n))) != D1_OK) return rc;
     for (pass = 0; pass < 2 && rc == D1_OK; pass++) {
         last = -1;
         for (it = wm + 1; rc == D1_OK && d1__json_member(&j, &it, &k, &v);) {
             size_t ln = d1__json_str(&j, k, name, sizeof name), lf = 0;
             i = ln == (size_t)-1 ? -1 : d1__st_find(&ck->tab, name, ln, &t);
-            if (i < 0) rc = D1_ERR_UNKNOWN_TENSOR;
-            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1_ERR_DUPLICATE;
+            if (i < 0) rc = D1__FAIL(D1_ERR_UNKNOWN_TENSOR);
+            else if (pass == 0 && d1__set_add(&seen, i)) rc = D1__FAIL(D1_ERR_DUPLICATE);
             else if (j.s[v] != '"' || (lf = d1__json_str(&j, v, file, sizeof file)) == (size_t)-1 ||
                      !d1__shard_name_ok(file, lf))
-                rc = D1_ERR_JSON;
-            else if ((s = d1__shard_of(ck, file, lf, v, &last, pass == 0, cap)) < 0) rc = D1_ERR_JSON;
+                rc = D1__FAIL(D1_ERR_JSON);
+            else if ((s = d1__shard_of(ck, file, lf, v, &last, pass == 0, cap)) < 0) rc = D1__FAIL(D1_ERR_JSON);
             else if (pass) ck->tab.e[i].shard = s;
         }
         if (pass == 0) {
-            if (rc == D1_OK && seen.count < (size_t)ck->tab.n) rc = D1_ERR_MISSING;
+            if (rc == D1_OK && seen.count < (size_t)ck->tab.n) rc = D1__FAIL(D1_ERR_MISSING);
             d1__free(seen.slot);
             if (rc == D1_OK) rc = d1__table_alloc(&ck->tab); /* every tensor is named */
         }
@@ -6607,14 +6656,14 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
     FILE *probe;
     memset(ck, 0, sizeof *ck);
     ck->dir = path;
-    if (!(p = d1__path(path, config_name))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(path, config_name))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__read_file(p, D1_SAFETENSORS_MAX_HEADER, &text, &len);
     d1__free(p);
     if (rc == D1_OK) rc = d1_config_from_json(&ck->cfg, text, len);
     d1__free(text);
     text = NULL;
     if (rc != D1_OK) return rc;
-    if (!(p = d1__path(path, "model.safetensors"))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(path, "model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
     probe = d1__fopen_regular(p);
     if (probe) { /* one file */
         uint64_t size = 0;
@@ -6622,7 +6671,7 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
         fclose(probe);
         /* every parameter takes >= 2 bytes (BF16, F16): a config that claims
            more than the file can hold fails before its tables are built */
-        if (rc == D1_OK && (double)size < 2.0 * (double)d1_config_num_params(&ck->cfg)) rc = D1_ERR_TRUNCATED;
+        if (rc == D1_OK && (double)size < 2.0 * (double)d1_config_num_params(&ck->cfg)) rc = D1__FAIL(D1_ERR_TRUNCATED);
         if (rc != D1_OK) {
             d1__free(p);
             return rc;
@@ -6635,7 +6684,7 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
         return rc;
     }
     d1__free(p);
-    if (!(p = d1__path(path, "model.safetensors.index.json"))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(path, "model.safetensors.index.json"))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__read_file(p, D1_SAFETENSORS_MAX_HEADER, &text, &len);
     d1__free(p);
     ck->index_mem = text; /* kept for the shard names */
@@ -6643,7 +6692,7 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
     for (s = 0; s < ck->n_shards && rc == D1_OK; s++) {
         char name[D1__SHARD_NAME];
         d1__ckpt_shard_name(ck, s, name);
-        if (!(p = d1__path(path, name))) return D1_ERR_NOMEM;
+        if (!(p = d1__path(path, name))) return D1__FAIL(D1_ERR_NOMEM);
         rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL);
         d1__st_close(&sf);
         d1__free(p);
@@ -6681,7 +6730,7 @@ static int d1__ckpt_read(d1__ckpt *ck, float *base) {
     for (s = 0; s < ck->n_shards && rc == D1_OK; s++) {
         char name[D1__SHARD_NAME];
         d1__ckpt_shard_name(ck, s, name);
-        if (!(p = d1__path(ck->dir, name))) return D1_ERR_NOMEM;
+        if (!(p = d1__path(ck->dir, name))) return D1__FAIL(D1_ERR_NOMEM);
         /* re-checked: the file may have changed since d1__ckpt_open */
         rc = d1__st_open(&sf, p, &ck->tab, s, D1__DTYPES_ALL);
         if (rc == D1_OK) rc = d1__st_load(&sf, &ck->tab, s, base);
@@ -6697,8 +6746,8 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
     d1_model tmp;
     int rc;
     char *dir;
-    if (!m || !path) return D1_ERR_ARG;
-    if (!(dir = d1__ckpt_dir(path))) return D1_ERR_NOMEM;
+    if (!m || !path) return D1__FAIL(D1_ERR_ARG);
+    if (!(dir = d1__ckpt_dir(path))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__ckpt_open(&ck, dir); /* ck keeps dir until d1__ckpt_free */
     if (rc == D1_OK && (rc = d1__model_alloc(&tmp, &ck.cfg)) == D1_OK) {
         rc = d1__ckpt_read(&ck, tmp.param_memory);
@@ -6714,9 +6763,9 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
 D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtypes) {
     d1__ckpt ck;
     int rc, i;
-    if (!d1__model_ok(m) || !path || !dtypes) return D1_ERR_ARG;
+    if (!d1__model_ok(m) || !path || !dtypes) return D1__FAIL(D1_ERR_ARG);
     rc = d1__ckpt_open(&ck, path);
-    if (rc == D1_OK && memcmp(&ck.cfg, &m->config, sizeof ck.cfg)) rc = D1_ERR_CONFIG;
+    if (rc == D1_OK && memcmp(&ck.cfg, &m->config, sizeof ck.cfg)) rc = D1__FAIL(D1_ERR_CONFIG);
     for (i = 0; rc == D1_OK && i < ck.tab.n; i++) dtypes[i] = ck.tab.e[i].dtype;
     d1__ckpt_free(&ck);
     return rc;
@@ -6754,15 +6803,15 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     uint64_t model_fnv = 0;
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || opt->step < 0 ||
         n_rngs < 0 || n_rngs > 1000000 || (n_rngs && !rngs))
-        return D1_ERR_ARG;
+        return D1__FAIL(D1_ERR_ARG);
     d1__desc_get(&opt->desc, dv);
     for (i = 0; i < D1__N_DESC; i++)
-        if (!isfinite(dv[i])) return D1_ERR_ARG;
-    if (settings_json && !d1__json_check(settings_json, strlen(settings_json))) return D1_ERR_JSON;
+        if (!isfinite(dv[i])) return D1__FAIL(D1_ERR_ARG);
+    if (settings_json && !d1__json_check(settings_json, strlen(settings_json))) return D1__FAIL(D1_ERR_JSON);
 #if defined(D1_CUDA)
     if (opt->dev && (rc = d1__gpu_opt_home((d1_adamw *)opt, 2)) != D1_OK) return rc; /* refresh, stay */
 #endif
-    if (!d1__encodable(opt->m, 2 * opt->n, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
+    if (!d1__encodable(opt->m, 2 * opt->n, D1_DTYPE_F32)) return D1__FAIL(D1_ERR_NONFINITE);
     /* metadata: step, desc, n_rngs, rngs, settings; keys and values in strs */
     /* the model beside it, by hash (see d1_train_state_load) */
     if ((has_model = d1__model_files_fnv(dir, &model_fnv)) < 0) return has_model;
@@ -6772,7 +6821,7 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     if (!meta || !strs) {
         d1__free(meta);
         d1__free(strs);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     k = 0;
     meta[k].key = "d1.step";
@@ -6830,7 +6879,7 @@ static int d1__meta_str(const d1__json *j, size_t meta, const char *key, char *b
     size_t v;
     int rc = d1__json_find(j, meta, key, &v);
     if (rc < 0) return rc;
-    if (rc == 0 || (*len = d1__json_str(j, v, buf, cap)) == (size_t)-1) return D1_ERR_CONFIG;
+    if (rc == 0 || (*len = d1__json_str(j, v, buf, cap)) == (size_t)-1) return D1__FAIL(D1_ERR_CONFIG);
     return D1_OK;
 }
 
@@ -6865,49 +6914,49 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     char *at;
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || n_rngs < 0 ||
         (n_rngs && !rngs))
-        return D1_ERR_ARG;
+        return D1__FAIL(D1_ERR_ARG);
     d1__table_adamw(&tab, m, NULL);
-    if (!(at = d1__ckpt_dir(dir))) return D1_ERR_NOMEM; /* dir, or where an interrupted swap left it */
+    if (!(at = d1__ckpt_dir(dir))) return D1__FAIL(D1_ERR_NOMEM); /* dir, or where an interrupted swap left it */
     p = d1__path(at, "optimizer.safetensors");
     if (!p) {
         d1__free(at);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
     d1__free(p);
-    if (rc == D1_OK && sf.meta == (size_t)-1) rc = D1_ERR_CONFIG;
+    if (rc == D1_OK && sf.meta == (size_t)-1) rc = D1__FAIL(D1_ERR_CONFIG);
     j.s = sf.header; j.n = sf.hn;
     /* the metadata, checked in full before anything changes */
     if (rc == D1_OK) rc = d1__meta_str(&j, sf.meta, "d1.step", buf, sizeof buf, &len);
     /* a step count AdamW can go on from: 1 - b^t is exact in double for t <= 2^53 */
-    if (rc == D1_OK && (!d1__parse_u64(buf, len, &step) || step >= ((uint64_t)1 << 53))) rc = D1_ERR_CONFIG;
+    if (rc == D1_OK && (!d1__parse_u64(buf, len, &step) || step >= ((uint64_t)1 << 53))) rc = D1__FAIL(D1_ERR_CONFIG);
     for (i = 0; i < D1__N_DESC && rc == D1_OK; i++) {
         rc = d1__meta_str(&j, sf.meta, d1__desc_keys[i], buf, sizeof buf, &len);
-        if (rc == D1_OK && !d1__parse_number(buf, len, &d)) rc = D1_ERR_CONFIG;
+        if (rc == D1_OK && !d1__parse_number(buf, len, &d)) rc = D1__FAIL(D1_ERR_CONFIG);
         dv[i] = (float)d;
     }
     if (rc == D1_OK) {
         d1__desc_set(&desc, dv);
-        if (!d1__adamw_desc_ok(&desc) || !isfinite(desc.eps)) rc = D1_ERR_CONFIG;
+        if (!d1__adamw_desc_ok(&desc) || !isfinite(desc.eps)) rc = D1__FAIL(D1_ERR_CONFIG);
     }
     if (rc == D1_OK) rc = d1__meta_str(&j, sf.meta, "d1.n_rngs", buf, sizeof buf, &len);
-    if (rc == D1_OK && !d1__parse_u64(buf, len, &nr)) rc = D1_ERR_CONFIG;
-    if (rc == D1_OK && nr != (uint64_t)n_rngs) rc = D1_ERR_ARG;
-    if (rc == D1_OK && n_rngs && !(rs = (d1_rng *)d1__alloc((size_t)n_rngs * sizeof(d1_rng)))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK && !d1__parse_u64(buf, len, &nr)) rc = D1__FAIL(D1_ERR_CONFIG);
+    if (rc == D1_OK && nr != (uint64_t)n_rngs) rc = D1__FAIL(D1_ERR_ARG);
+    if (rc == D1_OK && n_rngs && !(rs = (d1_rng *)d1__alloc((size_t)n_rngs * sizeof(d1_rng)))) rc = D1__FAIL(D1_ERR_NOMEM);
     for (i = 0; i < n_rngs && rc == D1_OK; i++) {
         char key[32];
         size_t kl = d1__u64_digits((uint64_t)i, key + 7);
         memcpy(key, "d1.rng.", 7);
         key[7 + kl] = 0;
         rc = d1__meta_str(&j, sf.meta, key, buf, sizeof buf, &len);
-        if (rc == D1_OK && !d1__parse_rng(buf, len, rs + i)) rc = D1_ERR_CONFIG;
+        if (rc == D1_OK && !d1__parse_rng(buf, len, rs + i)) rc = D1__FAIL(D1_ERR_CONFIG);
     }
     if (rc == D1_OK) {
         int r = d1__json_find(&j, sf.meta, "d1.settings", &sv);
         if (r < 0) rc = r;
         has_settings = r == 1;
         if (has_settings) slen = d1__json_str(&j, sv, NULL, 0);
-        if (settings_json && (settings_cap == 0 || (has_settings && slen >= settings_cap))) rc = D1_ERR_ARG;
+        if (settings_json && (settings_cap == 0 || (has_settings && slen >= settings_cap))) rc = D1__FAIL(D1_ERR_ARG);
     }
     if (rc == D1_OK) { /* the model it was saved with, when it was saved beside one */
         size_t hv;
@@ -6917,19 +6966,19 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
             uint64_t want = 0, have = 0;
             int k, got;
             len = d1__json_str(&j, hv, buf, sizeof buf);
-            if (len != 16) rc = D1_ERR_CONFIG;
+            if (len != 16) rc = D1__FAIL(D1_ERR_CONFIG);
             for (k = 0; k < 16 && rc == D1_OK; k++) {
                 char ch = buf[k];
                 int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-                if (v < 0) rc = D1_ERR_CONFIG;
+                if (v < 0) rc = D1__FAIL(D1_ERR_CONFIG);
                 want = want << 4 | (uint64_t)(v & 15);
             }
             if (rc == D1_OK && (got = d1__model_files_fnv(at, &have)) < 0) rc = got;
-            else if (rc == D1_OK && (got == 0 || have != want)) rc = D1_ERR_MISMATCH;
+            else if (rc == D1_OK && (got == 0 || have != want)) rc = D1__FAIL(D1_ERR_MISMATCH);
         }
     }
     /* the moments into a new buffer, swapped in only when all went well */
-    if (rc == D1_OK && !(mem = d1__alloc_floats(2 * opt->n))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK && !(mem = d1__alloc_floats(2 * opt->n))) rc = D1__FAIL(D1_ERR_NOMEM);
     if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, mem);
     if (rc == D1_OK) {
 #if defined(D1_CUDA)
@@ -7005,10 +7054,10 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
     size_t n;
     char *d, *tmp, *nw, *old, *parent, *slash;
     int rc = D1_OK;
-    if (!dir || !*dir || !d1__model_ok(m) || !opt) return D1_ERR_ARG;
+    if (!dir || !*dir || !d1__model_ok(m) || !opt) return D1__FAIL(D1_ERR_ARG);
     n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--; /* "out/" names the same directory as "out" */
-    if (!(d = (char *)d1__alloc(5 * (n + 5)))) return D1_ERR_NOMEM;
+    if (!(d = (char *)d1__alloc(5 * (n + 5)))) return D1__FAIL(D1_ERR_NOMEM);
     tmp = d + (n + 5); nw = tmp + (n + 5); old = nw + (n + 5); parent = old + (n + 5);
     memcpy(d, dir, n); d[n] = 0;
     memcpy(tmp, dir, n); memcpy(tmp + n, ".tmp", 5); /* being written: never read */
@@ -7022,11 +7071,11 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
 
     /* 1. settle what an interrupted save left (as d1__ckpt_dir reads it) */
     if (stat(d, &st) != 0) {
-        if (stat(nw, &st) == 0) { if (rename(nw, d) != 0) rc = D1_ERR_IO; }
-        else if (stat(old, &st) == 0 && rename(old, d) != 0) rc = D1_ERR_IO;
+        if (stat(nw, &st) == 0) { if (rename(nw, d) != 0) rc = D1__FAIL(D1_ERR_IO); }
+        else if (stat(old, &st) == 0 && rename(old, d) != 0) rc = D1__FAIL(D1_ERR_IO);
     }
     if (rc == D1_OK && (!d1__ckpt_only(d) || !d1__ckpt_only(tmp) || !d1__ckpt_only(nw) || !d1__ckpt_only(old)))
-        rc = D1_ERR_ARG; /* a directory that holds other files is not ours to swap */
+        rc = D1__FAIL(D1_ERR_ARG); /* a directory that holds other files is not ours to swap */
     if (rc == D1_OK) {
         d1__ckpt_remove(tmp);
         d1__ckpt_remove(nw); /* complete, but DIR is there: the older pair stays the one */
@@ -7035,15 +7084,15 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
     /* 2. the new pair, in full, then one rename makes it DIR.new */
     if (rc == D1_OK) rc = d1_model_save(m, tmp, dtype);
     if (rc == D1_OK) rc = d1_train_state_save(tmp, m, opt, rngs, n_rngs, settings_json);
-    if (rc == D1_OK && rename(tmp, nw) != 0) rc = D1_ERR_IO;
+    if (rc == D1_OK && rename(tmp, nw) != 0) rc = D1__FAIL(D1_ERR_IO);
     if (rc != D1_OK) d1__ckpt_remove(tmp);
     /* 3. the swap */
     if (rc == D1_OK) {
         d1__sync_dir(parent);
-        if (stat(d, &st) == 0 && rename(d, old) != 0) rc = D1_ERR_IO;
+        if (stat(d, &st) == 0 && rename(d, old) != 0) rc = D1__FAIL(D1_ERR_IO);
         if (rc == D1_OK && rename(nw, d) != 0) {
             rename(old, d); /* put the old pair back */
-            rc = D1_ERR_IO;
+            rc = D1__FAIL(D1_ERR_IO);
         }
         if (rc == D1_OK) {
             d1__sync_dir(parent);
@@ -7056,7 +7105,7 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
     return rc;
 #else
     (void)dir; (void)m; (void)dtype; (void)opt; (void)rngs; (void)n_rngs; (void)settings_json;
-    return D1_ERR_UNSUPPORTED;
+    return D1__FAIL(D1_ERR_UNSUPPORTED);
 #endif
 }
 
@@ -7074,8 +7123,8 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__st_table tab;
     d1__text t;
     char text[512];
-    if (!d1__model_ok(m) || !m->lora || !dir) return D1_ERR_ARG;
-    if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1_ERR_NONFINITE;
+    if (!d1__model_ok(m) || !m->lora || !dir) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1__FAIL(D1_ERR_NONFINITE);
     t.p = text; t.cap = sizeof text; t.len = 0;
     d1__puts(&t, "{\n  \"peft_type\": \"LORA\",\n  \"r\": ");
     d1__put_u64(&t, (uint64_t)m->lora->rank);
@@ -7084,7 +7133,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__puts(&t, ",\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n  \"target_modules\": [\"q_proj\", \"k_proj\", "
                  "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]\n}\n");
     d1__put(&t, "", 1);
-    if (t.len > t.cap) return D1_ERR_ARG;
+    if (t.len > t.cap) return D1__FAIL(D1_ERR_ARG);
     d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->param_memory);
     memset(&st, 0, sizeof st);
     st.tab = &tab;
@@ -7110,44 +7159,44 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     double alpha = 0.0;
     float *mem = NULL;
     int rc, attached_here = 0, B0, T0;
-    if (!d1__model_ok(m) || !dir) return D1_ERR_ARG;
+    if (!d1__model_ok(m) || !dir) return D1__FAIL(D1_ERR_ARG);
     B0 = m->B; T0 = m->T; /* an attach forgets the last forward; a failed load must not */
-    if (!(p = d1__path(dir, "adapter_config.json"))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(dir, "adapter_config.json"))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__read_file(p, 1u << 20, &text, &len);
     d1__free(p);
     if (rc != D1_OK) return rc;
     j.s = text; j.n = len;
-    if (!d1__json_check(text, len) || text[d1__json_start(&j)] != '{') rc = D1_ERR_JSON;
+    if (!d1__json_check(text, len) || text[d1__json_start(&j)] != '{') rc = D1__FAIL(D1_ERR_JSON);
     if (rc == D1_OK) {
         size_t obj = d1__json_start(&j);
         int f = d1__json_find(&j, obj, "r", &v);
         if (f < 0) rc = f;
-        else if (f == 0 || !d1__json_u64(&j, v, &r) || r == 0 || r > (uint64_t)m->config.dim) rc = D1_ERR_CONFIG;
+        else if (f == 0 || !d1__json_u64(&j, v, &r) || r == 0 || r > (uint64_t)m->config.dim) rc = D1__FAIL(D1_ERR_CONFIG);
         if (rc == D1_OK) {
             f = d1__json_find(&j, obj, "lora_alpha", &v);
             if (f < 0) rc = f;
             else if (f == 0 || !d1__parse_number(text + v, d1__json_skip(&j, v) - v, &alpha) || !(alpha > 0.0) ||
                      !isfinite(alpha))
-                rc = D1_ERR_CONFIG;
+                rc = D1__FAIL(D1_ERR_CONFIG);
         }
     }
     d1__free(text);
     if (rc != D1_OK) return rc;
-    if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1_ERR_CONFIG;
+    if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1__FAIL(D1_ERR_CONFIG);
     { /* what the adapters take is bounded by what the file holds (F32), before anything is allocated */
         uint64_t size = 0;
         double need = 4.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r);
-        if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1_ERR_NOMEM;
+        if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
         rc = d1__path_size(p, &size);
         d1__free(p);
         if (rc != D1_OK) return rc;
-        if ((double)size < need) return D1_ERR_TRUNCATED;
+        if ((double)size < need) return D1__FAIL(D1_ERR_TRUNCATED);
     }
-    if (!m->lora && d1__on_gpu(m)) return D1_ERR_UNSUPPORTED; /* as d1_lora_attach would say */
+    if (!m->lora && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED); /* as d1_lora_attach would say */
     /* the header, checked in full before the adapters are attached (it is
        freed before: the data alone is left to read) */
     d1__table_lora(&tab, &m->config, (int)r, NULL);
-    if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1_ERR_NOMEM;
+    if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
     d1__free(p);
     if (rc != D1_OK) {
@@ -7162,7 +7211,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     }
     /* adapters attached here: straight into them (a failure detaches them);
        the caller's: into a new buffer, copied over only when all went well */
-    if (rc == D1_OK && !attached_here && !(mem = d1__alloc_floats(m->lora->num_params))) rc = D1_ERR_NOMEM;
+    if (rc == D1_OK && !attached_here && !(mem = d1__alloc_floats(m->lora->num_params))) rc = D1__FAIL(D1_ERR_NOMEM);
     if (rc == D1_OK) rc = d1__st_load(&sf, &tab, 0, attached_here ? m->lora->param_memory : mem);
     d1__st_close(&sf);
     d1__table_free(&tab);
@@ -7240,7 +7289,7 @@ typedef struct d1__opt_dev {
     int      host_stale;
 } d1__opt_dev;
 
-static int d1__gpu_status(d1_cuda *cu) { return d1_cuda_status(cu) ? D1_ERR_DEVICE : D1_OK; }
+static int d1__gpu_status(d1_cuda *cu) { return d1_cuda_status(cu) ? D1__FAIL(D1_ERR_DEVICE) : D1_OK; }
 
 static void d1__dev_free(d1__dev *d) {
     if (!d) return;
@@ -7267,20 +7316,20 @@ static int d1__gpu_attach(d1_model *m) {
     size_t np = m->num_params, nr = (size_t)c->max_seq_len * (c->dim / c->n_heads / 2);
     d1__dev *d;
     int rc;
-    if (m->lora) return D1_ERR_UNSUPPORTED;
+    if (m->lora) return D1__FAIL(D1_ERR_UNSUPPORTED);
     if ((rc = d1__rope_ensure(m, c->max_seq_len)) != D1_OK) return rc; /* all of them, built on the host */
     d = (d1__dev *)d1__alloc(sizeof *d);
-    if (!d) return D1_ERR_NOMEM;
+    if (!d) return D1__FAIL(D1_ERR_NOMEM);
     memset(d, 0, sizeof *d);
     d->gpu = (d1__gpu *)d1__alloc(sizeof *d->gpu);
     if (!d->gpu) {
         d1__free(d);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     if (d1_cuda_create(&d->gpu->cu, 0) != 0) {
         d1__free(d->gpu);
         d1__free(d);
-        return D1_ERR_DEVICE;
+        return D1__FAIL(D1_ERR_DEVICE);
     }
     d->gpu->refs = 1;
     d->cu = d->gpu->cu;
@@ -7289,7 +7338,7 @@ static int d1__gpu_attach(d1_model *m) {
     if (m->grad_memory) d->grads = (float *)d1_cuda_alloc(d->cu, np * sizeof(float));
     if (!d->params || !d->rope_cos || (m->grad_memory && !d->grads)) {
         d1__dev_free(d);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     d->rope_sin = d->rope_cos + nr;
     d1_cuda_upload(d->cu, d->params, m->param_memory, np * sizeof(float));
@@ -7298,7 +7347,7 @@ static int d1__gpu_attach(d1_model *m) {
     if (d->grads) d1_cuda_upload(d->cu, d->grads, m->grad_memory, np * sizeof(float));
     if (d1_cuda_sync(d->cu) != 0) {
         d1__dev_free(d);
-        return D1_ERR_DEVICE;
+        return D1__FAIL(D1_ERR_DEVICE);
     }
     d1__carve_params(c, d->params, &d->p);
     if (d->grads) d1__carve_params(c, d->grads, &d->g);
@@ -7317,7 +7366,7 @@ static int d1__gpu_pull(d1_model *m) {
     if (!d->host_stale) return D1_OK;
     d1_cuda_download(d->cu, m->param_memory, d->params, m->num_params * sizeof(float));
     if (d->grads && m->grad_memory) d1_cuda_download(d->cu, m->grad_memory, d->grads, m->num_params * sizeof(float));
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     d->host_stale = 0;
     return D1_OK;
 }
@@ -7346,7 +7395,7 @@ static int d1__gpu_ensure(d1_model *m, int B, int T) {
     size_t need = d1__carve_acts(c, B, T, 0, NULL, NULL) + N * T;
     if (need > d->act_cap) {
         float *mem = (float *)d1_cuda_alloc(d->cu, need * sizeof(float));
-        if (!mem) return D1_ERR_NOMEM;
+        if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1_cuda_free(d->cu, d->acts);
         d->acts = mem;
         d->act_cap = need;
@@ -7361,7 +7410,7 @@ static int d1__gpu_ensure(d1_model *m, int B, int T) {
         if (!dm || !hm) {
             d1_cuda_free(d->cu, dm);
             d1__free(hm);
-            return D1_ERR_NOMEM;
+            return D1__FAIL(D1_ERR_NOMEM);
         }
         d1_cuda_free(d->cu, d->io);
         d1__free(d->host);
@@ -7388,13 +7437,13 @@ static int d1__gpu_ensure_grads(d1_model *m) {
     d1__dev *d = m->state->dev;
     if (!m->grad_memory) { /* the host mirror, so that m->grads can be read after a pull */
         m->grad_memory = d1__alloc_floats(m->num_params);
-        if (!m->grad_memory) return D1_ERR_NOMEM;
+        if (!m->grad_memory) return D1__FAIL(D1_ERR_NOMEM);
         memset(m->grad_memory, 0, m->num_params * sizeof(float));
         d1__carve_params(&m->config, m->grad_memory, &m->grads);
     }
     if (!d->grads) {
         d->grads = (float *)d1_cuda_alloc(d->cu, m->num_params * sizeof(float));
-        if (!d->grads) return D1_ERR_NOMEM;
+        if (!d->grads) return D1__FAIL(D1_ERR_NOMEM);
         d1_cuda_zero(d->cu, d->grads, m->num_params * sizeof(float));
         d1__carve_params(&m->config, d->grads, &d->g);
     }
@@ -7497,7 +7546,7 @@ static int d1__gpu_model_forward(d1_model *m, const int *tokens, int B, int T, c
     d1_cuda_download(d->cu, d->h_logits, d->a.logits, (size_t)B * T * m->config.vocab_size * sizeof(float));
     if (d1__gpu_status(d->cu) != D1_OK) {
         m->B = m->T = 0;
-        return D1_ERR_DEVICE;
+        return D1__FAIL(D1_ERR_DEVICE);
     }
     m->logits = d->h_logits;
     return D1_OK;
@@ -7530,11 +7579,11 @@ static int d1__gpu_masked_ce(d1_model *m, const int *x0, int B, int T, float *lo
     d1_cuda_upload(d->cu, d->wts, s->wts, N * sizeof(float));
     d1_cuda_cross_entropy(d->cu, a->dlogits, d->out, a->logits, d->x0, d->wts, (int)N, m->config.vocab_size);
     d1_cuda_download(d->cu, d->h_out, d->out, N * sizeof(double));
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     for (i = 0; i < N; i++) total += d->h_out[i];
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__gpu_backward(m, a->dlogits);
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     *loss = (float)total;
     return D1_OK;
 }
@@ -7565,11 +7614,11 @@ static int d1__gpu_opt_bind(d1_adamw *opt, d1__dev *d) {
     if (od && od->gpu == d->gpu) return D1_OK;
     if (od && (rc = d1__gpu_opt_home(opt, 1)) != D1_OK) return rc; /* it was stepping another model */
     od = (d1__opt_dev *)d1__alloc(sizeof *od);
-    if (!od) return D1_ERR_NOMEM;
+    if (!od) return D1__FAIL(D1_ERR_NOMEM);
     od->mv = (float *)d1_cuda_alloc(d->cu, 2 * opt->n * sizeof(float));
     if (!od->mv) {
         d1__free(od);
-        return D1_ERR_NOMEM;
+        return D1__FAIL(D1_ERR_NOMEM);
     }
     d1_cuda_upload(d->cu, od->mv, opt->m, 2 * opt->n * sizeof(float));
     od->gpu = d->gpu;
@@ -7606,14 +7655,14 @@ static int d1__gpu_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     float scale = 1.0f;
     d1__opt_dev *od;
     int rc, ti;
-    if (!d->grads || opt->n != m->num_params) return D1_ERR_ARG;
+    if (!d->grads || opt->n != m->num_params) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__gpu_opt_bind(opt, d)) != D1_OK) return rc;
     od = (d1__opt_dev *)opt->dev;
     d1_cuda_sum_squares(d->cu, d->norm, d->grads, m->num_params);
     d1_cuda_download(d->cu, &sq, d->norm, sizeof sq);
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     norm = sqrt(sq);
-    if (!isfinite(norm)) return D1_ERR_NONFINITE;
+    if (!isfinite(norm)) return D1__FAIL(D1_ERR_NONFINITE);
     if (grad_norm) *grad_norm = (float)norm;
     if (ds->grad_clip > 0.0f && norm > ds->grad_clip) scale = (float)(ds->grad_clip / (norm + 1e-6));
     opt->step++;
@@ -7658,15 +7707,15 @@ static int d1__gpu_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps
                          b->old_logp ? d->logp_old : NULL, beta != 0.0f ? d->logp_ref : NULL, b->B, b->T, b->P,
                          m->config.vocab_size, clip_eps, beta, objective == D1_GRPO_WD1, b->denom);
     d1_cuda_download(d->cu, d->h_out, d->out, 3 * RL * sizeof(double));
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     for (t = 0; t < RL; t++) {
         total += d->h_out[3 * t];
         kls += d->h_out[3 * t + 1];
         clips += d->h_out[3 * t + 2];
     }
-    if (!isfinite(total)) return D1_ERR_NONFINITE;
+    if (!isfinite(total)) return D1__FAIL(D1_ERR_NONFINITE);
     d1__gpu_backward(m, d->a.dlogits);
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     *loss = (float)(total / b->denom);
     if (kl_sum) *kl_sum += kls;
     if (clipped) *clipped += clips;
@@ -7685,7 +7734,7 @@ static int d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step) {
     int V = s->V, mask_id = m->config.mask_id, b, i, n = 0;
     if (ds->temperature > 0.0f || ds->remasking == D1_REMASK_RANDOM) {
         d1_cuda_download(d->cu, d->h_logits, d->a.logits, (s->cfg ? 2 : 1) * s->BT * (size_t)V * sizeof(float));
-        if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+        if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
         for (b = 0; b < s->B; b++) n += d1__sampler_reveal_row(s, b, b0, b1, d->h_logits, 0, s->T, step);
         return n;
     }
@@ -7704,11 +7753,11 @@ static int d1__gpu_sampler_reveal(d1__sampler *s, int b0, int b1, int step) {
                            b1);
     d1_cuda_download(d->cu, s->out, d->tok, s->BT * sizeof(int));
     d1_cuda_download(d->cu, s->revealed, d->revealed, s->BT);
-    if (d1__gpu_status(d->cu) != D1_OK) return D1_ERR_DEVICE;
+    if (d1__gpu_status(d->cu) != D1_OK) return D1__FAIL(D1_ERR_DEVICE);
     for (b = 0; b < s->B; b++)
         for (i = b0; i < b1; i++) {
             /* no token had a finite logit (the kernel's -1): d1__propose's D1_ERR_NONFINITE */
-            if (s->out[(size_t)b * s->T + i] < 0) return D1_ERR_NONFINITE;
+            if (s->out[(size_t)b * s->T + i] < 0) return D1__FAIL(D1_ERR_NONFINITE);
             n += s->revealed[(size_t)b * s->T + i];
         }
     return n;

@@ -145,7 +145,7 @@ static void test_learning(void) {
     d1_adamw_desc od = d1_adamw_default_desc();
     d1_rng data, noise;
     int tok[16 * 16], s, steps = th_short() ? 60 : 600;
-    float loss, first = 0, last = 0, factor = th_short() ? 1.0f : 3.0f;
+    float loss = 0, first = 0, last = 0, factor = th_short() ? 1.0f : 3.0f;
     od.lr = 3e-3f;
     d1_model_init(&m, &c, 1);
     d1_adamw_init(&opt, &m, &od);
