@@ -145,7 +145,11 @@ enum {
     /* devices */
     D1_ERR_DEVICE = -19,        /* no usable GPU, or a CUDA / cuBLAS call failed                 */
     D1_ERR_UNSUPPORTED = -20,   /* not in this build, or not on this model's device              */
-    D1_ERR_MISMATCH = -21       /* a training state saved with other weights than the directory's */
+    D1_ERR_MISMATCH = -21,      /* a training state saved with other weights than the directory's */
+    /* split from D1_ERR_ARG and D1_ERR_IO: mistakes a program tells apart */
+    D1_ERR_SETTING = -22,       /* a field of a desc (sampler, GRPO, AdamW) out of range, or two that
+                                   do not fit together (block_len not dividing gen_len, ...)     */
+    D1_ERR_NOT_FOUND = -23      /* a file or directory that does not exist (nothing saved there yet) */
 };
 D1_API const char *d1_strerror(int status);
 /* The last failure on the calling thread, in words, in the manner of stb's
@@ -938,10 +942,10 @@ D1_API const char *d1_build_info(void) {
 D1_API const char *d1_strerror(int status) {
     switch (status) {
     case D1_OK: return "ok";
-    case D1_ERR_ARG: return "invalid argument (NULL pointer or value out of range)";
+    case D1_ERR_ARG: return "invalid argument (a NULL pointer, a count out of range, or aliasing)";
     case D1_ERR_NOMEM: return "out of memory";
-    case D1_ERR_SHAPE: return "bad shape (B or T <= 0, or T > max_seq_len)";
-    case D1_ERR_TOKEN: return "token id outside [0, vocab_size)";
+    case D1_ERR_SHAPE: return "bad shape (a size <= 0 or past max_seq_len, a product that overflows, or a prompt length outside its range)";
+    case D1_ERR_TOKEN: return "bad token id (outside [0, vocab_size), or the mask id where a real token is needed)";
     case D1_ERR_CONFIG: return "inconsistent model configuration";
     case D1_ERR_NONFINITE: return "non-finite value (NaN or infinity) in a loss or gradient";
     case D1_ERR_THREAD: return "could not create a thread";
@@ -959,6 +963,8 @@ D1_API const char *d1_strerror(int status) {
     case D1_ERR_DEVICE: return "no usable GPU, or a CUDA call failed";
     case D1_ERR_UNSUPPORTED: return "not supported by this build or on this model's device";
     case D1_ERR_MISMATCH: return "the training state was saved with other weights than the checkpoint's model";
+    case D1_ERR_SETTING: return "a setting out of range, or two settings that do not fit together";
+    case D1_ERR_NOT_FOUND: return "no such file or directory";
     default: return "unknown d1 status";
     }
 }
@@ -2732,17 +2738,23 @@ static int d1__params_finite(const d1_model *m) {
 static int d1__check_batch(const d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     size_t i, N;
     int b, j;
-    if (!m || !m->state || !tokens) return D1__FAIL(D1_ERR_ARG);
-    if (B <= 0 || T <= 0 || T > m->config.max_seq_len) return D1__FAIL(D1_ERR_SHAPE);
-    if ((double)B * T * D1__MAX(m->config.dim, m->config.vocab_size) > 4e12) return D1__FAIL(D1_ERR_SHAPE);
+    if (!m || !m->state || !tokens) return D1__FAILF(D1_ERR_ARG, "%s is NULL", !m || !m->state ? "the model" : "tokens");
+    if (B <= 0 || T <= 0 || T > m->config.max_seq_len)
+        return D1__FAILF(D1_ERR_SHAPE, "B %d, T %d: both must be > 0 and T <= max_seq_len %d", B, T,
+                         m->config.max_seq_len);
+    if ((double)B * T * D1__MAX(m->config.dim, m->config.vocab_size) > 4e12)
+        return D1__FAILF(D1_ERR_SHAPE, "B %d x T %d rows of %d floats: too large", B, T,
+                         D1__MAX(m->config.dim, m->config.vocab_size));
     N = (size_t)B * T;
     for (i = 0; i < N; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size) return D1__FAIL(D1_ERR_TOKEN);
+        if (tokens[i] < 0 || tokens[i] >= m->config.vocab_size)
+            return D1__FAILF(D1_ERR_TOKEN, "tokens[%zu] (row %zu, position %zu) = %d, outside [0, vocab_size %d)", i,
+                             i / (size_t)T, i % (size_t)T, tokens[i], m->config.vocab_size);
     if (key_mask)
         for (b = 0; b < B; b++) {
             int any = 0;
             for (j = 0; j < T; j++) any |= key_mask[(size_t)b * T + j] != 0;
-            if (!any) return D1__FAIL(D1_ERR_ARG); /* a row of attention over no key */
+            if (!any) return D1__FAILF(D1_ERR_ARG, "key_mask row %d has no key to attend to", b);
         }
     return D1_OK;
 }
@@ -3261,11 +3273,13 @@ static int d1__masked_ce(d1_model *m, const int *x0, int B, int T, float *loss) 
 static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const uint8_t *mask, const float *p,
                             const d1_rng *rng, const float *loss) {
     int rc, b;
-    if (!loss || (!mask && !rng) || (!mask != !p)) return D1__FAIL(D1_ERR_ARG);
+    if (!loss || (!mask && !rng) || (!mask != !p))
+        return D1__FAILF(D1_ERR_ARG, "%s", !loss ? "loss is NULL" : !mask && !rng ? "rng is NULL (needed without a mask)"
+                                            : "give mask and p together, or neither");
     if ((rc = d1__check_batch(m, tokens, B, T, NULL)) != D1_OK) return rc;
     if (p)
         for (b = 0; b < B; b++)
-            if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1__FAIL(D1_ERR_ARG);
+            if (!(p[b] > 0.0f && p[b] <= 1.0f)) return D1__FAILF(D1_ERR_ARG, "p[%d] = %g, outside (0, 1]", b, p[b]);
     if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
     return d1__ensure(m, B, T);
@@ -3313,7 +3327,10 @@ static int d1__adamw_desc_ok(const d1_adamw_desc *d) {
 
 D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *desc) {
     if (!opt || !m || !m->param_memory || !desc) return D1__FAIL(D1_ERR_ARG);
-    if (!d1__adamw_desc_ok(desc)) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__adamw_desc_ok(desc))
+        return D1__FAILF(D1_ERR_SETTING, "lr %g, beta1 %g, beta2 %g, eps %g, weight_decay %g, grad_clip %g: lr, "
+                         "weight_decay, grad_clip finite and >= 0, betas in [0, 1), eps finite and > 0", desc->lr,
+                         desc->beta1, desc->beta2, desc->eps, desc->weight_decay, desc->grad_clip);
     memset(opt, 0, sizeof *opt);
     opt->desc = *desc;
     opt->n = m->lora ? m->lora->num_params : m->num_params; /* what trains */
@@ -3419,7 +3436,11 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     n = m->lora ? m->lora->num_params : m->num_params;
     if (!g || opt->n != n) return D1__FAIL(D1_ERR_ARG);
     d = &opt->desc;
-    if (!d1__adamw_desc_ok(d) || opt->step < 0 || opt->step >= ((int64_t)1 << 53)) return D1__FAIL(D1_ERR_ARG);
+    if (!d1__adamw_desc_ok(d))
+        return D1__FAILF(D1_ERR_SETTING, "opt->desc: lr %g, beta1 %g, beta2 %g, eps %g, weight_decay %g, grad_clip %g",
+                         d->lr, d->beta1, d->beta2, d->eps, d->weight_decay, d->grad_clip);
+    if (opt->step < 0 || opt->step >= ((int64_t)1 << 53))
+        return D1__FAILF(D1_ERR_ARG, "opt->step %lld outside [0, 2^53)", (long long)opt->step);
 #if defined(D1_CUDA)
     D1__GPU_RETURN(m, d1__gpu_adamw_step(opt, m, grad_norm));
     if (opt->dev) { /* the moments come home from a GPU */
@@ -3579,33 +3600,54 @@ static int d1__cand_cmp(const void *x, const void *y) {
 static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const int *prompts, int B, int P,
                              const int *prompt_lens, const d1_rng *rng, const int *out) {
     int gen, bl, steps, nb, b, i;
-    if (!m || !m->state || !d || !rng || !out || (!prompts && P > 0)) return D1__FAIL(D1_ERR_ARG);
+    if (!m || !m->state || !d || !rng || !out || (!prompts && P > 0))
+        return D1__FAILF(D1_ERR_ARG, "%s is NULL", !m || !m->state ? "the model" : !d ? "desc" : !rng ? "rng" :
+                         !out ? "out" : "prompts (with P > 0)");
     gen = d->gen_len;
     bl = d->block_len ? d->block_len : gen;
     steps = d->steps ? d->steps : gen;
-    if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0) return D1__FAIL(D1_ERR_SHAPE);
-    if (gen > m->config.max_seq_len - P) return D1__FAIL(D1_ERR_SHAPE); /* P + gen > max_seq_len, without overflow */
-    if (d->cfg_scale > 0.0f && B > INT_MAX / 2) return D1__FAIL(D1_ERR_SHAPE); /* CFG runs 2B rows */
+    if (B <= 0 || P < 0 || gen <= 0 || bl <= 0 || steps <= 0)
+        return D1__FAILF(D1_ERR_SHAPE, "B %d, P %d, gen_len %d, block_len %d, steps %d: B, gen_len, block_len "
+                         "and steps must be > 0, P >= 0", B, P, gen, bl, steps);
+    if (gen > m->config.max_seq_len - P) /* P + gen > max_seq_len, without overflow */
+        return D1__FAILF(D1_ERR_SHAPE, "P %d + gen_len %d = %.0f tokens, past max_seq_len %d", P, gen,
+                         (double)P + gen, m->config.max_seq_len);
+    if (d->cfg_scale > 0.0f && B > INT_MAX / 2) return D1__FAILF(D1_ERR_SHAPE, "B %d: CFG runs 2B rows", B);
     /* a token to reveal must exist: not the mask, not a suppressed EOS */
     if (m->config.vocab_size - 1 - (d->suppress_eos && m->config.eos_id != m->config.mask_id &&
                                     m->config.eos_id >= 0 && m->config.eos_id < m->config.vocab_size) < 1)
-        return D1__FAIL(D1_ERR_CONFIG);
-    if (gen % bl) return D1__FAIL(D1_ERR_ARG);          /* generate.py asserts it too */
+        return D1__FAILF(D1_ERR_CONFIG, "vocab_size %d holds no token to reveal besides the mask%s",
+                         m->config.vocab_size, d->suppress_eos ? " and the suppressed EOS" : "");
+    if (gen % bl) /* generate.py asserts it too */
+        return D1__FAILF(D1_ERR_SETTING, "block_len %d does not divide gen_len %d", bl, gen);
     nb = gen / bl;
-    if (d->threshold <= 0.0f && steps % nb) return D1__FAIL(D1_ERR_ARG);
-    if (!(d->temperature >= 0.0f) || !isfinite(d->temperature) || !(d->cfg_scale >= 0.0f) ||
-        !isfinite(d->cfg_scale) || !(d->threshold >= 0.0f && d->threshold <= 1.0f) || d->remasking < 0 ||
-        d->remasking > D1_REMASK_ENTROPY || d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
-        return D1__FAIL(D1_ERR_ARG);
-    if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
-    if (!d1__params_finite(m)) return D1__FAIL(D1_ERR_NONFINITE);
+    if (d->threshold <= 0.0f && steps % nb)
+        return D1__FAILF(D1_ERR_SETTING, "steps %d is not a multiple of the %d blocks (gen_len %d / block_len %d)",
+                         steps, nb, gen, bl);
+    if (!(d->temperature >= 0.0f) || !isfinite(d->temperature))
+        return D1__FAILF(D1_ERR_SETTING, "temperature %g: must be finite and >= 0", d->temperature);
+    if (!(d->cfg_scale >= 0.0f) || !isfinite(d->cfg_scale))
+        return D1__FAILF(D1_ERR_SETTING, "cfg_scale %g: must be finite and >= 0", d->cfg_scale);
+    if (!(d->threshold >= 0.0f && d->threshold <= 1.0f))
+        return D1__FAILF(D1_ERR_SETTING, "threshold %g: must be in [0, 1]", d->threshold);
+    if (d->remasking < 0 || d->remasking > D1_REMASK_ENTROPY)
+        return D1__FAILF(D1_ERR_SETTING, "remasking %d: not a D1_REMASK_* (0..%d)", d->remasking, D1_REMASK_ENTROPY);
+    if (d->kv_cache < D1_KV_NONE || d->kv_cache > D1_KV_DUAL)
+        return D1__FAILF(D1_ERR_SETTING, "kv_cache %d: not a D1_KV_* (0..%d)", d->kv_cache, D1_KV_DUAL);
+    if (d->kv_cache != D1_KV_NONE && d1__on_gpu(m))
+        return D1__FAILF(D1_ERR_UNSUPPORTED, "kv_cache %d on a GPU model (the cache is CPU only)", d->kv_cache);
+    if (!d1__params_finite(m)) return D1__FAILF(D1_ERR_NONFINITE, "the model's weights hold a NaN or infinity");
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
-        if (len < 0 || len > P) return D1__FAIL(D1_ERR_SHAPE);
+        if (len < 0 || len > P) return D1__FAILF(D1_ERR_SHAPE, "prompt_lens[%d] = %d, outside [0, P %d]", b, len, P);
         for (i = P - len; i < P; i++) {
             int t = prompts[(size_t)b * P + i];
-            if (t < 0 || t >= m->config.vocab_size) return D1__FAIL(D1_ERR_TOKEN);
-            if (t == m->config.mask_id) return D1__FAIL(D1_ERR_TOKEN);
+            if (t < 0 || t >= m->config.vocab_size)
+                return D1__FAILF(D1_ERR_TOKEN, "prompts[%d][%d] = %d, outside [0, vocab_size %d)", b, i, t,
+                                 m->config.vocab_size);
+            if (t == m->config.mask_id)
+                return D1__FAILF(D1_ERR_TOKEN, "prompts[%d][%d] = %d is the mask id (a prompt holds real tokens)", b,
+                                 i, t);
         }
     }
     return D1_OK;
@@ -3834,14 +3876,19 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
     struct d1__state *s;
     int rc, b, i;
     d1_rng r; /* the draw advances a copy, committed on success */
-    if (!prompt_lens || !m || !m->state || !tokens) return D1__FAIL(D1_ERR_ARG);
-    if (B <= 0 || T <= 0) return D1__FAIL(D1_ERR_SHAPE);
+    if (!prompt_lens || !m || !m->state || !tokens)
+        return D1__FAILF(D1_ERR_ARG, "%s is NULL", !prompt_lens ? "prompt_lens" : !tokens ? "tokens" : "the model");
+    if (B <= 0 || T <= 0) return D1__FAILF(D1_ERR_SHAPE, "B %d, T %d: both must be > 0", B, T);
     for (b = 0; b < B; b++) /* checked before anything is allocated or drawn */
-        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) return D1__FAIL(D1_ERR_SHAPE); /* no answer to learn */
+        if (prompt_lens[b] < 0 || prompt_lens[b] >= T) /* no answer to learn */
+            return D1__FAILF(D1_ERR_SHAPE, "prompt_lens[%d] = %d, outside [0, T %d): the answer needs >= 1 token", b,
+                             prompt_lens[b], T);
     if (mask)
         for (b = 0; b < B; b++) /* the prompt is never masked: a mask there is the caller's mistake */
             for (i = 0; i < prompt_lens[b]; i++)
-                if (mask[(size_t)b * T + i]) return D1__FAIL(D1_ERR_ARG);
+                if (mask[(size_t)b * T + i])
+                    return D1__FAILF(D1_ERR_ARG, "mask[%d][%d] = 1 inside the prompt (prompt_lens[%d] = %d)", b, i, b,
+                                     prompt_lens[b]);
     if ((rc = d1__loss_prepare(m, tokens, B, T, mask, p, rng, loss)) != D1_OK) return rc;
     s = m->state;
     if (mask) {
@@ -4481,32 +4528,65 @@ static const d1__grpo_estimator d1__grpo_estimators[6] = { /* by D1_LOGP_* */
 
 static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_adamw *opt, const d1_grpo_desc *d) {
     int j;
-    if (!policy || !policy->state || !opt || !d) return D1__FAIL(D1_ERR_ARG);
-    if (d->group_size < 2) return D1__FAIL(D1_ERR_ARG); /* one completion has advantage 0 by construction */
-    if (d->inner_steps < 1 || !(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f) || !(d->clip_eps >= 0.0f) ||
-        !(d->beta >= 0.0f) || !isfinite(d->beta) || d->objective < D1_GRPO_CLIPPED || d->objective > D1_GRPO_SPG ||
-        d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_BLOCK || d->kl < D1_KL_K3 ||
-        d->kl > D1_KL_K2 || d->mc_draws < 0 || d->mc_draws > 64 || d->segments < 0)
-        return D1__FAIL(D1_ERR_ARG);
+    if (!policy || !policy->state || !opt || !d)
+        return D1__FAILF(D1_ERR_ARG, "%s is NULL", !policy || !policy->state ? "the policy" : !opt ? "opt" : "desc");
+    if (d->group_size < 2) /* one completion has advantage 0 by construction */
+        return D1__FAILF(D1_ERR_SETTING, "group_size %d: a group needs >= 2 completions (one has advantage 0)",
+                         d->group_size);
+    if (d->inner_steps < 1) return D1__FAILF(D1_ERR_SETTING, "inner_steps (mu) %d: must be >= 1", d->inner_steps);
+    if (!(d->p_mask_prompt >= 0.0f && d->p_mask_prompt < 1.0f))
+        return D1__FAILF(D1_ERR_SETTING, "p_mask_prompt %g: must be in [0, 1)", d->p_mask_prompt);
+    if (!(d->clip_eps >= 0.0f)) return D1__FAILF(D1_ERR_SETTING, "clip_eps %g: must be >= 0", d->clip_eps);
+    if (!(d->beta >= 0.0f) || !isfinite(d->beta))
+        return D1__FAILF(D1_ERR_SETTING, "beta %g: must be finite and >= 0", d->beta);
+    if (d->objective < D1_GRPO_CLIPPED || d->objective > D1_GRPO_SPG)
+        return D1__FAILF(D1_ERR_SETTING, "objective %d: not a D1_GRPO_* (0..%d)", d->objective, D1_GRPO_SPG);
+    if (d->estimator < D1_LOGP_ONE_STEP || d->estimator > D1_LOGP_BLOCK)
+        return D1__FAILF(D1_ERR_SETTING, "estimator %d: not a D1_LOGP_* (0..%d)", d->estimator, D1_LOGP_BLOCK);
+    if (d->kl < D1_KL_K3 || d->kl > D1_KL_K2) return D1__FAILF(D1_ERR_SETTING, "kl %d: not a D1_KL_*", d->kl);
+    if (d->mc_draws < 0 || d->mc_draws > 64)
+        return D1__FAILF(D1_ERR_SETTING, "mc_draws %d: must be in [0, 64]", d->mc_draws);
+    if (d->segments < 0) return D1__FAILF(D1_ERR_SETTING, "segments %d: must be >= 0", d->segments);
     if (d->estimator == D1_LOGP_TRAJECTORY && /* a fixed schedule of at least N steps */
         (d->sampler.threshold > 0.0f || d->sampler.stop_at_eos ||
          (d->segments ? d->segments : 8) > (d->sampler.steps ? d->sampler.steps : d->sampler.gen_len)))
-        return D1__FAIL(D1_ERR_ARG);
-    if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) return D1__FAIL(D1_ERR_ARG); /* ESPO's ratio only */
-    if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) return D1__FAIL(D1_ERR_ARG); /* SPG's pair */
+        return D1__FAILF(D1_ERR_SETTING, "the trajectory estimator needs a fixed schedule of >= segments (%d) steps: "
+                         "threshold %g, stop_at_eos %d, steps %d", d->segments ? d->segments : 8,
+                         d->sampler.threshold, d->sampler.stop_at_eos, d->sampler.steps ? d->sampler.steps :
+                         d->sampler.gen_len);
+    if (d->estimator == D1_LOGP_ELBO && d->objective != D1_GRPO_CLIPPED) /* ESPO's ratio only */
+        return D1__FAILF(D1_ERR_SETTING, "estimator D1_LOGP_ELBO goes with objective D1_GRPO_CLIPPED, not %d",
+                         d->objective);
+    if ((d->estimator == D1_LOGP_BLOCK) != (d->objective == D1_GRPO_SPG)) /* SPG's pair */
+        return D1__FAILF(D1_ERR_SETTING, "estimator D1_LOGP_BLOCK and objective D1_GRPO_SPG go together "
+                         "(estimator %d, objective %d)", d->estimator, d->objective);
     if (d->objective == D1_GRPO_SPG) { /* no KL; distinct blocks for the draws; the EUBO's settings */
         int bl = d->sampler.block_len > 0 ? d->sampler.block_len : d->sampler.gen_len;
-        if (d->beta != 0.0f || bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl ||
-            !(d->eubo_beta >= 0.0f) || !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
-            return D1__FAIL(D1_ERR_ARG);
+        if (d->beta != 0.0f) return D1__FAILF(D1_ERR_SETTING, "SPG has no KL term: beta %g must be 0", d->beta);
+        if (bl <= 0 || D1__MAX(d->mc_draws, 1) > d->sampler.gen_len / bl)
+            return D1__FAILF(D1_ERR_SETTING, "SPG: mc_draws %d needs as many blocks (gen_len %d / block_len %d)",
+                             d->mc_draws, d->sampler.gen_len, bl);
+        if (!(d->eubo_beta >= 0.0f) || !isfinite(d->eubo_beta) || !(d->eubo_mix >= 0.0f && d->eubo_mix <= 1.0f))
+            return D1__FAILF(D1_ERR_SETTING, "SPG: eubo_beta %g (finite, >= 0), eubo_mix %g (in [0, 1])",
+                             d->eubo_beta, d->eubo_mix);
     }
-    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy)) return D1__FAIL(D1_ERR_UNSUPPORTED);
-    if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS) return D1__FAIL(D1_ERR_ARG);
+    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy))
+        return D1__FAILF(D1_ERR_UNSUPPORTED, "estimator %d / kl %d on a GPU model (not yet checked on a GPU)",
+                         d->estimator, d->kl);
+    if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS)
+        return D1__FAILF(D1_ERR_ARG, "rewards %s, n_rewards %d: need 1..%d reward functions",
+                         d->rewards ? "given" : "NULL", d->n_rewards, D1_MAX_REWARDS);
     for (j = 0; j < d->n_rewards; j++)
-        if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight)) return D1__FAIL(D1_ERR_ARG);
-    if (d->beta > 0.0f && (!ref || !ref->param_memory || memcmp(&ref->config, &policy->config, sizeof ref->config)))
-        return D1__FAIL(D1_ERR_ARG);
-    if (ref == policy && d->beta > 0.0f && !policy->lora) return D1__FAIL(D1_ERR_ARG); /* it would be no reference */
+        if (!d->rewards[j].fn || !isfinite(d->rewards[j].weight))
+            return D1__FAILF(D1_ERR_ARG, "rewards[%d]: fn %s, weight %g (a function and a finite weight)", j,
+                             d->rewards[j].fn ? "set" : "NULL", d->rewards[j].weight);
+    if (d->beta > 0.0f && (!ref || !ref->param_memory))
+        return D1__FAILF(D1_ERR_ARG, "beta %g > 0 needs a reference model (ref is NULL or not set up)", d->beta);
+    if (d->beta > 0.0f && memcmp(&ref->config, &policy->config, sizeof ref->config))
+        return D1__FAILF(D1_ERR_CONFIG, "the reference model's config differs from the policy's");
+    if (ref == policy && d->beta > 0.0f && !policy->lora) /* it would be no reference */
+        return D1__FAILF(D1_ERR_ARG, "ref == policy with beta %g > 0: only a LoRA policy is its own reference (its "
+                         "base)", d->beta);
     return D1_OK;
 }
 
@@ -4716,9 +4796,13 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     size_t n_lp, n_f, n_i, n_b, p;
     int rc, traj = d && d->estimator == D1_LOGP_TRAJECTORY;
     if ((rc = d1__grpo_check(policy, ref, opt, d)) != D1_OK) return rc;
-    if (!rng || (!prompts && P > 0)) return D1__FAIL(D1_ERR_ARG);
-    if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size) return D1__FAIL(D1_ERR_SHAPE);
-    if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P) return D1__FAIL(D1_ERR_SHAPE);
+    if (!rng || (!prompts && P > 0)) return D1__FAILF(D1_ERR_ARG, "%s is NULL", !rng ? "rng" : "prompts (with P > 0)");
+    if (n_prompts <= 0 || P < 0 || n_prompts > INT_MAX / d->group_size)
+        return D1__FAILF(D1_ERR_SHAPE, "n_prompts %d, P %d, group_size %d: n_prompts > 0, P >= 0, and "
+                         "n_prompts x group_size must fit an int", n_prompts, P, d->group_size);
+    if (d->sampler.gen_len <= 0 || d->sampler.gen_len > policy->config.max_seq_len - P)
+        return D1__FAILF(D1_ERR_SHAPE, "P %d + sampler.gen_len %d = %.0f tokens, outside (P, max_seq_len %d]", P,
+                         d->sampler.gen_len, (double)P + d->sampler.gen_len, policy->config.max_seq_len);
     e = &d1__grpo_estimators[d->estimator];
     memset(&w, 0, sizeof w);
     w.passes = e->passes * (e->seq ? D1__MAX(d->mc_draws, 1) : 1);
@@ -4777,6 +4861,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
 #include <limits.h>
 #ifndef D1_NO_STDIO
 #include <stdio.h>
+#include <errno.h>
 #if defined(_WIN32)
 #ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
@@ -6150,6 +6235,18 @@ static int d1__file_size(FILE *f, uint64_t *size) {
     return D1_OK;
 }
 
+/* A failed file operation on path, for d1_last_error: "open 'dir/config.json':
+   No such file or directory". Reading a path that (or whose directory) does
+   not exist is D1_ERR_NOT_FOUND, so that "nothing saved there yet" reads
+   apart from a failure; everything else is D1_ERR_IO. errno 0: the path is
+   not a regular file (a FIFO, a device). */
+static int d1__io_fail(const char *where, int reading, const char *what, const char *path) {
+    int e = errno;
+    int code = reading && (e == ENOENT || e == ENOTDIR) ? D1_ERR_NOT_FOUND : D1_ERR_IO;
+    return d1__fail(code, where, "%s '%s': %s", what, path, e ? strerror(e) : "not a regular file");
+}
+#define D1__IO_FAIL(reading, what, path) d1__io_fail(__func__, (reading), (what), (path))
+
 /* dir + "/" + name, allocated (d1__free it). */
 static char *d1__path(const char *dir, const char *name) {
     size_t ld = strlen(dir), ln = strlen(name);
@@ -6169,10 +6266,12 @@ static char *d1__path(const char *dir, const char *name) {
 static FILE *d1__fopen_regular(const char *path) {
 #if defined(D1__POSIX)
     struct stat st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK), reg;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), reg, dir;
     if (fd < 0) return NULL;
     reg = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    dir = !reg && S_ISDIR(st.st_mode);
     close(fd);
+    if (!reg) errno = dir ? EISDIR : 0; /* for d1__io_fail */
     return reg ? fopen(path, "rb") : NULL;
 #elif defined(D1__WINDOWS)
     struct _stat64 st;
@@ -6188,7 +6287,7 @@ static FILE *d1__fopen_regular(const char *path) {
 static int d1__path_size(const char *path, uint64_t *size) {
     FILE *f = d1__fopen_regular(path);
     int rc;
-    if (!f) return D1__FAIL(D1_ERR_IO);
+    if (!f) return D1__IO_FAIL(1, "open", path);
     rc = d1__file_size(f, size);
     fclose(f);
     return rc;
@@ -6202,15 +6301,17 @@ static int d1__read_file(const char *path, uint64_t max, char **buf, size_t *len
     uint64_t size = 0;
     int rc;
     *buf = NULL;
-    if (!f) return D1__FAIL(D1_ERR_IO);
+    if (!f) return D1__IO_FAIL(1, "open", path);
     rc = d1__file_size(f, &size);
-    if (rc == D1_OK && size > max) rc = D1__FAIL(D1_ERR_JSON);
+    if (rc == D1_OK && size > max)
+        rc = D1__FAILF(D1_ERR_JSON, "'%s' is %llu bytes, over the %llu this file may have", path,
+                       (unsigned long long)size, (unsigned long long)max);
     if (rc == D1_OK && !(*buf = (char *)d1__alloc((size_t)size + 1))) rc = D1__FAIL(D1_ERR_NOMEM);
     if (rc == D1_OK) {
         memset(&src, 0, sizeof src);
         src.fp = f;
         rc = d1__file_read_at(&src, 0, *buf, (size_t)size);
-        if (rc == D1_ERR_TRUNCATED) rc = D1__FAIL(D1_ERR_IO); /* it changed under us */
+        if (rc == D1_ERR_TRUNCATED) rc = D1__FAILF(D1_ERR_IO, "'%s' shrank while it was read", path);
     }
     fclose(f);
     if (rc != D1_OK) {
@@ -6244,7 +6345,7 @@ static int d1__mkdirs(const char *dir) {
 #if defined(D1__POSIX)
             struct stat st;
             if (mkdir(p, 0777) != 0 && !(errno == EEXIST && stat(p, &st) == 0 && S_ISDIR(st.st_mode)))
-                rc = D1__FAIL(D1_ERR_IO);
+                rc = D1__IO_FAIL(0, "mkdir", p);
 #else
             DWORD a;
             if (_mkdir(p) != 0 && !((a = GetFileAttributesA(p)) != INVALID_FILE_ATTRIBUTES &&
@@ -6278,7 +6379,8 @@ static int d1__file_write(d1__sink *s, const void *p, size_t n) {
     while (n > 0) {
         ssize_t w = write(s->fd, b, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return D1__FAIL(D1_ERR_IO);
+        if (w <= 0) return D1__FAILF(D1_ERR_IO, "write after %llu bytes: %s", (unsigned long long)s->written,
+                                     w < 0 ? strerror(errno) : "nothing written");
         b += w;
         n -= (size_t)w;
         s->written += (uint64_t)w;
@@ -6287,7 +6389,7 @@ static int d1__file_write(d1__sink *s, const void *p, size_t n) {
     if (n && fwrite(b, 1, n, (FILE *)s->fp) != n) return D1__FAIL(D1_ERR_IO);
     s->written += n;
 #endif
-    if (fail) return D1__FAIL(D1_ERR_IO);
+    if (fail) return D1__FAILF(D1_ERR_IO, "write after %llu bytes: the test's size limit", (unsigned long long)s->written);
     return D1_OK;
 }
 
@@ -6302,13 +6404,18 @@ static int d1__write_file(const char *path, d1__emit_fn emit, const void *ctx) {
     sk.write = d1__file_write;
 #if defined(D1__POSIX)
     sk.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (sk.fd < 0) return D1__FAIL(D1_ERR_IO);
+    if (sk.fd < 0) return D1__IO_FAIL(0, "create", path);
     rc = emit(&sk, ctx);
-    if (rc == D1_OK && fsync(sk.fd) != 0) rc = D1__FAIL(D1_ERR_IO);
-    if (close(sk.fd) != 0) rc2 = D1__FAIL(D1_ERR_IO);
+    if (rc == D1_ERR_IO) { /* name the file (the sink knows only its bytes) */
+        char why[sizeof d1__err_msg];
+        snprintf(why, sizeof why, "%s", d1__err_msg);
+        rc = D1__FAILF(D1_ERR_IO, "writing '%s': %s", path, why);
+    }
+    if (rc == D1_OK && fsync(sk.fd) != 0) rc = D1__IO_FAIL(0, "fsync", path);
+    if (close(sk.fd) != 0) rc2 = D1__IO_FAIL(0, "close", path);
 #else
     sk.fp = fopen(path, "wb");
-    if (!sk.fp) return D1__FAIL(D1_ERR_IO);
+    if (!sk.fp) return D1__IO_FAIL(0, "create", path);
     rc = emit(&sk, ctx);
     if (rc == D1_OK && fflush((FILE *)sk.fp) != 0) rc = D1__FAIL(D1_ERR_IO);
 #if defined(D1__WINDOWS)
@@ -6326,7 +6433,7 @@ static int d1__rename(const char *from, const char *to) {
 #if defined(D1__WINDOWS)
     if (!MoveFileExA(from, to, MOVEFILE_REPLACE_EXISTING | MOVEFILE_WRITE_THROUGH)) return D1__FAIL(D1_ERR_IO);
 #else
-    if (rename(from, to) != 0) return D1__FAIL(D1_ERR_IO);
+    if (rename(from, to) != 0) return D1__FAILF(D1_ERR_IO, "rename '%s' to '%s': %s", from, to, strerror(errno));
 #endif
     return D1_OK;
 }
@@ -6486,7 +6593,7 @@ static int d1__st_open(d1__st_file *sf, const char *path, d1__st_table *tab, int
     int rc;
     memset(b8, 0, sizeof b8);
     memset(sf, 0, sizeof *sf);
-    if (!(sf->f = d1__fopen_regular(path))) return D1__FAIL(D1_ERR_IO);
+    if (!(sf->f = d1__fopen_regular(path))) return D1__IO_FAIL(1, "open", path);
     memset(&src, 0, sizeof src);
     src.fp = sf->f;
     rc = d1__file_size(sf->f, &sf->size);
@@ -6665,6 +6772,11 @@ static int d1__ckpt_open_with(d1__ckpt *ck, const char *path, const char *config
     if (rc != D1_OK) return rc;
     if (!(p = d1__path(path, "model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
     probe = d1__fopen_regular(p);
+    if (!probe && errno != ENOENT) { /* there, but not a readable regular file */
+        rc = D1__IO_FAIL(1, "open", p);
+        d1__free(p);
+        return rc;
+    }
     if (probe) { /* one file */
         uint64_t size = 0;
         rc = d1__file_size(probe, &size);

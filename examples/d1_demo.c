@@ -196,7 +196,7 @@ static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
 }
 
 static int check(int rc, const char *what) {
-    if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s\n", what, d1_strerror(rc));
+    if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s (%s)\n", what, d1_strerror(rc), d1_last_error());
     return rc;
 }
 
@@ -207,7 +207,8 @@ static int check(int rc, const char *what) {
 static int resume_from(const char *dir, d1_model *m, d1_adamw *opt, const d1_adamw_desc *od, d1_rng *rngs) {
     int rc = d1_model_load(m, dir);
     if (rc != D1_OK) {
-        if (rc != D1_ERR_IO) fprintf(stderr, "d1_demo: %s: %s; the stage starts over\n", dir, d1_strerror(rc));
+        if (rc != D1_ERR_NOT_FOUND)
+            fprintf(stderr, "d1_demo: %s: %s (%s); the stage starts over\n", dir, d1_strerror(rc), d1_last_error());
         return 0;
     }
     if ((rc = d1_adamw_init(opt, m, od)) == D1_OK) {
@@ -215,7 +216,8 @@ static int resume_from(const char *dir, d1_model *m, d1_adamw *opt, const d1_ada
         if (rc != D1_OK) d1_adamw_free(opt);
     }
     if (rc != D1_OK) {
-        fprintf(stderr, "d1_demo: %s: training state: %s; the stage starts over\n", dir, d1_strerror(rc));
+        fprintf(stderr, "d1_demo: %s: training state: %s (%s); the stage starts over\n", dir, d1_strerror(rc),
+                d1_last_error());
         d1_model_free(m);
         return 0;
     }

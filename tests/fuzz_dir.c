@@ -49,7 +49,7 @@ static const char *const fz_names[8] = {"config.json",
 
 static int fz_known(int rc) {
     return rc == D1_OK || rc == D1_ERR_NOMEM || rc == D1_ERR_CONFIG || rc == D1_ERR_NONFINITE ||
-           rc == D1_ERR_ARG || rc == D1_ERR_MISMATCH || (rc <= D1_ERR_IO && rc >= D1_ERR_TRUNCATED);
+           rc == D1_ERR_ARG || rc == D1_ERR_MISMATCH || rc == D1_ERR_NOT_FOUND || (rc <= D1_ERR_IO && rc >= D1_ERR_TRUNCATED);
 }
 
 static char fz_dir[512];

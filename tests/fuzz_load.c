@@ -26,7 +26,7 @@
 #include <stdlib.h>
 
 static int known_status(int rc) {
-    return rc == D1_OK || rc == D1_ERR_NOMEM || rc == D1_ERR_CONFIG || rc == D1_ERR_NONFINITE ||
+    return rc == D1_OK || rc == D1_ERR_NOMEM || rc == D1_ERR_CONFIG || rc == D1_ERR_NONFINITE || rc == D1_ERR_NOT_FOUND ||
            (rc <= D1_ERR_IO && rc >= D1_ERR_TRUNCATED); /* the checkpoint codes */
 }
 

@@ -110,6 +110,15 @@ static const char *changed(const snap *a, const snap *b, int logits) {
               changed(&before_, &after_, keep_logits));                                                       \
     } while (0)
 
+/* CASE, and the detail message (d1_last_error) names what was wrong: it
+   holds the substring msg (the field and its value, usually). */
+#define CASEM(w, keep_logits, code, msg, call)                                                                \
+    do {                                                                                                      \
+        CASE(w, keep_logits, code, call);                                                                     \
+        CHECK(strstr(d1_last_error(), (msg)) != NULL, "%s: message \"%s\" lacks \"%s\"", #call,              \
+              d1_last_error(), (msg));                                                                        \
+    } while (0)
+
 static d1_config tiny(void) {
     d1_config c;
     memset(&c, 0, sizeof c);
@@ -167,33 +176,33 @@ static void test_sampler_contract(void) {
     CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, INT_MAX - 8, NULL, &r, out, NULL));
     d.cfg_scale = 1.0f; /* 2B rows would overflow int */
     CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, INT_MAX / 2 + 1, 5, NULL, &r, out, NULL));
-#define BADSET(field, value, code)                                                                   \
+#define BADSET(field, value, code, msg)                                                              \
     do {                                                                                             \
         d = sdesc();                                                                                 \
         d.field = value;                                                                             \
-        CASE(w, 1, code, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));            \
+        CASEM(w, 1, code, msg, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));      \
     } while (0)
-    BADSET(gen_len, 0, D1_ERR_SHAPE);
-    BADSET(gen_len, -16, D1_ERR_SHAPE);
-    BADSET(gen_len, 44, D1_ERR_SHAPE); /* 5 + 44 > 48 */
-    BADSET(gen_len, INT_MAX, D1_ERR_SHAPE);
-    BADSET(block_len, 5, D1_ERR_ARG);
-    BADSET(block_len, -8, D1_ERR_SHAPE);
-    BADSET(steps, 3, D1_ERR_ARG);
-    BADSET(steps, -2, D1_ERR_SHAPE);
-    BADSET(temperature, NAN, D1_ERR_ARG);
-    BADSET(temperature, -1.0f, D1_ERR_ARG);
-    BADSET(temperature, INFINITY, D1_ERR_ARG);
-    BADSET(cfg_scale, NAN, D1_ERR_ARG);
-    BADSET(cfg_scale, -0.5f, D1_ERR_ARG);
-    BADSET(cfg_scale, INFINITY, D1_ERR_ARG);
-    BADSET(threshold, NAN, D1_ERR_ARG);
-    BADSET(threshold, -0.1f, D1_ERR_ARG);
-    BADSET(threshold, 1.5f, D1_ERR_ARG);
-    BADSET(remasking, -1, D1_ERR_ARG);
-    BADSET(remasking, 9, D1_ERR_ARG);
-    BADSET(kv_cache, -1, D1_ERR_ARG);
-    BADSET(kv_cache, 3, D1_ERR_ARG);
+    BADSET(gen_len, 0, D1_ERR_SHAPE, "gen_len 0");
+    BADSET(gen_len, -16, D1_ERR_SHAPE, "gen_len -16");
+    BADSET(gen_len, 44, D1_ERR_SHAPE, "P 5 + gen_len 44 = 49 tokens, past max_seq_len 48"); /* 5 + 44 > 48 */
+    BADSET(gen_len, INT_MAX, D1_ERR_SHAPE, "gen_len 2147483647");
+    BADSET(block_len, 5, D1_ERR_SETTING, "block_len 5 does not divide gen_len");
+    BADSET(block_len, -8, D1_ERR_SHAPE, "block_len -8");
+    BADSET(steps, 3, D1_ERR_SETTING, "steps 3 is not a multiple");
+    BADSET(steps, -2, D1_ERR_SHAPE, "steps -2");
+    BADSET(temperature, NAN, D1_ERR_SETTING, "temperature nan");
+    BADSET(temperature, -1.0f, D1_ERR_SETTING, "temperature -1");
+    BADSET(temperature, INFINITY, D1_ERR_SETTING, "temperature inf");
+    BADSET(cfg_scale, NAN, D1_ERR_SETTING, "cfg_scale nan");
+    BADSET(cfg_scale, -0.5f, D1_ERR_SETTING, "cfg_scale -0.5");
+    BADSET(cfg_scale, INFINITY, D1_ERR_SETTING, "cfg_scale inf");
+    BADSET(threshold, NAN, D1_ERR_SETTING, "threshold nan");
+    BADSET(threshold, -0.1f, D1_ERR_SETTING, "threshold -0.1");
+    BADSET(threshold, 1.5f, D1_ERR_SETTING, "threshold 1.5");
+    BADSET(remasking, -1, D1_ERR_SETTING, "remasking -1");
+    BADSET(remasking, 9, D1_ERR_SETTING, "remasking 9");
+    BADSET(kv_cache, -1, D1_ERR_SETTING, "kv_cache -1");
+    BADSET(kv_cache, 3, D1_ERR_SETTING, "kv_cache 3");
 #undef BADSET
     d = sdesc();
     prompt[3] = -1;
@@ -478,6 +487,7 @@ static void test_adamw_contract(void) {
     d1_adamw o, fresh;
     d1_adamw_desc od;
     float gn = -1.0f;
+    char want[64];
     world w;
     trained(&m, &o, &c);
     memset(&fresh, 0x5a, sizeof fresh);
@@ -486,7 +496,8 @@ static void test_adamw_contract(void) {
     do {                                                                          \
         od = d1_adamw_default_desc();                                             \
         od.field = value;                                                         \
-        CASE(w, 1, D1_ERR_ARG, d1_adamw_init(&fresh, &m, &od));                   \
+        snprintf(want, sizeof want, "%s %g", #field, (double)(value));            \
+        CASEM(w, 1, D1_ERR_SETTING, want, d1_adamw_init(&fresh, &m, &od));       \
     } while (0)
     BADDESC(lr, NAN);
     BADDESC(lr, -1e-3f);
@@ -515,10 +526,10 @@ static void test_adamw_contract(void) {
         int64_t step = o.step;
         float g = m.grad_memory[3];
         o.desc.eps = INFINITY; /* changed between steps, as a schedule may */
-        CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
+        CASEM(w, 1, D1_ERR_SETTING, "eps inf", d1_adamw_step(&o, &m, &gn));
         o.desc = keep;
         o.step = INT64_MAX; /* the next step would overflow */
-        CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
+        CASEM(w, 1, D1_ERR_ARG, "opt->step 9223372036854775807", d1_adamw_step(&o, &m, &gn));
         o.step = -1;
         CASE(w, 1, D1_ERR_ARG, d1_adamw_step(&o, &m, &gn));
         o.step = step;
@@ -585,44 +596,50 @@ static void test_grpo_step_contract(void) {
     d.sampler.gen_len = 0;
     STEP(D1_ERR_SHAPE, 2, 4);
 #define BADG(field, value, code) do { FRESH(); d.field = value; STEP(code, 2, 4); } while (0)
-    BADG(group_size, 1, D1_ERR_ARG);
-    BADG(group_size, -2, D1_ERR_ARG);
-    BADG(inner_steps, 0, D1_ERR_ARG);
-    BADG(p_mask_prompt, 1.0f, D1_ERR_ARG);
-    BADG(p_mask_prompt, NAN, D1_ERR_ARG);
-    BADG(clip_eps, NAN, D1_ERR_ARG);
-    BADG(clip_eps, -1.0f, D1_ERR_ARG);
-    BADG(beta, NAN, D1_ERR_ARG);
-    BADG(beta, INFINITY, D1_ERR_ARG);
-    BADG(beta, -0.1f, D1_ERR_ARG);
-    BADG(objective, 9, D1_ERR_ARG);
-    BADG(estimator, 9, D1_ERR_ARG);
-    BADG(estimator, -1, D1_ERR_ARG);
-    BADG(kl, 3, D1_ERR_ARG);
-    BADG(kl, -1, D1_ERR_ARG);
-    BADG(mc_draws, -1, D1_ERR_ARG);
-    BADG(mc_draws, 65, D1_ERR_ARG);
-    BADG(segments, -1, D1_ERR_ARG);
+/* and the message names the field and its value */
+#define BADGM(field, value, code, msg)                                                                     \
+    do {                                                                                                   \
+        BADG(field, value, code);                                                                          \
+        CHECK(strstr(d1_last_error(), msg) != NULL, "message \"%s\" lacks \"%s\"", d1_last_error(), msg); \
+    } while (0)
+    BADGM(group_size, 1, D1_ERR_SETTING, "group_size 1");
+    BADGM(group_size, -2, D1_ERR_SETTING, "group_size -2");
+    BADGM(inner_steps, 0, D1_ERR_SETTING, "inner_steps (mu) 0");
+    BADGM(p_mask_prompt, 1.0f, D1_ERR_SETTING, "p_mask_prompt 1:");
+    BADGM(p_mask_prompt, NAN, D1_ERR_SETTING, "p_mask_prompt nan");
+    BADGM(clip_eps, NAN, D1_ERR_SETTING, "clip_eps nan");
+    BADGM(clip_eps, -1.0f, D1_ERR_SETTING, "clip_eps -1");
+    BADGM(beta, NAN, D1_ERR_SETTING, "beta nan");
+    BADGM(beta, INFINITY, D1_ERR_SETTING, "beta inf");
+    BADGM(beta, -0.1f, D1_ERR_SETTING, "beta -0.1");
+    BADGM(objective, 9, D1_ERR_SETTING, "objective 9");
+    BADGM(estimator, 9, D1_ERR_SETTING, "estimator 9");
+    BADGM(estimator, -1, D1_ERR_SETTING, "estimator -1");
+    BADGM(kl, 3, D1_ERR_SETTING, "kl 3");
+    BADGM(kl, -1, D1_ERR_SETTING, "kl -1");
+    BADGM(mc_draws, -1, D1_ERR_SETTING, "mc_draws -1");
+    BADGM(mc_draws, 65, D1_ERR_SETTING, "mc_draws 65");
+    BADGM(segments, -1, D1_ERR_SETTING, "segments -1");
     /* d2's trajectory needs a fixed schedule of at least N steps (FRESH: 4 steps) */
-    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 5; STEP(D1_ERR_ARG, 2, 4);
-    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.threshold = 0.9f; STEP(D1_ERR_ARG, 2, 4);
-    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.stop_at_eos = 1; STEP(D1_ERR_ARG, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 5; STEP(D1_ERR_SETTING, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.threshold = 0.9f; STEP(D1_ERR_SETTING, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.stop_at_eos = 1; STEP(D1_ERR_SETTING, 2, 4);
     /* SPG: its estimator and objective together, no KL, draws <= blocks, the EUBO's settings */
-    FRESH(); d.objective = D1_GRPO_SPG; d.beta = 0.0f; STEP(D1_ERR_ARG, 2, 4);
-    FRESH(); d.estimator = D1_LOGP_BLOCK; d.beta = 0.0f; STEP(D1_ERR_ARG, 2, 4);
-    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; STEP(D1_ERR_ARG, 2, 4); /* beta 0.04 */
+    FRESH(); d.objective = D1_GRPO_SPG; d.beta = 0.0f; STEP(D1_ERR_SETTING, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.beta = 0.0f; STEP(D1_ERR_SETTING, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; STEP(D1_ERR_SETTING, 2, 4); /* beta 0.04 */
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.mc_draws = 2;
-    STEP(D1_ERR_ARG, 2, 4); /* one block of 8 */
+    STEP(D1_ERR_SETTING, 2, 4); /* one block of 8 */
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_mix = -0.5f;
-    STEP(D1_ERR_ARG, 2, 4);
+    STEP(D1_ERR_SETTING, 2, 4);
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_beta = NAN;
-    STEP(D1_ERR_ARG, 2, 4);
-    FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_ARG, 2, 4); /* ESPO: its ratio only */
-    BADG(n_rewards, 0, D1_ERR_ARG);
-    BADG(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG);
-    BADG(rewards, NULL, D1_ERR_ARG);
-    BADG(sampler.temperature, NAN, D1_ERR_ARG);
-    BADG(sampler.block_len, 3, D1_ERR_ARG);
+    STEP(D1_ERR_SETTING, 2, 4);
+    FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_SETTING, 2, 4); /* ESPO: its ratio only */
+    BADGM(n_rewards, 0, D1_ERR_ARG, "n_rewards 0");
+    BADGM(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG, "n_rewards 9");
+    BADGM(rewards, NULL, D1_ERR_ARG, "rewards NULL");
+    BADGM(sampler.temperature, NAN, D1_ERR_SETTING, "temperature nan");
+    BADGM(sampler.block_len, 3, D1_ERR_SETTING, "block_len 3 does not divide gen_len 8");
     FRESH(); rw[0].fn = NULL; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); rw[0].weight = NAN; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.n_rewards = 2; rw[1].weight = INFINITY; STEP(D1_ERR_ARG, 2, 4);
@@ -745,13 +762,13 @@ static void test_file_contract(void) {
     memset(&loaded, 0x3c, sizeof loaded);
     w.m = NULL; w.o = NULL; w.rng = NULL; w.out = &loaded; w.out_bytes = sizeof loaded;
     alarm(20);
-    CASE(w, 0, D1_ERR_IO, d1_model_load(&loaded, dir));
+    CASEM(w, 0, D1_ERR_IO, "config.json': not a regular file", d1_model_load(&loaded, dir));
     unlink(path);
     CHECK(d1_model_save(&m, dir, D1_DTYPE_F32) == D1_OK, "save");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     unlink(path);
     CHECK(mkfifo(path, 0666) == 0, "mkfifo");
-    CASE(w, 0, D1_ERR_IO, d1_model_load(&loaded, dir));
+    CASEM(w, 0, D1_ERR_IO, "model.safetensors': not a regular file", d1_model_load(&loaded, dir));
     unlink(path);
     CHECK(d1_model_save(&m, dir, D1_DTYPE_F32) == D1_OK, "save again");
     CHECK(d1_train_state_save(dir, &m, &o, rg, 2, NULL) == D1_OK, "train state");
@@ -762,7 +779,7 @@ static void test_file_contract(void) {
         rename(path, fifo);
         CHECK(mkfifo(path, 0666) == 0, "mkfifo");
         w.m = &m; w.o = &o; w.rng = &rg[0]; w.out = NULL;
-        CASE(w, 1, D1_ERR_IO, d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
+        CASEM(w, 1, D1_ERR_IO, "optimizer.safetensors': not a regular file", d1_train_state_load(dir, &m, &o, rg, 2, NULL, 0));
         unlink(path);
         rename(fifo, path);
     }
@@ -807,7 +824,7 @@ static void test_file_contract(void) {
         fclose(f);
         w.m = &m; w.o = NULL; w.rng = NULL; w.out = NULL;
         before = live_bytes; peak_bytes = live_bytes;
-        CASE(w, 1, D1_ERR_IO, d1_lora_load(&m, dir));
+        CASEM(w, 1, D1_ERR_NOT_FOUND, "adapter_model.safetensors': No such file", d1_lora_load(&m, dir));
         CHECK(m.lora == NULL && peak_bytes - before < 65536, "LoRA without weights: %zu bytes allocated, lora %p",
               peak_bytes - before, (void *)m.lora);
         snprintf(stp, sizeof stp, "%s/adapter_model.safetensors", dir);
@@ -1010,7 +1027,7 @@ static void test_load_memory(void) {
         fclose(f);
         d1_model_free(&cm);
     }
-    load_within("3602 tensors in 3602 missing shards", dir, D1_ERR_IO,
+    load_within("3602 tensors in 3602 missing shards", dir, D1_ERR_NOT_FOUND,
                 file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors.index.json"), NULL);
 
     /* 6. adapters: loaded onto a model without them (they were staged in a

@@ -285,7 +285,7 @@ static void test_save_load(void) {
     d1_lora_attach(&fresh, 2, 5.0f, 1);
     CHECK(d1_lora_load(&fresh, dir) == D1_ERR_CONFIG, "rank mismatch");
     d1_lora_detach(&fresh);
-    CHECK(d1_lora_load(&fresh, "build/no_such_dir") == D1_ERR_IO && fresh.lora == NULL, "missing files");
+    CHECK(d1_lora_load(&fresh, "build/no_such_dir") == D1_ERR_NOT_FOUND && fresh.lora == NULL, "missing files");
     CHECK(d1_lora_save(&fresh, dir) == D1_ERR_ARG, "no adapters to save");
     free(l1);
     d1_model_free(&m);

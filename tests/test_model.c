@@ -266,7 +266,8 @@ static void test_bad_input(void) {
     }
     /* an optimizer setting out of range */
     opt.desc.beta1 = 1.0f;
-    EXPECT(d1_adamw_step(&opt, &m, NULL), D1_ERR_ARG);
+    EXPECT(d1_adamw_step(&opt, &m, NULL), D1_ERR_SETTING);
+    CHECK(strstr(d1_last_error(), "beta1 1,") != NULL, "message: %s", d1_last_error());
     opt.desc = od;
 
     /* inconsistent configurations: an error, and the model struct untouched */

@@ -717,14 +717,28 @@ static void test_bad_input(void) {
     CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 12, NULL, &rng, &st) == D1_ERR_SHAPE, "12 + 8 > 16");
     lens[1] = 13;
     CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_ERR_SHAPE, "prompt_len > P");
-    d.group_size = 1;
-    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "G = 1");
-    d.group_size = 2; d.inner_steps = 0;
-    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "mu = 0");
+    /* each mistake: its code, and a message that names it */
+#define GRPO_BAD(setup, code, msg)                                                                             \
+    do {                                                                                                       \
+        setup;                                                                                                 \
+        CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == (code), #setup);             \
+        CHECK(strstr(d1_last_error(), msg) != NULL, "%s: message \"%s\" lacks \"%s\"", #setup, d1_last_error(), \
+              msg);                                                                                            \
+    } while (0)
+    GRPO_BAD(d.group_size = 1, D1_ERR_SETTING, "group_size 1: a group needs >= 2");
+    GRPO_BAD((d.group_size = 2, d.inner_steps = 0), D1_ERR_SETTING, "inner_steps (mu) 0");
     d.inner_steps = 1;
     CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "beta > 0 without reference");
-    d.n_rewards = 0;
-    CHECK(d1_grpo_step(&m, &ref, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_ERR_ARG, "no reward");
+    CHECK(strstr(d1_last_error(), "needs a reference model") != NULL, "message: %s", d1_last_error());
+    GRPO_BAD(d.n_rewards = 0, D1_ERR_ARG, "n_rewards 0: need 1..8");
+    GRPO_BAD((d.n_rewards = 1, d.sampler.block_len = 3), D1_ERR_SETTING, "block_len 3 does not divide gen_len 8");
+    GRPO_BAD((d.sampler.block_len = 8, d.clip_eps = -1.0f), D1_ERR_SETTING, "clip_eps -1");
+    GRPO_BAD((d.clip_eps = 0.5f, d.estimator = D1_LOGP_ELBO, d.objective = D1_GRPO_WD1), D1_ERR_SETTING,
+             "D1_LOGP_ELBO goes with objective D1_GRPO_CLIPPED");
+    GRPO_BAD((d.estimator = D1_LOGP_ONE_STEP, d.objective = D1_GRPO_CLIPPED, d.beta = NAN), D1_ERR_SETTING,
+             "beta nan");
+    d.beta = 0.04f;
+#undef GRPO_BAD
     d.n_rewards = 1;
     CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)), "a refused call moved weights");
     /* every advantage 0 and beta 0 (and no weight decay): no weight moves */

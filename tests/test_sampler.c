@@ -202,16 +202,16 @@ static void test_bad_settings(void) {
         CHECK(d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL) == (code), #field_setup); \
         CHECK(!memcmp(&before, &r, sizeof r), "rng moved: " #field_setup);                           \
     } while (0)
-    BAD(d.block_len = 5, D1_ERR_ARG);      /* 16 % 5 */
-    BAD(d.steps = 3, D1_ERR_ARG);          /* 3 % 2 blocks */
+    BAD(d.block_len = 5, D1_ERR_SETTING);      /* 16 % 5 */
+    BAD(d.steps = 3, D1_ERR_SETTING);          /* 3 % 2 blocks */
     BAD(d.gen_len = 0, D1_ERR_SHAPE);
     BAD(d.gen_len = 48, D1_ERR_SHAPE);     /* 5 + 48 > max_seq_len */
-    BAD(d.temperature = -1, D1_ERR_ARG);
-    BAD(d.temperature = NAN, D1_ERR_ARG);
-    BAD(d.remasking = 9, D1_ERR_ARG);
-    BAD(d.threshold = 1.5f, D1_ERR_ARG);
-    BAD(d.cfg_scale = -1, D1_ERR_ARG);
-    BAD(d.kv_cache = 3, D1_ERR_ARG);
+    BAD(d.temperature = -1, D1_ERR_SETTING);
+    BAD(d.temperature = NAN, D1_ERR_SETTING);
+    BAD(d.remasking = 9, D1_ERR_SETTING);
+    BAD(d.threshold = 1.5f, D1_ERR_SETTING);
+    BAD(d.cfg_scale = -1, D1_ERR_SETTING);
+    BAD(d.kv_cache = 3, D1_ERR_SETTING);
     BAD(prompt[3] = 19, D1_ERR_TOKEN);     /* the mask id in a prompt */
     prompt[3] = 4;
     BAD(prompt[3] = 20, D1_ERR_TOKEN);

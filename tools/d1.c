@@ -1,91 +1,237 @@
 /* d1 - the command-line tool of d1.h.
 
-     d1 info DIR     a checkpoint: its config, parameter count, and for each
-                     tensor the dtype it is stored with, its shape and L2 norm
+     d1 help                  the commands, one line each (also d1 --help, d1 -h)
+     d1 CMD --help            CMD's usage and every option with its default
+     d1 info DIR              a checkpoint: its config, parameter count, and for
+                              each tensor its stored dtype, shape and L2 norm
      d1 sample DIR --prompt P [options]
-                     generate with the checkpoint in DIR (d1_sampler_generate):
-       --gen-len N --block-len N --steps N     LLaDA's schedule (defaults 32, gen-len, gen-len)
-       --temperature X --remasking low_confidence|random|margin|entropy
-       --threshold X  (Fast-dLLM)  --kv-cache none|prefix|dual  --cfg X  --seed N
-       --no-eos       suppress EOS
-       --precision f32|bf16   the matmuls of the sampler's passes (d1_model_set_precision)
-       --vocab FILE   one token per line (line i is token i): the prompt is text,
-                      split greedily by the longest matching token, and the
-                      output is text; without it, or with --ids, the prompt is
-                      comma-separated ids and the whole final canvas (prompt and
-                      completion) is printed as comma-separated ids on one line
-       --visual       redraw the canvas at every step (masks as '_', the tokens
-                      revealed at this step highlighted, a progress line)
-       --delay MS     pause after each redraw (default 60 with --visual)
+                              generate with the checkpoint in DIR (d1_sampler_generate)
+
+   Each command's options live in ONE table (sample_options below): the parser
+   and the help both walk it, so an option cannot exist without its help line.
 
    Exit status: 0 on success, 1 with a one-line reason on stderr when the work
-   fails (e.g. a malformed checkpoint), 2 on a usage error. New subcommands
-   (d1 sample, ...) are one function and one line in `commands` below.
+   fails (e.g. a malformed checkpoint: d1_strerror and d1_last_error), 2 on a
+   usage error (an unknown option, a setting that does not fit the model).
+   New subcommands are one function and one line in `commands` below.
 
    Build: cc -O2 tools/d1.c -o build/d1 -lm -lpthread */
 #define D1_IMPLEMENTATION
 #include "../d1.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* One option: `value` names its argument (NULL: a flag, off unless given);
+   `def` is the default as --help shows it and as the command reads it when
+   the option is not given (NULL: none). */
+typedef struct d1_option {
+    const char *name, *value, *def, *help;
+} d1_option;
+
+/* The command line after parsing: per option of the command's table, in table
+   order, the text given, else its default ("on" for a flag given). */
+#define MAX_OPTIONS 32
+typedef struct cmdline {
+    const char *val[MAX_OPTIONS];
+    const char *pos[2]; /* the positional arguments (DIR, ...) */
+    int n_pos;
+} cmdline;
+
 typedef struct d1_command {
     const char *name, *args, *help;
-    int (*run)(int argc, char **argv); /* argv[0] is the subcommand */
+    const d1_option *options;
+    int n_options, max_pos; /* max_pos: how many positional arguments it takes */
+    int (*run)(const struct d1_command *c, const cmdline *a);
 } d1_command;
 
-static int cmd_info(int argc, char **argv);
-static int cmd_sample(int argc, char **argv);
-static int cmd_help(int argc, char **argv);
+static const d1_option sample_options[] = {
+    {"--prompt", "P", NULL, "required: comma-separated ids, or text with --vocab"},
+    {"--vocab", "FILE", NULL, "one token per line (line i is token i): prompt and output are text"},
+    {"--ids", NULL, NULL, "prompt and output as comma-separated ids, even with --vocab"},
+    {"--gen-len", "N", "32", "tokens to generate"},
+    {"--block-len", "N", "gen-len", "LLaDA's semi-autoregressive block; must divide --gen-len"},
+    {"--steps", "N", "gen-len", "denoising steps; a multiple of the block count"},
+    {"--temperature", "X", "0", "0: argmax; > 0: Gumbel-max sampling"},
+    {"--remasking", "R", "low_confidence", "low_confidence, random, margin or entropy"},
+    {"--threshold", "X", "0", "Fast-dLLM: reveal every token at least this confident (0: off)"},
+    {"--kv-cache", "K", "none", "Fast-dLLM's approximate KV cache: none, prefix or dual"},
+    {"--cfg", "X", "0", "classifier-free guidance scale (0: off)"},
+    {"--seed", "N", "1", "the random generator's seed"},
+    {"--no-eos", NULL, NULL, "never generate EOS"},
+    {"--precision", "P", "f32", "the matmuls of the passes: f32 or bf16"},
+    {"--visual", NULL, NULL, "redraw the canvas at every step (masks as '_')"},
+    {"--delay", "MS", "60", "with --visual: pause after each redraw"},
+};
+typedef char sample_options_fit_in_cmdline[COUNT(sample_options) <= MAX_OPTIONS ? 1 : -1];
+
+static int cmd_info(const d1_command *c, const cmdline *a);
+static int cmd_sample(const d1_command *c, const cmdline *a);
+static int cmd_help(const d1_command *c, const cmdline *a);
 
 static const d1_command commands[] = {
-    {"info", "DIR", "describe the checkpoint in DIR (config, parameters, tensors)", cmd_info},
-    {"sample", "DIR ...", "generate from a prompt (see the top of tools/d1.c for options)", cmd_sample},
-    {"help", "", "this text", cmd_help},
+    {"info", "DIR", "describe the checkpoint in DIR (config, parameters, tensors)", NULL, 0, 1, cmd_info},
+    {"sample", "DIR --prompt P [options]", "generate from a prompt with the checkpoint in DIR",
+     sample_options, COUNT(sample_options), 1, cmd_sample},
+    {"help", "[CMD]", "this list, or CMD's options (also d1 CMD --help)", NULL, 0, 1, cmd_help},
 };
-#define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
-static void usage(FILE *f) {
+/* ---- commands, options and help ------------------------------------------------ */
+
+/* The command called `name`, or NULL. */
+static const d1_command *find_command(const char *name) {
     int i;
-    fprintf(f, "usage: d1 <command> [args]\n");
-    for (i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  d1 %s %-8s %s\n", commands[i].name, commands[i].args, commands[i].help);
+    for (i = 0; i < COUNT(commands); i++)
+        if (!strcmp(name, commands[i].name)) return &commands[i];
+    return NULL;
 }
 
-static int cmd_help(int argc, char **argv) {
-    (void)argc; (void)argv;
-    usage(stdout);
+/* d1 help: every command with its one-line description. */
+static void usage(FILE *f) {
+    int i;
+    fprintf(f, "usage: d1 <command> [args]   (d1 CMD --help: its options)\n");
+    for (i = 0; i < COUNT(commands); i++) fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+}
+
+/* d1 CMD --help: its usage line, then every option of its table with its default. */
+static void command_help(const d1_command *c) {
+    int i;
+    printf("usage: d1 %s %s\n  %s\n", c->name, c->args, c->help);
+    if (c->n_options) printf("options:\n");
+    for (i = 0; i < c->n_options; i++) {
+        const d1_option *o = &c->options[i];
+        printf("  %-13s %-4s  %s (default: %s)\n", o->name, o->value ? o->value : "", o->help,
+               o->def ? o->def : o->value ? "none" : "off");
+    }
+}
+
+/* Prints "d1 CMD: " and the message to stderr; returns 0 (the option readers' "bad"). */
+static int fail(const d1_command *c, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "d1 %s: ", c->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 0;
+}
+
+/* Says what went wrong (and with which argument, when arg is not NULL) and
+   points to the help; returns exit status 2. */
+static int usage_error(const d1_command *c, const char *what, const char *arg) {
+    fprintf(stderr, "d1 %s: %s%s%s%s (see d1 %s --help)\n", c->name, what, arg ? " '" : "", arg ? arg : "",
+            arg ? "'" : "", c->name);
+    return 2;
+}
+
+/* A library call that failed: its status in words and the library's detail
+   (d1_last_error). Returns exit status 1. */
+static int lib_fail(const d1_command *c, const char *what, int rc) {
+    fail(c, "%s: %s%s%s", what, d1_strerror(rc), *d1_last_error() ? ": " : "", d1_last_error());
+    return 1;
+}
+
+/* Walks argv (argv[0] is the command) against c's option table into *a.
+   Returns -1 to go on, else the exit status: 0 after --help, 2 on a usage error. */
+static int parse_args(const d1_command *c, int argc, char **argv, cmdline *a) {
+    int i, k;
+    memset(a, 0, sizeof *a);
+    for (k = 0; k < c->n_options; k++) a->val[k] = c->options[k].def;
+    for (i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) { command_help(c); return 0; }
+        if (s[0] != '-' || !s[1]) { /* DIR, ... */
+            if (a->n_pos == c->max_pos) return usage_error(c, "unexpected argument", s);
+            a->pos[a->n_pos++] = s;
+            continue;
+        }
+        for (k = 0; k < c->n_options && strcmp(s, c->options[k].name); k++) {}
+        if (k == c->n_options) return usage_error(c, "unknown option", s);
+        if (!c->options[k].value) a->val[k] = "on";
+        else if (i + 1 == argc) return usage_error(c, "a value is missing after", s);
+        else a->val[k] = argv[++i];
+    }
+    return -1;
+}
+
+/* The text of option `name` of c (given or default), NULL when none. */
+static const char *opt(const d1_command *c, const cmdline *a, const char *name) {
+    int k;
+    for (k = 0; k < c->n_options; k++)
+        if (!strcmp(name, c->options[k].name)) return a->val[k];
+    return NULL;
+}
+
+/* Option `name` as an int >= lo into *out; 0 with a message when it is none. */
+static int int_opt(const d1_command *c, const cmdline *a, const char *name, int lo, int *out) {
+    const char *s = opt(c, a, name);
+    char *end;
+    long x;
+    errno = 0;
+    x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x > INT_MAX) return fail(c, "%s '%s' is not an integer", name, s);
+    if (x < lo) return fail(c, "%s %ld: must be >= %d", name, x, lo);
+    *out = (int)x;
+    return 1;
+}
+
+/* Option `name` as a finite float >= 0 into *out; 0 with a message when it is none. */
+static int float_opt(const d1_command *c, const cmdline *a, const char *name, float *out) {
+    const char *s = opt(c, a, name);
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s || *end || !(x >= 0.0) || !isfinite(x)) return fail(c, "%s '%s': must be a number >= 0", name, s);
+    *out = (float)x;
+    return 1;
+}
+
+/* Option `name` as an index into names[n] into *out; 0 with a message when it is none. */
+static int choice_opt(const d1_command *c, const cmdline *a, const char *name, const char *const *names, int n,
+                      int *out) {
+    const char *s = opt(c, a, name);
+    int i;
+    for (i = 0; i < n; i++)
+        if (!strcmp(s, names[i])) { *out = i; return 1; }
+    fprintf(stderr, "d1 %s: %s '%s' is not one of:", c->name, name, s);
+    for (i = 0; i < n; i++) fprintf(stderr, " %s", names[i]);
+    fputc('\n', stderr);
+    return 0;
+}
+
+/* d1 help [CMD] */
+static int cmd_help(const d1_command *c, const cmdline *a) {
+    const d1_command *cmd;
+    if (!a->n_pos) { usage(stdout); return 0; }
+    if (!(cmd = find_command(a->pos[0]))) return usage_error(c, "unknown command", a->pos[0]);
+    command_help(cmd);
     return 0;
 }
 
 /* d1 info DIR */
-static int cmd_info(int argc, char **argv) {
+static int cmd_info(const d1_command *c, const cmdline *a) {
     static const char *const dtype_names[3] = {"F32", "BF16", "F16"};
     d1_model m;
     char cfg[D1_CONFIG_JSON_MAX];
     int *dtypes, rc, i, n, counts[3] = {0, 0, 0};
-    if (argc != 2) {
-        fprintf(stderr, "usage: d1 info DIR\n");
-        return 2;
-    }
-    rc = d1_model_load(&m, argv[1]);
-    if (rc != D1_OK) {
-        fprintf(stderr, "d1 info: %s: %s\n", argv[1], d1_strerror(rc));
-        return 1;
-    }
+    if (a->n_pos != 1) return usage_error(c, "expects DIR", NULL);
+    if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) return lib_fail(c, a->pos[0], rc);
     n = d1_model_num_tensors(&m);
     dtypes = (int *)malloc((size_t)n * sizeof(int));
-    rc = dtypes ? d1_model_stored_dtypes(&m, argv[1], dtypes) : D1_ERR_NOMEM;
+    rc = dtypes ? d1_model_stored_dtypes(&m, a->pos[0], dtypes) : D1_ERR_NOMEM;
     if (rc == D1_OK) rc = d1_config_to_json(&m.config, cfg, sizeof cfg);
     if (rc != D1_OK) {
-        fprintf(stderr, "d1 info: %s: %s\n", argv[1], d1_strerror(rc));
         free(dtypes);
         d1_model_free(&m);
-        return 1;
+        return lib_fail(c, a->pos[0], rc);
     }
-    printf("checkpoint %s\nconfig.json %s", argv[1], cfg);
+    printf("checkpoint %s\nconfig.json %s", a->pos[0], cfg);
     printf("parameters %zu (%.2f M)\ntensors %d\n", m.num_params, m.num_params / 1e6, n);
     printf("%-48s %-5s %-14s %s\n", "name", "dtype", "shape", "L2 norm");
     for (i = 0; i < n; i++) {
@@ -160,7 +306,7 @@ static int parse_ids(const char *s, int *ids, int cap) {
     while (*s) {
         char *end;
         long x = strtol(s, &end, 10);
-        if (end == s || n == cap) return -1;
+        if (end == s || n == cap || x < INT_MIN || x > INT_MAX) return -1;
         ids[n++] = (int)x;
         s = *end == ',' ? end + 1 : end;
         if (*end && *end != ',') return -1;
@@ -173,6 +319,7 @@ typedef struct view {
     int mask_id, delay_ms, total_steps;
 } view;
 
+/* One token of the canvas: '_' for a mask, its text, or [id] without a vocabulary. */
 static void put_token(const view *w, int id) {
     if (id == w->mask_id) fputs("_", stdout);
     else if (w->v && id >= 0 && id < w->v->n) fputs(w->v->tok[id], stdout);
@@ -203,115 +350,133 @@ static void on_step(const d1_sample_event *ev, void *user) {
     }
 }
 
-static int cmd_sample(int argc, char **argv) {
+/* --block-len / --steps: an int >= 1, or the word "gen-len" (the default). */
+static int len_opt(const d1_command *c, const cmdline *a, const char *name, int gen_len, int *out) {
+    if (strcmp(opt(c, a, name), "gen-len")) return int_opt(c, a, name, 1, out);
+    *out = gen_len;
+    return 1;
+}
+
+/* The sampler's settings from the options; 0 with a message on a bad one. */
+static int sample_settings(const d1_command *c, const cmdline *a, d1_sampler_desc *d, view *w,
+                           unsigned long long *seed, int *precision) {
     static const char *const remask[4] = {"low_confidence", "random", "margin", "entropy"};
     static const char *const caches[3] = {"none", "prefix", "dual"};
-    const char *dir = NULL, *prompt = NULL, *vocab_path = NULL;
-    d1_sampler_desc d;
+    static const char *const precisions[2] = {"f32", "bf16"};
+    const char *s = opt(c, a, "--seed");
+    char *end;
+    memset(d, 0, sizeof *d);
+    if (!int_opt(c, a, "--gen-len", 1, &d->gen_len) || !len_opt(c, a, "--block-len", d->gen_len, &d->block_len) ||
+        !len_opt(c, a, "--steps", d->gen_len, &d->steps) || !float_opt(c, a, "--temperature", &d->temperature) ||
+        !float_opt(c, a, "--threshold", &d->threshold) || !float_opt(c, a, "--cfg", &d->cfg_scale) ||
+        !choice_opt(c, a, "--remasking", remask, 4, &d->remasking) ||
+        !choice_opt(c, a, "--kv-cache", caches, 3, &d->kv_cache) ||
+        !choice_opt(c, a, "--precision", precisions, 2, precision) || !int_opt(c, a, "--delay", 0, &w->delay_ms))
+        return 0;
+    if (d->threshold > 1.0f) return fail(c, "--threshold %g: must be in [0, 1]", d->threshold);
+    *seed = strtoull(s, &end, 10);
+    if (end == s || *end) return fail(c, "--seed '%s' is not an integer", s);
+    *precision = *precision ? D1_PRECISION_BF16 : D1_PRECISION_F32;
+    d->suppress_eos = opt(c, a, "--no-eos") != NULL;
+    w->total_steps = d->threshold > 0.0f ? 0 : d->steps; /* a threshold adapts the step count */
+    if (opt(c, a, "--visual")) { d->callback = on_step; d->user = w; }
+    return 1;
+}
+
+/* What d1_sampler_generate would refuse, said with the numbers before calling
+   it: the canvas against max_seq_len, the schedule, the prompt's token ids. */
+static int sample_check(const d1_command *c, const d1_sampler_desc *d, const d1_config *cfg, const int *ids, int P) {
+    long long T = (long long)P + d->gen_len;
+    int i;
+    if (T > cfg->max_seq_len)
+        return fail(c, "prompt (%d tokens) + --gen-len %d = %lld tokens, but the model's max_seq_len is %d", P,
+                    d->gen_len, T, cfg->max_seq_len);
+    if (d->gen_len % d->block_len)
+        return fail(c, "--block-len %d does not divide --gen-len %d", d->block_len, d->gen_len);
+    if (d->threshold <= 0.0f && d->steps % (d->gen_len / d->block_len))
+        return fail(c, "--steps %d is not a multiple of the %d blocks (--gen-len %d / --block-len %d)", d->steps,
+                    d->gen_len / d->block_len, d->gen_len, d->block_len);
+    for (i = 0; i < P; i++) {
+        if (ids[i] < 0 || ids[i] >= cfg->vocab_size)
+            return fail(c, "prompt token %d (at position %d) is outside [0, %d): the model's vocab_size is %d",
+                        ids[i], i, cfg->vocab_size, cfg->vocab_size);
+        if (ids[i] == cfg->mask_id)
+            return fail(c, "prompt token %d (at position %d) is the model's mask_id; a prompt holds no masks",
+                        ids[i], i);
+    }
+    return 1;
+}
+
+/* Generates from the prompt ids[P] and prints the whole canvas (prompt and
+   completion): text through w->v, else comma-separated ids. Returns the exit status. */
+static int generate(const d1_command *c, d1_model *m, const d1_sampler_desc *d, const view *w, const int *ids,
+                    int P, unsigned long long seed) {
+    int *out = (int *)malloc(sizeof(int) * (size_t)(P + d->gen_len)), rc, i;
     d1_sample_stats st;
-    d1_model m;
     d1_rng rng;
-    vocab voc;
-    view w;
-    int ids_io = 0, visual = 0, delay = -1, precision = D1_PRECISION_F32, i, k, rc, P, *ids, *out;
-    unsigned long long seed = 1;
-    memset(&d, 0, sizeof d);
-    d.gen_len = 32;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int used = 1;
-        if (!strcmp(a, "--ids")) { ids_io = 1; used = 0; }
-        else if (!strcmp(a, "--visual")) { visual = 1; used = 0; }
-        else if (!strcmp(a, "--no-eos")) { d.suppress_eos = 1; used = 0; }
-        else if (a[0] != '-' && !dir) { dir = a; used = 0; }
-        else if (!val) { fprintf(stderr, "d1 sample: %s needs a value\n", a); return 2; }
-        else if (!strcmp(a, "--prompt")) prompt = val;
-        else if (!strcmp(a, "--vocab")) vocab_path = val;
-        else if (!strcmp(a, "--gen-len")) d.gen_len = atoi(val);
-        else if (!strcmp(a, "--block-len")) d.block_len = atoi(val);
-        else if (!strcmp(a, "--steps")) d.steps = atoi(val);
-        else if (!strcmp(a, "--temperature")) d.temperature = (float)atof(val);
-        else if (!strcmp(a, "--threshold")) d.threshold = (float)atof(val);
-        else if (!strcmp(a, "--cfg")) d.cfg_scale = (float)atof(val);
-        else if (!strcmp(a, "--seed")) seed = strtoull(val, NULL, 10);
-        else if (!strcmp(a, "--delay")) delay = atoi(val);
-        else if (!strcmp(a, "--remasking")) {
-            for (k = 0; k < 4 && strcmp(val, remask[k]); k++) {}
-            if (k == 4) { fprintf(stderr, "d1 sample: unknown remasking '%s'\n", val); return 2; }
-            d.remasking = k;
-        } else if (!strcmp(a, "--precision")) {
-            if (strcmp(val, "f32") && strcmp(val, "bf16")) {
-                fprintf(stderr, "d1 sample: unknown precision '%s' (f32 or bf16)\n", val);
-                return 2;
-            }
-            precision = strcmp(val, "bf16") ? D1_PRECISION_F32 : D1_PRECISION_BF16;
-        } else if (!strcmp(a, "--kv-cache")) {
-            for (k = 0; k < 3 && strcmp(val, caches[k]); k++) {}
-            if (k == 3) { fprintf(stderr, "d1 sample: unknown kv cache '%s'\n", val); return 2; }
-            d.kv_cache = k;
-        } else { fprintf(stderr, "d1 sample: unknown option '%s'\n", a); return 2; }
-        i += used;
-    }
-    if (!dir || !prompt) {
-        fprintf(stderr, "usage: d1 sample DIR --prompt P [--vocab FILE | --ids] [options]\n");
-        return 2;
-    }
-    if (vocab_path && !vocab_load(&voc, vocab_path)) {
-        fprintf(stderr, "d1 sample: cannot read the vocabulary %s\n", vocab_path);
-        return 1;
-    }
-    if ((rc = d1_model_load(&m, dir)) != D1_OK) {
-        fprintf(stderr, "d1 sample: %s: %s\n", dir, d1_strerror(rc));
-        return 1;
-    }
-    if ((rc = d1_model_set_precision(&m, precision)) != D1_OK) {
-        fprintf(stderr, "d1 sample: precision: %s\n", d1_strerror(rc));
-        return 1;
-    }
-    ids = (int *)malloc(sizeof(int) * (size_t)m.config.max_seq_len);
-    P = vocab_path && !ids_io ? vocab_encode(&voc, prompt, ids, m.config.max_seq_len)
-                              : parse_ids(prompt, ids, m.config.max_seq_len);
-    if (P < 0) {
-        fprintf(stderr, "d1 sample: the prompt does not %s\n",
-                vocab_path && !ids_io ? "split into vocabulary tokens" : "read as comma-separated ids");
-        return 1;
-    }
-    w.v = vocab_path && !ids_io ? &voc : NULL;
-    w.mask_id = m.config.mask_id;
-    w.delay_ms = delay >= 0 ? delay : visual ? 60 : 0;
-    w.total_steps = d.threshold > 0.0f ? 0 : d.steps ? d.steps : d.gen_len;
-    if (visual) { d.callback = on_step; d.user = &w; }
-    out = (int *)malloc(sizeof(int) * (size_t)(P + (d.gen_len > 0 ? d.gen_len : 0)));
     d1_rng_seed(&rng, seed);
-    rc = d1_sampler_generate(&m, &d, ids, 1, P, NULL, &rng, out, &st);
-    if (rc != D1_OK) {
-        fprintf(stderr, "d1 sample: %s%s\n", d1_strerror(rc),
-                rc == D1_ERR_ARG ? " (--block-len must divide --gen-len, --steps be a multiple of the blocks)" : "");
-        return 1;
+    rc = d1_sampler_generate(m, d, ids, 1, P, NULL, &rng, out, &st);
+    if (rc != D1_OK) { free(out); return lib_fail(c, "d1_sampler_generate", rc); }
+    for (i = 0; i < P + d->gen_len; i++) {
+        if (w->v) put_token(w, out[i]);
+        else printf("%s%d", i ? "," : "", out[i]);
     }
-    if (w.v) {
-        for (i = 0; i < P + d.gen_len; i++) put_token(&w, out[i]);
-        printf("\n");
-    } else {
-        for (i = 0; i < P + d.gen_len; i++) printf("%s%d", i ? "," : "", out[i]);
-        printf("\n");
-    }
-    if (visual) fprintf(stderr, "%d steps, %d forward passes\n", st.steps, st.forward_passes);
-    free(ids);
+    printf("\n");
+    if (d->callback) fprintf(stderr, "%d steps, %d forward passes\n", st.steps, st.forward_passes);
     free(out);
-    d1_model_free(&m);
     return 0;
 }
 
+/* d1 sample DIR --prompt P [options] */
+static int cmd_sample(const d1_command *c, const cmdline *a) {
+    const char *prompt = opt(c, a, "--prompt"), *vocab_path = opt(c, a, "--vocab");
+    d1_sampler_desc d;
+    unsigned long long seed = 1;
+    d1_model m;
+    vocab voc;
+    view w;
+    int precision, rc, n, P, *ids;
+    memset(&w, 0, sizeof w);
+    if (a->n_pos != 1 || !prompt) return usage_error(c, "expects DIR and --prompt P", NULL);
+    if (!sample_settings(c, a, &d, &w, &seed, &precision)) return 2;
+    if (vocab_path && !vocab_load(&voc, vocab_path)) {
+        fail(c, "cannot read the vocabulary %s", vocab_path);
+        return 1;
+    }
+    if (vocab_path && !opt(c, a, "--ids")) w.v = &voc;
+    n = (int)strlen(prompt) + 1; /* more than the prompt's tokens: each is at least one character */
+    ids = (int *)malloc(sizeof(int) * (size_t)n);
+    P = w.v ? vocab_encode(w.v, prompt, ids, n) : parse_ids(prompt, ids, n);
+    if (P < 0) {
+        fail(c, "the prompt does not %s", w.v ? "split into vocabulary tokens" : "read as comma-separated ids");
+        rc = 2;
+    } else if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) {
+        rc = lib_fail(c, a->pos[0], rc);
+    } else {
+        w.mask_id = m.config.mask_id;
+        if ((rc = d1_model_set_precision(&m, precision)) != D1_OK) rc = lib_fail(c, "--precision", rc);
+        else if (!sample_check(c, &d, &m.config, ids, P)) rc = 2;
+        else rc = generate(c, &m, &d, &w, ids, P, seed);
+        d1_model_free(&m);
+    }
+    free(ids);
+    while (vocab_path && voc.n > 0) free(voc.tok[--voc.n]);
+    if (vocab_path) free(voc.tok);
+    return rc;
+}
+
+/* d1 CMD [args]: finds CMD (d1 --help and d1 -h are d1 help), parses its
+   arguments against its option table, and runs it. */
 int main(int argc, char **argv) {
-    int i;
-    if (argc < 2) {
+    const char *name = argc < 2 ? "" : !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ? "help" : argv[1];
+    const d1_command *c = find_command(name);
+    cmdline a;
+    int rc;
+    if (!c) {
+        if (argc >= 2) fprintf(stderr, "d1: unknown command '%s'\n", argv[1]);
         usage(stderr);
         return 2;
     }
-    for (i = 0; i < N_COMMANDS; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "d1: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    rc = parse_args(c, argc - 1, argv + 1, &a);
+    return rc >= 0 ? rc : c->run(c, &a);
 }
