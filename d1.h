@@ -18,7 +18,9 @@
 
        d1_config cfg = {0};                       // zero fields take defaults
        cfg.vocab_size = 64; cfg.dim = 128; cfg.n_layers = 4; cfg.n_heads = 4;
-       cfg.ffn_dim = 384; cfg.max_seq_len = 128; cfg.mask_id = 63;
+       cfg.ffn_dim = 384; cfg.max_seq_len = 128;
+       cfg.mask_id = 63; cfg.eos_id = 62;         // stated: never defaulted
+       cfg.pad_id = D1_TOKEN_NONE;                // (no padding token here)
        d1_model m;  d1_model_init(&m, &cfg, 1234);
        d1_adamw_desc od = d1_adamw_default_desc();
        d1_adamw opt; d1_adamw_init(&opt, &m, &od);
@@ -28,7 +30,7 @@
            d1_model_zero_grad(&m);
            int rc = d1_pretrain_loss(&m, tokens, B, T, NULL, NULL, &rng, &loss);
            if (rc == D1_OK) rc = d1_adamw_step(&opt, &m, NULL);
-           if (rc != D1_OK) fprintf(stderr, "%s\n", d1_strerror(rc));
+           if (rc != D1_OK) fprintf(stderr, "%s\n", d1_last_error());
        }
        d1_adamw_free(&opt); d1_model_free(&m);
 
@@ -191,14 +193,28 @@ typedef struct d1_config {
     float rope_theta;   /* 0 means 500000 (LLaDA)                              */
     float norm_eps;     /* RMSNorm epsilon; 0 means 1e-5                       */
     int   mask_id;      /* the [MASK] token of the forward process             */
-    int   eos_id;       /* end of sequence (also the answer padding)           */
-    int   pad_id;       /* padding                                             */
+    int   eos_id;       /* end of sequence (also the answer padding), or D1_TOKEN_NONE */
+    int   pad_id;       /* the sampler's left padding, or D1_TOKEN_NONE         */
     int   tied_embeddings; /* 1: logits use wte; 0: a separate head [V,C]      */
 } d1_config;
 
+/* The special ids are stated, never guessed: set eos_id and pad_id to your
+   vocabulary's tokens (LLaDA: mask 126336, EOS = pad 126081), or to
+   D1_TOKEN_NONE for "this vocabulary has none". With eos_id NONE completions
+   are never cut (d1_grpo_step scores all gen_len tokens) and suppress_eos /
+   stop_at_eos do nothing; with pad_id NONE the sampler refuses prompts
+   shorter than P (left padding needs a token). config.json writes NONE as
+   null and reads null as NONE. */
+#define D1_TOKEN_NONE (-1)
+
 /* Fills the defaults (the "0 means" above) into *out and checks it:
-   D1_ERR_CONFIG when a size is <= 0, C % H, H % KV or D odd (RoPE) fail,
-   or a special id lies outside [0, V). */
+   D1_ERR_CONFIG when a size is <= 0, C % H, H % KV or D odd (RoPE) fail, the
+   mask id lies outside [0, V), EOS or pad is neither NONE nor in [0, V), or
+   either is the mask id; and when eos_id and pad_id are both 0 -- what a
+   zeroed d1_config holds when nobody set them (token 0 is a digit or a
+   letter in most small vocabularies, and d1_grpo_step cuts every completion
+   at its first EOS): a vocabulary whose EOS is token 0 sets pad_id to
+   another token or to D1_TOKEN_NONE. d1_last_error names the field. */
 D1_API int    d1_config_resolve(const d1_config *cfg, d1_config *out);
 D1_API size_t d1_config_num_params(const d1_config *cfg); /* 0 if invalid */
 
@@ -259,7 +275,10 @@ typedef struct d1_model {
 } d1_model;
 
 /* Allocates the model, draws the weights from `seed`: matrices N(0, 0.02^2),
-   the residual outputs (attn_out, ff_out) scaled by 1/sqrt(2L), norms 1. */
+   the residual outputs (attn_out, ff_out) scaled by 1/sqrt(2L), norms 1.
+   *m is treated as uninitialised: a model already set up is d1_model_free'd
+   first (it is not detected: that would read memory a correct program has
+   never written, which valgrind and MSan rightly report). */
 D1_API int  d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed);
 D1_API void d1_model_free(d1_model *m);
 /* Threads used by the model's kernels (default 1). Results do not depend on
@@ -398,6 +417,15 @@ D1_API void d1_adamw_free(d1_adamw *opt);
 /* One update from m->grads. grad_norm (may be NULL) receives ||g|| before
    clipping. A non-finite gradient gives D1_ERR_NONFINITE and no update. */
 D1_API int  d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm);
+/* The learning rate at step (0-based) of a run of `total` steps: a linear
+   warmup over the first `warmup` steps, peak (step+1)/warmup, then a cosine
+   from peak at step `warmup` down to final_frac x peak at step total:
+       lr = peak (final_frac + (1 - final_frac) (1 + cos(pi f)) / 2),
+       f  = (step - warmup) / (total - warmup).
+   The demo's schedule is warmup = total / 20, final_frac 0.1. Set it into
+   opt->desc.lr before each d1_adamw_step. step is clamped to [0, total],
+   warmup to [0, total]; total <= 0 gives peak. */
+D1_API float d1_lr_warmup_cosine(float peak, int64_t step, int64_t total, int64_t warmup, double final_frac);
 
 /* ---- the sampler (LLaDA generate.py, with Fast-dLLM's options) --------------
    The canvas is prompt ⊕ gen_len [MASK]s. gen_len is cut into blocks of
@@ -447,6 +475,12 @@ typedef struct d1_sampler_desc {
     d1_sample_callback callback; /* called after every step (may be NULL)                */
     void *user;
 } d1_sampler_desc;
+
+/* LLaDA generate.py's defaults for a length: one block of gen_len tokens,
+   gen_len steps (one token revealed per step), temperature 0 (argmax),
+   low-confidence remasking, no CFG, no threshold, no KV cache, EOS allowed,
+   no callback. Set block_len (e.g. 32, d1's) and steps from there. */
+D1_API d1_sampler_desc d1_sampler_default_desc(int gen_len);
 
 typedef struct d1_sample_stats {
     int forward_passes;  /* model evaluations (a CFG step counts one, over 2B rows)     */
@@ -500,10 +534,20 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
    masks with its ELBO / EUBO objective (D1_LOGP_BLOCK with D1_GRPO_SPG), and
    the KL estimator (kl: k1, k2, k3). */
 #define D1_MAX_REWARDS 8
-/* A reward function: the prompt (without padding) and the completion up to
-   (not including) its first EOS. Returns a finite float. */
-typedef float (*d1_reward_fn)(const int *prompt, int prompt_len, const int *completion, int completion_len,
-                              void *user);
+/* What a reward function scores: one rollout of d1_grpo_step, told which
+   prompt it answers (so an answer that cannot be recomputed from the prompt's
+   tokens is a lookup: answers[ro->prompt_index]) and which member of its group
+   it is. */
+typedef struct d1_rollout {
+    const int *prompt;          /* [prompt_len] the prompt, without its left padding   */
+    int        prompt_len;
+    const int *completion;      /* [completion_len] up to (not including) its first EOS */
+    int        completion_len;
+    int        prompt_index;    /* 0 .. n_prompts-1: the row of d1_grpo_step's prompts  */
+    int        member;          /* 0 .. group_size-1 within that prompt's group         */
+} d1_rollout;
+/* A reward function returns a finite float for the rollout. */
+typedef float (*d1_reward_fn)(const d1_rollout *ro, void *user);
 typedef struct d1_reward {
     const char  *name;   /* for logs                */
     d1_reward_fn fn;
@@ -572,12 +616,29 @@ typedef struct d1_grpo_desc {
     float eubo_mix;         /* D1_GRPO_SPG: weight of the EUBO for A <= 0, in [0,1]
                                (SPG "eubo": 1, "mix": 0.5; 0: the ELBO, "elbo")     */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
-                               block 32, steps gen_len / 2)                        */
+                               block 32, steps gen_len / 2; see the default below) */
     const d1_reward *rewards;
     int   n_rewards;        /* 1 .. D1_MAX_REWARDS                                 */
+    /* optional outputs (NULL: not wanted), written when d1_grpo_step returns
+       D1_OK; R = n_prompts x group_size rows, row r = prompt r / G's member r % G */
+    int   *out_rollouts;    /* [R, P + gen_len] each prompt (left-padded as given,
+                               padding as pad_id) and its completion            */
+    float *out_rewards;     /* [R, 1 + n_rewards] the weighted reward, then each
+                               function's value                                 */
+    float *out_advantages;  /* [R] the advantage of each rollout (wd1: omega)    */
 } d1_grpo_desc;
 
-/* d1's settings for a completion length (rewards left for the caller). */
+/* d1's settings for a completion length (rewards left for the caller):
+   G 6, mu 8, prompt masking 0.15, eps 0.5, beta 0.04, k3, the one-step
+   estimator; rollouts at temperature 0.9, low-confidence remasking, block_len
+   32 when 32 divides gen_len (d1's block) and gen_len (one block) otherwise,
+   steps gen_len / 2 when that is a whole number per block, else gen_len.
+   The learning rate is AdamW's, and RL wants far less than pretraining:
+   d1 trains LLaDA-8B's LoRA adapters at 3e-6; the demo trains its 0.8M
+   full-parameter models at 3e-4 with AdamW (0.9, 0.99), clip 0.2
+   (examples/DEMO.md: at 1e-3, AdamW's default, ESPO's held-out Sudoku score
+   fell from 0.659 to 0.581 in 40 iterations and d1's prototype lost its
+   held-out reward). Start at 1e-4 to 3e-4 for a model of this size. */
 D1_API d1_grpo_desc d1_grpo_default_desc(int gen_len);
 
 typedef struct d1_grpo_stats {
@@ -2360,9 +2421,22 @@ D1_API int d1_config_resolve(const d1_config *cfg, d1_config *out) {
     if (c.dim % c.n_heads || c.n_heads % c.n_kv_heads || (c.dim / c.n_heads) % 2) return D1__FAIL(D1_ERR_CONFIG);
     if (!(c.rope_theta > 0.0f) || !(c.norm_eps > 0.0f) || !isfinite(c.rope_theta) || !isfinite(c.norm_eps))
         return D1__FAIL(D1_ERR_CONFIG);
-    if (c.mask_id < 0 || c.mask_id >= c.vocab_size || c.eos_id < 0 || c.eos_id >= c.vocab_size ||
-        c.pad_id < 0 || c.pad_id >= c.vocab_size || (c.tied_embeddings != 0 && c.tied_embeddings != 1))
-        return D1__FAIL(D1_ERR_CONFIG);
+    if (c.mask_id < 0 || c.mask_id >= c.vocab_size)
+        return D1__FAILF(D1_ERR_CONFIG, "mask_id %d outside [0, vocab_size %d)", c.mask_id, c.vocab_size);
+    if (c.eos_id == 0 && c.pad_id == 0)
+        return D1__FAILF(D1_ERR_CONFIG, "eos_id and pad_id are both 0, as in a d1_config nobody set them in: "
+                         "give each its token, or D1_TOKEN_NONE");
+    if (c.eos_id != D1_TOKEN_NONE && (c.eos_id < 0 || c.eos_id >= c.vocab_size))
+        return D1__FAILF(D1_ERR_CONFIG, "eos_id %d: neither D1_TOKEN_NONE nor in [0, vocab_size %d)", c.eos_id,
+                         c.vocab_size);
+    if (c.pad_id != D1_TOKEN_NONE && (c.pad_id < 0 || c.pad_id >= c.vocab_size))
+        return D1__FAILF(D1_ERR_CONFIG, "pad_id %d: neither D1_TOKEN_NONE nor in [0, vocab_size %d)", c.pad_id,
+                         c.vocab_size);
+    if (c.eos_id == c.mask_id || c.pad_id == c.mask_id)
+        return D1__FAILF(D1_ERR_CONFIG, "%s %d is the mask id", c.eos_id == c.mask_id ? "eos_id" : "pad_id",
+                         c.mask_id);
+    if (c.tied_embeddings != 0 && c.tied_embeddings != 1)
+        return D1__FAILF(D1_ERR_CONFIG, "tied_embeddings %d: 0 or 1", c.tied_embeddings);
     /* sizes must stay well inside int for T and size_t for the buffers */
     if ((double)c.max_seq_len * c.max_seq_len > 2147483647.0 || (double)c.vocab_size * c.dim > 1e12 ||
         (double)c.n_layers * c.ffn_dim * c.dim > 1e12 || c.n_layers > (1 << 20) ||
@@ -3424,6 +3498,16 @@ static void d1__adamw_range(d1_adamw *opt, float *w, const float *g, size_t lo, 
     d1__adamw_update(&k, w + lo, g + lo, opt->m + lo, opt->v + lo, hi - lo);
 }
 
+D1_API float d1_lr_warmup_cosine(float peak, int64_t step, int64_t total, int64_t warmup, double final_frac) {
+    double f;
+    if (total <= 0) return peak;
+    step = D1__MAX(0, D1__MIN(step, total));
+    warmup = D1__MAX(0, D1__MIN(warmup, total));
+    if (step < warmup) return peak * (float)(step + 1) / (float)warmup;
+    f = (double)(step - warmup) / (double)(total - warmup > 0 ? total - warmup : 1);
+    return (float)(peak * (final_frac + (1.0 - final_frac) * 0.5 * (1.0 + cos(3.14159265358979323846 * f))));
+}
+
 D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     const d1_adamw_desc *d;
     double sq = 0.0, norm, bc1, bc2;
@@ -3640,6 +3724,9 @@ static int d1__sampler_check(const d1_model *m, const d1_sampler_desc *d, const 
     for (b = 0; b < B; b++) {
         int len = prompt_lens ? prompt_lens[b] : P;
         if (len < 0 || len > P) return D1__FAILF(D1_ERR_SHAPE, "prompt_lens[%d] = %d, outside [0, P %d]", b, len, P);
+        if (len < P && m->config.pad_id == D1_TOKEN_NONE)
+            return D1__FAILF(D1_ERR_CONFIG, "prompt_lens[%d] = %d < P %d needs left padding, and pad_id is "
+                             "D1_TOKEN_NONE", b, len, P);
         for (i = P - len; i < P; i++) {
             int t = prompts[(size_t)b * P + i];
             if (t < 0 || t >= m->config.vocab_size)
@@ -3773,6 +3860,18 @@ static int d1__sampler_stop_rows(d1__sampler *s, int b0, int b1) {
         all &= s->done[b];
     }
     return all;
+}
+
+D1_API d1_sampler_desc d1_sampler_default_desc(int gen_len) {
+    d1_sampler_desc d;
+    memset(&d, 0, sizeof d);
+    d.gen_len = gen_len;
+    d.block_len = gen_len;
+    d.steps = gen_len;
+    d.temperature = 0.0f;
+    d.remasking = D1_REMASK_LOW_CONFIDENCE;
+    d.kv_cache = D1_KV_NONE;
+    return d;
 }
 
 D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B, int P,
@@ -4624,6 +4723,7 @@ static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *pro
    completion mask up to and including the first EOS */
 static int d1__grpo_rewards(d1__grpo_work *w) {
     const d1_grpo_desc *d = w->d;
+    d1_rollout ro;
     int r, i, j, nr1 = d->n_rewards + 1;
     for (r = 0; r < w->R; r++) {
         const int *o = w->canvas + (size_t)r * w->T + w->P;
@@ -4634,10 +4734,17 @@ static int d1__grpo_rewards(d1__grpo_work *w) {
         w->slen[r] = (float)D1__MIN(eos_at + 1, w->Lc);
         w->st.completion_len += w->slen[r] / (float)w->R;
         w->rew[(size_t)r * nr1] = 0.0f;
+        ro.prompt = w->canvas + (size_t)r * w->T + w->P - w->rl[r];
+        ro.prompt_len = w->rl[r];
+        ro.completion = o;
+        ro.completion_len = eos_at;
+        ro.prompt_index = r / w->G;
+        ro.member = r % w->G;
         for (j = 0; j < d->n_rewards; j++) {
-            float v = d->rewards[j].fn(w->canvas + (size_t)r * w->T + w->P - w->rl[r], w->rl[r], o, eos_at,
-                                       d->rewards[j].user);
-            if (!isfinite(v)) return D1__FAIL(D1_ERR_NONFINITE);
+            float v = d->rewards[j].fn(&ro, d->rewards[j].user);
+            if (!isfinite(v))
+                return D1__FAILF(D1_ERR_NONFINITE, "rewards[%d] (%s) returned %g for prompt %d, member %d", j,
+                                 d->rewards[j].name ? d->rewards[j].name : "unnamed", v, ro.prompt_index, ro.member);
             w->rew[(size_t)r * nr1 + 1 + j] = v;
             w->rew[(size_t)r * nr1] += d->rewards[j].weight * v;
         }
@@ -4786,6 +4893,14 @@ static int d1__grpo_updates(d1__grpo_work *w) {
     return D1_OK;
 }
 
+/* g. the optional outputs of a successful step: rollouts, rewards, advantages */
+static void d1__grpo_outputs(const d1__grpo_work *w) {
+    const d1_grpo_desc *d = w->d;
+    if (d->out_rollouts) memcpy(d->out_rollouts, w->canvas, w->RT * sizeof(int));
+    if (d->out_rewards) memcpy(d->out_rewards, w->rew, (size_t)w->R * (d->n_rewards + 1) * sizeof(float));
+    if (d->out_advantages) memcpy(d->out_advantages, w->adv, (size_t)w->R * sizeof(float));
+}
+
 D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1_grpo_desc *d,
                         const int *prompts, int n_prompts, int P, const int *prompt_lens, d1_rng *rng,
                         d1_grpo_stats *stats) {
@@ -4844,6 +4959,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     if (rc == D1_OK) d1__grpo_advantages(&w);                /* c */
     if (rc == D1_OK) rc = d1__grpo_logp_passes(&w);          /* d, e */
     if (rc == D1_OK) rc = d1__grpo_updates(&w);              /* f */
+    if (rc == D1_OK) d1__grpo_outputs(&w);
     d1__free(scratch);
     if (w.st.updates > 0) *rng = rcopy;
     if (stats) *stats = w.st;
@@ -5442,6 +5558,8 @@ D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
     if ((rc = d1_config_resolve(cfg, &c)) != D1_OK) return rc;
     t.p = buf; t.cap = cap; t.len = 0;
 #define D1__KEY_INT(k, v) d1__puts(&t, "  \"" k "\": "), d1__put_u64(&t, (uint64_t)(v)), d1__puts(&t, ",\n")
+#define D1__KEY_ID(k, v) /* a special id: null for D1_TOKEN_NONE */ \
+    do { if ((v) == D1_TOKEN_NONE) d1__puts(&t, "  \"" k "\": null,\n"); else { D1__KEY_INT(k, v); } } while (0)
     d1__puts(&t, "{\n");
     D1__KEY_INT("d_model", c.dim);
     D1__KEY_INT("n_layers", c.n_layers);
@@ -5455,8 +5573,8 @@ D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
     D1__KEY_INT("max_sequence_length", c.max_seq_len);
     d1__puts(&t, c.tied_embeddings ? "  \"weight_tying\": true,\n" : "  \"weight_tying\": false,\n");
     D1__KEY_INT("mask_token_id", c.mask_id);
-    D1__KEY_INT("eos_token_id", c.eos_id);
-    D1__KEY_INT("pad_token_id", c.pad_id);
+    D1__KEY_ID("eos_token_id", c.eos_id);
+    D1__KEY_ID("pad_token_id", c.pad_id);
 #undef D1__KEY_INT
     d1__puts(&t, "  \"model_type\": \"llada\",\n"
                  "  \"architectures\": [\"LLaDAModelLM\"],\n"
@@ -5481,6 +5599,17 @@ static int d1__cfg_int(const d1__json *j, size_t obj, const char *key, int requi
     if (!d1__json_u64(j, v, &u) || u > INT_MAX) return D1__FAIL(D1_ERR_CONFIG);
     *out = (int)u;
     return D1_OK;
+}
+/* Member `key` (required) as a special token id: null is D1_TOKEN_NONE. */
+static int d1__cfg_id(const d1__json *j, size_t obj, const char *key, int *out) {
+    size_t v;
+    int rc = d1__json_find(j, obj, key, &v);
+    if (rc < 0) return rc;
+    if (rc == 1 && j->s[v] == 'n') {
+        *out = D1_TOKEN_NONE;
+        return D1_OK;
+    }
+    return d1__cfg_int(j, obj, key, 1, out);
 }
 /* Member `key` (required) as a finite float > 0. */
 static int d1__cfg_float(const d1__json *j, size_t obj, const char *key, float *out) {
@@ -5539,8 +5668,8 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_int(&j, obj, "max_sequence_length", 1, &c.max_seq_len)) != D1_OK) return rc;
     if ((rc = d1__cfg_bool(&j, obj, "weight_tying", -1, &c.tied_embeddings)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "mask_token_id", 1, &c.mask_id)) != D1_OK) return rc;
-    if ((rc = d1__cfg_int(&j, obj, "eos_token_id", 1, &c.eos_id)) != D1_OK) return rc;
-    if ((rc = d1__cfg_int(&j, obj, "pad_token_id", 1, &c.pad_id)) != D1_OK) return rc;
+    if ((rc = d1__cfg_id(&j, obj, "eos_token_id", &c.eos_id)) != D1_OK) return rc;
+    if ((rc = d1__cfg_id(&j, obj, "pad_token_id", &c.pad_id)) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "model_type", "llada")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "activation_type", "silu")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "block_type", "llama")) != D1_OK) return rc;

@@ -468,11 +468,11 @@ static int heldout_prompts(const task *t, int n, uint64_t seed, int split, int *
 }
 
 /* The reward for d1_grpo_step: decode, then the task's text reward. */
-static float reward_tokens(const int *prompt, int prompt_len, const int *completion, int completion_len, void *user) {
+static float reward_tokens(const d1_rollout *ro, void *user) {
     const task *t = (const task *)user;
     char p[64], c[512];
-    tok_decode(prompt, prompt_len, p, sizeof p);
-    tok_decode(completion, completion_len, c, sizeof c);
+    tok_decode(ro->prompt, ro->prompt_len, p, sizeof p);
+    tok_decode(ro->completion, ro->completion_len, c, sizeof c);
     return t->reward_text(p, c);
 }
 
@@ -507,9 +507,8 @@ static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block,
     int *out = (int *)malloc(sizeof(int) * CHUNK * T);
     double s = 0, s2 = 0, e = 0;
     int no_answer = 0;
-    memset(&sd, 0, sizeof sd);
-    sd.gen_len = gen_len; sd.block_len = block ? block : gen_len; sd.steps = gen_len / 2;
-    sd.temperature = 0.0f; sd.remasking = D1_REMASK_LOW_CONFIDENCE;
+    sd = d1_sampler_default_desc(gen_len); /* argmax, low-confidence remasking */
+    sd.block_len = block ? block : gen_len; sd.steps = gen_len / 2;
     sd.threshold = threshold;
     d1_rng_seed(&rng, 0); /* unused at temperature 0 */
     if (passes) *passes = 0;
@@ -556,14 +555,6 @@ static d1_config model_config(const settings *S) {
     c.rope_theta = S->rope_theta;
     c.mask_id = TOK_MASK; c.eos_id = TOK_EOS; c.pad_id = TOK_EOS;
     return c;
-}
-
-/* lr: linear warmup over the first 5%, then cosine to 10% */
-static float lr_at(float peak, int step, int total) {
-    int warm = total / 20 > 0 ? total / 20 : 1;
-    double f = (double)(step - warm) / (total - warm > 0 ? total - warm : 1);
-    if (step < warm) return peak * (step + 1) / warm;
-    return (float)(peak * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979 * f))));
 }
 
 /* A stage's files under OUT/TASK/: NAME/final (the finished model), NAME/ckpt
@@ -671,7 +662,9 @@ static int stage_train(const settings *S, int stage) {
         Tb = need >= T ? T : need + (int)(d1_rng_u64(&rngs[0]) % (uint64_t)(T - need + 1));
         for (b = 1; b < B; b++) /* repack the rows at length Tb */
             memmove(tokens + (size_t)b * Tb, tokens + (size_t)b * T, sizeof(int) * Tb);
-        opt.desc.lr = lr_at(sft ? S->sft_lr : S->base_lr, step, total);
+        /* lr: linear warmup over the first 5%, then a cosine down to 10% */
+        opt.desc.lr = d1_lr_warmup_cosine(sft ? S->sft_lr : S->base_lr, step, total, total / 20 > 0 ? total / 20 : 1,
+                                          0.1);
         d1_model_zero_grad(&m);
         /* both stages: the masked-diffusion loss conditional on the prompt
            (the prompt is never masked), see stage_train's comment */
@@ -989,10 +982,12 @@ static int stage_headroom(const settings *S, int stage) {
         if (check(d1_sampler_generate(&m, &gd.sampler, group, G, P, NULL, &rng, out, &st), "sample") != D1_OK) break;
         for (g = 0; g < G; g++) {
             const int *row = out + (size_t)g * T;
-            int len;
+            d1_rollout ro;
             float r;
-            for (len = 0; len < gen && row[P + len] != TOK_EOS; len++) {}
-            r = reward_tokens(row, P, row + P, len, (void *)t);
+            ro.prompt = row; ro.prompt_len = P; ro.completion = row + P; ro.prompt_index = i; ro.member = g;
+            for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != TOK_EOS;
+                 ro.completion_len++) {}
+            r = reward_tokens(&ro, (void *)t);
             sum += r / G;
             hi = r > hi ? r : hi; lo = r < lo ? r : lo;
         }

@@ -1,6 +1,6 @@
 /* hello.c - the d1.h story end to end: define, initialise, pretrain a tiny
    masked diffusion model for a few hundred steps, watch the loss fall, and
-   let it fill in a masked sequence.
+   let the sampler (LLaDA's low-confidence remasking) continue a prompt.
 
    The corpus: sequences "abcd..." counting upward from a random letter with a
    random stride, wrapping around the alphabet. A masked token can be inferred
@@ -9,7 +9,7 @@
 #include "../d1.h"
 #include <stdio.h>
 
-enum { V = 27, MASK = 26, B = 16, T = 16, STEPS = 600 };
+enum { V = 27, MASK = 26, B = 16, T = 16, STEPS = 1200 };
 
 static void make_batch(d1_rng *r, int *tok) {
     int b, i;
@@ -19,10 +19,10 @@ static void make_batch(d1_rng *r, int *tok) {
     }
 }
 
-static void print_seq(const char *label, const int *tok) {
+static void print_seq(const char *label, const int *tok, int n) {
     int i;
     printf("%s", label);
-    for (i = 0; i < T; i++) putchar(tok[i] == MASK ? '_' : 'a' + tok[i]);
+    for (i = 0; i < n; i++) putchar(tok[i] == MASK ? '_' : 'a' + tok[i]);
     putchar('\n');
 }
 
@@ -31,14 +31,18 @@ int main(void) {
     d1_model model;
     d1_adamw opt;
     d1_adamw_desc od = d1_adamw_default_desc();
+    d1_sampler_desc sd = d1_sampler_default_desc(T - 4);
     d1_rng data, noise;
-    int tok[B * T], seq[T], i, step, rc;
+    int tok[B * T], prompt[4] = {2, 4, 6, 8}, seq[T], step, rc; /* "cegi": the rest steps by 2 */
     float loss = 0.0f;
 
     cfg.vocab_size = V; cfg.dim = 64; cfg.n_layers = 2; cfg.n_heads = 4;
-    cfg.ffn_dim = 172; cfg.max_seq_len = T; cfg.mask_id = MASK;
+    cfg.ffn_dim = 172; cfg.max_seq_len = T;
+    cfg.mask_id = MASK;              /* the special ids are stated, never defaulted: */
+    cfg.eos_id = D1_TOKEN_NONE;      /* every sequence is T letters, no EOS, */
+    cfg.pad_id = D1_TOKEN_NONE;      /* and no prompt is padded */
     if ((rc = d1_model_init(&model, &cfg, 1234)) != D1_OK) {
-        fprintf(stderr, "init: %s\n", d1_strerror(rc));
+        fprintf(stderr, "init: %s\n", d1_last_error());
         return 1;
     }
     od.lr = 1e-3f;
@@ -52,26 +56,17 @@ int main(void) {
         d1_model_zero_grad(&model);
         rc = d1_pretrain_loss(&model, tok, B, T, NULL, NULL, &noise, &loss); /* forward + backward */
         if (rc == D1_OK) rc = d1_adamw_step(&opt, &model, NULL);
-        if (rc != D1_OK) { fprintf(stderr, "step %d: %s\n", step, d1_strerror(rc)); return 1; }
+        if (rc != D1_OK) { fprintf(stderr, "step %d: %s\n", step, d1_last_error()); return 1; }
         if (step == 1 || step % 100 == 0) printf("step %4d  loss %.4f\n", step, loss);
     }
 
-    /* Fill in a masked sequence the diffusion way: each pass predicts every
-       masked position, and only the one with the highest logit is kept (a
-       cheap cousin of LLaDA's low-confidence remasking, see the sampler). */
-    for (i = 0; i < T; i++) seq[i] = (i == 3 || i == 4 || i == 11) ? (2 + 2 * i) % 26 : MASK;
-    print_seq("masked:  ", seq);
-    for (;;) {
-        int v, pos = -1, best_tok = 0;
-        float best = -1e30f;
-        d1_model_forward(&model, seq, 1, T, NULL);
-        for (i = 0; i < T; i++)
-            for (v = 0; v < MASK && seq[i] == MASK; v++)
-                if (model.logits[i * V + v] > best) { best = model.logits[i * V + v]; pos = i; best_tok = v; }
-        if (pos < 0) break;
-        seq[pos] = best_tok;
-    }
-    print_seq("filled:  ", seq);
+    /* Continue a prompt the diffusion way: the canvas is the prompt and 12
+       masks; each step predicts every masked position and keeps the one it is
+       most sure of (one block, one token per step: d1_sampler_default_desc). */
+    print_seq("prompt:  ", prompt, 4);
+    rc = d1_sampler_generate(&model, &sd, prompt, 1, 4, NULL, &noise, seq, NULL);
+    if (rc != D1_OK) { fprintf(stderr, "sample: %s\n", d1_last_error()); return 1; }
+    print_seq("sampled: ", seq, T);
     d1_adamw_free(&opt);
     d1_model_free(&model);
     return 0;

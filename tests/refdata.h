@@ -77,7 +77,7 @@ static D1__MAYBE_UNUSED double ref_rel_err(const float *a, const float *b, size_
 
 #ifdef D1_H
 /* The model of ref_core.bin, with its weights copied in by Hugging Face name
-   (max_seq_len 0 keeps the file's); eos_id / pad_id as given. 0 on failure. */
+   (max_seq_len 0 keeps the file's); eos_id (or D1_TOKEN_NONE) also as pad_id. 0 on failure. */
 static int ref_model_init(d1_model *m, const ref_file *rf, int max_seq_len, int eos_id) {
     const ref_record *cr = ref_get(rf, "config");
     const int *ci;

@@ -260,7 +260,7 @@ static void test_sampler_contract(void) {
         d1_model m2;
         world w2 = w;
         int p2[2] = {0, 0};
-        c2.vocab_size = 2; c2.mask_id = 1; c2.eos_id = 0; c2.pad_id = 0;
+        c2.vocab_size = 2; c2.mask_id = 1; c2.eos_id = 0; c2.pad_id = D1_TOKEN_NONE;
         CHECK(d1_model_init(&m2, &c2, 1) == D1_OK, "a two-token model");
         w2.m = &m2; w2.o = NULL;
         d = sdesc();
@@ -544,14 +544,15 @@ static void test_adamw_contract(void) {
 }
 
 /* ---- the diffu-GRPO step ----------------------------------------------------- */
-static float count_reward(const int *prompt, int pl, const int *o, int n, void *user) {
-    int i, k = 0;
-    (void)prompt; (void)pl; (void)user;
+static float count_reward(const d1_rollout *ro, void *user) {
+    const int *o = ro->completion;
+    int i, k = 0, n = ro->completion_len;
+    (void)user;
     for (i = 0; i < n; i++) k += o[i] == 3;
     return (float)k;
 }
-static float nan_after(const int *prompt, int pl, const int *o, int n, void *user) {
-    (void)prompt; (void)pl; (void)o; (void)n;
+static float nan_after(const d1_rollout *ro, void *user) {
+    (void)ro;
     return *(const float *)user;
 }
 

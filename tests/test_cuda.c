@@ -522,9 +522,10 @@ static void test_reference_generate(void) {
 }
 
 /* d1_grpo_logprobs and d1_grpo_loss (clipped and wd1), then a whole d1_grpo_step */
-static float reward_threes(const int *prompt, int plen, const int *c, int n, void *user) {
-    int i, k = 0;
-    (void)prompt; (void)plen; (void)user;
+static float reward_threes(const d1_rollout *ro, void *user) {
+    const int *c = ro->completion;
+    int i, k = 0, n = ro->completion_len;
+    (void)user;
     for (i = 0; i < n; i++) k += c[i] == 3;
     return (float)k / (float)(n > 0 ? n : 1);
 }

@@ -343,7 +343,7 @@ static void model_case(int tied) {
     float p[2] = {0.4f, 0.8f}, loss;
     memset(&c, 0, sizeof c);
     c.vocab_size = 11; c.dim = 16; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 12;
-    c.max_seq_len = 8; c.rope_theta = 50.0f; c.mask_id = 10; c.tied_embeddings = tied;
+    c.max_seq_len = 8; c.rope_theta = 50.0f; c.mask_id = 10; c.eos_id = 9; c.pad_id = 9; c.tied_embeddings = tied;
     CHECK(d1_model_init(&m, &c, 77) == D1_OK, "init");
     for (i = 0; i < (int)m.num_params; i++) m.param_memory[i] *= 10.0f; /* larger weights: larger gradients */
     for (i = 0; i < 12; i++) {

@@ -190,9 +190,10 @@ static void test_base_frozen_adapters_learn(void) {
 
 /* a dense reward: the share of 2s in the completion (a token this base
    proposes now and then, so that groups differ from the start) */
-static float share_of_twos(const int *prompt, int plen, const int *o, int n, void *user) {
-    int i, k = 0;
-    (void)prompt; (void)plen; (void)user;
+static float share_of_twos(const d1_rollout *ro, void *user) {
+    const int *o = ro->completion;
+    int i, k = 0, n = ro->completion_len;
+    (void)user;
     for (i = 0; i < n; i++) k += o[i] == 2;
     return n ? (float)k / (float)n : 0.0f;
 }

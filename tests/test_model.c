@@ -22,7 +22,7 @@ static void test_reference_dump(void) {
         CHECK(0, "cannot read %s/ref_core.bin", D1_TEST_DATA);
         return;
     }
-    CHECK(ref_model_init(&m, &rf, 0, 0), "the reference model, weights by Hugging Face name");
+    CHECK(ref_model_init(&m, &rf, 0, D1_TOKEN_NONE), "the reference model, weights by Hugging Face name");
     c = m.config;
     nt = d1_model_num_tensors(&m);
     CHECK(nt == 2 + 9 * c.n_layers + !c.tied_embeddings, "tensor count %d", nt);
@@ -305,6 +305,69 @@ static void test_bad_input(void) {
    grow with T: the order in which T grows must not change a bit. A model run
    at T = 3, 9, 16 and one run at T = 16 first, then 3 and 9, give the same
    logits at each T and the same tables; a new model holds no tables. */
+/* The special ids are stated: a zeroed pair, an id that is the mask or
+   outside the vocabulary, each refused with its message; D1_TOKEN_NONE
+   accepted, written to config.json as null and read back; a pad_id of NONE
+   refuses left-padded prompts (a padded position needs a token). */
+static void test_special_ids(void) {
+    static const struct { int eos, pad; const char *msg; } bad[] = {
+        {0, 0, "eos_id and pad_id are both 0"},
+        {15, 14, "eos_id 15 is the mask id"},
+        {14, 15, "pad_id 15 is the mask id"},
+        {16, 14, "eos_id 16: neither D1_TOKEN_NONE nor in [0, vocab_size 16)"},
+        {14, -2, "pad_id -2: neither D1_TOKEN_NONE"},
+    };
+    d1_config c = small_config(), r;
+    d1_model m;
+    d1_sampler_desc sd = d1_sampler_default_desc(4);
+    d1_rng rng;
+    char json[4096];
+    int i, prompts[2 * 3] = {1, 2, 3, 4, 5, 6}, lens[2] = {3, 2}, out[2 * 7];
+    for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        c.eos_id = bad[i].eos; c.pad_id = bad[i].pad;
+        CHECK(d1_config_resolve(&c, &r) == D1_ERR_CONFIG, "eos %d pad %d accepted", bad[i].eos, bad[i].pad);
+        CHECK(strstr(d1_last_error(), bad[i].msg) != NULL, "message \"%s\" lacks \"%s\"", d1_last_error(), bad[i].msg);
+    }
+    c.eos_id = 0; c.pad_id = D1_TOKEN_NONE; /* token 0 as EOS is fine once pad_id says what it is */
+    CHECK(d1_config_resolve(&c, &r) == D1_OK, "EOS 0, no pad: %s", d1_last_error());
+    c.eos_id = D1_TOKEN_NONE;
+    CHECK(d1_config_resolve(&c, &r) == D1_OK, "neither: %s", d1_last_error());
+    CHECK(d1_config_to_json(&c, json, sizeof json) == D1_OK, "to json");
+    CHECK(strstr(json, "\"eos_token_id\": null") && strstr(json, "\"pad_token_id\": null"), "null in %s", json);
+    memset(&r, 0, sizeof r);
+    CHECK(d1_config_from_json(&r, json, strlen(json)) == D1_OK && r.eos_id == D1_TOKEN_NONE &&
+              r.pad_id == D1_TOKEN_NONE, "read back: eos %d pad %d", r.eos_id, r.pad_id);
+    CHECK(d1_model_init(&m, &c, 3) == D1_OK, "init");
+    d1_rng_seed(&rng, 5);
+    sd.suppress_eos = 1; sd.stop_at_eos = 1; /* no EOS: nothing to suppress or stop at */
+    CHECK(d1_sampler_generate(&m, &sd, prompts, 2, 3, NULL, &rng, out, NULL) == D1_OK, "unpadded prompts");
+    CHECK(d1_sampler_generate(&m, &sd, prompts, 2, 3, lens, &rng, out, NULL) == D1_ERR_CONFIG, "padded");
+    CHECK(strstr(d1_last_error(), "prompt_lens[1] = 2 < P 3 needs left padding, and pad_id is D1_TOKEN_NONE"),
+          "message: %s", d1_last_error());
+    d1_model_free(&m);
+}
+
+/* d1_lr_warmup_cosine: the warmup's line, the cosine's ends and middle, the clamps */
+static void test_lr_schedule(void) {
+    const float peak = 3e-3f;
+    int64_t s;
+    float prev = peak;
+    CHECK(d1_lr_warmup_cosine(peak, 0, 100, 5, 0.1) == peak / 5, "first warmup step");
+    CHECK(d1_lr_warmup_cosine(peak, 4, 100, 5, 0.1) == peak, "last warmup step reaches the peak");
+    CHECK(d1_lr_warmup_cosine(peak, 5, 100, 5, 0.1) == peak, "cosine starts at the peak");
+    CHECK(fabsf(d1_lr_warmup_cosine(peak, 100, 100, 5, 0.1) - 0.1f * peak) < 1e-9f, "ends at final_frac x peak");
+    CHECK(fabsf(d1_lr_warmup_cosine(peak, 55, 105, 5, 0.0) - 0.5f * peak) < 1e-9f, "halfway: half the peak");
+    for (s = 5; s <= 100; s++) {
+        float lr = d1_lr_warmup_cosine(peak, s, 100, 5, 0.1);
+        CHECK(lr <= prev && lr >= 0.1f * peak * 0.9999f, "step %d: %g after %g", (int)s, lr, prev);
+        prev = lr;
+    }
+    CHECK(d1_lr_warmup_cosine(peak, -3, 100, 5, 0.1) == peak / 5, "step < 0 clamps to 0");
+    CHECK(d1_lr_warmup_cosine(peak, 500, 100, 5, 0.1) == d1_lr_warmup_cosine(peak, 100, 100, 5, 0.1), "past total");
+    CHECK(d1_lr_warmup_cosine(peak, 3, 0, 5, 0.1) == peak, "total 0: the peak");
+    CHECK(d1_lr_warmup_cosine(peak, 0, 100, 0, 0.1) == peak, "no warmup: the peak at step 0");
+}
+
 static void test_rope_lazy(void) {
     d1_config c = small_config();
     d1_model a, b;
@@ -347,5 +410,7 @@ int main(void) {
     RUN(test_learning);
     RUN(test_bad_input);
     RUN(test_rope_lazy);
+    RUN(test_special_ids);
+    RUN(test_lr_schedule);
     return th_summary();
 }

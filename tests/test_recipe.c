@@ -578,19 +578,20 @@ static void test_invariants(void) {
 /* ---- a bandit: reward 1 when the completion holds "3 3" somewhere ----------
    (a pattern the one-step estimator can express: it scores each completion
    token given the prompt alone, so it learns marginals, not adjacency) */
-static float pattern_reward(const int *prompt, int plen, const int *o, int n, void *user) {
-    int i;
-    (void)prompt; (void)plen; (void)user;
+static float pattern_reward(const d1_rollout *ro, void *user) {
+    const int *o = ro->completion;
+    int i, n = ro->completion_len;
+    (void)user;
     for (i = 0; i + 1 < n; i++)
         if (o[i] == 3 && o[i + 1] == 3) return 1.0f;
     return 0.0f;
 }
-static float nan_reward(const int *prompt, int plen, const int *o, int n, void *user) {
-    (void)prompt; (void)plen; (void)o; (void)n; (void)user;
+static float nan_reward(const d1_rollout *ro, void *user) {
+    (void)ro; (void)user;
     return NAN;
 }
-static float zero_reward(const int *prompt, int plen, const int *o, int n, void *user) {
-    (void)prompt; (void)plen; (void)o; (void)n; (void)user;
+static float zero_reward(const d1_rollout *ro, void *user) {
+    (void)ro; (void)user;
     return 0.5f;
 }
 
@@ -650,6 +651,114 @@ static int bandit_run(uint64_t seed, int objective, int estimator, float *first_
     d1_model_free(&m);
     d1_model_free(&ref);
     return hit;
+}
+
+/* ---- the reward is told its prompt and group member; the rollouts come back ----
+   The reward records what it was shown and returns a value that encodes the
+   prompt index and member, so the returned rewards show their order too. */
+typedef struct seen_rollouts {
+    const int *prompts, *lens;
+    int P, G, calls[2][3], bad_prompt, comp[6][8], comp_len[6];
+} seen_rollouts;
+static float told_reward(const d1_rollout *ro, void *user) {
+    seen_rollouts *s = (seen_rollouts *)user;
+    int r = ro->prompt_index * s->G + ro->member, i, threes = 0;
+    const int *want = s->prompts + (size_t)ro->prompt_index * s->P + s->P - s->lens[ro->prompt_index];
+    if (ro->prompt_index < 0 || ro->prompt_index > 1 || ro->member < 0 || ro->member > 2) { s->bad_prompt++; return 0; }
+    s->calls[ro->prompt_index][ro->member]++;
+    if (ro->prompt_len != s->lens[ro->prompt_index] || memcmp(ro->prompt, want, sizeof(int) * ro->prompt_len))
+        s->bad_prompt++;
+    for (i = 0; i < ro->completion_len; i++) threes += ro->completion[i] == 3;
+    memcpy(s->comp[r], ro->completion, sizeof(int) * ro->completion_len);
+    s->comp_len[r] = ro->completion_len;
+    return (float)threes + 100.0f * ro->prompt_index + 10.0f * ro->member;
+}
+
+static void test_rollouts_told_and_returned(void) {
+    d1_config c = bandit_config();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc d = d1_grpo_default_desc(8);
+    d1_grpo_stats st;
+    d1_reward rw;
+    d1_rng rng;
+    seen_rollouts s;
+    int prompts[2 * 3] = {1, 2, 4, 8, 5, 6}, lens[2] = {3, 2}, rollouts[6 * 11], i, j, g;
+    float rewards[6 * 2], adv[6];
+    memset(&s, 0, sizeof s);
+    s.prompts = prompts; s.lens = lens; s.P = 3; s.G = 3;
+    d1_model_init(&m, &c, 11);
+    od.lr = 1e-4f;
+    d1_adamw_init(&opt, &m, &od);
+    rw.name = "told"; rw.fn = told_reward; rw.weight = 1.0f; rw.user = &s;
+    d.rewards = &rw; d.n_rewards = 1; d.group_size = 3; d.inner_steps = 1; d.beta = 0.0f;
+    d.sampler.temperature = 1.0f;
+    d.out_rollouts = rollouts; d.out_rewards = rewards; d.out_advantages = adv;
+    for (i = 0; i < 6 * 11; i++) rollouts[i] = -7;
+    d1_rng_seed(&rng, 3);
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_OK, "step: %s", d1_last_error());
+    for (i = 0; i < 2; i++)
+        for (g = 0; g < 3; g++) CHECK(s.calls[i][g] == 1, "prompt %d member %d scored %d times", i, g, s.calls[i][g]);
+    CHECK(s.bad_prompt == 0, "%d rollouts shown another prompt than their index's", s.bad_prompt);
+    for (i = 0; i < 6; i++) {
+        const int *row = rollouts + i * 11;
+        float want = rewards[i * 2 + 1];
+        CHECK(row[0] == (i < 3 ? 1 : c.pad_id) && row[1] == prompts[(i / 3) * 3 + 1] && row[2] == prompts[(i / 3) * 3 + 2],
+              "rollout %d: the prompt, left-padded with pad_id", i);
+        CHECK(!memcmp(row + 3, s.comp[i], sizeof(int) * s.comp_len[i]) &&
+                  (s.comp_len[i] == 8 || row[3 + s.comp_len[i]] == c.eos_id),
+              "rollout %d: the completion the reward saw, then EOS", i);
+        CHECK(want >= 100.0f * (i / 3) + 10.0f * (i % 3) && want < 100.0f * (i / 3) + 10.0f * (i % 3) + 9.0f,
+              "reward %d = %g: not prompt %d member %d's", i, want, i / 3, i % 3);
+        CHECK(rewards[i * 2] == want, "weighted reward %g vs %g", rewards[i * 2], want);
+    }
+    for (g = 0; g < 2; g++) { /* d1: A = r - group mean */
+        float mean = (rewards[g * 6] + rewards[g * 6 + 2] + rewards[g * 6 + 4]) / 3.0f;
+        for (j = 0; j < 3; j++)
+            CHECK(fabsf(adv[g * 3 + j] - (rewards[(g * 3 + j) * 2] - mean)) < 1e-4f, "advantage %d", g * 3 + j);
+    }
+    /* a failing step writes none of them */
+    for (i = 0; i < 6 * 11; i++) rollouts[i] = -7;
+    d.sampler.block_len = 3;
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_ERR_SETTING, "block 3 of 8");
+    for (i = 0; i < 6 * 11; i++)
+        if (rollouts[i] != -7) break;
+    CHECK(i == 6 * 11, "a failed step wrote the rollouts");
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+
+    /* no EOS in the vocabulary: every completion is scored whole; no pad
+       token: a padded prompt is refused, an unpadded one runs */
+    c.eos_id = D1_TOKEN_NONE; c.pad_id = D1_TOKEN_NONE;
+    d1_model_init(&m, &c, 11);
+    d1_adamw_init(&opt, &m, &od);
+    d.sampler.block_len = 8;
+    memset(&s, 0, sizeof s);
+    s.prompts = prompts; s.lens = lens; s.P = 3; s.G = 3;
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_ERR_CONFIG, "padded, no pad id");
+    lens[1] = 3;
+    CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, lens, &rng, &st) == D1_OK, "no EOS: %s", d1_last_error());
+    CHECK(st.completion_len == 8.0f, "no EOS: completions of %g tokens, not all 8", st.completion_len);
+    for (i = 0; i < 6; i++) CHECK(s.comp_len[i] == 8, "rollout %d: the reward saw %d tokens", i, s.comp_len[i]);
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
+/* d1_grpo_default_desc: d1's block of 32 where 32 divides gen_len, else one
+   block; steps gen_len / 2 where that is whole per block; the result is
+   always a schedule the sampler takes */
+static void test_default_descs(void) {
+    static const int gens[][3] = {{64, 32, 32}, {256, 32, 128}, {96, 32, 48}, {20, 20, 10}, {56, 56, 28}, {1, 1, 1}};
+    int i;
+    for (i = 0; i < (int)(sizeof gens / sizeof gens[0]); i++) {
+        d1_grpo_desc d = d1_grpo_default_desc(gens[i][0]);
+        CHECK(d.sampler.block_len == gens[i][1] && d.sampler.steps == gens[i][2], "gen %d: block %d steps %d",
+              gens[i][0], d.sampler.block_len, d.sampler.steps);
+        CHECK(d.group_size == 6 && d.inner_steps == 8 && d.beta == 0.04f && d.clip_eps == 0.5f &&
+                  d.sampler.temperature == 0.9f && d.p_mask_prompt == 0.15f && !d.out_rollouts,
+              "d1's settings");
+    }
 }
 
 /* Short (th_short): seed 1 of each objective; the other seeds run natively. */
@@ -802,6 +911,8 @@ int main(void) {
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);
+    RUN(test_rollouts_told_and_returned);
+    RUN(test_default_descs);
     RUN(test_bandit_learning);
     RUN(test_other_estimators);
     ref_free(&core);

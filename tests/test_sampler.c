@@ -60,6 +60,28 @@ static d1_config tiny(void) {
     return c;
 }
 
+/* d1_sampler_default_desc: generate.py's settings, the same sample as the
+   desc written out field by field */
+static void test_default_desc(void) {
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc a = d1_sampler_default_desc(12), b;
+    d1_rng ra, rb;
+    int prompts[2 * 3] = {1, 2, 3, 4, 5, 6}, oa[2 * 15], ob[2 * 15];
+    CHECK(a.gen_len == 12 && a.block_len == 12 && a.steps == 12 && a.temperature == 0.0f &&
+              a.remasking == D1_REMASK_LOW_CONFIDENCE && a.cfg_scale == 0.0f && a.threshold == 0.0f &&
+              a.kv_cache == D1_KV_NONE && !a.suppress_eos && !a.stop_at_eos && !a.callback,
+          "the defaults");
+    memset(&b, 0, sizeof b);
+    b.gen_len = 12; b.block_len = 12; b.steps = 12; b.remasking = D1_REMASK_LOW_CONFIDENCE;
+    d1_model_init(&m, &c, 3);
+    d1_rng_seed(&ra, 9); d1_rng_seed(&rb, 9);
+    CHECK(d1_sampler_generate(&m, &a, prompts, 2, 3, NULL, &ra, oa, NULL) == D1_OK &&
+              d1_sampler_generate(&m, &b, prompts, 2, 3, NULL, &rb, ob, NULL) == D1_OK && !memcmp(oa, ob, sizeof oa),
+          "the same sample");
+    d1_model_free(&m);
+}
+
 /* A cached pass right after a full pass (same canvas, fresh cache) must give
    the full pass's logits for the positions it recomputes. */
 static void test_kv_cache_matches_full_forward(void) {
@@ -238,5 +260,6 @@ int main(void) {
     RUN(test_stop_at_eos);
     RUN(test_callback);
     RUN(test_bad_settings);
+    RUN(test_default_desc);
     return th_summary();
 }

@@ -104,7 +104,7 @@ static int forward_step(void *p) {
 static void bench_model_config(d1_config *c, const bconfig *bc, int max_seq_len) {
     memset(c, 0, sizeof *c);
     c->vocab_size = bc->V; c->dim = bc->C; c->n_layers = bc->L; c->n_heads = bc->H; c->n_kv_heads = bc->KV;
-    c->ffn_dim = bc->F; c->max_seq_len = max_seq_len; c->mask_id = bc->V - 1;
+    c->ffn_dim = bc->F; c->max_seq_len = max_seq_len; c->mask_id = bc->V - 1; c->eos_id = c->pad_id = bc->V - 2;
 }
 
 /* d1_model_init, then (on --device cuda) d1_model_set_device, then the thread count. */

@@ -72,10 +72,10 @@ static double gemm_peak(void) {
 }
 
 /* the demo's reward, on the decoded text (user: the task) */
-static float reward_cells(const int *prompt, int prompt_len, const int *completion, int completion_len, void *user) {
+static float reward_cells(const d1_rollout *ro, void *user) {
     char p[64], c[256];
-    tok_decode(prompt, prompt_len, p, sizeof p);
-    tok_decode(completion, completion_len, c, sizeof c);
+    tok_decode(ro->prompt, ro->prompt_len, p, sizeof p);
+    tok_decode(ro->completion, ro->completion_len, c, sizeof c);
     return ((const task *)user)->reward_text(p, c);
 }
 

@@ -365,7 +365,7 @@ static int sample_settings(const d1_command *c, const cmdline *a, d1_sampler_des
     static const char *const precisions[2] = {"f32", "bf16"};
     const char *s = opt(c, a, "--seed");
     char *end;
-    memset(d, 0, sizeof *d);
+    *d = d1_sampler_default_desc(0);
     if (!int_opt(c, a, "--gen-len", 1, &d->gen_len) || !len_opt(c, a, "--block-len", d->gen_len, &d->block_len) ||
         !len_opt(c, a, "--steps", d->gen_len, &d->steps) || !float_opt(c, a, "--temperature", &d->temperature) ||
         !float_opt(c, a, "--threshold", &d->threshold) || !float_opt(c, a, "--cfg", &d->cfg_scale) ||
