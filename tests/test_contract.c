@@ -119,6 +119,9 @@ static const char *changed(const snap *a, const snap *b, int logits) {
               d1_last_error(), (msg));                                                                        \
     } while (0)
 
+/* the message of the call just made holds msg */
+#define LASTMSG(msg) CHECK(strstr(d1_last_error(), (msg)) != NULL, "message \"%s\" lacks \"%s\"", d1_last_error(), (msg))
+
 static d1_config tiny(void) {
     d1_config c;
     memset(&c, 0, sizeof c);
@@ -207,15 +210,20 @@ static void test_sampler_contract(void) {
     d = sdesc();
     prompt[3] = -1;
     CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    LASTMSG("prompts[0][3] = -1, outside [0, vocab_size 20)");
     prompt[3] = 20;
     CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    LASTMSG("prompts[0][3] = 20, outside [0, vocab_size 20)");
     prompt[3] = c.mask_id;
     CASE(w, 1, D1_ERR_TOKEN, d1_sampler_generate(&m, &d, prompt, 2, 5, NULL, &r, out, NULL));
+    LASTMSG("prompts[0][3] = 19 is the mask id");
     prompt[3] = 4;
     lens[1] = -1;
     CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL));
+    LASTMSG("prompt_lens[1] = -1, outside [0, P 5]");
     lens[1] = 6;
     CASE(w, 1, D1_ERR_SHAPE, d1_sampler_generate(&m, &d, prompt, 2, 5, lens, &r, out, NULL));
+    LASTMSG("prompt_lens[1] = 6, outside [0, P 5]");
     lens[1] = 5;
 
     /* non-finite weights: the sampler used to pick token -1 and read wte[-C] */
@@ -266,6 +274,7 @@ static void test_sampler_contract(void) {
         d = sdesc();
         d.suppress_eos = 1;
         CASE(w2, 1, D1_ERR_CONFIG, d1_sampler_generate(&m2, &d, p2, 2, 1, NULL, &r, out, NULL));
+        LASTMSG("vocab_size 2 holds no token to reveal besides the mask and the suppressed EOS");
         d.suppress_eos = 0; /* EOS allowed: fine */
         CHECK(d1_sampler_generate(&m2, &d, p2, 2, 1, NULL, &r, out, NULL) == D1_OK, "EOS may be revealed");
         d1_model_free(&m2);
@@ -311,23 +320,29 @@ static void test_loss_contract(void) {
     CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, NULL, &r, &loss));
     CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, NULL, p, &r, &loss));
     CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 0, 12, NULL, NULL, &r, &loss));
+    LASTMSG("B 0, T 12: both must be > 0 and T <= max_seq_len 48");
     CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 2, -1, NULL, NULL, &r, &loss));
     CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, 1, 49, NULL, NULL, &r, &loss));
+    LASTMSG("B 1, T 49");
     CASE(w, 1, D1_ERR_SHAPE, d1_pretrain_loss(&m, tok, INT_MAX, INT_MAX, NULL, NULL, &r, &loss));
     tok[5] = -1;
     CASE(w, 1, D1_ERR_TOKEN, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, &loss));
+    LASTMSG("= -1, outside [0, vocab_size 20)");
     tok[5] = 20;
     CASE(w, 1, D1_ERR_TOKEN, d1_pretrain_loss(&m, tok, 2, 12, NULL, NULL, &r, &loss));
     tok[5] = 5;
     p[1] = 0.0f;
     CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+    LASTMSG("p[1] = 0, outside (0, 1]");
     p[1] = 1.5f;
     CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
     p[1] = NAN;
     CASE(w, 1, D1_ERR_ARG, d1_pretrain_loss(&m, tok, 2, 12, mask, p, &r, &loss));
+    LASTMSG("p[1] = nan, outside (0, 1]");
     p[1] = 0.5f;
 
-    CASE(w, 1, D1_ERR_ARG, d1_sft_loss(&m, tok, 2, 12, NULL, NULL, NULL, &r, &loss));
+    CASEM(w, 1, D1_ERR_ARG, "prompt_lens is NULL", d1_sft_loss(&m, tok, 2, 12, NULL, NULL, NULL, &r, &loss));
+    CASEM(w, 1, D1_ERR_SHAPE, "B 0, T 12", d1_sft_loss(&m, tok, 0, 12, pl, NULL, NULL, &r, &loss));
     pl[1] = -1;
     CASE(w, 1, D1_ERR_SHAPE, d1_sft_loss(&m, tok, 2, 12, pl, NULL, NULL, &r, &loss));
     pl[1] = 12; /* no answer */
@@ -335,6 +350,7 @@ static void test_loss_contract(void) {
     pl[1] = 4;
     mask[1] = 1; /* inside the prompt */
     CASE(w, 1, D1_ERR_ARG, d1_sft_loss(&m, tok, 2, 12, pl, mask, p, &r, &loss));
+    LASTMSG("mask[0][1] = 1 inside the prompt");
     mask[1] = 0;
 
     /* the GRPO building blocks */
@@ -587,7 +603,19 @@ static void test_grpo_step_contract(void) {
     CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, NULL, prompts, 2, 4, NULL, &r, &st));
     CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, &d, NULL, 2, 4, NULL, &r, &st)); /* used to sample garbage */
     CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, &ref, &o, &d, prompts, 2, 4, NULL, NULL, &st));
-    CASE(w, 0, D1_ERR_ARG, d1_grpo_step(&m, NULL, &o, &d, prompts, 2, 4, NULL, &r, &st)); /* beta > 0 */
+    CASEM(w, 0, D1_ERR_ARG, "beta 0.04 > 0 needs a reference model",
+          d1_grpo_step(&m, NULL, &o, &d, prompts, 2, 4, NULL, &r, &st));
+    CASEM(w, 0, D1_ERR_ARG, "ref == policy with beta 0.04 > 0",
+          d1_grpo_step(&m, &m, &o, &d, prompts, 2, 4, NULL, &r, &st)); /* no adapters: no reference */
+    {
+        d1_config c2 = c;
+        d1_model other;
+        c2.rope_theta = 1000.0f;
+        d1_model_init(&other, &c2, 7);
+        CASEM(w, 0, D1_ERR_CONFIG, "the reference model's config differs",
+              d1_grpo_step(&m, &other, &o, &d, prompts, 2, 4, NULL, &r, &st));
+        d1_model_free(&other);
+    }
     STEP(D1_ERR_SHAPE, 0, 4);
     STEP(D1_ERR_SHAPE, -2, 4);
     STEP(D1_ERR_SHAPE, INT_MAX / 2 + 1, 4); /* n_prompts * G overflows */
@@ -623,29 +651,38 @@ static void test_grpo_step_contract(void) {
     BADGM(segments, -1, D1_ERR_SETTING, "segments -1");
     /* d2's trajectory needs a fixed schedule of at least N steps (FRESH: 4 steps) */
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 5; STEP(D1_ERR_SETTING, 2, 4);
+    LASTMSG("segments (5) steps");
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.threshold = 0.9f; STEP(D1_ERR_SETTING, 2, 4);
     FRESH(); d.estimator = D1_LOGP_TRAJECTORY; d.segments = 2; d.sampler.stop_at_eos = 1; STEP(D1_ERR_SETTING, 2, 4);
     /* SPG: its estimator and objective together, no KL, draws <= blocks, the EUBO's settings */
     FRESH(); d.objective = D1_GRPO_SPG; d.beta = 0.0f; STEP(D1_ERR_SETTING, 2, 4);
+    LASTMSG("estimator D1_LOGP_BLOCK and objective D1_GRPO_SPG go together");
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.beta = 0.0f; STEP(D1_ERR_SETTING, 2, 4);
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; STEP(D1_ERR_SETTING, 2, 4); /* beta 0.04 */
+    LASTMSG("SPG has no KL term: beta 0.04 must be 0");
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.mc_draws = 2;
     STEP(D1_ERR_SETTING, 2, 4); /* one block of 8 */
+    LASTMSG("SPG: mc_draws 2 needs as many blocks (gen_len 8 / block_len 8)");
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_mix = -0.5f;
     STEP(D1_ERR_SETTING, 2, 4);
+    LASTMSG("eubo_mix -0.5");
     FRESH(); d.estimator = D1_LOGP_BLOCK; d.objective = D1_GRPO_SPG; d.beta = 0.0f; d.eubo_beta = NAN;
     STEP(D1_ERR_SETTING, 2, 4);
+    LASTMSG("eubo_beta nan");
     FRESH(); d.estimator = D1_LOGP_ELBO; d.objective = D1_GRPO_WD1; STEP(D1_ERR_SETTING, 2, 4); /* ESPO: its ratio only */
+    LASTMSG("estimator D1_LOGP_ELBO goes with objective D1_GRPO_CLIPPED, not 1");
     BADGM(n_rewards, 0, D1_ERR_ARG, "n_rewards 0");
     BADGM(n_rewards, D1_MAX_REWARDS + 1, D1_ERR_ARG, "n_rewards 9");
     BADGM(rewards, NULL, D1_ERR_ARG, "rewards NULL");
     BADGM(sampler.temperature, NAN, D1_ERR_SETTING, "temperature nan");
     BADGM(sampler.block_len, 3, D1_ERR_SETTING, "block_len 3 does not divide gen_len 8");
     FRESH(); rw[0].fn = NULL; STEP(D1_ERR_ARG, 2, 4);
+    LASTMSG("rewards[0]: fn NULL");
     FRESH(); rw[0].weight = NAN; STEP(D1_ERR_ARG, 2, 4);
     FRESH(); d.n_rewards = 2; rw[1].weight = INFINITY; STEP(D1_ERR_ARG, 2, 4);
     /* a reward that answers NaN or infinity: found after the rollouts, before any update */
     FRESH(); rw[0].fn = nan_after; rw[0].user = &bad; STEP(D1_ERR_NONFINITE, 2, 4);
+    LASTMSG("rewards[0] (count) returned nan for prompt 0, member 0");
     CHECK(st.updates == 0, "NaN reward: %d updates reported", st.updates);
     bad = -INFINITY;
     FRESH(); rw[0].fn = nan_after; rw[0].user = &bad; STEP(D1_ERR_NONFINITE, 2, 4);
@@ -653,11 +690,13 @@ static void test_grpo_step_contract(void) {
     FRESH(); STEP(D1_ERR_TOKEN, 2, 4);
     prompts[2] = c.mask_id;
     FRESH(); STEP(D1_ERR_TOKEN, 2, 4);
+    LASTMSG("is the mask id");
     prompts[2] = 3;
     {
         float keep = m.param_memory[100];
         m.param_memory[100] = NAN; /* weights gone NaN in training: refused before the rollouts */
         FRESH(); STEP(D1_ERR_NONFINITE, 2, 4);
+        LASTMSG("NaN");
         m.param_memory[100] = keep;
     }
     /* an update that blows up late: whatever happens, `updates` says how many

@@ -316,6 +316,7 @@ static void test_special_ids(void) {
         {14, 15, "pad_id 15 is the mask id"},
         {16, 14, "eos_id 16: neither D1_TOKEN_NONE nor in [0, vocab_size 16)"},
         {14, -2, "pad_id -2: neither D1_TOKEN_NONE"},
+        {14, 14, "tied_embeddings 2: 0 or 1"},
     };
     d1_config c = small_config(), r;
     d1_model m;
@@ -324,10 +325,11 @@ static void test_special_ids(void) {
     char json[4096];
     int i, prompts[2 * 3] = {1, 2, 3, 4, 5, 6}, lens[2] = {3, 2}, out[2 * 7];
     for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
-        c.eos_id = bad[i].eos; c.pad_id = bad[i].pad;
+        c.eos_id = bad[i].eos; c.pad_id = bad[i].pad; c.tied_embeddings = strstr(bad[i].msg, "tied") ? 2 : 0;
         CHECK(d1_config_resolve(&c, &r) == D1_ERR_CONFIG, "eos %d pad %d accepted", bad[i].eos, bad[i].pad);
         CHECK(strstr(d1_last_error(), bad[i].msg) != NULL, "message \"%s\" lacks \"%s\"", d1_last_error(), bad[i].msg);
     }
+    c.tied_embeddings = 0;
     c.eos_id = 0; c.pad_id = D1_TOKEN_NONE; /* token 0 as EOS is fine once pad_id says what it is */
     CHECK(d1_config_resolve(&c, &r) == D1_OK, "EOS 0, no pad: %s", d1_last_error());
     c.eos_id = D1_TOKEN_NONE;
