@@ -16,13 +16,14 @@ RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
            $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/test_bf16 \
+           $(BUILD)/test_examples \
            $(BUILD)/fuzz_replay \
            $(BUILD)/fuzz_dir_replay
-EXAMPLES = $(BUILD)/hello $(BUILD)/d1_demo
+EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo demo-full demo-smoke hello bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
+.PHONY: all build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
         cuda test-cuda threshold-check
 all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1
 
@@ -35,6 +36,17 @@ $(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h tests/count
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# the RL loop: the smallest whole story, and one iteration written out
+$(BUILD)/grpo_bandit: examples/grpo_bandit.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/grpo_unrolled: examples/grpo_unrolled.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# grpo_unrolled.c's iteration against d1_grpo_step
+$(BUILD)/test_examples: tests/test_examples.c examples/grpo_unrolled.c d1.h tests/harness.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
@@ -113,6 +125,12 @@ threshold-check: $(BUILD)/d1_demo
 
 hello: $(BUILD)/hello
 	./$(BUILD)/hello
+
+bandit: $(BUILD)/grpo_bandit
+	./$(BUILD)/grpo_bandit
+
+grpo-unrolled: $(BUILD)/grpo_unrolled
+	./$(BUILD)/grpo_unrolled
 
 bench: $(BUILD)/bench $(BUILD)/bench_rl
 	./$(BUILD)/bench
