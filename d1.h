@@ -66,9 +66,16 @@
      V  vocabulary size            L  layers
      H  query heads                KV key/value heads (GQA), H % KV == 0
      D  head dim = C/H             F  MLP hidden width (ffn_dim)
+     QW = C + 2*KV*D, the rows of a layer's stacked q|k|v projection
+     KVD = KV*D, the width of the keys (and of the values)
+     P  prompt length (positions; a row's prompt is its last prompt_lens[b])
+     Lc completion length = gen_len = T - P
      G  group size (completions per prompt in diffu-GRPO)
+     R  = n_prompts*G rollouts of one diffu-GRPO iteration
      mu inner updates per generation batch (diffu-GRPO)
      p  masking ratio of a sequence in the forward process
+     eps: RMSNorm's norm_eps, AdamW's eps, and GRPO's clip_eps (clip to
+        [1-eps, 1+eps]) are three settings, each named so where it is set
 
    THE PAPER, STEP BY STEP (grep for the names)
 
@@ -654,7 +661,8 @@ typedef struct d1_grpo_stats {
 } d1_grpo_stats;
 
 /* One diffu-GRPO iteration over n_prompts prompts [n_prompts, P] (optionally
-   left-padded, prompt_lens as in d1_sampler_generate): generate, score,
+   left-padded, prompt_lens as in d1_sampler_generate; the log-prob passes
+   hide the padding from every query as the sampler does): generate, score,
    advantages, old/reference log-probs, then mu AdamW updates of `policy`.
    `ref` is the frozen reference policy (required when beta > 0; same config);
    a policy that trains LoRA adapters may pass itself: the reference is then
@@ -757,13 +765,22 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    null (then n_heads, vocab_size); embedding_size must equal vocab_size (d1.h
    keeps no padded embedding rows); model_type, activation_type, block_type,
    layer_norm_type and include_bias, when present, must be "llada", "silu",
-   "llama", "rms" and false. Other keys are ignored. Duplicate keys are an
-   error wherever d1.h reads the key (keys it ignores are not compared). */
+   "llama", "rms" and false; every switch of LLaDA's config class that asks
+   for other arithmetic must be absent, null or LLaDA's value (rope true;
+   alibi, scale_logits, input_emb_norm, attention_layer_norm,
+   bias_for_layer_norm, include_qkv_bias, multi_query_attention false;
+   layer_norm_with_affine true; clip_qkv and rope_scaling unset), else
+   D1_ERR_CONFIG naming the key. Other keys (dropouts, init_*, precision,
+   ...) are ignored. Duplicate keys are an error wherever d1.h reads the key
+   (keys it ignores are not compared). d1_config_to_json writes every key of
+   LLaDA-8B's config.json, auto_map to LLaDA's remote code included, so
+   AutoModel.from_pretrained(dir, trust_remote_code=True) builds the same
+   function (rope true, the dropouts 0). */
 
 /* Tensor element types of a checkpoint (all converted to float on load). */
 enum { D1_DTYPE_F32 = 0, D1_DTYPE_BF16 = 1, D1_DTYPE_F16 = 2 };
 
-#define D1_CONFIG_JSON_MAX 1024                /* bytes that any config.json d1.h writes fits in */
+#define D1_CONFIG_JSON_MAX 4096                /* bytes that any config.json d1.h writes fits in */
 #define D1_SAFETENSORS_MAX_HEADER 100000000u  /* largest accepted safetensors header            */
 
 /* The config as LLaDA's config.json text, NUL-terminated, into buf[cap]
@@ -4394,6 +4411,9 @@ typedef struct d1__grpo_work {
     int       n_seg, n_steps; /* trajectory: segments N, the sampler's steps              */
     uint8_t  *cm;           /* [R, Lc] completion mask                                  */
     uint8_t  *in, *sc;      /* [mu][passes][R, T] input masks, [mu][passes][R, Lc] scored */
+    uint8_t  *km;           /* [R, T] (sequence level: [passes][R, T]) 0 at left padding,
+                               the sampler's key mask, so that the log-prob passes score
+                               a rollout in the context it was sampled in; NULL unpadded */
     double    kl, clip, scored_total;
     d1_grpo_stats st;
 } d1__grpo_work;
@@ -4707,9 +4727,11 @@ static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *pro
     double t0;
     int r, rc;
     for (r = 0; r < w->R; r++) {
+        int i;
         if (w->P > 0)
             memcpy(w->rp + (size_t)r * w->P, prompts + (size_t)(r / w->G) * w->P, (size_t)w->P * sizeof(int));
         w->rl[r] = prompt_lens ? prompt_lens[r / w->G] : w->P;
+        for (i = 0; w->km && i < w->T; i++) w->km[(size_t)r * w->T + i] = (uint8_t)(i >= w->P - w->rl[r]);
     }
     if (w->rev) { sd.callback = d1__grpo_record_reveals; sd.user = w; }
     t0 = d1__now();
@@ -4804,6 +4826,7 @@ static d1_grpo_batch d1__grpo_batch_of(const d1__grpo_work *w, int it, int pass)
     gb.T = w->T; gb.P = w->P;
     gb.input_mask = w->in + first * w->RT;
     gb.score_mask = w->sc + first * w->RL;
+    gb.key_mask = w->km; /* pass < 0: its passes copies */
     gb.kl = w->d->kl;
     if (w->seq) {
         gb.elbo_w = w->wt + first * w->RL;
@@ -4933,7 +4956,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     n_lp = w.seq ? (size_t)w.R : w.RL;                                   /* old / ref values per iteration */
     n_f = (size_t)w.R * (d->n_rewards + 3) + 2 * (size_t)w.mu * n_lp + p * w.RL + (w.seq ? w.mu * p * w.RL : 0);
     n_i = (size_t)w.R * P + (size_t)w.R + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0);
-    n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL);
+    n_b = w.RL + (size_t)w.mu * p * (w.RT + w.RL) + (prompt_lens ? (w.seq ? p : 1) * w.RT : 0);
     scratch = d1__alloc(sizeof(double) * w.mu + sizeof(float) * n_f + sizeof(int) * n_i + n_b);
     if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     w.den = (double *)scratch;
@@ -4946,6 +4969,7 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
     w.rev = traj ? w.canvas + (w.seq ? p : 1) * w.RT : NULL;
     w.cm = (uint8_t *)(w.canvas + (w.seq ? p : 1) * w.RT + (traj ? w.RL : 0));
     w.in = w.cm + w.RL; w.sc = w.in + (size_t)w.mu * p * w.RT;
+    w.km = prompt_lens ? w.sc + (size_t)w.mu * p * w.RL : NULL;
     if (traj) { /* d2's segments over the sampler's steps; every token gets one (fixed schedule) */
         w.n_seg = d->segments ? d->segments : 8;
         w.n_steps = d->sampler.steps ? d->sampler.steps : d->sampler.gen_len;
@@ -4954,7 +4978,10 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
 
     rc = d1__grpo_rollout(&w, prompts, prompt_lens);         /* a */
     if (rc == D1_OK && w.seq)                                 /*   the copies of one update's batch */
-        for (p = 1; p < (size_t)w.passes; p++) memcpy(w.canvas + p * w.RT, w.canvas, w.RT * sizeof(int));
+        for (p = 1; p < (size_t)w.passes; p++) {
+            memcpy(w.canvas + p * w.RT, w.canvas, w.RT * sizeof(int));
+            if (w.km) memcpy(w.km + p * w.RT, w.km, w.RT);
+        }
     if (rc == D1_OK) rc = d1__grpo_rewards(&w);              /* b */
     if (rc == D1_OK) d1__grpo_advantages(&w);                /* c */
     if (rc == D1_OK) rc = d1__grpo_logp_passes(&w);          /* d, e */
@@ -4968,11 +4995,13 @@ D1_API int d1_grpo_step(d1_model *policy, d1_model *ref, d1_adamw *opt, const d1
 
 // >>checkpoints ---------------------------------------------------------------
 /* Checkpoints, in reading order: messages of the status codes; number
-   conversions (little-endian words, BF16/F16, decimal text <-> float); a
-   hardened JSON reader (a validator, then a cursor over checked text) and a
-   small writer; config.json; the safetensors writer and reader shared by the
-   memory and the file functions; the memory API; then files (atomic writes,
-   single and sharded loads, training state). */
+   conversions (little-endian words, BF16/F16, decimal text <-> float);
+   >>json a hardened JSON reader (a validator, then a cursor over checked
+   text), a small writer and config.json; >>safetensors the tensor table, the
+   writer and reader shared by the memory and the file functions, and the
+   memory API; >>files atomic writes, single and sharded loads; >>train_state
+   the training state, a model and its state as one unit, LoRA adapters on
+   their own. */
 
 #include <limits.h>
 #ifndef D1_NO_STDIO
@@ -5241,6 +5270,7 @@ static size_t d1__format_float(float f, char *buf) {
     return n;
 }
 
+// >>json ---------------------------------------------------------------------
 /* ---- JSON reader ------------------------------------------------------------
    Two stages. d1__json_check validates a whole document (RFC 8259: strings
    with every escape incl. \uXXXX and surrogate pairs, UTF-8, numbers,
@@ -5560,32 +5590,73 @@ D1_API int d1_config_to_json(const d1_config *cfg, char *buf, size_t cap) {
 #define D1__KEY_INT(k, v) d1__puts(&t, "  \"" k "\": "), d1__put_u64(&t, (uint64_t)(v)), d1__puts(&t, ",\n")
 #define D1__KEY_ID(k, v) /* a special id: null for D1_TOKEN_NONE */ \
     do { if ((v) == D1_TOKEN_NONE) d1__puts(&t, "  \"" k "\": null,\n"); else { D1__KEY_INT(k, v); } } while (0)
-    d1__puts(&t, "{\n");
+    /* every key of LLaDA-8B's config.json, in its (alphabetical) order, with
+       this model's values: the real configuration and modeling classes
+       (auto_map) build the same function from it */
+    d1__puts(&t, "{\n"
+                 "  \"activation_type\": \"silu\",\n"
+                 "  \"alibi\": false,\n"
+                 "  \"alibi_bias_max\": 8.0,\n"
+                 "  \"architectures\": [\"LLaDAModelLM\"],\n"
+                 "  \"attention_dropout\": 0.0,\n"
+                 "  \"attention_layer_norm\": false,\n"
+                 "  \"attention_layer_norm_with_affine\": true,\n"
+                 "  \"auto_map\": {\n"
+                 "    \"AutoConfig\": \"configuration_llada.LLaDAConfig\",\n"
+                 "    \"AutoModelForCausalLM\": \"modeling_llada.LLaDAModelLM\",\n"
+                 "    \"AutoModel\": \"modeling_llada.LLaDAModelLM\"\n"
+                 "  },\n"
+                 "  \"bias_for_layer_norm\": false,\n"
+                 "  \"block_group_size\": 1,\n"
+                 "  \"block_type\": \"llama\",\n");
     D1__KEY_INT("d_model", c.dim);
-    D1__KEY_INT("n_layers", c.n_layers);
+    d1__puts(&t, "  \"embedding_dropout\": 0.0,\n");
+    D1__KEY_INT("embedding_size", c.vocab_size);
+    D1__KEY_ID("eos_token_id", c.eos_id);
+    d1__puts(&t, "  \"flash_attention\": false,\n"
+                 "  \"include_bias\": false,\n"
+                 "  \"include_qkv_bias\": false,\n"
+                 "  \"init_cutoff_factor\": null,\n"
+                 "  \"init_device\": \"meta\",\n"
+                 "  \"init_fn\": \"mitchell\",\n"
+                 "  \"init_std\": 0.02,\n"
+                 "  \"input_emb_norm\": false,\n"
+                 "  \"layer_norm_type\": \"rms\",\n"
+                 "  \"layer_norm_with_affine\": true,\n");
+    D1__KEY_INT("mask_token_id", c.mask_id);
+    D1__KEY_INT("max_sequence_length", c.max_seq_len);
+    D1__KEY_INT("mlp_hidden_size", c.ffn_dim);
+    d1__puts(&t, "  \"mlp_ratio\": 4,\n"
+                 "  \"model_type\": \"llada\",\n"
+                 "  \"multi_query_attention\": null,\n");
     D1__KEY_INT("n_heads", c.n_heads);
     D1__KEY_INT("n_kv_heads", c.n_kv_heads);
-    D1__KEY_INT("mlp_hidden_size", c.ffn_dim);
-    D1__KEY_INT("vocab_size", c.vocab_size);
-    D1__KEY_INT("embedding_size", c.vocab_size);
-    d1__puts(&t, "  \"rope_theta\": "); d1__put_float(&t, c.rope_theta); d1__puts(&t, ",\n");
-    d1__puts(&t, "  \"rms_norm_eps\": "); d1__put_float(&t, c.norm_eps); d1__puts(&t, ",\n");
-    D1__KEY_INT("max_sequence_length", c.max_seq_len);
-    d1__puts(&t, c.tied_embeddings ? "  \"weight_tying\": true,\n" : "  \"weight_tying\": false,\n");
-    D1__KEY_INT("mask_token_id", c.mask_id);
-    D1__KEY_ID("eos_token_id", c.eos_id);
+    D1__KEY_INT("n_layers", c.n_layers);
     D1__KEY_ID("pad_token_id", c.pad_id);
+    d1__puts(&t, "  \"precision\": \"amp_bf16\",\n"
+                 "  \"residual_dropout\": 0.0,\n");
+    d1__puts(&t, "  \"rms_norm_eps\": "); d1__put_float(&t, c.norm_eps); d1__puts(&t, ",\n");
+    d1__puts(&t, "  \"rope\": true,\n"
+                 "  \"rope_full_precision\": true,\n");
+    d1__puts(&t, "  \"rope_theta\": "); d1__put_float(&t, c.rope_theta); d1__puts(&t, ",\n");
+    d1__puts(&t, "  \"scale_logits\": false,\n"
+                 "  \"transformers_version\": \"4.46.3\",\n"
+                 "  \"use_cache\": false,\n");
+    D1__KEY_INT("vocab_size", c.vocab_size);
+    d1__puts(&t, c.tied_embeddings ? "  \"weight_tying\": true\n}\n" : "  \"weight_tying\": false\n}\n");
 #undef D1__KEY_INT
-    d1__puts(&t, "  \"model_type\": \"llada\",\n"
-                 "  \"architectures\": [\"LLaDAModelLM\"],\n"
-                 "  \"activation_type\": \"silu\",\n"
-                 "  \"block_type\": \"llama\",\n"
-                 "  \"layer_norm_type\": \"rms\",\n"
-                 "  \"include_bias\": false\n"
-                 "}\n");
+#undef D1__KEY_ID
     if (t.len >= cap) return D1__FAIL(D1_ERR_ARG);
     buf[t.len] = 0;
     return D1_OK;
+}
+
+/* The JSON value at v as text for a message (at most 40 characters). */
+static const char *d1__json_excerpt(const d1__json *j, size_t v) {
+    static D1__TLS char buf[48];
+    size_t n = d1__json_skip(j, v) - v;
+    snprintf(buf, sizeof buf, "%.*s%s", (int)(n > 40 ? 40 : n), j->s + v, n > 40 ? "..." : "");
+    return buf;
 }
 
 /* Member `key` of the config object as an int >= 0 into *out. Returns D1_OK
@@ -5595,8 +5666,11 @@ static int d1__cfg_int(const d1__json *j, size_t obj, const char *key, int requi
     uint64_t u;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc < 0) return rc;
-    if (rc == 0 || j->s[v] == 'n') return required ? D1__FAIL(D1_ERR_CONFIG) : 1;
-    if (!d1__json_u64(j, v, &u) || u > INT_MAX) return D1__FAIL(D1_ERR_CONFIG);
+    if (rc == 0 || j->s[v] == 'n')
+        return required ? D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s", key, rc ? "null" : "missing") : 1;
+    if (!d1__json_u64(j, v, &u) || u > INT_MAX)
+        return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s, not an integer in [0, %d]", key,
+                         d1__json_excerpt(j, v), INT_MAX);
     *out = (int)u;
     return D1_OK;
 }
@@ -5617,9 +5691,12 @@ static int d1__cfg_float(const d1__json *j, size_t obj, const char *key, float *
     double d;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc < 0) return rc;
-    if (rc == 0 || !d1__parse_number(j->s + v, d1__json_skip(j, v) - v, &d)) return D1__FAIL(D1_ERR_CONFIG);
+    if (rc == 0) return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is missing", key);
+    if (!d1__parse_number(j->s + v, d1__json_skip(j, v) - v, &d) || !isfinite((float)d) || !((float)d > 0.0f))
+        return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s, not a finite number > 0", key,
+                         d1__json_excerpt(j, v));
     *out = (float)d;
-    return isfinite(*out) && *out > 0.0f ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
+    return D1_OK;
 }
 /* Member `key` as a bool; absent gives `dflt` when dflt >= 0, else an error. */
 static int d1__cfg_bool(const d1__json *j, size_t obj, const char *key, int dflt, int *out) {
@@ -5628,9 +5705,10 @@ static int d1__cfg_bool(const d1__json *j, size_t obj, const char *key, int dflt
     if (rc < 0) return rc;
     if (rc == 0) {
         *out = dflt;
-        return dflt >= 0 ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
+        return dflt >= 0 ? D1_OK : D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is missing", key);
     }
-    if (j->s[v] != 't' && j->s[v] != 'f') return D1__FAIL(D1_ERR_CONFIG);
+    if (j->s[v] != 't' && j->s[v] != 'f')
+        return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s, not true or false", key, d1__json_excerpt(j, v));
     *out = j->s[v] == 't';
     return D1_OK;
 }
@@ -5639,15 +5717,57 @@ static int d1__cfg_expect(const d1__json *j, size_t obj, const char *key, const 
     size_t v;
     int rc = d1__json_find(j, obj, key, &v);
     if (rc <= 0) return rc;
-    return j->s[v] == '"' && d1__json_str_is(j, v, want) ? D1_OK : D1__FAIL(D1_ERR_CONFIG);
+    if (j->s[v] == '"' && d1__json_str_is(j, v, want)) return D1_OK;
+    return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s; d1.h computes \"%s\"", key, d1__json_excerpt(j, v),
+                     want);
 }
+/* Optional member `key`, a switch of LLaDA's config class: absent or null is
+   its default, present it must be `want` (the arithmetic d1.h computes). */
+static int d1__cfg_switch(const d1__json *j, size_t obj, const char *key, int want) {
+    size_t v;
+    int rc = d1__json_find(j, obj, key, &v);
+    if (rc <= 0 || j->s[v] == 'n') return rc < 0 ? rc : D1_OK;
+    if (j->s[v] == (want ? 't' : 'f')) return D1_OK;
+    return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s; d1.h computes LLaDA with %s", key,
+                     d1__json_excerpt(j, v), want ? "true" : "false");
+}
+/* Optional member `key` that asks for arithmetic d1.h does not do when set:
+   absent or null only. */
+static int d1__cfg_unset(const d1__json *j, size_t obj, const char *key, const char *what) {
+    size_t v;
+    int rc = d1__json_find(j, obj, key, &v);
+    if (rc <= 0 || j->s[v] == 'n') return rc < 0 ? rc : D1_OK;
+    return D1__FAILF(D1_ERR_CONFIG, "config.json: \"%s\" is %s; d1.h does not compute %s", key,
+                     d1__json_excerpt(j, v), what);
+}
+
+/* The switches of LLaDA's configuration class (configuration_llada.py) whose
+   other value asks for other arithmetic: each must be absent, null or the
+   value d1.h computes. (Dropouts, flash_attention, rope_full_precision,
+   block_group_size, init_* and precision change training noise, speed or
+   initialisation, not the function: they are not read.) */
+static const struct { const char *key; int want; } d1__cfg_switches[] = {
+    {"rope", 1},                  /* false: learned absolute positions           */
+    {"alibi", 0},                 /* ALiBi attention biases                      */
+    {"scale_logits", 0},          /* logits * 1/sqrt(d_model)                    */
+    {"input_emb_norm", 0},        /* embeddings * sqrt(d_model)                  */
+    {"attention_layer_norm", 0},  /* norms on q and k                            */
+    {"layer_norm_with_affine", 1},/* false: RMSNorm without its weight           */
+    {"bias_for_layer_norm", 0},   /* a bias in every norm                        */
+    {"include_qkv_bias", 0},      /* biases on q, k, v                           */
+    {"multi_query_attention", 0}, /* one key/value head (n_kv_heads says it)     */
+};
+static const struct { const char *key, *what; } d1__cfg_unsets[] = {
+    {"clip_qkv", "clipped q, k, v"},
+    {"rope_scaling", "scaled RoPE (YaRN, linear, dynamic NTK)"},
+};
 
 /* config.json text -> a resolved config (the keys: see the API comment). */
 D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     d1__json j;
     d1_config c;
     size_t obj, v, it, el;
-    int rc, emb = 0, bias = 0, r;
+    int rc, emb = 0, bias = 0, r, k;
     if (!out || (!json && len)) return D1__FAIL(D1_ERR_ARG);
     if (!d1__json_check(json, len)) return D1__FAIL(D1_ERR_JSON);
     j.s = json; j.n = len;
@@ -5662,7 +5782,9 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_int(&j, obj, "mlp_hidden_size", 1, &c.ffn_dim)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "vocab_size", 1, &c.vocab_size)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "embedding_size", 0, &emb)) < 0) return rc;
-    if (rc == D1_OK && emb != c.vocab_size) return D1__FAIL(D1_ERR_CONFIG); /* no padded wte rows */
+    if (rc == D1_OK && emb != c.vocab_size) /* no padded wte rows */
+        return D1__FAILF(D1_ERR_CONFIG, "config.json: \"embedding_size\" %d differs from \"vocab_size\" %d (d1.h keeps "
+                         "no padded embedding rows)", emb, c.vocab_size);
     if ((rc = d1__cfg_float(&j, obj, "rope_theta", &c.rope_theta)) != D1_OK) return rc;
     if ((rc = d1__cfg_float(&j, obj, "rms_norm_eps", &c.norm_eps)) != D1_OK) return rc;
     if ((rc = d1__cfg_int(&j, obj, "max_sequence_length", 1, &c.max_seq_len)) != D1_OK) return rc;
@@ -5675,7 +5797,12 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_expect(&j, obj, "block_type", "llama")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "layer_norm_type", "rms")) != D1_OK) return rc;
     if ((rc = d1__cfg_bool(&j, obj, "include_bias", 0, &bias)) != D1_OK) return rc;
-    if (bias) return D1__FAIL(D1_ERR_CONFIG);
+    if (bias) return D1__FAILF(D1_ERR_CONFIG, "config.json: \"include_bias\" is true; d1.h computes LLaDA with false");
+    /* every switch of LLaDA's config class that changes the arithmetic */
+    for (k = 0; k < (int)(sizeof d1__cfg_switches / sizeof d1__cfg_switches[0]); k++)
+        if ((rc = d1__cfg_switch(&j, obj, d1__cfg_switches[k].key, d1__cfg_switches[k].want)) != D1_OK) return rc;
+    for (k = 0; k < (int)(sizeof d1__cfg_unsets / sizeof d1__cfg_unsets[0]); k++)
+        if ((rc = d1__cfg_unset(&j, obj, d1__cfg_unsets[k].key, d1__cfg_unsets[k].what)) != D1_OK) return rc;
     r = d1__json_find(&j, obj, "architectures", &v); /* optional: a list of names */
     if (r < 0) return r;
     if (r == 1) {
@@ -5689,6 +5816,7 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     return D1_OK;
 }
 
+// >>safetensors --------------------------------------------------------------
 /* ---- the tensor table --------------------------------------------------------
    What a safetensors file should hold: the n tensors of one kind (a model's
    weights, the AdamW moments of a model, a model's LoRA adapters), each
@@ -6323,6 +6451,7 @@ D1_API int d1_model_load_memory(d1_model *m, const char *config_json, size_t con
     return rc;
 }
 
+// >>files --------------------------------------------------------------------
 /* ---- files ---------------------------------------------------------------------
    POSIX: open/write/fsync/rename and an fsync of the directory; Windows:
    stdio + _commit and MoveFileEx (untested here); elsewhere plain stdio
@@ -7012,6 +7141,7 @@ D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtyp
     return rc;
 }
 
+// >>train_state --------------------------------------------------------------
 /* ---- training state ------------------------------------------------------------
    optimizer.safetensors: exp_avg.<name> and exp_avg_sq.<name> (F32) for each
    tensor of the model, and in __metadata__ the strings d1.step, d1.lr,

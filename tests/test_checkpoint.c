@@ -200,6 +200,68 @@ static void test_config_json(void) {
           d1_config_num_params(&back));
 }
 
+/* config.json as a real LLaDA checkpoint carries it: d1.h writes every key of
+   LLaDA-8B's file; and each switch of LLaDA's config class that asks for
+   other arithmetic is refused with the key named (one case per key, each a
+   change of LLaDA-8B's own file). */
+static void test_config_keys(void) {
+    static const struct { const char *from, *to, *key; } bad[] = {
+        {"\"rope\": true", "\"rope\": false", "\"rope\""},
+        {"\"alibi\": false", "\"alibi\": true", "\"alibi\""},
+        {"\"scale_logits\": false", "\"scale_logits\": true", "\"scale_logits\""},
+        {"\"input_emb_norm\": false", "\"input_emb_norm\": true", "\"input_emb_norm\""},
+        {"\"attention_layer_norm\": false", "\"attention_layer_norm\": true", "\"attention_layer_norm\""},
+        {"\"layer_norm_with_affine\": true", "\"layer_norm_with_affine\": false", "\"layer_norm_with_affine\""},
+        {"\"bias_for_layer_norm\": false", "\"bias_for_layer_norm\": true", "\"bias_for_layer_norm\""},
+        {"\"include_bias\": false", "\"include_bias\": true", "\"include_bias\""},
+        {"\"include_qkv_bias\": false", "\"include_qkv_bias\": true", "\"include_qkv_bias\""},
+        {"\"multi_query_attention\": null", "\"multi_query_attention\": true", "\"multi_query_attention\""},
+        {"\"activation_type\": \"silu\"", "\"activation_type\": \"gelu\"", "\"activation_type\" is \"gelu\""},
+        {"\"block_type\": \"llama\"", "\"block_type\": \"sequential\"", "\"block_type\""},
+        {"\"layer_norm_type\": \"rms\"", "\"layer_norm_type\": \"default\"", "\"layer_norm_type\""},
+        {"\"model_type\": \"llada\"", "\"model_type\": \"llama\"", "\"model_type\""},
+        {"\"embedding_size\": 126464", "\"embedding_size\": 126976", "\"embedding_size\" 126976"},
+        {"{\n", "{\n  \"clip_qkv\": 8.0,\n", "\"clip_qkv\""},
+        {"{\n", "{\n  \"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0},\n", "\"rope_scaling\""},
+        {"\"rope_theta\": 500000.0", "\"rope_theta\": -1", "\"rope_theta\" is -1"},
+        {"\"n_heads\": 32", "\"n_heads\": \"32\"", "\"n_heads\" is \"32\""},
+        {"\"mask_token_id\": 126336,\n", "", "\"mask_token_id\" is missing"},
+    };
+    static char text[sizeof llada_8b_config + 256];
+    char ours[D1_CONFIG_JSON_MAX];
+    d1_config c, back;
+    const char *k;
+    int i, n_keys = 0;
+    for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        const char *at = strstr(llada_8b_config, bad[i].from);
+        CHECK(at != NULL, "case %d: \"%s\" not in LLaDA-8B's file", i, bad[i].from);
+        if (!at) continue;
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - llada_8b_config), llada_8b_config, bad[i].to,
+                 at + strlen(bad[i].from));
+        CHECK(d1_config_from_json(&back, text, strlen(text)) == D1_ERR_CONFIG, "%s accepted", bad[i].to);
+        CHECK(strstr(d1_last_error(), bad[i].key) != NULL, "message \"%s\" lacks %s", d1_last_error(), bad[i].key);
+    }
+    /* the same switches at LLaDA's values, or null, load */
+    snprintf(text, sizeof text, "{\n  \"clip_qkv\": null,\n  \"rope_scaling\": null,%s", llada_8b_config + 1);
+    CHECK(d1_config_from_json(&back, text, strlen(text)) == D1_OK, "nulls: %s", d1_last_error());
+    /* every key of LLaDA-8B's file is in ours, and ours reads back */
+    c = make_cfg(64, 32, 2, 4, 2, 64, 16, 0);
+    CHECK(d1_config_to_json(&c, ours, sizeof ours) == D1_OK, "to_json: %s", d1_last_error());
+    for (k = llada_8b_config; (k = strstr(k, "\n  \"")) != NULL; k += 4) {
+        char key[64];
+        size_t n = strcspn(k + 3, ":");
+        snprintf(key, sizeof key, "\n  %.*s:", (int)n, k + 3);
+        CHECK(strstr(ours, key) != NULL, "LLaDA-8B's key %s is not in ours:\n%s", key, ours);
+        n_keys++;
+    }
+    CHECK(n_keys == 46, "%d top-level keys in LLaDA-8B's config.json", n_keys);
+    CHECK(strstr(ours, "\"rope\": true") && strstr(ours, "\"attention_dropout\": 0.0") &&
+              strstr(ours, "\"residual_dropout\": 0.0") && strstr(ours, "\"embedding_dropout\": 0.0") &&
+              strstr(ours, "\"AutoModel\": \"modeling_llada.LLaDAModelLM\""),
+          "our values:\n%s", ours);
+    CHECK(d1_config_from_json(&back, ours, strlen(ours)) == D1_OK, "ours reads back: %s", d1_last_error());
+}
+
 /* The JSON reader on its own: what it accepts and what it refuses. */
 static void test_json_reader(void) {
     static const char *const good[] = {
@@ -879,7 +941,7 @@ static void test_malformed_corpus(void) {
     expect_cfg_mut("cfg_theta_zero", "\"rope_theta\": 10000.0,", "\"rope_theta\": 0,", D1_ERR_CONFIG);
     expect_cfg_mut("cfg_theta_inf", "\"rope_theta\": 10000.0,", "\"rope_theta\": 1e999,", D1_ERR_CONFIG);
     expect_cfg_mut("cfg_mask_id_range", "\"mask_token_id\": 7,", "\"mask_token_id\": 8,", D1_ERR_CONFIG);
-    expect_cfg_mut("cfg_tying_type", "\"weight_tying\": false,", "\"weight_tying\": 0,", D1_ERR_CONFIG);
+    expect_cfg_mut("cfg_tying_type", "\"weight_tying\": false", "\"weight_tying\": 0", D1_ERR_CONFIG);
     expect_cfg_mut("cfg_dup_key", "\"d_model\": 4,", "\"d_model\": 4, \"d_model\": 4,", D1_ERR_DUPLICATE);
     expect_cfg_mut("cfg_dup_key_escaped", "\"d_model\": 4,", "\"d_model\": 4, \"d_mod\\u0065l\": 4,", D1_ERR_DUPLICATE);
     expect_cfg_mut("cfg_shape_mismatch", "\"mlp_hidden_size\": 8,", "\"mlp_hidden_size\": 6,", D1_ERR_TENSOR_SHAPE);
@@ -1075,6 +1137,7 @@ int main(void) {
     TH_BANNER();
     corpus_out = getenv("D1_FUZZ_CORPUS_OUT");
     RUN(test_config_json);
+    RUN(test_config_keys);
     RUN(test_json_reader);
     RUN(test_roundtrip_f32_untied_gqa);
     RUN(test_roundtrip_f32_tied);

@@ -745,6 +745,50 @@ static void test_rollouts_told_and_returned(void) {
     d1_model_free(&m);
 }
 
+/* Left padding is context, not content: a GRPO step over prompts padded with
+   two pad tokens (prompt_lens = 3 of P = 5) scores its rollouts as the
+   sampler made them, with the padding hidden from every query, so its
+   rollouts, KL, loss and gradient norm match the unpadded step's to float rounding (RoPE
+   sees other absolute positions). The log-prob passes used to attend to the
+   padding: KL and loss then moved by the padding's influence. */
+static void test_grpo_padding_is_hidden(void) {
+    d1_config c = bandit_config();
+    d1_model m[2], ref;
+    d1_adamw opt[2];
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_grpo_desc d = d1_grpo_default_desc(8);
+    d1_grpo_stats st[2];
+    d1_reward rw;
+    d1_rng rng[2];
+    int plain[2 * 3] = {1, 2, 4, 5, 6, 7}, padded[2 * 5] = {8, 8, 1, 2, 4, 8, 8, 5, 6, 7}, lens[2] = {3, 3};
+    int out[2][4 * 13], k, i, same = 1;
+    double dw = 0.0;
+    rw.name = "pattern"; rw.fn = pattern_reward; rw.weight = 1.0f; rw.user = NULL;
+    d.rewards = &rw; d.n_rewards = 1; d.group_size = 2; d.inner_steps = 1; d.p_mask_prompt = 0.0f;
+    d.sampler.temperature = 0.0f; d.beta = 0.5f;
+    d1_model_init(&ref, &c, 21);
+    for (k = 0; k < 2; k++) {
+        d1_model_init(&m[k], &c, 20);
+        d1_adamw_init(&opt[k], &m[k], &od);
+        d1_rng_seed(&rng[k], 4);
+        d.out_rollouts = out[k];
+        CHECK(d1_grpo_step(&m[k], &ref, &opt[k], &d, k ? padded : plain, 2, k ? 5 : 3, k ? lens : NULL, &rng[k],
+                           &st[k]) == D1_OK, "step %d: %s", k, d1_last_error());
+    }
+    for (i = 0; i < 4; i++) same &= !memcmp(out[0] + i * 11 + 3, out[1] + i * 13 + 5, sizeof(int) * 8);
+    CHECK(same, "the padded prompts sampled other completions");
+    for (i = 0; i < (int)m[0].num_params; i++) dw = fmax(dw, fabs((double)m[0].param_memory[i] - m[1].param_memory[i]));
+    printf("  padded vs unpadded GRPO step: kl %.7f vs %.7f, loss %.7f vs %.7f, |g| %.6f vs %.6f, max |dw| %.2g\n",
+           st[1].kl, st[0].kl, st[1].loss, st[0].loss, st[1].grad_norm, st[0].grad_norm, dw);
+    CHECK(fabsf(st[0].kl - st[1].kl) <= 1e-4f * fabsf(st[0].kl) + 1e-7f, "KL %g vs %g", st[1].kl, st[0].kl);
+    CHECK(fabsf(st[0].loss - st[1].loss) <= 1e-4f * fabsf(st[0].loss) + 1e-7f, "loss %g vs %g", st[1].loss,
+          st[0].loss);
+    CHECK(fabsf(st[0].grad_norm - st[1].grad_norm) <= 1e-4f * st[0].grad_norm, "|g| %g vs %g", st[1].grad_norm,
+          st[0].grad_norm);
+    for (k = 0; k < 2; k++) { d1_adamw_free(&opt[k]); d1_model_free(&m[k]); }
+    d1_model_free(&ref);
+}
+
 /* d1_grpo_default_desc: d1's block of 32 where 32 divides gen_len, else one
    block; steps gen_len / 2 where that is whole per block; the result is
    always a schedule the sampler takes */
@@ -913,6 +957,7 @@ int main(void) {
     RUN(test_bad_input);
     RUN(test_rollouts_told_and_returned);
     RUN(test_default_descs);
+    RUN(test_grpo_padding_is_hidden);
     RUN(test_bandit_learning);
     RUN(test_other_estimators);
     ref_free(&core);
