@@ -751,7 +751,9 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    What a load allocates is bounded by the bytes it reads, whatever the files
    claim: at most twice the files (BF16 weights take twice their bytes as
    float), plus a fixed amount no file changes (the model's state, about
-   2.5 KB, and the path strings). Nothing is allocated for a tensor before a
+   2.5 KB, and the path strings); d1_lora_load onto a model without adapters
+   also allocates their gradients: at most 2x an F32 adapter file, 4x a BF16
+   or F16 one. Nothing is allocated for a tensor before a
    header or index has named it; the RoPE tables (max_sequence_length x
    head_dim) are built by the first forward pass, for the positions it uses.
 
@@ -860,7 +862,10 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
 D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, const d1_adamw *opt,
                               const d1_rng *rngs, int n_rngs, const char *settings_json);
 /* LoRA adapters on their own: dir/adapter_model.safetensors (F32, PEFT's
-   names) and dir/adapter_config.json (PEFT's keys). d1_lora_load attaches
+   names) and dir/adapter_config.json (PEFT's keys: r, lora_alpha,
+   target_modules, task_type, base_model_name_or_path, ...). d1_lora_load
+   reads F32, BF16 or F16 adapters of all seven modules (adapters of a subset
+   of them, as d1's own q/k/v/up ones, are not read yet) and attaches
    adapters of the saved rank and alpha when m has none, or fills the attached
    ones (rank and alpha must match: D1_ERR_CONFIG); on failure m is unchanged. */
 D1_API int d1_lora_save(const d1_model *m, const char *dir);
@@ -7493,7 +7498,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__save_ctx st, cj;
     d1__st_table tab;
     d1__text t;
-    char text[512];
+    char text[1024];
     if (!d1__model_ok(m) || !m->lora || !dir) return D1__FAIL(D1_ERR_ARG);
     if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1__FAIL(D1_ERR_NONFINITE);
     t.p = text; t.cap = sizeof text; t.len = 0;
@@ -7502,7 +7507,9 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__puts(&t, ",\n  \"lora_alpha\": ");
     d1__put_float(&t, m->lora->alpha);
     d1__puts(&t, ",\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n  \"target_modules\": [\"q_proj\", \"k_proj\", "
-                 "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]\n}\n");
+                 "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"],\n"
+                 "  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": null,\n"
+                 "  \"inference_mode\": false,\n  \"fan_in_fan_out\": false,\n  \"modules_to_save\": null\n}\n");
     d1__put(&t, "", 1);
     if (t.len > t.cap) return D1__FAIL(D1_ERR_ARG);
     d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->param_memory);
@@ -7554,9 +7561,10 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     d1__free(text);
     if (rc != D1_OK) return rc;
     if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1__FAIL(D1_ERR_CONFIG);
-    { /* what the adapters take is bounded by what the file holds (F32), before anything is allocated */
+    { /* what the adapters take (F32) is bounded by what the file holds (>= 2 bytes a value: BF16, F16),
+         before anything is allocated */
         uint64_t size = 0;
-        double need = 4.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r);
+        double need = 2.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r);
         if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
         rc = d1__path_size(p, &size);
         d1__free(p);
@@ -7568,7 +7576,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
        freed before: the data alone is left to read) */
     d1__table_lora(&tab, &m->config, (int)r, NULL);
     if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
-    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32);
+    rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32 | 1u << D1_DTYPE_BF16 | 1u << D1_DTYPE_F16);
     d1__free(p);
     if (rc != D1_OK) {
         d1__table_free(&tab);

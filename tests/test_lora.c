@@ -288,6 +288,43 @@ static void test_save_load(void) {
     d1_lora_detach(&fresh);
     CHECK(d1_lora_load(&fresh, "build/no_such_dir") == D1_ERR_NOT_FOUND && fresh.lora == NULL, "missing files");
     CHECK(d1_lora_save(&fresh, dir) == D1_ERR_ARG, "no adapters to save");
+    { /* adapters stored as BF16 (as d1's PEFT adapters are): read, each value the BF16 nearest the F32 one */
+        static const char *const names[1] = {"adapter_model.safetensors"};
+        d1__st_table tab;
+        d1__save_ctx st;
+        d1__emit_fn emit[1];
+        const void *ctx[1];
+        size_t k, bad = 0;
+        d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->param_memory);
+        memset(&st, 0, sizeof st);
+        st.tab = &tab; st.dtype = D1_DTYPE_BF16;
+        emit[0] = d1__emit_safetensors; ctx[0] = &st;
+        CHECK(d1__save_files(dir, 1, names, emit, ctx) == D1_OK, "write BF16 adapters");
+        CHECK(d1_lora_load(&fresh, dir) == D1_OK && fresh.lora, "load BF16 adapters: %s", d1_last_error());
+        for (k = 0; fresh.lora && k < m.lora->num_params; k++) {
+            float a = m.lora->param_memory[k], b = fresh.lora->param_memory[k];
+            uint32_t u;
+            memcpy(&u, &b, 4);
+            bad += (u & 0xffffu) != 0 || fabsf(a - b) > fabsf(a) / 256.0f;
+        }
+        CHECK(bad == 0, "%zu of %zu adapter values are not their BF16 rounding", bad, m.lora->num_params);
+        d1_lora_detach(&fresh);
+    }
+    {
+        char path[256], *txt;
+        size_t n;
+        FILE *f;
+        CHECK(d1_lora_save(&m, dir) == D1_OK, "save again");
+        snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+        f = fopen(path, "rb");
+        txt = (char *)calloc(4096, 1);
+        n = f ? fread(txt, 1, 4095, f) : 0;
+        if (f) fclose(f);
+        CHECK(n > 0 && strstr(txt, "\"task_type\": \"CAUSAL_LM\"") && strstr(txt, "\"base_model_name_or_path\"") &&
+                  strstr(txt, "\"peft_type\": \"LORA\"") && strstr(txt, "\"target_modules\""),
+              "PEFT's keys:\n%s", txt);
+        free(txt);
+    }
     free(l1);
     d1_model_free(&m);
     d1_model_free(&fresh);
