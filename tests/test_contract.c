@@ -1095,6 +1095,29 @@ static void test_load_memory(void) {
             CHECK(fresh.lora && !memcmp(fresh.lora->param_memory, m.lora->param_memory,
                                          m.lora->num_params * sizeof(float)), "other adapters");
         }
+        /* BF16 adapters (d1's PEFT adapters are): F32 values and gradients, 4x the file at most */
+        {
+            static const char *const names[1] = {"adapter_model.safetensors"};
+            d1__st_table tab;
+            d1__save_ctx st;
+            d1__emit_fn emit[1];
+            const void *ctx[1];
+            d1_lora_detach(&fresh);
+            d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->param_memory);
+            memset(&st, 0, sizeof st);
+            st.tab = &tab; st.dtype = D1_DTYPE_BF16;
+            emit[0] = d1__emit_safetensors; ctx[0] = &st;
+            CHECK(d1__save_files(dir, 1, names, emit, ctx) == D1_OK, "BF16 adapters");
+            files = file_bytes(dir, "adapter_config.json") + file_bytes(dir, "adapter_model.safetensors");
+            before = live_bytes;
+            peak_bytes = live_bytes;
+            CHECK(d1_lora_load(&fresh, dir) == D1_OK, "load BF16 adapters: %s", d1_last_error());
+            printf("  BF16 adapters onto a model without: %zu bytes of files, %zu allocated (%.2fx)\n", files,
+                   peak_bytes - before, (double)(peak_bytes - before) / (double)files);
+            CHECK(peak_bytes - before <= 4 * files, "BF16 adapters: %zu bytes of files, %zu allocated", files,
+                  peak_bytes - before);
+            CHECK(d1_lora_save(&m, dir) == D1_OK, "the F32 adapters back");
+        }
         d1_model_free(&fresh);
     }
     /* 7. an adapter file as long as the adapters' weights, all of it header:
