@@ -265,7 +265,9 @@ typedef struct d1_lora {
     int    enabled;          /* 0: the forward ignores them (the frozen base)      */
     size_t num_params;
     float *param_memory;     /* [num_params]                                       */
-    float *grad_memory;      /* [num_params]                                       */
+    float *grad_memory;      /* [num_params], allocated at the first backward or
+                                d1_model_zero_grad (NULL before: loading
+                                adapters to sample with costs their values only) */
 } d1_lora;
 
 typedef struct d1_model {
@@ -751,9 +753,7 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    What a load allocates is bounded by the bytes it reads, whatever the files
    claim: at most twice the files (BF16 weights take twice their bytes as
    float), plus a fixed amount no file changes (the model's state, about
-   2.5 KB, and the path strings); d1_lora_load onto a model without adapters
-   also allocates their gradients: at most 2x an F32 adapter file, 4x a BF16
-   or F16 one. Nothing is allocated for a tensor before a
+   2.5 KB, and the path strings). Nothing is allocated for a tensor before a
    header or index has named it; the RoPE tables (max_sequence_length x
    head_dim) are built by the first forward pass, for the positions it uses.
 
@@ -2805,7 +2805,15 @@ static int d1__ensure(d1_model *m, int B, int T) {
 
 static int d1__ensure_grads(d1_model *m) {
     D1__GPU_RETURN(m, d1__gpu_ensure_grads(m));
-    if (m->grad_memory || m->lora) return D1_OK; /* LoRA: the base is frozen */
+    if (m->lora) { /* LoRA: the base is frozen; the adapters' gradients at their first need */
+        d1_lora *lo = m->lora;
+        if (!lo->grad_memory) {
+            if (!(lo->grad_memory = d1__alloc_floats(lo->num_params))) return D1__FAIL(D1_ERR_NOMEM);
+            memset(lo->grad_memory, 0, lo->num_params * sizeof(float));
+        }
+        return D1_OK;
+    }
+    if (m->grad_memory) return D1_OK;
     m->grad_memory = d1__alloc_floats(m->num_params);
     if (!m->grad_memory) return D1__FAIL(D1_ERR_NOMEM);
     memset(m->grad_memory, 0, m->num_params * sizeof(float));
@@ -2969,6 +2977,7 @@ D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
 D1_API void d1_lora_detach(d1_model *m) {
     if (!m || !m->lora) return;
     d1__free(m->lora->param_memory);
+    d1__free(m->lora->grad_memory);
     d1__free(m->lora);
     m->lora = NULL;
 }
@@ -2985,10 +2994,9 @@ D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
     memset(lo, 0, sizeof *lo);
     lo->rank = rank; lo->alpha = alpha; lo->scale = alpha / (float)rank; lo->enabled = 1;
     lo->num_params = (size_t)m->config.n_layers * d1__lora_layer_size(&m->config, rank);
-    lo->param_memory = d1__alloc_floats(2 * lo->num_params);
+    lo->param_memory = d1__alloc_floats(lo->num_params); /* the gradients: at their first need */
     if (!lo->param_memory) { d1__free(lo); return D1__FAIL(D1_ERR_NOMEM); }
-    lo->grad_memory = lo->param_memory + lo->num_params;
-    memset(lo->param_memory, 0, 2 * lo->num_params * sizeof(float)); /* B = 0 */
+    memset(lo->param_memory, 0, lo->num_params * sizeof(float)); /* B = 0 */
     m->lora = lo;
     d1_rng_seed(&rng, seed);
     n = d1_lora_num_tensors(m);
@@ -3295,6 +3303,7 @@ D1_API int d1_model_zero_grad(d1_model *m) {
     int rc;
     if (!m || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
     if (m->lora) { /* the adapters are what trains */
+        if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
         memset(m->lora->grad_memory, 0, m->lora->num_params * sizeof(float));
         return D1_OK;
     }

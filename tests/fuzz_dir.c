@@ -10,10 +10,9 @@
      - a failed load changes nothing: the model struct (d1_model_load), the
        optimizer and RNGs (d1_train_state_load), the model and its weights
        (d1_lora_load) byte for byte as they were;
-     - no load (model, training state) allocates more than 2x the bytes of
-       its directory's files, no adapter load more than 4x (BF16 adapters
-       become F32 values and gradients), plus FZ_FIXED: what no file can
-       change (the model's fixed-size state, path strings, allocation headers);
+     - no load (model, training state, adapters) allocates more than 2x the
+       bytes of its directory's files, plus FZ_FIXED: what no file can change
+       (the model's fixed-size state, path strings, allocation headers);
      - a model that loads runs a forward pass.
    The training state and the adapters are tried against the directory's own
    model when it loads, and against a fixed tiny model always, so that their
@@ -132,7 +131,7 @@ static void fz_state_and_adapters(d1_model *m, d1_adamw *o) {
         size_t base = live_bytes;
         peak_bytes = live_bytes;
         rc = d1_lora_load(m, fz_dir);
-        fz_check_peak("an adapter load", base, 4); /* BF16 adapters: F32 values and gradients */
+        fz_check_peak("an adapter load", base, 2);
     }
     if (!fz_known(rc)) abort();
     if (rc != D1_OK && (memcmp(&mb, m, sizeof mb) || fz_hash(m->param_memory, m->num_params * sizeof(float)) != hw))

@@ -65,7 +65,7 @@ static snap take(const world *w) {
         s.grads = fnv(h0, m->grad_memory, m->num_params * sizeof(float));
         if (m->lora) {
             s.lora = fnv(h0, m->lora->param_memory, m->lora->num_params * sizeof(float));
-            s.lora = fnv(s.lora, m->lora->grad_memory, m->lora->num_params * sizeof(float));
+            if (m->lora->grad_memory) s.lora = fnv(s.lora, m->lora->grad_memory, m->lora->num_params * sizeof(float));
         }
         s.B = m->B;
         s.T = m->T;
@@ -1070,8 +1070,9 @@ static void test_load_memory(void) {
     load_within("3602 tensors in 3602 missing shards", dir, D1_ERR_NOT_FOUND,
                 file_bytes(dir, "config.json") + file_bytes(dir, "model.safetensors.index.json"), NULL);
 
-    /* 6. adapters: loaded onto a model without them (they were staged in a
-       second copy of their weights and gradients) and onto attached ones */
+    /* 6. adapters: loaded onto a model without them (their values alone: the
+       gradients come at the first backward) and onto attached ones (staged
+       in a second copy, committed when all went well) */
     memset(&c, 0, sizeof c);
     c.vocab_size = 8; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 96;
     c.max_seq_len = 16; c.mask_id = 7; c.eos_id = 6; c.pad_id = 5;
@@ -1095,7 +1096,7 @@ static void test_load_memory(void) {
             CHECK(fresh.lora && !memcmp(fresh.lora->param_memory, m.lora->param_memory,
                                          m.lora->num_params * sizeof(float)), "other adapters");
         }
-        /* BF16 adapters (d1's PEFT adapters are): F32 values and gradients, 4x the file at most */
+        /* BF16 adapters (d1's PEFT adapters are): F32 values (twice the file; the gradients come at the first backward) */
         {
             static const char *const names[1] = {"adapter_model.safetensors"};
             d1__st_table tab;
@@ -1114,15 +1115,14 @@ static void test_load_memory(void) {
             CHECK(d1_lora_load(&fresh, dir) == D1_OK, "load BF16 adapters: %s", d1_last_error());
             printf("  BF16 adapters onto a model without: %zu bytes of files, %zu allocated (%.2fx)\n", files,
                    peak_bytes - before, (double)(peak_bytes - before) / (double)files);
-            CHECK(peak_bytes - before <= 4 * files, "BF16 adapters: %zu bytes of files, %zu allocated", files,
+            CHECK(peak_bytes - before <= 2 * files, "BF16 adapters: %zu bytes of files, %zu allocated", files,
                   peak_bytes - before);
             CHECK(d1_lora_save(&m, dir) == D1_OK, "the F32 adapters back");
         }
         d1_model_free(&fresh);
     }
     /* 7. an adapter file as long as the adapters' weights, all of it header:
-       the adapters (weights and gradients: twice the file) were attached
-       before the header was read */
+       refused before the adapters are attached */
     {
         d1_model fresh;
         world w;
