@@ -92,7 +92,8 @@
        low-confidence / random remasking           d1__propose
        Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
      masked SFT (d1 stage 1)                       d1_sft_loss
-     diffu-GRPO (d1 stage 2)                       d1_grpo_step (phases a-f)
+     diffu-GRPO (d1 stage 2)                       d1_grpo_step (phases a-f);
+                                                   written out: examples/grpo_unrolled.c
        group advantages A_i = r_i - mean(r)        d1__grpo_advantages
        one-step log-prob estimator                 d1__grpo_masks_one_step, d1_grpo_logprobs
        clipped surrogate + beta KL (k3)            d1_grpo_loss
