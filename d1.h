@@ -4001,7 +4001,11 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
 }
 
 // >>sft -----------------------------------------------------------------------
-
+/* Masked SFT (d1 stage 1): the forward process on the response only, then
+       loss = 1/B sum_b [ sum_{i masked} CE(logits[b,i], x0[b,i]) / p_b ] / (T - prompt_lens[b]),
+   the masked-diffusion loss of d1_pretrain_loss with the prompt kept and each
+   row divided by its answer length (LLaDA's SFT guideline; see the API
+   comment for how d1's trainer differs). */
 D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *prompt_lens,
                        const uint8_t *mask, const float *p, d1_rng *rng, float *loss) {
     struct d1__state *s;
