@@ -286,9 +286,10 @@ typedef struct d1_model {
 
 /* Allocates the model, draws the weights from `seed`: matrices N(0, 0.02^2),
    the residual outputs (attn_out, ff_out) scaled by 1/sqrt(2L), norms 1.
-   *m is treated as uninitialised: a model already set up is d1_model_free'd
-   first (it is not detected: that would read memory a correct program has
-   never written, which valgrind and MSan rightly report). */
+   *m is treated as uninitialised: free a model already set up with
+   d1_model_free before you init it again (the library cannot tell: that
+   would read memory a correct program has never written, which valgrind and
+   MSan rightly report). */
 D1_API int  d1_model_init(d1_model *m, const d1_config *cfg, uint64_t seed);
 D1_API void d1_model_free(d1_model *m);
 /* Threads used by the model's kernels (default 1). Results do not depend on
@@ -5772,6 +5773,7 @@ static const struct { const char *key; int want; } d1__cfg_switches[] = {
     {"input_emb_norm", 0},        /* embeddings * sqrt(d_model)                  */
     {"attention_layer_norm", 0},  /* norms on q and k                            */
     {"layer_norm_with_affine", 1},/* false: RMSNorm without its weight           */
+    {"include_bias", 0},          /* biases on every projection                  */
     {"bias_for_layer_norm", 0},   /* a bias in every norm                        */
     {"include_qkv_bias", 0},      /* biases on q, k, v                           */
     {"multi_query_attention", 0}, /* one key/value head (n_kv_heads says it)     */
@@ -5786,7 +5788,7 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     d1__json j;
     d1_config c;
     size_t obj, v, it, el;
-    int rc, emb = 0, bias = 0, r, k;
+    int rc, emb = 0, r, k;
     if (!out || (!json && len)) return D1__FAIL(D1_ERR_ARG);
     if (!d1__json_check(json, len)) return D1__FAIL(D1_ERR_JSON);
     j.s = json; j.n = len;
@@ -5815,8 +5817,6 @@ D1_API int d1_config_from_json(d1_config *out, const char *json, size_t len) {
     if ((rc = d1__cfg_expect(&j, obj, "activation_type", "silu")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "block_type", "llama")) != D1_OK) return rc;
     if ((rc = d1__cfg_expect(&j, obj, "layer_norm_type", "rms")) != D1_OK) return rc;
-    if ((rc = d1__cfg_bool(&j, obj, "include_bias", 0, &bias)) != D1_OK) return rc;
-    if (bias) return D1__FAILF(D1_ERR_CONFIG, "config.json: \"include_bias\" is true; d1.h computes LLaDA with false");
     /* every switch of LLaDA's config class that changes the arithmetic */
     for (k = 0; k < (int)(sizeof d1__cfg_switches / sizeof d1__cfg_switches[0]); k++)
         if ((rc = d1__cfg_switch(&j, obj, d1__cfg_switches[k].key, d1__cfg_switches[k].want)) != D1_OK) return rc;
@@ -6543,12 +6543,13 @@ static char *d1__path(const char *dir, const char *name) {
 static FILE *d1__fopen_regular(const char *path) {
 #if defined(D1__POSIX)
     struct stat st;
-    int fd = open(path, O_RDONLY | O_NONBLOCK), reg, dir;
+    int fd = open(path, O_RDONLY | O_NONBLOCK), reg, e;
     if (fd < 0) return NULL;
-    reg = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-    dir = !reg && S_ISDIR(st.st_mode);
+    reg = fstat(fd, &st) == 0; /* a failed fstat leaves its errno */
+    e = !reg ? errno : S_ISREG(st.st_mode) ? 0 : S_ISDIR(st.st_mode) ? EISDIR : 0;
+    reg = reg && S_ISREG(st.st_mode);
     close(fd);
-    if (!reg) errno = dir ? EISDIR : 0; /* for d1__io_fail */
+    if (!reg) errno = e; /* for d1__io_fail: 0 is "not a regular file" */
     return reg ? fopen(path, "rb") : NULL;
 #elif defined(D1__WINDOWS)
     struct _stat64 st;

@@ -51,7 +51,8 @@ int main(void) {
     /* lr: at 3e-3 this run reaches 1.00 at iteration 6, then falls to 0.00 for
        18 iterations: once every group is all-correct the advantages are 0,
        the KL's small gradient is all that is left, and Adam rescales it to
-       lr-sized steps. At 1e-3 it stays above 0.9 from iteration 9 on. */
+       lr-sized steps. At 1e-3 it reaches 1.00 at iteration 9 and stays
+       between 0.67 and 1.00 to iteration 30. */
     od.lr = 1e-3f; od.weight_decay = 0.0f;
     d1_adamw_init(&opt, &policy, &od);
 
