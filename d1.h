@@ -366,8 +366,19 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    model, d1_lora_merge, d1_model_push, d1_model_set_device); after writing
    param_memory yourself, call d1_model_push (on the CPU it only marks the
    copy stale). D1_ERR_UNSUPPORTED for BF16 on a GPU; a BF16 model moved to
-   the GPU computes there in FP32 (the setting returns with it). */
-enum { D1_PRECISION_F32 = 0, D1_PRECISION_BF16 = 1 };
+   the GPU computes there in FP32 (the setting returns with it).
+   D1_PRECISION_BF16_MIXED (mixed-precision training): everything BF16 does,
+   and the passes that back-propagate too: their forward's linear layers as
+   above, and in the backward pass both products of each linear layer,
+   dinp = dout . W and dW += dout^T . inp, with BF16 operands (rounded as
+   they are packed) and FP32 sums. The master weights, their gradients, the
+   AdamW moments, the norms, attention, softmax and the losses stay FP32;
+   nothing is kept in BF16 but the packed weight copy. Each gradient then
+   carries BF16's relative rounding of its operands (about 2^-9 per operand;
+   tests/test_bf16.c bounds the whole model's against FP32's), and the loss
+   the step sees is that of the BF16 forward. d1_model_backward is allowed
+   after any forward of this mode. */
+enum { D1_PRECISION_F32 = 0, D1_PRECISION_BF16 = 1, D1_PRECISION_BF16_MIXED = 2 };
 D1_API int d1_model_set_precision(d1_model *m, int precision);
 D1_API int d1_model_precision(const d1_model *m);  /* D1_PRECISION_*, or D1_ERR_ARG */
 
@@ -1569,6 +1580,7 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
 #endif
 typedef struct d1__gemm_args {
     int M, N, K, acc;
+    int simd; /* d1__gemm_bf16_gs_task: 1 runs the AVX512-BF16 kernels */
     const float *A, *B;
     float *C;
     ptrdiff_t rsa, csa, rsb, csb, ldc;
@@ -1608,7 +1620,7 @@ static void d1__gemm_mt(d1__ctx *cx, int M, int N, int K, const float *A, ptrdif
                         ptrdiff_t csa, const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C,
                         ptrdiff_t ldc, int acc) {
     d1__gemm_args g;
-    g.M = M; g.N = N; g.K = K; g.acc = acc; g.A = A; g.B = B; g.C = C;
+    g.M = M; g.N = N; g.K = K; g.acc = acc; g.simd = 0; g.A = A; g.B = B; g.C = C;
     g.rsa = rsa; g.csa = csa; g.rsb = rsb; g.csb = csb; g.ldc = ldc; g.cx = cx;
     if (cx->pool->n == 1 || (double)M * N * K < 65536.0)
         d1__gemm_task(&g, 0, 1);
@@ -1860,14 +1872,15 @@ static float d1__bf16_fma(float s, uint16_t a, uint16_t b) {
 }
 
 /* The definition: C[i,j] (row stride ldc) from A [M,K] (row stride lda) and
-   W [N,K] (row stride ldw), both FP32, rounded here. */
+   W [N,K] (row stride ldw), both FP32, rounded here; acc: the sum starts
+   from C[i,j] instead of 0. */
 static D1__MAYBE_UNUSED void d1__gemm_bf16_ref(int M, int N, int K, const float *A, ptrdiff_t lda, const float *W,
-                                               ptrdiff_t ldw, float *C, ptrdiff_t ldc) {
+                                               ptrdiff_t ldw, float *C, ptrdiff_t ldc, int acc) {
     int i, j, k;
     for (i = 0; i < M; i++)
         for (j = 0; j < N; j++) {
             const float *a = A + i * lda, *w = W + j * ldw;
-            float s = 0.0f;
+            float s = acc ? C[i * ldc + j] : 0.0f;
             for (k = 0; k < K; k += 2) {
                 uint16_t a1 = k + 1 < K ? d1__bf16_round(a[k + 1]) : 0, w1 = k + 1 < K ? d1__bf16_round(w[k + 1]) : 0;
                 s = d1__bf16_fma(s, a1, w1);
@@ -2095,6 +2108,182 @@ static void d1__gemm_bf16_mt(d1__ctx *cx, int M, int N, int K, const float *A, p
         d1__gemm_bf16_task(&g, 0, 1);
     else
         d1__parallel(cx->pool, d1__gemm_bf16_task, &g);
+}
+
+/* ---- BF16 GEMM (mixed-precision training) --------------------------------------
+   C[M,N] (acc: C +) = A[M,K] . B[K,N], each operand given by its (row stride,
+   column stride) as d1__gemm takes them, both rounded to BF16 while packed,
+   the sums as d1__gemm_bf16's (with acc the chain starts from C's value).
+   This is the GEMM of D1_PRECISION_BF16_MIXED's backward pass, whose
+   operands are activations and gradients that change every call: B is
+   packed per KC x NC block (as the FP32 GEMM packs it), not once per model.
+   The same bits as d1__gemm_bf16_ref on the materialised matrices, whatever
+   the strides, the kernel and the thread count (tests/test_bf16.c). */
+#ifndef D1__BF_NC
+#define D1__BF_NC 3072
+#endif
+#if D1__BF_NC % D1__BF_NR || D1__BF_NC <= 0
+#error "D1__BF_NC must be a multiple of 32"
+#endif
+/* the scratch of one thread: an A block, then a B block (uint32 pairs) */
+#define D1__BF_GS_WS (D1__BF_WS + (size_t)(D1__BF_KC / 2) * D1__BF_NC)
+
+/* A[.., k0..k0+kc) of mc rows at any strides, converted as
+   d1__bf16_pack_a_scalar converts a row-major one. */
+static void d1__bf16_pack_a_gs(int mc, int kc, const float *A, ptrdiff_t rsa, ptrdiff_t csa, uint32_t *Ap) {
+    int kcp = (kc + 1) / 2, i, q;
+    for (i = 0; i < mc; i++)
+        for (q = 0; q < kcp; q++) {
+            const float *a = A + (ptrdiff_t)i * rsa + (ptrdiff_t)(2 * q) * csa;
+            Ap[(size_t)i * kcp + q] =
+                (uint32_t)d1__bf16_round(a[0]) | (2 * q + 1 < kc ? (uint32_t)d1__bf16_round(a[csa]) << 16 : 0u);
+        }
+    for (; i % D1__BF_MR; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+/* B[k0..k0+kc, j0..j0+nc) at any strides into panels of NR columns, pairs of
+   k (d1__bf16_pack_w's layout for this block: panel p at Bp + p*NR*kcp);
+   columns past nc are zero. */
+static void d1__bf16_pack_b_gs(int kc, int nc, const float *B, ptrdiff_t rsb, ptrdiff_t csb, uint32_t *Bp) {
+    int kcp = (kc + 1) / 2, p, q, j;
+    for (p = 0; p < nc; p += D1__BF_NR)
+        for (q = 0; q < kcp; q++) {
+            uint32_t *dst = Bp + (size_t)p * kcp + (size_t)q * D1__BF_NR;
+            const float *b0 = B + (ptrdiff_t)(2 * q) * rsb, *b1 = b0 + rsb;
+            for (j = 0; j < D1__BF_NR; j++) {
+                ptrdiff_t o = (ptrdiff_t)(p + j) * csb;
+                dst[j] = p + j >= nc ? 0u
+                                     : (uint32_t)d1__bf16_round(b0[o]) |
+                                           (2 * q + 1 < kc ? (uint32_t)d1__bf16_round(b1[o]) << 16 : 0u);
+            }
+        }
+}
+
+#if defined(D1__BF16_AVX)
+/* 16 pairs (x0[j], x1[j]) of two rows of floats as one vector of dwords:
+   bf16(x0) in the low half of each, bf16(x1) in the high half. */
+D1__BF16_TARGET static __m512i d1__bf16_pairs16(__m512 x0, __m512 x1) {
+    __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x0));
+    __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x1));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+}
+/* d1__bf16_pack_b_gs for columns one float apart (csb 1: B row-major, the
+   backward's weights and activations): 16 columns per conversion. */
+D1__BF16_TARGET static void d1__bf16_pack_b_rows_avx512(int kc, int nc, const float *B, ptrdiff_t rsb,
+                                                       uint32_t *Bp) {
+    int kcp = (kc + 1) / 2, p, q, j;
+    for (p = 0; p < nc; p += D1__BF_NR)
+        for (q = 0; q < kcp; q++) {
+            uint32_t *dst = Bp + (size_t)p * kcp + (size_t)q * D1__BF_NR;
+            const float *b0 = B + (ptrdiff_t)(2 * q) * rsb + p, *b1 = b0 + rsb;
+            int odd = 2 * q + 1 < kc;
+            for (j = 0; j < D1__BF_NR; j += 16) {
+                int left = nc - p - j;
+                __mmask16 l = (__mmask16)(left >= 16 ? 0xFFFF : left <= 0 ? 0 : (1u << left) - 1);
+                __m512 x0 = _mm512_maskz_loadu_ps(l, b0 + j);
+                __m512 x1 = odd ? _mm512_maskz_loadu_ps(l, b1 + j) : _mm512_setzero_ps();
+                _mm512_store_si512((void *)(dst + j), _mm512_maskz_mov_epi32(l, d1__bf16_pairs16(x0, x1)));
+            }
+        }
+}
+/* d1__bf16_pack_a_gs for rows one float apart (rsa 1: A is a transposed
+   row-major matrix, dout^T of the weight gradient): 16 rows per conversion,
+   scattered to their rows of the block. */
+D1__BF16_TARGET static void d1__bf16_pack_a_cols_avx512(int mc, int kc, const float *A, ptrdiff_t csa,
+                                                       uint32_t *Ap) {
+    int kcp = (kc + 1) / 2, i, q;
+    __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                      _mm512_set1_epi32(kcp));
+    for (i = 0; i < mc; i += 16) {
+        __mmask16 l = (__mmask16)(mc - i >= 16 ? 0xFFFF : (1u << (mc - i)) - 1);
+        for (q = 0; q < kcp; q++) {
+            const float *a0 = A + i + (ptrdiff_t)(2 * q) * csa;
+            __m512 x0 = _mm512_maskz_loadu_ps(l, a0);
+            __m512 x1 = 2 * q + 1 < kc ? _mm512_maskz_loadu_ps(l, a0 + csa) : _mm512_setzero_ps();
+            _mm512_mask_i32scatter_epi32((void *)(Ap + (size_t)i * kcp + q), l, rows, d1__bf16_pairs16(x0, x1), 4);
+        }
+    }
+    for (i = mc; i % D1__BF_MR; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+#endif
+
+/* The general-stride BF16 GEMM on one thread; ws holds D1__BF_GS_WS uint32s
+   (64-aligned). */
+static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa, const float *B,
+                             ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc, uint32_t *ws,
+                             int simd) {
+    uint32_t *wa = ws, *wb = ws + D1__BF_WS;
+    int jc, pc, ic, jr, ir, i;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        if (!acc)
+            for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+#if !defined(D1__BF16_AVX)
+    (void)simd;
+#endif
+    for (jc = 0; jc < N; jc += D1__BF_NC) {
+        int nc = D1__MIN(D1__BF_NC, N - jc);
+        for (pc = 0; pc < K; pc += D1__BF_KC) {
+            int kc = D1__MIN(D1__BF_KC, K - pc), kcp = (kc + 1) / 2;
+            const float *Bb = B + pc * rsb + jc * csb;
+#if defined(D1__BF16_AVX)
+            if (simd && csb == 1) d1__bf16_pack_b_rows_avx512(kc, nc, Bb, rsb, wb);
+            else
+#endif
+                d1__bf16_pack_b_gs(kc, nc, Bb, rsb, csb, wb);
+            for (ic = 0; ic < M; ic += D1__BF_MC) {
+                int mc = D1__MIN(D1__BF_MC, M - ic);
+                const float *Ab = A + ic * rsa + pc * csa;
+#if defined(D1__BF16_AVX)
+                if (simd && csa == 1) d1__bf16_pack_a_avx512(mc, kc, Ab, rsa, wa);
+                else if (simd && rsa == 1) d1__bf16_pack_a_cols_avx512(mc, kc, Ab, csa, wa);
+                else
+#endif
+                    d1__bf16_pack_a_gs(mc, kc, Ab, rsa, csa, wa);
+                for (jr = 0; jr < nc; jr += D1__BF_NR)
+                    for (ir = 0; ir < mc; ir += D1__BF_MR) {
+                        int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, nc - jr);
+                        const uint32_t *a = wa + (size_t)ir * kcp, *b = wb + (size_t)jr * kcp;
+                        float *c = C + (ptrdiff_t)(ic + ir) * ldc + jc + jr;
+                        int add = acc || pc > 0;
+#if defined(D1__BF16_AVX)
+                        if (simd) d1__ukernel_bf16_avx512(kcp, a, kcp, b, c, ldc, add, mr, nr);
+                        else
+#endif
+                            d1__ukernel_bf16_scalar(kcp, a, kcp, b, c, ldc, add, mr, nr);
+                    }
+            }
+        }
+    }
+}
+
+/* d1__gemm_bf16_gs across the pool, cut as d1__gemm_task cuts d1__gemm. */
+static void d1__gemm_bf16_gs_task(void *p, int ith, int nth) {
+    d1__gemm_args *g = (d1__gemm_args *)p;
+    uint32_t *ws = (uint32_t *)g->cx->ws[ith];
+    int lo, hi;
+    if (g->M >= g->N || g->N < nth * D1__BF_NR) {
+        d1__split(g->M, D1__BF_MR, ith, nth, &lo, &hi);
+        d1__gemm_bf16_gs(hi - lo, g->N, g->K, g->A + lo * g->rsa, g->rsa, g->csa, g->B, g->rsb, g->csb,
+                         g->C + lo * g->ldc, g->ldc, g->acc, ws, g->simd);
+    } else {
+        d1__split(g->N, D1__BF_NR, ith, nth, &lo, &hi);
+        d1__gemm_bf16_gs(g->M, hi - lo, g->K, g->A, g->rsa, g->csa, g->B + lo * g->csb, g->rsb, g->csb, g->C + lo,
+                         g->ldc, g->acc, ws, g->simd);
+    }
+}
+
+static void d1__gemm_bf16_gs_mt(d1__ctx *cx, int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff_t csa,
+                                const float *B, ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc,
+                                int simd) {
+    d1__gemm_args g;
+    g.M = M; g.N = N; g.K = K; g.acc = acc; g.simd = simd; g.A = A; g.B = B; g.C = C;
+    g.rsa = rsa; g.csa = csa; g.rsb = rsb; g.csb = csb; g.ldc = ldc; g.cx = cx;
+    if (cx->pool->n == 1 || (double)M * N * K < 65536.0)
+        d1__gemm_bf16_gs_task(&g, 0, 1);
+    else
+        d1__parallel(cx->pool, d1__gemm_bf16_gs_task, &g);
 }
 
 // >>layers --------------------------------------------------------------------
@@ -2776,7 +2965,7 @@ static int d1__ensure(d1_model *m, int B, int T) {
     const d1_config *c = &m->config;
     int rank = m->lora ? m->lora->rank : 0;
     size_t need = d1__carve_acts(c, B, T, rank, NULL, NULL);
-    size_t ws = D1__MAX(D1__GEMM_WS, D1__BF_WS) + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
+    size_t ws = D1__MAX(D1__GEMM_WS, D1__BF_GS_WS) + (size_t)D1__MAX(T * T, D1__MAX(c->ffn_dim, c->vocab_size));
     int nth = s->pool.n, i, rc;
     ws = (ws + 15) & ~(size_t)15;
     if ((rc = d1__ensure_tokens(m, B, T)) != D1_OK) return rc;
@@ -3072,6 +3261,18 @@ static void d1__linear_forward(d1__ctx *cx, const d1__bf16w *bw, float *out, con
     else
         d1__matmul_forward(cx, out, inp, w, N, I, O);
 }
+/* Its backward (d1__matmul_backward), or, when bw is given (the model is in
+   D1_PRECISION_BF16_MIXED), both products with BF16 operands and FP32 sums
+   (d1__gemm_bf16_gs): dinp = dout . w, dw += dout^T . inp. */
+static void d1__linear_backward(d1__ctx *cx, const d1__bf16w *bw, float *dinp, float *dw, const float *dout,
+                                const float *inp, const float *w, int N, int I, int O) {
+    if (!bw) {
+        d1__matmul_backward(cx, dinp, dw, dout, inp, w, N, I, O);
+        return;
+    }
+    d1__gemm_bf16_gs_mt(cx, N, I, O, dout, O, 1, w, I, 1, dinp, I, 0, bw->simd);
+    if (dw) d1__gemm_bf16_gs_mt(cx, O, I, N, dout, 1, O, inp, I, 1, dw, I, 1, bw->simd);
+}
 /* layer L's packed copy of matrix t, or NULL in FP32 */
 #define D1__BW(t) (bw ? bw->t + L * bw->n_##t : NULL)
 
@@ -3088,7 +3289,7 @@ static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const ui
     int D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
-    s->bf16_last = bw != NULL;
+    s->bf16_last = bw != NULL && s->precision == D1_PRECISION_BF16;
     D1__GPU_DO(m, d1__gpu_forward(m, tokens, B, T, key_mask));
     if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
     d1__embed_forward(a->x, s->tokens, w->wte, N, C);
@@ -3130,9 +3331,12 @@ static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const ui
     m->logits = a->logits;
 }
 
-/* The LLaDA forward pass in FP32 (every pass that back-propagates). */
+/* The LLaDA forward pass that back-propagates: in FP32, or with BF16
+   operands in D1_PRECISION_BF16_MIXED. */
+static const d1__bf16w *d1__bf16_weights(d1_model *m);
 static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
-    d1__forward_w(m, tokens, B, T, key_mask, NULL);
+    d1__forward_w(m, tokens, B, T, key_mask,
+                  m->state->precision == D1_PRECISION_BF16_MIXED ? d1__bf16_weights(m) : NULL);
 }
 
 /* Carves the BF16 copy's buffer (base may be NULL: sizes only); returns its
@@ -3170,12 +3374,12 @@ static void d1__bf16w_pack(const d1_model *m, d1__bf16w *bw) {
     d1__bf16_pack_w(c->vocab_size, C, w->head, C, bw->head);
 }
 
-/* The BF16 copy for a forward pass that no backward follows, repacked first
-   when the weights changed since; NULL when the model computes in FP32 (its
-   precision, or a model on a GPU). */
+/* The BF16 copy for a BF16 forward pass, repacked first when the weights
+   changed since; NULL when the model computes in FP32 (its precision, or a
+   model on a GPU). */
 static const d1__bf16w *d1__bf16_weights(d1_model *m) {
     struct d1__state *s = m->state;
-    if (s->precision != D1_PRECISION_BF16 || !s->bw.mem || d1__on_gpu(m)) return NULL;
+    if (s->precision == D1_PRECISION_F32 || !s->bw.mem || d1__on_gpu(m)) return NULL;
     if (s->bf16_stale) {
         d1__bf16w_pack(m, &s->bw);
         s->bf16_stale = 0;
@@ -3192,7 +3396,7 @@ static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, con
 D1_API int d1_model_set_precision(d1_model *m, int precision) {
     struct d1__state *s;
     if (!m || !m->state || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
-    if (precision != D1_PRECISION_F32 && precision != D1_PRECISION_BF16) return D1__FAIL(D1_ERR_ARG);
+    if (precision < D1_PRECISION_F32 || precision > D1_PRECISION_BF16_MIXED) return D1__FAIL(D1_ERR_ARG);
     s = m->state;
     if (precision == D1_PRECISION_F32) {
         d1__free(s->bw.mem);
@@ -3218,7 +3422,8 @@ D1_API int d1_model_precision(const d1_model *m) {
 }
 
 /* The backward pass of d1__forward, from dlogits [B,T,V]; every parameter
-   gradient accumulates into m->grads. */
+   gradient accumulates into m->grads. The linear layers' two products take
+   BF16 operands in D1_PRECISION_BF16_MIXED (d1__linear_backward). */
 static void d1__backward(d1_model *m, const float *dlogits) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
@@ -3227,6 +3432,7 @@ static void d1__backward(d1_model *m, const float *dlogits) {
     const d1_params *w = &m->params;
     d1_params none, *g = &m->grads;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    const d1__bf16w *mb = s->precision == D1_PRECISION_BF16_MIXED ? &s->bw : NULL; /* mixed precision */
     int B = m->B, T = m->T, N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size;
     int H = c->n_heads, KV = c->n_kv_heads, D = C / H, QW = d1__qw(c), l;
     size_t NC = (size_t)N * C;
@@ -3235,7 +3441,7 @@ static void d1__backward(d1_model *m, const float *dlogits) {
         g = &none;
     }
 #define D1__G(t, off) (g->t ? g->t + (off) : NULL)
-    d1__matmul_backward(cx, a->dA, g->head, dlogits, a->nf, w->head, N, C, V);
+    d1__linear_backward(cx, mb, a->dA, g->head, dlogits, a->nf, w->head, N, C, V);
     d1__rmsnorm_backward(a->dres, g->ln_f, a->dA, a->x + (size_t)c->n_layers * NC, w->ln_f, a->rf, N, C);
     for (l = c->n_layers - 1; l >= 0; l--) {
         size_t L = (size_t)l;
@@ -3249,23 +3455,23 @@ static void d1__backward(d1_model *m, const float *dlogits) {
         d1__lora_site ls[4];
         if (lora) d1__lora_sites(c, lora->rank, l, ls);
         /* MLP sub-block: dres is d(out) = d(xa) through the residual */
-        d1__matmul_backward(cx, a->dh, D1__G(ff_out, L * C * F), a->dres, hm, w->ff_out + L * C * F, N, F, C);
+        d1__linear_backward(cx, mb, a->dh, D1__G(ff_out, L * C * F), a->dres, hm, w->ff_out + L * C * F, N, F, C);
         if (lora) d1__lora_backward(cx, lora, &ls[3], a->dres, hm, lu + ls[3].u0, ldu, a->dlu, a->dh, N);
         sw.out = a->dgu; sw.gu = gu; sw.dh = a->dh; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_backward_task, &sw);
-        d1__matmul_backward(cx, a->dA, D1__G(gate_up, L * 2 * F * C), a->dgu, n2, w->gate_up + L * 2 * F * C,
+        d1__linear_backward(cx, mb, a->dA, D1__G(gate_up, L * 2 * F * C), a->dgu, n2, w->gate_up + L * 2 * F * C,
                             N, C, 2 * F);
         if (lora) d1__lora_backward(cx, lora, &ls[2], a->dgu, n2, lu + ls[2].u0, ldu, a->dlu, a->dA, N);
         d1__rmsnorm_backward(a->dB, D1__G(ff_norm, L * C), a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
         d1__residual_add(a->dres, a->dB, NC);
         /* attention sub-block */
-        d1__matmul_backward(cx, a->dA, D1__G(attn_out, L * C * C), a->dres, y, w->attn_out + L * C * C, N, C, C);
+        d1__linear_backward(cx, mb, a->dA, D1__G(attn_out, L * C * C), a->dres, y, w->attn_out + L * C * C, N, C, C);
         if (lora) d1__lora_backward(cx, lora, &ls[1], a->dres, y, lu + ls[1].u0, ldu, a->dlu, a->dA, N);
         d1__attn_setup(&at, qkv, QW, c, B, T, cx);
         at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
         d1__parallel(cx->pool, d1__attention_backward_task, &at);
         d1__rope(a->dqkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
-        d1__matmul_backward(cx, a->dB, D1__G(qkv, L * QW * C), a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
+        d1__linear_backward(cx, mb, a->dB, D1__G(qkv, L * QW * C), a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
         if (lora) d1__lora_backward(cx, lora, &ls[0], a->dqkv, n1, lu + ls[0].u0, ldu, a->dlu, a->dB, N);
         d1__rmsnorm_backward(a->dA, D1__G(attn_norm, L * C), a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
         d1__residual_add(a->dres, a->dA, NC);

@@ -89,7 +89,7 @@ static void bf16_gemm_case(int M, int N, int K, float scale, uint32_t *ws) {
     long d;
     d1__bf16_pack_w(N, K, W, K, Wp);
     memset(C0, 0, n * sizeof(float));
-    d1__gemm_bf16_ref(M, N, K, A, K, W, K, C0, N + 5);
+    d1__gemm_bf16_ref(M, N, K, A, K, W, K, C0, N + 5, 0);
     for (simd = 0; simd <= have_avx; simd++) {
         memset(C1, 0, n * sizeof(float)); /* the 5 columns past N must stay 0 */
         d1__gemm_bf16(M, N, K, A, K, Wp, C1, N + 5, ws, simd);
@@ -115,7 +115,8 @@ static void test_bf16_gemm_vs_definition(void) {
     d1__free(ws);
 }
 
-/* The threaded BF16 GEMM gives the one-thread bits. */
+/* The threaded BF16 GEMMs (inference's, and the general-stride one) give the
+   one-thread bits. */
 static void test_bf16_gemm_threads_bitwise(void) {
     static const int shapes[3][3] = {{301, 17, 129}, {7, 500, 33}, {96, 704, 128}};
     d1__pool pool;
@@ -128,6 +129,7 @@ static void test_bf16_gemm_threads_bitwise(void) {
             int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             float *A = randv((size_t)M * K, 1.0f), *W = randv((size_t)N * K, 1.0f);
             float *C1 = (float *)calloc((size_t)M * N, sizeof(float)), *Cn = (float *)calloc((size_t)M * N, sizeof(float));
+            float *G1 = (float *)malloc((size_t)M * N * sizeof(float)), *Gn = (float *)malloc((size_t)M * N * sizeof(float));
             uint32_t *Wp = (uint32_t *)d1__alloc(d1__bf16_packed_size(N, K) * sizeof(uint32_t));
             d1__bf16_pack_w(N, K, W, K, Wp);
 #ifdef D1_NO_THREADS
@@ -142,11 +144,81 @@ static void test_bf16_gemm_threads_bitwise(void) {
                     CHECK(memcmp(C1, Cn, (size_t)M * N * sizeof(float)) == 0,
                           "%s, %d x %d, K %d, %d threads: bit-identical to 1 thread", simd ? "avx512bf16" : "scalar",
                           M, N, K, nth);
+                /* the general-stride GEMM as the weight gradient calls it: A's buffer read
+                   transposed (column stride M), W's as a row-major [K,N], accumulated */
+                memset(nth == 1 ? G1 : Gn, 0, (size_t)M * N * sizeof(float));
+                d1__gemm_bf16_gs_mt(&cx, M, N, K, A, 1, M, W, N, 1, nth == 1 ? G1 : Gn, N, 1, simd);
+                if (nth > 1)
+                    CHECK(memcmp(G1, Gn, (size_t)M * N * sizeof(float)) == 0,
+                          "%s general strides, %d x %d, K %d, %d threads: bit-identical to 1 thread",
+                          simd ? "avx512bf16" : "scalar", M, N, K, nth);
                 for (t = 0; t < nth; t++) d1__free(cx.ws[t]);
                 d1__pool_stop(&pool);
             }
-            free(A); free(W); free(C1); free(Cn); d1__free(Wp);
+            free(A); free(W); free(C1); free(Cn); free(G1); free(Gn); d1__free(Wp);
         }
+}
+
+/* The general-stride BF16 GEMM of mixed-precision training (C (+)= A . B,
+   each operand at its own strides) against the definition on the operands
+   materialised row-major, bit for bit: A row-major or transposed (the
+   weight gradient's dout^T) or at two odd strides, B row-major (the
+   backward's weights and activations) or transposed or odd; acc 0 and 1 from
+   a random C; K past one KC slice and N past one NC block. */
+enum { GS_ROW, GS_TRANS, GS_ODD };
+static const char *const gs_names[] = {"row-major", "transposed", "odd strides"};
+/* the strides of an R x S operand in the layout; its buffer holds gs_size floats */
+static void gs_strides(int layout, int R, int S, ptrdiff_t *rs, ptrdiff_t *cs) {
+    if (layout == GS_ROW) { *rs = S; *cs = 1; }
+    else if (layout == GS_TRANS) { *rs = 1; *cs = R; }
+    else { *rs = 2; *cs = 2 * (ptrdiff_t)R + 3; }
+}
+static size_t gs_size(int layout, int R, int S) {
+    ptrdiff_t rs, cs;
+    gs_strides(layout, R, S, &rs, &cs);
+    return R && S ? (size_t)((R - 1) * rs + (S - 1) * cs + 1) : 1;
+}
+static void bf16_gemm_gs_case(int M, int N, int K, int la, int lb, int acc, float scale, uint32_t *ws) {
+    ptrdiff_t rsa, csa, rsb, csb;
+    float *A = randv(gs_size(la, M, K), scale), *B = randv(gs_size(lb, K, N), scale);
+    float *Am = (float *)malloc(((size_t)M * K + 1) * sizeof(float)), *Wm = (float *)malloc(((size_t)N * K + 1) * sizeof(float));
+    float *Cs = randv((size_t)M * (N + 3), 1.0f), *C0 = (float *)malloc(((size_t)M * (N + 3) + 1) * sizeof(float));
+    float *C1 = (float *)malloc(((size_t)M * (N + 3) + 1) * sizeof(float));
+    size_t n = (size_t)M * (N + 3);
+    int i, j, k, simd;
+    long d;
+    gs_strides(la, M, K, &rsa, &csa);
+    gs_strides(lb, K, N, &rsb, &csb);
+    for (i = 0; i < M; i++)
+        for (k = 0; k < K; k++) Am[(size_t)i * K + k] = A[i * rsa + k * csa];
+    for (j = 0; j < N; j++)
+        for (k = 0; k < K; k++) Wm[(size_t)j * K + k] = B[k * rsb + j * csb];
+    memcpy(C0, Cs, n * sizeof(float));
+    d1__gemm_bf16_ref(M, N, K, Am, K, Wm, K, C0, N + 3, acc);
+    for (simd = 0; simd <= have_avx; simd++) {
+        memcpy(C1, Cs, n * sizeof(float)); /* the 3 columns past N must keep their values */
+        d1__gemm_bf16_gs(M, N, K, A, rsa, csa, B, rsb, csb, C1, N + 3, acc, ws, simd);
+        d = first_diff(C1, C0, n);
+        CHECK(d < 0, "%s, A %s, B %s, acc %d, M %d N %d K %d scale %g: C[%ld] = %a, the definition %a",
+              simd ? "avx512bf16" : "scalar", gs_names[la], gs_names[lb], acc, M, N, K, scale, d,
+              d < 0 ? 0.0 : C1[d], d < 0 ? 0.0 : C0[d]);
+    }
+    free(A); free(B); free(Am); free(Wm); free(Cs); free(C0); free(C1);
+}
+
+static void test_bf16_gemm_gs_vs_definition(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {2, 3, 2}, {7, 33, 5}, {12, 32, 64}, {13, 45, 97},
+                                    {37, 70, 1101}, {251, 19, 600}, {3, 3100, 40}, {5, 7, 0}};
+    uint32_t *ws = (uint32_t *)d1__alloc(D1__BF_GS_WS * sizeof(uint32_t));
+    int s, la, lb, acc;
+    for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (la = 0; la < 3; la++)
+            for (lb = 0; lb < 3; lb++)
+                for (acc = 0; acc < 2; acc++)
+                    bf16_gemm_gs_case(shapes[s][0], shapes[s][1], shapes[s][2], la, lb, acc, 1.0f, ws);
+    bf16_gemm_gs_case(17, 35, 33, GS_TRANS, GS_ROW, 1, 3e-20f, ws); /* below FLT_MIN: flushed */
+    bf16_gemm_gs_case(9, 40, 15, GS_ROW, GS_ROW, 0, 1e19f, ws);     /* overflow to infinity */
+    d1__free(ws);
 }
 
 /* a small model: GQA, untied or tied head, odd sizes */
@@ -205,6 +277,96 @@ static void test_bf16_forward_vs_f32(void) {
         d1_model_free(&m);
         free(lf); free(lb); free(ref);
     }
+}
+
+/* D1_PRECISION_BF16_MIXED on a small model (GQA; untied and tied head, so
+   the tied embedding's two gradients meet): the forward that back-propagates
+   is the BF16 one, bit for bit; every parameter gradient from a fixed
+   dlogits agrees with FP32's to 3e-2 of its scale (each product's operands
+   carry BF16's 2^-9 relative rounding) and is not FP32's; 1 and 2 threads
+   give the same bits; LoRA adapters get their (FP32) gradients on the BF16
+   base; and after an AdamW step the next forward uses the new weights. */
+static void mixed_grads(d1_model *m, const int *tok, int B, int T, const float *dl, float *g) {
+    CHECK(d1_model_zero_grad(m) == D1_OK && d1_model_forward(m, tok, B, T, NULL) == D1_OK, "forward");
+    CHECK(d1_model_backward(m, dl) == D1_OK, "backward");
+    memcpy(g, m->grad_memory, m->num_params * sizeof(float));
+}
+static void test_bf16_mixed_training(void) {
+    enum { B = 3, T = 19, V = 37 };
+    int tied, i, tok[B * T];
+    float *dl = randv((size_t)B * T * V, 0.1f), *lb = (float *)malloc(sizeof(float) * B * T * V);
+    for (tied = 0; tied < 2; tied++) {
+        d1_config c;
+        d1_model m;
+        d1_adamw opt;
+        d1_adamw_desc od = d1_adamw_default_desc();
+        float *g32, *gmx, *g2, loss;
+        double *ref, err;
+        size_t n;
+        small_config(&c, tied);
+        CHECK(d1_model_init(&m, &c, 31 + tied) == D1_OK, "init");
+        n = m.num_params;
+        g32 = (float *)malloc(n * sizeof(float)); gmx = (float *)malloc(n * sizeof(float));
+        g2 = (float *)malloc(n * sizeof(float)); ref = (double *)malloc(n * sizeof(double));
+        rand_tokens(tok, B * T, 35);
+        mixed_grads(&m, tok, B, T, dl, g32);
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16_MIXED) == D1_OK &&
+                  d1_model_precision(&m) == D1_PRECISION_BF16_MIXED, "set BF16_MIXED");
+        mixed_grads(&m, tok, B, T, dl, gmx);
+        d1__forward_nograd(&m, tok, B, T, NULL);
+        memcpy(lb, m.logits, sizeof(float) * B * T * V);
+        CHECK(d1_model_forward(&m, tok, B, T, NULL) == D1_OK &&
+                  memcmp(lb, m.logits, sizeof(float) * B * T * V) == 0,
+              "the forward that back-propagates is the BF16 forward");
+        for (i = 0; i < (int)n; i++) ref[i] = g32[i];
+        err = th_rel_err(gmx, ref, n, 1e-3);
+        printf("  BF16_MIXED vs FP32 gradients (%s head): relative error %.2e\n", tied ? "tied" : "untied", err);
+        CHECK(err < 3e-2 && err > 0.0, "mixed-precision gradients vs FP32: %g", err);
+#ifndef D1_NO_THREADS
+        CHECK(d1_model_set_threads(&m, 2) == D1_OK, "2 threads");
+        mixed_grads(&m, tok, B, T, dl, g2);
+        CHECK(memcmp(g2, gmx, n * sizeof(float)) == 0, "the same gradient bits with 1 and 2 threads");
+        CHECK(d1_model_set_threads(&m, 1) == D1_OK, "1 thread");
+#endif
+        /* a step moves the weights; the next mixed forward sees them */
+        CHECK(d1_adamw_init(&opt, &m, &od) == D1_OK && d1_adamw_step(&opt, &m, &loss) == D1_OK, "AdamW");
+        {
+            d1_model f;
+            CHECK(d1_model_init(&f, &c, 99) == D1_OK, "init copy");
+            memcpy(f.param_memory, m.param_memory, n * sizeof(float));
+            CHECK(d1_model_set_precision(&f, D1_PRECISION_BF16_MIXED) == D1_OK, "copy mixed");
+            CHECK(d1_model_forward(&m, tok, B, T, NULL) == D1_OK && d1_model_forward(&f, tok, B, T, NULL) == D1_OK &&
+                      memcmp(m.logits, f.logits, sizeof(float) * B * T * V) == 0,
+                  "after an AdamW step the mixed forward uses the new weights");
+            d1_model_free(&f);
+        }
+        d1_adamw_free(&opt);
+        if (!tied) { /* LoRA: adapter gradients on the BF16 base, FP32's within the same bound */
+            float *a32, *amx;
+            size_t k, nl;
+            double *ra;
+            CHECK(d1_model_set_precision(&m, D1_PRECISION_F32) == D1_OK, "F32");
+            CHECK(d1_lora_attach(&m, 4, 8.0f, 3) == D1_OK, "lora");
+            nl = m.lora->num_params;
+            for (k = 0; k < nl; k++) m.lora->param_memory[k] += 0.05f * d1_rng_normal(&rng);
+            a32 = (float *)malloc(nl * sizeof(float)); amx = (float *)malloc(nl * sizeof(float));
+            ra = (double *)malloc(nl * sizeof(double));
+            CHECK(d1_model_zero_grad(&m) == D1_OK && d1_model_forward(&m, tok, B, T, NULL) == D1_OK &&
+                      d1_model_backward(&m, dl) == D1_OK, "LoRA F32");
+            memcpy(a32, m.lora->grad_memory, nl * sizeof(float));
+            CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16_MIXED) == D1_OK && d1_model_zero_grad(&m) == D1_OK &&
+                      d1_model_forward(&m, tok, B, T, NULL) == D1_OK && d1_model_backward(&m, dl) == D1_OK,
+                  "LoRA mixed");
+            memcpy(amx, m.lora->grad_memory, nl * sizeof(float));
+            for (k = 0; k < nl; k++) ra[k] = a32[k];
+            err = th_rel_err(amx, ra, nl, 1e-3);
+            CHECK(err < 3e-2 && err > 0.0, "LoRA gradients, mixed vs FP32: %g", err);
+            free(a32); free(amx); free(ra);
+        }
+        d1_model_free(&m);
+        free(g32); free(gmx); free(g2); free(ref);
+    }
+    free(dl); free(lb);
 }
 
 /* d1_grpo_logprobs (a public BF16 pass) against FP32 on the same model:
@@ -420,7 +582,7 @@ static void test_bf16_contract(void) {
     CHECK(d1_model_init(&m, &c, 8) == D1_OK, "init");
     CHECK(d1_model_precision(&m) == D1_PRECISION_F32, "F32 by default");
     CHECK(d1_model_set_precision(NULL, D1_PRECISION_BF16) == D1_ERR_ARG, "NULL model");
-    CHECK(d1_model_set_precision(&m, 2) == D1_ERR_ARG && d1_model_set_precision(&m, -1) == D1_ERR_ARG, "bad value");
+    CHECK(d1_model_set_precision(&m, 3) == D1_ERR_ARG && d1_model_set_precision(&m, -1) == D1_ERR_ARG, "bad value");
     CHECK(d1_model_precision(&m) == D1_PRECISION_F32 && m.state->bw.mem == NULL, "a refused call changes nothing");
     CHECK(d1_model_precision(NULL) == D1_ERR_ARG, "precision of NULL");
     CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK && d1_model_precision(&m) == D1_PRECISION_BF16,
@@ -466,9 +628,11 @@ int main(void) {
            have_avx && fast_f32 ? 48 : 2);
     RUN(test_bf16_round);
     RUN(test_bf16_gemm_vs_definition);
+    RUN(test_bf16_gemm_gs_vs_definition);
     RUN(test_bf16_gemm_threads_bitwise);
     RUN(test_bf16_forward_vs_f32);
     RUN(test_bf16_logprobs_and_forward_api);
+    RUN(test_bf16_mixed_training);
     RUN(test_bf16_refresh);
     RUN(test_bf16_contract);
     RUN(test_bf16_sampler_tokens);

@@ -11,9 +11,10 @@
    repeat two estimators with D1_PRECISION_BF16 on the policy and the
    reference (the sampler's and the log-prob passes in BF16; the updates stay
    FP32); their GFLOP/s count the same arithmetic, so they can exceed the FP32
-   peak.
+   peak. The two "BF16 mixed" rows run the updates too with BF16 operands
+   (D1_PRECISION_BF16_MIXED). --only TEXT runs the rows whose name holds TEXT.
 
-     build/bench_rl [--iters N] [--threads N] [--mu N] [--csv FILE]
+     build/bench_rl [--iters N] [--threads N] [--mu N] [--csv FILE] [--only TEXT]
 
    Each estimator runs N timed iterations (default 2) after one warm-up;
    times are medians. Run it on an otherwise idle core (taskset -c 1) and
@@ -93,10 +94,15 @@ int main(int argc, char **argv) {
            on the policy and the reference): rollouts and old / reference log-probs */
         {"one-step (d1), BF16 inference", D1_LOGP_ONE_STEP, D1_GRPO_CLIPPED, 0, 1, D1_PRECISION_BF16},
         {"ELBO (ESPO, 1 draw), BF16 inference", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 1, 2, D1_PRECISION_BF16},
+        /* and the updates too in mixed precision (D1_PRECISION_BF16_MIXED on the
+           policy: BF16 operands in the forward and backward matmuls, FP32 weights,
+           gradients and moments; the reference, which never back-propagates, BF16) */
+        {"one-step (d1), BF16 mixed", D1_LOGP_ONE_STEP, D1_GRPO_CLIPPED, 0, 1, D1_PRECISION_BF16_MIXED},
+        {"ELBO (ESPO, 1 draw), BF16 mixed", D1_LOGP_ELBO, D1_GRPO_CLIPPED, 1, 2, D1_PRECISION_BF16_MIXED},
     };
     enum { NP = 16, G = 6, P = 16, GEN = 56 };
     const task *sudoku = task_find("sudoku");
-    const char *csv_path = NULL;
+    const char *csv_path = NULL, *only = NULL;
     int iters = 2, threads = 1, mu = 4, e, i, it;
     d1_model ref;
     double peak;
@@ -106,8 +112,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mu") && i + 1 < argc) mu = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv_path = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_rl [--iters N] [--threads N] [--mu N] [--csv FILE]\n");
+            fprintf(stderr, "usage: bench_rl [--iters N] [--threads N] [--mu N] [--csv FILE] [--only TEXT]\n");
             return 2;
         }
     }
@@ -135,11 +142,12 @@ int main(int argc, char **argv) {
         d1_rng rng, prng;
         int prompts[NP * P], rc = D1_OK;
         double tg[50], tl[50], tu[50], tt[50], fg = 0, fl = 0, fu = 0, one = forward_flops(&ref.config, NP * G, P + GEN);
+        if (only && !strstr(ests[e].name, only)) continue;
         d1_model_load(&pol, "examples/checkpoints/sudoku/base");
         d1_model_set_threads(&pol, threads);
         d1_model_set_threads(&ref, threads);
         d1_model_set_precision(&pol, ests[e].precision);
-        d1_model_set_precision(&ref, ests[e].precision);
+        d1_model_set_precision(&ref, ests[e].precision == D1_PRECISION_BF16_MIXED ? D1_PRECISION_BF16 : ests[e].precision);
         od.lr = 3e-4f; od.beta2 = 0.99f; od.weight_decay = 0.0f; od.grad_clip = 0.2f;
         d1_adamw_init(&opt, &pol, &od);
         rw.name = "cells"; rw.fn = reward_cells; rw.weight = 1.0f; rw.user = (void *)sudoku;
