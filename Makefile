@@ -15,8 +15,8 @@ PYTHON ?= /usr/bin/python3
 RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
-           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_contract $(BUILD)/test_bf16 \
-           $(BUILD)/test_examples \
+           $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_config $(BUILD)/test_malformed \
+           $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_examples \
            $(BUILD)/fuzz_replay \
            $(BUILD)/fuzz_dir_replay
 EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d1_demo
@@ -32,7 +32,7 @@ build-tests: $(TESTS)
 $(BUILD):
 	mkdir -p $(BUILD)
 
-$(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h tests/count_alloc.h | $(BUILD)
+$(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h tests/count_alloc.h tests/ckpt_common.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
@@ -170,7 +170,7 @@ $(CUBUILD)/d1_cuda.o: tools/d1_cuda.cu tools/d1_cuda.h
 	mkdir -p $(CUBUILD)
 	$(NVCC) -O3 -fmad=false $(CUDA_ARCH) -Xcompiler -Wall,-Wextra -c $< -o $@
 
-$(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h tests/count_alloc.h $(CUBUILD)/d1_cuda.o
+$(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h tests/count_alloc.h tests/ckpt_common.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
 $(CUBUILD)/fuzz_replay: tests/fuzz_load.c d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
