@@ -771,8 +771,11 @@ D1_API void d1_wd1_weights(const float *adv, int n, int G, float *omega);
    head_dim) are built by the first forward pass, for the positions it uses.
 
    Loading is strict: every tensor the config implies must be present with its
-   exact shape, and a tensor it does not imply (e.g. model.transformer.ff_out
-   in a tied model) is an error, so a checkpoint never loads half-used.
+   exact shape, and a tensor it does not imply is an error, so a checkpoint
+   never loads half-used. One exception: a tied model (weight_tying true) may
+   also hold model.transformer.ff_out.weight, as PyTorch saves one after
+   tie_weights(); it must equal wte value for value (after conversion), else
+   D1_ERR_CONFIG naming both, and it is compared, never kept.
    config.json: the integer and boolean keys d_model, n_layers, n_heads,
    mlp_hidden_size, vocab_size, max_sequence_length, mask_token_id,
    eos_token_id, pad_token_id, weight_tying and the numbers rope_theta,
@@ -6063,6 +6066,10 @@ typedef struct d1__st_entry {
 
 typedef struct d1__st_table {
     int              kind, n;
+    int              alias;    /* MODEL of a tied config: a header may also hold
+                                  ff_out, tensor n, which must equal wte (read)  */
+    int              sharded;  /* the shards of e[] come from an index            */
+    unsigned         alias_read; /* bits: 1 wte read, 2 the ff_out alias read     */
     const d1_config *c;        /* the model's (resolved) configuration       */
     const d1_model  *m;        /* ADAMW: its num_params                      */
     int              rank;     /* LORA: the adapters' r                      */
@@ -6093,6 +6100,7 @@ static void d1__table_model(d1__st_table *t, const d1_config *c, const float *pa
     t->kind = D1__ST_MODEL;
     t->c = c;
     t->n = d1__config_num_tensors(c);
+    t->alias = c->tied_embeddings && !params; /* loads only: a save writes no alias */
     t->src[0] = params;
 }
 static D1__MAYBE_UNUSED void d1__table_adamw(d1__st_table *t, const d1_model *m, const d1_adamw *opt) {
@@ -6122,15 +6130,28 @@ static void d1__table_free(d1__st_table *t) {
 }
 /* e[n] (shard 0) and order[n], once the tensors are named. */
 static int d1__table_alloc(d1__st_table *t) {
-    size_t n = (size_t)t->n;
+    size_t n = (size_t)t->n + (size_t)t->alias;
     t->e = (d1__st_entry *)d1__alloc(n * sizeof(d1__st_entry) + n * sizeof(int));
     if (!t->e) return D1__FAIL(D1_ERR_NOMEM);
     memset(t->e, 0, n * sizeof(d1__st_entry));
     t->order = (int *)(t->e + n);
+    if (t->alias) { /* absent until a header names it (and an index places it) */
+        t->e[t->n].dtype = -1;
+        t->e[t->n].shard = -1;
+    }
     return D1_OK;
 }
 /* The shard tensor i is in. */
 static int d1__st_shard(const d1__st_table *t, int i) { return t->e ? t->e[i].shard : 0; }
+/* May shard `shard`'s header hold tensor i? The tied head's alias: where an
+   index placed it, or in the one file of an unsharded checkpoint. */
+static int d1__st_in_shard(const d1__st_table *t, int i, int shard) {
+    if (t->alias && i == t->n) {
+        int s = t->e ? t->e[i].shard : -1;
+        return s == shard || (s == -1 && !t->sharded);
+    }
+    return d1__st_shard(t, i) == shard;
+}
 
 /* Tensor i of the table (its name too when with_name). */
 static void d1__st_tensor(const d1__st_table *t, int i, int with_name, d1__st_info *o) {
@@ -6140,6 +6161,9 @@ static void d1__st_tensor(const d1__st_table *t, int i, int with_name, d1__st_in
     d1_tensor ti;
     if (t->kind == D1__ST_LORA) {
         d1__lora_tensor(t->c, t->rank, i, &ti);
+    } else if (t->alias && i == t->n) { /* the tied head's alias: wte's place and shape */
+        d1__config_tensor(t->c, 0, &ti);
+        memcpy(ti.name, "model.transformer.ff_out.weight", sizeof "model.transformer.ff_out.weight");
     } else {
         int nt = d1__config_num_tensors(t->c);
         if (t->kind == D1__ST_ADAMW) {
@@ -6214,7 +6238,7 @@ static int d1__st_find(const d1__st_table *t, const char *s, size_t len, d1__st_
         } else if (d1__is2(s, len, "ln_f", ".weight")) {
             i = 1 + 9 * L;
         } else if (d1__is2(s, len, "ff_out", ".weight")) {
-            i = t->c->tied_embeddings ? -1 : nt - 1;
+            i = !t->c->tied_embeddings ? nt - 1 : t->alias ? nt : -1;
         } else if (len >= 7 && !memcmp(s, "blocks.", 7)) {
             s += 7;
             len -= 7;
@@ -6478,13 +6502,14 @@ static int d1__st_parse(const char *h, size_t hn, d1__st_table *tab, int shard, 
     d1__st_info t;
     d1__st_entry ent;
     size_t obj, it, k, v, it2, mk, mv;
-    int i, rc, have_meta = 0, want = 0, pass;
+    int i, rc, have_meta = 0, want = 0, pass, extra = 0;
     char name[96];
     if (meta) *meta = (size_t)-1;
     j.s = h; j.n = hn;
     obj = d1__json_start(&j);
     for (i = 0; i < tab->n; i++) want += d1__st_shard(tab, i) == shard;
-    if ((rc = d1__set_init(&seen, d1__names_max(hn, want))) != D1_OK) return rc;
+    want += tab->alias && tab->sharded && tab->e[tab->n].shard == shard; /* the index placed ff_out here */
+    if ((rc = d1__set_init(&seen, d1__names_max(hn, want + tab->alias))) != D1_OK) return rc;
     for (pass = 0; pass < 2 && rc == D1_OK; pass++) {
         for (it = obj + 1; rc == D1_OK && d1__json_member(&j, &it, &k, &v);) {
             size_t len = d1__json_str(&j, k, name, sizeof name);
@@ -6498,12 +6523,16 @@ static int d1__st_parse(const char *h, size_t hn, d1__st_table *tab, int shard, 
                 continue;
             }
             i = len == (size_t)-1 ? -1 : d1__st_find(tab, name, len, &t);
-            if (i < 0 || d1__st_shard(tab, i) != shard) rc = D1__FAIL(D1_ERR_UNKNOWN_TENSOR);
+            if (i < 0 || !d1__st_in_shard(tab, i, shard)) rc = D1__FAIL(D1_ERR_UNKNOWN_TENSOR);
             else if (pass == 0 && d1__set_add(&seen, i)) rc = D1__FAIL(D1_ERR_DUPLICATE);
             else rc = d1__st_parse_entry(&j, v, &t, pass ? tab->e + i : &ent, dtypes);
+            if (rc == D1_OK && i == tab->n) { /* the optional alias: not counted as a needed tensor */
+                if (pass) tab->e[i].shard = shard;
+                else extra = !tab->sharded;
+            }
         }
         if (pass == 0) {
-            if (rc == D1_OK && seen.count < (size_t)want) rc = D1__FAIL(D1_ERR_MISSING);
+            if (rc == D1_OK && seen.count - (size_t)extra < (size_t)want) rc = D1__FAIL(D1_ERR_MISSING);
             d1__free(seen.slot);
             if (rc == D1_OK && !tab->e) rc = d1__table_alloc(tab); /* every tensor is named */
         }
@@ -6536,8 +6565,8 @@ static void d1__sort_by_begin(const d1__st_entry *e, int *idx, int n) {
 static int d1__st_cover(d1__st_table *tab, int shard, uint64_t data_len, int *count) {
     uint64_t at = 0;
     int i, n = 0;
-    for (i = 0; i < tab->n; i++)
-        if (tab->e[i].shard == shard) tab->order[n++] = i;
+    for (i = 0; i < tab->n + tab->alias; i++)
+        if (tab->e[i].shard == shard && tab->e[i].dtype >= 0) tab->order[n++] = i;
     d1__sort_by_begin(tab->e, tab->order, n);
     for (i = 0; i < n; i++) {
         const d1__st_entry *e = tab->e + tab->order[i];
@@ -6583,27 +6612,62 @@ static int d1__src_read(d1__src *s, uint64_t off, void *dst, size_t n) {
    d1__st_cover), from the data section at data_start of src into base + dst:
    F32 straight into place, BF16/F16 through a fixed 8 KB buffer. Each tensor
    must be finite (and >= 0 where nonneg). */
-static int d1__st_read(d1__src *src, uint64_t data_start, const d1__st_table *tab, int count, float *base) {
+/* Elements [k, k + n) of a tensor at byte offset `at` (dtype) as floats into
+   y; n <= 2048 (buf: 8192 bytes). */
+static int d1__st_floats(d1__src *src, uint64_t at, int dtype, size_t k, size_t n, unsigned char *buf, float *y) {
+    size_t j;
+    int rc;
+    if (dtype == D1_DTYPE_F32) {
+        if ((rc = d1__src_read(src, at + 4 * k, y, 4 * n)) != D1_OK) return rc;
+        if (!d1__little_endian()) d1__bswap32(y, n);
+        return D1_OK;
+    }
+    if ((rc = d1__src_read(src, at + 2 * k, buf, 2 * n)) != D1_OK) return rc;
+    for (j = 0; j < n; j++) {
+        uint16_t h = (uint16_t)(buf[2 * j] | (buf[2 * j + 1] << 8));
+        y[j] = dtype == D1_DTYPE_BF16 ? d1__bf16_to_f32(h) : d1__f16_to_f32(h);
+    }
+    return D1_OK;
+}
+
+/* Reads the count tensors of tab->order into base, checking each value. The
+   tied head's alias (tab->alias) and wte share their place: whichever of the
+   two comes second is compared with the first, value for value, not stored
+   (a tied model saved after PyTorch's tie_weights() holds both). */
+static int d1__st_read(d1__src *src, uint64_t data_start, d1__st_table *tab, int count, float *base) {
     unsigned char buf[8192];
+    float y[2048];
     int i, rc;
-    size_t k, j, chunk;
+    size_t k, chunk;
     for (i = 0; i < count; i++) {
-        const d1__st_entry *e = tab->e + tab->order[i];
+        int id = tab->order[i];
+        const d1__st_entry *e = tab->e + id;
+        uint64_t at = data_start + e->begin;
         d1__st_info t;
         float *x;
-        d1__st_tensor(tab, tab->order[i], 0, &t);
+        d1__st_tensor(tab, id, 0, &t);
         x = base + t.dst;
+        if (tab->alias && (id == 0 || id == tab->n)) {
+            unsigned bit = id == 0 ? 1u : 2u, other = tab->alias_read & (3u ^ bit);
+            tab->alias_read |= bit;
+            for (k = 0; other && k < t.numel; k += chunk) {
+                chunk = D1__MIN(t.numel - k, sizeof y / sizeof y[0]);
+                if ((rc = d1__st_floats(src, at, e->dtype, k, chunk, buf, y)) != D1_OK) return rc;
+                if (memcmp(y, x + k, chunk * sizeof(float)) != 0)
+                    return D1__FAILF(D1_ERR_CONFIG,
+                                     "model.transformer.ff_out.weight differs from model.transformer.wte.weight "
+                                     "(near element %lu), but config.json ties them (weight_tying true)",
+                                     (unsigned long)k);
+            }
+            if (other) continue;
+        }
         if (e->dtype == D1_DTYPE_F32) {
-            if ((rc = d1__src_read(src, data_start + e->begin, x, t.numel * 4)) != D1_OK) return rc;
+            if ((rc = d1__src_read(src, at, x, t.numel * 4)) != D1_OK) return rc;
             if (!d1__little_endian()) d1__bswap32(x, t.numel);
         } else {
             for (k = 0; k < t.numel; k += chunk) {
-                chunk = D1__MIN(t.numel - k, sizeof buf / 2);
-                if ((rc = d1__src_read(src, data_start + e->begin + 2 * k, buf, 2 * chunk)) != D1_OK) return rc;
-                for (j = 0; j < chunk; j++) {
-                    uint16_t h = (uint16_t)(buf[2 * j] | (buf[2 * j + 1] << 8));
-                    x[k + j] = e->dtype == D1_DTYPE_BF16 ? d1__bf16_to_f32(h) : d1__f16_to_f32(h);
-                }
+                chunk = D1__MIN(t.numel - k, sizeof y / sizeof y[0]);
+                if ((rc = d1__st_floats(src, at, e->dtype, k, chunk, buf, x + k)) != D1_OK) return rc;
             }
         }
         for (k = 0; k < t.numel; k++)
@@ -7200,7 +7264,7 @@ static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
     d1__idx_set seen;
     d1__st_info t;
     size_t obj, wm, it, k, v;
-    int rc, i, s, last, pass, cap;
+    int rc, i, s, last, pass, cap, extra = 0;
     char name[96], file[D1__SHARD_NAME];
     ck->index = text;
     ck->index_len = len;
@@ -7211,10 +7275,11 @@ static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
     if ((rc = d1__json_find(&j, obj, "weight_map", &wm)) < 0) return rc;
     if (rc == 0 || j.s[wm] != '{') return D1__FAIL(D1_ERR_JSON);
     d1__table_model(&ck->tab, &ck->cfg, NULL);
+    ck->tab.sharded = 1;
     /* each file is named in a member of 34 bytes or more */
     cap = (int)D1__MIN((size_t)D1__MAX_SHARDS, len / 32 + 1);
     if (!(ck->shards = (d1__shard *)d1__alloc((size_t)cap * sizeof(d1__shard)))) return D1__FAIL(D1_ERR_NOMEM);
-    if ((rc = d1__set_init(&seen, d1__names_max(len, ck->tab.n))) != D1_OK) return rc;
+    if ((rc = d1__set_init(&seen, d1__names_max(len, ck->tab.n + ck->tab.alias))) != D1_OK) return rc;
     for (pass = 0; pass < 2 && rc == D1_OK; pass++) {
         last = -1;
         for (it = wm + 1; rc == D1_OK && d1__json_member(&j, &it, &k, &v);) {
@@ -7227,9 +7292,10 @@ static int d1__parse_index(d1__ckpt *ck, const char *text, size_t len) {
                 rc = D1__FAIL(D1_ERR_JSON);
             else if ((s = d1__shard_of(ck, file, lf, v, &last, pass == 0, cap)) < 0) rc = D1__FAIL(D1_ERR_JSON);
             else if (pass) ck->tab.e[i].shard = s;
+            else extra += i == ck->tab.n; /* the tied head's alias, optional */
         }
         if (pass == 0) {
-            if (rc == D1_OK && seen.count < (size_t)ck->tab.n) rc = D1__FAIL(D1_ERR_MISSING);
+            if (rc == D1_OK && seen.count - (size_t)extra < (size_t)ck->tab.n) rc = D1__FAIL(D1_ERR_MISSING);
             d1__free(seen.slot);
             if (rc == D1_OK) rc = d1__table_alloc(&ck->tab); /* every tensor is named */
         }

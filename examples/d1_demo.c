@@ -18,7 +18,7 @@
                [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N]
                [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
-               [--dim N] [--layers N]
+               [--dim N] [--layers N] [--train-precision f32|mixed]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
@@ -34,6 +34,9 @@
             finite training set) instead of a fresh puzzle every time
    --stage headroom  G rollouts per held-out prompt as the RL arms sample
             them: sample mean, best-of-G and worst-of-G reward per row
+   --train-precision mixed  base and SFT train with D1_PRECISION_BF16_MIXED
+            (BF16 operands in the forward and backward matmuls, FP32
+            weights, gradients and moments); evaluation stays FP32
    --train-holes LO-HI  Sudoku: base and SFT see puzzles with LO-HI blanks
             (RL and evaluation keep 8-11): the paper's setting, where the
             SFT data is not the RL task's distribution
@@ -104,6 +107,7 @@ typedef struct settings {
     /* base and SFT */
     int  base_steps, sft_steps, batch;
     float base_lr, sft_lr;
+    int  train_mixed;          /* 1: base and SFT train in D1_PRECISION_BF16_MIXED (--train-precision mixed) */
     /* diffu-GRPO */
     int  train_holes_min, train_holes_max; /* Sudoku: blanks of the base/SFT puzzles (0: as evaluated) */
     int  rl_iters, rl_prompts, rl_group, rl_kv_cache;
@@ -254,6 +258,7 @@ static int settings_match(const settings *S, int record) {
                  (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
                  S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->block, S->eval_n, S->monitor_n,
                  S->monitor_every);
+    if (S->train_mixed) n += snprintf(now + n, sizeof now - (size_t)n, "train precision bf16 mixed\n");
     for (k = 0; k < 2; k++) {
         const rl_recipe *r = k ? &S->rlx : &S->rl;
         n += snprintf(now + n, sizeof now - (size_t)n,
@@ -633,6 +638,11 @@ static int stage_train(const settings *S, int stage) {
         d1_adamw_init(&opt, &m, &od);
         d1_rng_seed(&rngs[0], S->seed * 1000 + 10 + stage);
         d1_rng_seed(&rngs[1], S->seed * 1000 + 20 + stage);
+    }
+    if (S->train_mixed && check(d1_model_set_precision(&m, D1_PRECISION_BF16_MIXED), "--train-precision") != D1_OK) {
+        d1_adamw_free(&opt);
+        d1_model_free(&m);
+        return 1;
     }
     csv = csv_open(csv_path, "step,loss,lr,tok_s,heldout", (int)opt.step);
     tokens = (int *)malloc(sizeof(int) * B * T);
@@ -1181,6 +1191,7 @@ static void usage(void) {
                     "               [--rl-prompts N] [--rl-group G] [--rl-pool N] [--device cpu|cuda]\n"
                     "               [--dim N (a multiple of 32)] [--layers N] [--block N|all]\n"
                     "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n"
+                    "               [--train-precision f32|mixed]  (base and SFT: FP32, or BF16 operands in the matmuls)\n"
                     "  the RL recipes: --rl-NAME for the paper's arms (d1's recipe), --x-NAME for the successor's\n"
                     "  (x-rl-base, x-d1; --x-estimator first: it loads that estimator's recipe, default elbo = ESPO):\n"
                     "               [--rl-estimator|--x-estimator one-step|coupled|partial|elbo|trajectory|spg]\n"
@@ -1240,7 +1251,7 @@ int main(int argc, char **argv) {
     int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
     int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
     int dim = 0, layers = 0, rl_prompts = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU;
-    int holes_min = 0, holes_max = 0, block = -1;
+    int holes_min = 0, holes_max = 0, block = -1, train_mixed = 0;
     rl_recipe rl = recipe_d1(), rlx = recipe_after_d1(D1_LOGP_ELBO);
     uint64_t seed = 1;
     settings S[2];
@@ -1284,6 +1295,11 @@ int main(int argc, char **argv) {
             block = !strcmp(b, "all") ? 0 : atoi(b);
             if (block < 0 || (block == 0 && strcmp(b, "all"))) { usage(); return 2; }
         }
+        else if (!strcmp(argv[i], "--train-precision") && i + 1 < argc) {
+            const char *p = argv[++i];
+            if (strcmp(p, "f32") && strcmp(p, "mixed")) { usage(); return 2; }
+            train_mixed = !strcmp(p, "mixed");
+        }
         else if (!strcmp(argv[i], "--full")) full = 1;
         else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
         else if (!strcmp(argv[i], "--quick")) quick = 1;
@@ -1309,6 +1325,7 @@ int main(int argc, char **argv) {
         }
         if (layers > 0) S[n_tasks].layers = layers;
         S[n_tasks].device = device;
+        S[n_tasks].train_mixed = train_mixed;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         S[n_tasks].rl = rl; S[n_tasks].rlx = rlx;
         if (block >= 0) S[n_tasks].block = block;

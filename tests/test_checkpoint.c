@@ -167,6 +167,91 @@ static void test_file_roundtrip(void) {
     d1_model_free(&a);
 }
 
+/* A tied model saved as PyTorch's tie_weights() leaves it: ff_out beside wte,
+   the same values. It loads (memory, a directory, a sharded directory whose
+   index names the alias), in F32 and BF16, to the tied model's bits; an
+   ff_out that differs in one value is D1_ERR_CONFIG, naming both tensors;
+   with an untied config.json the same file loads as it always did. */
+static void alias_model(d1_model *u, const d1_model *t, float bump) {
+    d1_config cu = t->config;
+    d1_tensor wte, head;
+    cu.tied_embeddings = 0;
+    CHECK(d1_model_init(u, &cu, 1) == D1_OK, "untied twin");
+    d1_model_tensor(t, 0, &wte);
+    d1_model_tensor(u, d1_model_num_tensors(u) - 1, &head);
+    memcpy(u->param_memory, t->param_memory, t->num_params * sizeof(float)); /* the tied layout is a prefix */
+    memcpy(u->param_memory + head.offset, t->param_memory + wte.offset, wte.size * sizeof(float));
+    u->param_memory[head.offset + 7] += bump;
+}
+static void test_tied_alias(void) {
+    d1_config c = make_cfg(40, 32, 2, 4, 2, 48, 16, 1);
+    d1_model t, u, b, ref;
+    char cfg_tied[D1_CONFIG_JSON_MAX], cfg_u[D1_CONFIG_JSON_MAX], dir[600], path[700];
+    size_t len, lt;
+    unsigned char *blob, *tblob;
+    int dtype, rc;
+    make_model(&t, &c, 5);
+    tblob = save_blob(&t, D1_DTYPE_F32, &lt, cfg_tied);
+    CHECK(tblob != NULL, "tied save");
+    for (dtype = D1_DTYPE_F32; dtype <= D1_DTYPE_BF16; dtype++) {
+        alias_model(&u, &t, 0.0f);
+        blob = save_blob(&u, dtype, &len, cfg_u);
+        rc = d1_model_load_memory(&b, cfg_tied, strlen(cfg_tied), blob, len);
+        CHECK(rc == D1_OK, "tied config + ff_out alias (dtype %d): %s", dtype, d1_last_error());
+        if (rc == D1_OK) {
+            free(tblob);
+            tblob = save_blob(&t, dtype, &lt, NULL);
+            CHECK(d1_model_load_memory(&ref, cfg_tied, strlen(cfg_tied), tblob, lt) == D1_OK, "tied load");
+            CHECK(same_params(&b, &ref), "the alias changes nothing (dtype %d)", dtype);
+            d1_model_free(&b);
+            d1_model_free(&ref);
+        }
+        CHECK(d1_model_load_memory(&b, cfg_u, strlen(cfg_u), blob, len) == D1_OK, "untied loads it as ever");
+        d1_model_free(&b);
+        free(blob);
+        d1_model_free(&u);
+        alias_model(&u, &t, 1.0f); /* one value off */
+        blob = save_blob(&u, dtype, &len, NULL);
+        memset(&b, 0x5a, sizeof b);
+        CHECK(d1_model_load_memory(&b, cfg_tied, strlen(cfg_tied), blob, len) == D1_ERR_CONFIG &&
+                  strstr(d1_last_error(), "ff_out.weight differs from model.transformer.wte.weight") != NULL,
+              "a different ff_out is refused: %s", d1_last_error());
+        free(blob);
+        d1_model_free(&u);
+    }
+    /* a directory, and the same split into a sharded checkpoint whose index names the alias */
+    alias_model(&u, &t, 0.0f);
+    snprintf(dir, sizeof dir, "%s/alias", tmpdir());
+    rc = d1_model_save(&u, dir, D1_DTYPE_F32);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (rc == D1_OK) rc = write_all(path, cfg_tied, strlen(cfg_tied)) ? D1_OK : D1_ERR_IO;
+    CHECK(rc == D1_OK && d1_model_load(&b, dir) == D1_OK && same_params(&b, &t), "directory: %s", d1_last_error());
+    if (rc == D1_OK) d1_model_free(&b);
+    {
+        char from[700], to[700], idx[8192];
+        int i, n = d1_model_num_tensors(&u), k;
+        snprintf(from, sizeof from, "%s/model.safetensors", dir);
+        snprintf(to, sizeof to, "%s/model-00001-of-00001.safetensors", dir);
+        CHECK(rename(from, to) == 0, "rename to a shard");
+        k = snprintf(idx, sizeof idx, "{\"metadata\": {}, \"weight_map\": {");
+        for (i = 0; i < n; i++) {
+            d1_tensor ti;
+            d1_model_tensor(&u, i, &ti);
+            k += snprintf(idx + k, sizeof idx - (size_t)k, "%s\"%s\": \"model-00001-of-00001.safetensors\"",
+                          i ? ", " : "", ti.name);
+        }
+        snprintf(idx + k, sizeof idx - (size_t)k, "}}");
+        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+        CHECK(write_all(path, idx, strlen(idx)), "index");
+        rc = d1_model_load(&b, dir);
+        CHECK(rc == D1_OK && same_params(&b, &t), "sharded, the alias in the index: %s", d1_last_error());
+        if (rc == D1_OK) d1_model_free(&b);
+    }
+    d1_model_free(&u);
+    free(tblob);
+    d1_model_free(&t);
+}
+
 /* ---- PyTorch fixtures (tools/ckpt_roundtrip.py write) ----------------------------------------- */
 
 /* ref_logits.bin: "D1RL", int32 B, T, V, tokens int32 [B*T], logits float32 [B*T*V] */
@@ -254,6 +339,7 @@ int main(void) {
     RUN(test_roundtrip_f32_mqa);
     RUN(test_roundtrip_bf16_f16);
     RUN(test_file_roundtrip);
+    RUN(test_tied_alias);
     RUN(test_torch_f32);
     RUN(test_torch_bf16);
     RUN(test_torch_sharded);

@@ -15,7 +15,9 @@
    temperature 0.9, low_confidence). The two precisions alternate, N times
    each (default 5); the medians of the thread's CPU time are reported with
    their ratio (on a shared machine wall time also counts the waits for the
-   core), and the ratio of the wall-time medians beside it.
+   core), and the ratio of the wall-time medians beside it. The last row is
+   a training step over the same tokens (masked-diffusion loss, backward,
+   AdamW) in FP32 against D1_PRECISION_BF16_MIXED.
 
    A training step: t ~ U(0,1) per sequence, mask with p = (1-1e-3)t + 1e-3,
    forward, masked-diffusion loss, backward, AdamW. Timed after 2 warm-up
@@ -380,6 +382,29 @@ static int bench_bf16(FILE *csv, int reps) {
         }
     }
     if (rc == D1_OK) bf16_row(csv, "sampler 96 rows, 28 steps", c32, c16, w32, w16, reps, 0);
+
+    /* (c) a training step over [96, 72]: masked-diffusion loss (forward and
+       backward) and AdamW, FP32 against D1_PRECISION_BF16_MIXED (the BF16
+       column: BF16 operands in the forward and backward matmuls) */
+    if (rc == D1_OK) {
+        d1_adamw opt;
+        d1_adamw_desc od = d1_adamw_default_desc();
+        float loss, gn;
+        rc = d1_adamw_init(&opt, &m, &od);
+        for (r = 0; rc == D1_OK && r < reps; r++) {
+            int k;
+            for (k = 0; k < 2 && rc == D1_OK; k++) {
+                if ((rc = d1_model_set_precision(&m, k ? D1_PRECISION_BF16_MIXED : D1_PRECISION_F32)) != D1_OK) break;
+                t0 = tick();
+                if ((rc = d1_model_zero_grad(&m)) == D1_OK &&
+                    (rc = d1_pretrain_loss(&m, tok, B, T, NULL, NULL, &rng, &loss)) == D1_OK)
+                    rc = d1_adamw_step(&opt, &m, &gn);
+                tock(t0, k ? &c16[r] : &c32[r], k ? &w16[r] : &w32[r]);
+            }
+        }
+        if (rc == D1_OK) bf16_row(csv, "train step [96,72] (mixed)", c32, c16, w32, w16, reps, 0);
+        d1_adamw_free(&opt);
+    }
     if (rc != D1_OK) fprintf(stderr, "bench: --bf16: %s\n", d1_strerror(rc));
     free(tok); free(out);
     d1_model_free(&m);
