@@ -25,7 +25,7 @@ FUZZ_SECONDS ?= 60
 
 .PHONY: all build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
         cuda test-cuda threshold-check
-all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1
+all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check
 
 build-tests: $(TESTS)
 
@@ -57,6 +57,10 @@ $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
 
 # the RL loop (one d1_grpo_step per estimator, the demo's size)
 $(BUILD)/bench_rl: tools/bench_rl.c d1.h examples/tasks.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# mixed-precision gradients against FP32 and against BF16-rounded weights (BENCHMARKS.md)
+$(BUILD)/bf16_grad_check: tools/bf16_grad_check.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 # the command-line tool: d1 info DIR, d1 sample DIR ...

@@ -105,6 +105,8 @@
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
      LoRA adapters                                 d1_lora_attach / _merge
      BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16
+     mixed-precision training (BF16 operands)      D1_PRECISION_BF16_MIXED; d1__linear_backward,
+                                                   d1__gemm_bf16_gs
      the same on a GPU (-DD1_CUDA, optional)       d1_model_set_device; >>cuda, tools/d1_cuda.cu
 
    GRADIENT CONVENTION: parameter gradients accumulate (+=), activation

@@ -207,8 +207,10 @@ static void bf16_gemm_gs_case(int M, int N, int K, int la, int lb, int acc, floa
 }
 
 static void test_bf16_gemm_gs_vs_definition(void) {
-    static const int shapes[][3] = {{1, 1, 1}, {2, 3, 2}, {7, 33, 5}, {12, 32, 64}, {13, 45, 97},
-                                    {37, 70, 1101}, {251, 19, 600}, {3, 3100, 40}, {5, 7, 0}};
+    static const int shapes[][3] = {{1, 1, 1}, {2, 3, 2}, {7, 33, 5}, {12, 32, 64}, {13, 45, 97}, {5, 7, 0}};
+    /* past one KC slice, several MC blocks, past one NC block: in the backward's two layouts and the odd one */
+    static const int big[][3] = {{37, 70, 1101}, {251, 19, 600}, {3, 3100, 40}};
+    static const int big_layouts[][2] = {{GS_ROW, GS_ROW}, {GS_TRANS, GS_ROW}, {GS_ODD, GS_ODD}};
     uint32_t *ws = (uint32_t *)d1__alloc(D1__BF_GS_WS * sizeof(uint32_t));
     int s, la, lb, acc;
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
@@ -216,6 +218,10 @@ static void test_bf16_gemm_gs_vs_definition(void) {
             for (lb = 0; lb < 3; lb++)
                 for (acc = 0; acc < 2; acc++)
                     bf16_gemm_gs_case(shapes[s][0], shapes[s][1], shapes[s][2], la, lb, acc, 1.0f, ws);
+    for (s = 0; s < 3; s++)
+        for (la = 0; la < 3; la++)
+            bf16_gemm_gs_case(big[s][0], big[s][1], big[s][2], big_layouts[la][0], big_layouts[la][1], la == 1, 1.0f,
+                              ws);
     bf16_gemm_gs_case(17, 35, 33, GS_TRANS, GS_ROW, 1, 3e-20f, ws); /* below FLT_MIN: flushed */
     bf16_gemm_gs_case(9, 40, 15, GS_ROW, GS_ROW, 0, 1e19f, ws);     /* overflow to infinity */
     d1__free(ws);
