@@ -259,11 +259,21 @@ typedef struct d1_tensor {
 
 struct d1__state;      /* activations, RoPE tables, threads (private)        */
 
-/* LoRA adapters (Hu et al. 2021) on every layer's q/k/v/o and gate/up/down:
+/* LoRA adapters (Hu et al. 2021) on every layer's q/k/v/o and gate/up/down,
+   or a subset of those modules (d1's own: q, k, v and up):
    W_eff = W + (alpha / r) B A with A [r, in], B [out, r]. One buffer holds
-   them all (d1_lora_tensor names and locates each). */
+   them all (d1_lora_tensor names and locates each). The bits of `targets`,
+   by LLaDA's module names: */
+enum {
+    D1_LORA_Q = 1, D1_LORA_K = 2, D1_LORA_V = 4, /* q_proj, k_proj, v_proj              */
+    D1_LORA_O = 8,                                /* attn_out                            */
+    D1_LORA_GATE = 16, D1_LORA_UP = 32,           /* ff_proj (SiLU's input), up_proj     */
+    D1_LORA_DOWN = 64,                            /* ff_out of a block (down projection) */
+    D1_LORA_ALL = 127
+};
 typedef struct d1_lora {
     int    rank;             /* r                                                  */
+    unsigned targets;        /* the adapted modules: D1_LORA_* bits (ALL: seven)   */
     float  alpha, scale;     /* scale = alpha / r                                  */
     int    enabled;          /* 0: the forward ignores them (the frozen base)      */
     size_t num_params;
@@ -393,8 +403,12 @@ D1_API int d1_model_precision(const d1_model *m);  /* D1_PRECISION_*, or D1_ERR_
    pass computes adapter gradients only, d1_model_zero_grad clears those, and
    an optimizer initialised after the attach (d1_adamw_init) trains them.
    d1_lora_merge folds W += (alpha/r) B A into the base and detaches. Names
-   follow PEFT: "base_model.model.<hf name without .weight>.lora_A.weight". */
+   follow PEFT: "base_model.model.<hf name without .weight>.lora_A.weight".
+   d1_lora_attach adapts all seven modules of every block; _targets only
+   those in `targets` (D1_LORA_* bits, e.g. d1's Q | K | V | UP): the others
+   keep no adapter, no parameter and no cost. */
 D1_API int  d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed);
+D1_API int  d1_lora_attach_targets(d1_model *m, int rank, float alpha, uint64_t seed, unsigned targets);
 D1_API void d1_lora_detach(d1_model *m);
 D1_API int  d1_lora_merge(d1_model *m);
 D1_API int  d1_lora_num_tensors(const d1_model *m);
@@ -884,11 +898,15 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
                               const d1_rng *rngs, int n_rngs, const char *settings_json);
 /* LoRA adapters on their own: dir/adapter_model.safetensors (F32, PEFT's
    names) and dir/adapter_config.json (PEFT's keys: r, lora_alpha,
-   target_modules, task_type, base_model_name_or_path, ...). d1_lora_load
-   reads F32, BF16 or F16 adapters of all seven modules (adapters of a subset
-   of them, as d1's own q/k/v/up ones, are not read yet) and attaches
-   adapters of the saved rank and alpha when m has none, or fills the attached
-   ones (rank and alpha must match: D1_ERR_CONFIG); on failure m is unchanged. */
+   target_modules (the adapted modules), task_type, base_model_name_or_path,
+   ...). d1_lora_load reads F32, BF16 or F16 adapters of any subset of the
+   seven modules: target_modules must be a list of names (PEFT's regular-
+   expression form is refused), names of no LLaDA module are skipped as PEFT
+   skips them (d1's own config lists gate_proj and down_proj, so its adapters
+   are q, k, v and up), and the file must hold exactly the named modules'
+   tensors. It attaches adapters of the saved rank, alpha and targets when m
+   has none, or fills the attached ones (rank, alpha and targets must match:
+   D1_ERR_CONFIG); on failure m is unchanged. */
 D1_API int d1_lora_save(const d1_model *m, const char *dir);
 D1_API int d1_lora_load(d1_model *m, const char *dir);
 #endif
@@ -3073,7 +3091,8 @@ static void d1__residual_add(float *x, const float *r, size_t n) {
    blocks (q|k|v, o, gate|up, down); each block j has its own B_j [o1-o0, r],
    and the site's A matrices are stacked into one A [nb*r, I], so that
    u = s x A^T [N, nb*r] is one matmul. Per layer the adapter buffer holds, in
-   order: A_qkv, B_q, B_k, B_v, A_o, B_o, A_gu, B_gate, B_up, A_down, B_down. */
+   order: A_qkv, B_q, B_k, B_v, A_o, B_o, A_gu, B_gate, B_up, A_down, B_down
+   (those of the targeted modules; A_qkv then stacks only theirs). */
 typedef struct d1__lora_site {
     int    I, O, nb;          /* input width, fused output width, row blocks        */
     size_t a, b[3];           /* offsets of A [nb*r, I] and of each B_j [o1-o0, r]    */
@@ -3081,29 +3100,50 @@ typedef struct d1__lora_site {
     int    u0;                /* first column of this site's u in a layer's [N, 7r] */
 } d1__lora_site;
 
-static size_t d1__lora_layer_size(const d1_config *c, int r) {
-    int KVD = c->n_kv_heads * (c->dim / c->n_heads);
-    return (size_t)r * (9 * (size_t)c->dim + 2 * (size_t)KVD + 3 * (size_t)c->ffn_dim);
+/* Module k (d1__lora_names order: q, k, v, o, gate, up, down) of a block:
+   its input width and its rows in its site's fused output [o0, o0 + rows). */
+static void d1__lora_module(const d1_config *c, int k, int *in, int *o0, int *rows) {
+    int C = c->dim, F = c->ffn_dim, KVD = c->n_kv_heads * (C / c->n_heads);
+    static const int site[7] = {0, 0, 0, 1, 2, 2, 3};
+    const int I[4] = {C, C, C, F}, first[7] = {0, C, C + KVD, 0, 0, F, 0}, n[7] = {C, KVD, KVD, C, F, F, C};
+    *in = I[site[k]];
+    *o0 = first[k];
+    *rows = n[k];
 }
-
-static void d1__lora_sites(const d1_config *c, int r, int l, d1__lora_site st[4]) {
-    int C = c->dim, F = c->ffn_dim, KVD = c->n_kv_heads * (C / c->n_heads), k;
-    size_t off = (size_t)l * d1__lora_layer_size(c, r);
-    /* (I, O, nb, block sizes) of qkv, attn_out, gate_up, ff_out */
-    const int I[4] = {C, C, C, F}, nb[4] = {3, 1, 2, 1}, u0[4] = {0, 3, 4, 6};
-    const int rows[4][3] = {{C, KVD, KVD}, {C, 0, 0}, {F, F, 0}, {C, 0, 0}};
-    for (k = 0; k < 4; k++) {
-        int j, o = 0;
-        st[k].I = I[k]; st[k].nb = nb[k]; st[k].u0 = u0[k] * r;
-        st[k].a = off;
-        off += (size_t)nb[k] * r * I[k];
-        for (j = 0; j < nb[k]; j++) {
-            st[k].o0[j] = o;
-            st[k].o1[j] = o += rows[k][j];
-            st[k].b[j] = off;
-            off += (size_t)rows[k][j] * r;
+/* Floats of one layer's adapters on the modules in `targets`. */
+static size_t d1__lora_layer_size(const d1_config *c, int r, unsigned targets) {
+    size_t n = 0;
+    int k, in, o0, rows;
+    for (k = 0; k < 7; k++)
+        if (targets >> k & 1u) {
+            d1__lora_module(c, k, &in, &o0, &rows);
+            n += (size_t)r * ((size_t)in + (size_t)rows);
         }
-        st[k].O = o;
+    return n;
+}
+/* The sites of layer l's adapters on the modules in `targets`: each site
+   keeps only its targeted blocks (nb may be 0: no adapter there), in the
+   order q, k, v | o | gate, up | down, each at its own rows of the fused
+   output; the buffer holds only those. */
+static void d1__lora_sites(const d1_config *c, int r, unsigned targets, int l, d1__lora_site st[4]) {
+    int C = c->dim, F = c->ffn_dim, KVD = c->n_kv_heads * (C / c->n_heads), s, k, in, o0, rows;
+    size_t off = (size_t)l * d1__lora_layer_size(c, r, targets);
+    static const int site[7] = {0, 0, 0, 1, 2, 2, 3}, u0[4] = {0, 3, 4, 6};
+    const int I[4] = {C, C, C, F}, O[4] = {C + 2 * KVD, C, 2 * F, C};
+    for (s = 0; s < 4; s++) {
+        st[s].I = I[s]; st[s].O = O[s]; st[s].u0 = u0[s] * r; st[s].nb = 0;
+        for (k = 0; k < 7; k++) /* the site's targeted blocks, in order */
+            if (site[k] == s && (targets >> k & 1u)) {
+                d1__lora_module(c, k, &in, &o0, &rows);
+                st[s].o0[st[s].nb] = o0;
+                st[s].o1[st[s].nb++] = o0 + rows;
+            }
+        st[s].a = off; /* A [nb*r, I], then each B_j */
+        off += (size_t)st[s].nb * r * I[s];
+        for (k = 0; k < st[s].nb; k++) {
+            st[s].b[k] = off;
+            off += (size_t)(st[s].o1[k] - st[s].o0[k]) * r;
+        }
     }
 }
 
@@ -3113,6 +3153,7 @@ static void d1__lora_forward(d1__ctx *cx, const d1_lora *lo, const d1__lora_site
                              float *u, int ldu, int N) {
     int r = lo->rank, j, n, k;
     const float *A = lo->param_memory + st->a;
+    if (st->nb == 0) return; /* no adapter at this site */
     d1__gemm_mt(cx, N, st->nb * r, st->I, x, st->I, 1, A, 1, st->I, u, ldu, 0);
     for (n = 0; n < N; n++)
         for (k = 0; k < st->nb * r; k++) u[(size_t)n * ldu + k] *= lo->scale;
@@ -3127,6 +3168,7 @@ static void d1__lora_backward(d1__ctx *cx, d1_lora *lo, const d1__lora_site *st,
                               const float *u, int ldu, float *du, float *dx, int N) {
     int r = lo->rank, nr = st->nb * r, j;
     size_t i;
+    if (st->nb == 0) return;
     for (j = 0; j < st->nb; j++) {
         int rows = st->o1[j] - st->o0[j];
         d1__gemm_mt(cx, rows, r, N, dout + st->o0[j], 1, st->O, u + j * r, ldu, 1, lo->grad_memory + st->b[j], r, 1);
@@ -3137,24 +3179,34 @@ static void d1__lora_backward(d1__ctx *cx, d1_lora *lo, const d1__lora_site *st,
     d1__gemm_mt(cx, N, st->I, nr, du, nr, 1, lo->param_memory + st->a, st->I, 1, dx, st->I, 1);
 }
 
+/* the number of modules in a targets mask */
+static int d1__lora_count(unsigned targets) {
+    int n = 0, k;
+    for (k = 0; k < 7; k++) n += (int)(targets >> k & 1u);
+    return n;
+}
 D1_API int d1_lora_num_tensors(const d1_model *m) {
-    return m && m->lora ? 14 * m->config.n_layers : 0;
+    return m && m->lora ? 2 * d1__lora_count(m->lora->targets) * m->config.n_layers : 0;
 }
 
 /* The seven adapted matrices of a block, in table order (two tensors each, A then B). */
 static const char *const d1__lora_names[7] = {"q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out"};
 
-/* Tensor `index` (< 14 n_layers) of rank-r adapters on a model of config c:
-   the table needs no adapters. */
-static void d1__lora_tensor(const d1_config *c, int r, int index, d1_tensor *t) {
-    static const int site_of[7] = {0, 0, 0, 1, 2, 2, 3}, block_of[7] = {0, 1, 2, 0, 0, 1, 0};
+/* Tensor `index` (< 2 x modules x n_layers) of rank-r adapters on the
+   modules `targets` of a model of config c: per layer, A then B of each
+   targeted module in the order of d1__lora_names. The table needs no adapters. */
+static void d1__lora_tensor(const d1_config *c, int r, unsigned targets, int index, d1_tensor *t) {
+    static const int site_of[7] = {0, 0, 0, 1, 2, 2, 3}, first_of[4] = {0, 3, 4, 6};
     d1__lora_site st[4];
     const d1__lora_site *ss;
-    int l, k, isB;
+    int l, k, isB, nm = d1__lora_count(targets), want, j, blk = 0;
     size_t len = 0;
     char name[80];
-    l = index / 14; k = (index % 14) / 2; isB = index % 2;
-    d1__lora_sites(c, r, l, st);
+    l = index / (2 * nm); want = (index % (2 * nm)) / 2; isB = index % 2;
+    for (k = 0; k < 7; k++) /* the want-th targeted module */
+        if ((targets >> k & 1u) && want-- == 0) break;
+    for (j = first_of[site_of[k]]; j < k; j++) blk += (int)(targets >> j & 1u); /* its block in the site */
+    d1__lora_sites(c, r, targets, l, st);
     ss = &st[site_of[k]];
     d1__cat(name, sizeof name, &len, "base_model.model.model.transformer.blocks.");
     d1__cat_int(name, sizeof name, &len, l);
@@ -3162,14 +3214,14 @@ static void d1__lora_tensor(const d1_config *c, int r, int index, d1_tensor *t) 
     d1__cat(name, sizeof name, &len, d1__lora_names[k]);
     d1__cat(name, sizeof name, &len, isB ? ".lora_B.weight" : ".lora_A.weight");
     if (isB)
-        d1__tensor_set(t, name, ss->o1[block_of[k]] - ss->o0[block_of[k]], r, ss->b[block_of[k]], 1);
+        d1__tensor_set(t, name, ss->o1[blk] - ss->o0[blk], r, ss->b[blk], 1);
     else
-        d1__tensor_set(t, name, r, ss->I, ss->a + (size_t)block_of[k] * r * ss->I, 1);
+        d1__tensor_set(t, name, r, ss->I, ss->a + (size_t)blk * r * ss->I, 1);
 }
 
 D1_API int d1_lora_tensor(const d1_model *m, int index, d1_tensor *t) {
     if (!t || index < 0 || index >= d1_lora_num_tensors(m)) return D1__FAIL(D1_ERR_ARG);
-    d1__lora_tensor(&m->config, m->lora->rank, index, t);
+    d1__lora_tensor(&m->config, m->lora->rank, m->lora->targets, index, t);
     return D1_OK;
 }
 
@@ -3182,17 +3234,23 @@ D1_API void d1_lora_detach(d1_model *m) {
 }
 
 D1_API int d1_lora_attach(d1_model *m, int rank, float alpha, uint64_t seed) {
+    return d1_lora_attach_targets(m, rank, alpha, seed, D1_LORA_ALL);
+}
+
+D1_API int d1_lora_attach_targets(d1_model *m, int rank, float alpha, uint64_t seed, unsigned targets) {
     d1_lora *lo;
     d1_rng rng;
     int i, n;
     if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1__FAIL(D1_ERR_ARG);
+    if (targets == 0 || targets > D1_LORA_ALL)
+        return D1__FAILF(D1_ERR_ARG, "targets 0x%x: a non-empty subset of D1_LORA_ALL (0x7f)", targets);
     if (d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
     if (rank > m->config.dim) return D1__FAIL(D1_ERR_ARG);
     lo = (d1_lora *)d1__alloc(sizeof *lo);
     if (!lo) return D1__FAIL(D1_ERR_NOMEM);
     memset(lo, 0, sizeof *lo);
-    lo->rank = rank; lo->alpha = alpha; lo->scale = alpha / (float)rank; lo->enabled = 1;
-    lo->num_params = (size_t)m->config.n_layers * d1__lora_layer_size(&m->config, rank);
+    lo->rank = rank; lo->alpha = alpha; lo->scale = alpha / (float)rank; lo->enabled = 1; lo->targets = targets;
+    lo->num_params = (size_t)m->config.n_layers * d1__lora_layer_size(&m->config, rank, targets);
     lo->param_memory = d1__alloc_floats(lo->num_params); /* the gradients: at their first need */
     if (!lo->param_memory) { d1__free(lo); return D1__FAIL(D1_ERR_NOMEM); }
     memset(lo->param_memory, 0, lo->num_params * sizeof(float)); /* B = 0 */
@@ -3219,7 +3277,7 @@ D1_API int d1_lora_merge(d1_model *m) {
     for (l = 0; l < c->n_layers; l++) {
         d1__lora_site st[4];
         float *W[4];
-        d1__lora_sites(c, r, l, st);
+        d1__lora_sites(c, r, m->lora->targets, l, st);
         W[0] = m->params.qkv + (size_t)l * d1__qw(c) * c->dim;
         W[1] = m->params.attn_out + (size_t)l * c->dim * c->dim;
         W[2] = m->params.gate_up + (size_t)l * 2 * c->ffn_dim * c->dim;
@@ -3311,7 +3369,7 @@ static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const ui
         /* attention sub-block */
         float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
         d1__lora_site ls[4];
-        if (lora) d1__lora_sites(c, lora->rank, l, ls);
+        if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
         d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__linear_forward(cx, bw, qkv, n1, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
         if (lora) d1__lora_forward(cx, lora, &ls[0], n1, qkv, lu + ls[0].u0, 7 * lora->rank, N);
@@ -3461,7 +3519,7 @@ static void d1__backward(d1_model *m, const float *dlogits) {
         float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
         int ldu = lora ? 7 * lora->rank : 0;
         d1__lora_site ls[4];
-        if (lora) d1__lora_sites(c, lora->rank, l, ls);
+        if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
         /* MLP sub-block: dres is d(out) = d(xa) through the residual */
         d1__linear_backward(cx, mb, a->dh, D1__G(ff_out, L * C * F), a->dres, hm, w->ff_out + L * C * F, N, F, C);
         if (lora) d1__lora_backward(cx, lora, &ls[3], a->dres, hm, lu + ls[3].u0, ldu, a->dlu, a->dh, N);
@@ -3837,7 +3895,7 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         d1__attn_args at;
         d1__swiglu_args sw;
         d1__lora_site ls[4];
-        if (lora) d1__lora_sites(c, lora->rank, l, ls);
+        if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
         d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
         d1__linear_forward(cx, bw, qkv, n, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
         if (lora) d1__lora_forward(cx, lora, &ls[0], n, qkv, a->lu, ldu, N);
@@ -6078,6 +6136,7 @@ typedef struct d1__st_table {
     const d1_config *c;        /* the model's (resolved) configuration       */
     const d1_model  *m;        /* ADAMW: its num_params                      */
     int              rank;     /* LORA: the adapters' r                      */
+    unsigned         targets;  /* LORA: their modules (D1_LORA_* bits)         */
     const float     *src[2];   /* what a save writes (exp_avg, exp_avg_sq)   */
     d1__st_entry    *e;        /* [n], NULL until d1__table_alloc            */
     int             *order;    /* [n] scratch: a shard's entries by offset   */
@@ -6119,12 +6178,14 @@ static D1__MAYBE_UNUSED void d1__table_adamw(d1__st_table *t, const d1_model *m,
         t->src[1] = opt->v;
     }
 }
-static D1__MAYBE_UNUSED void d1__table_lora(d1__st_table *t, const d1_config *c, int r, const float *src) {
+static D1__MAYBE_UNUSED void d1__table_lora(d1__st_table *t, const d1_config *c, int r, unsigned targets,
+                                            const float *src) {
     memset(t, 0, sizeof *t);
     t->kind = D1__ST_LORA;
     t->c = c;
     t->rank = r;
-    t->n = 14 * c->n_layers;
+    t->targets = targets;
+    t->n = 2 * d1__lora_count(targets) * c->n_layers;
     t->src[0] = src;
 }
 /* Frees what d1__table_alloc allocated (a table without it too). */
@@ -6165,7 +6226,7 @@ static void d1__st_tensor(const d1__st_table *t, int i, int with_name, d1__st_in
     const char *prefix = "";
     d1_tensor ti;
     if (t->kind == D1__ST_LORA) {
-        d1__lora_tensor(t->c, t->rank, i, &ti);
+        d1__lora_tensor(t->c, t->rank, t->targets, i, &ti);
     } else if (t->alias && i == t->n) { /* the tied head's alias: wte's place and shape */
         d1__config_tensor(t->c, 0, &ti);
         memcpy(ti.name, "model.transformer.ff_out.weight", sizeof "model.transformer.ff_out.weight");
@@ -6223,7 +6284,8 @@ static int d1__st_find(const d1__st_table *t, const char *s, size_t len, d1__st_
         if ((l = d1__st_layer(&s, &len, L)) < 0) return -1;
         for (k = 0; k < 14 && !d1__is2(s, len, d1__lora_names[k / 2], k % 2 ? ".lora_B.weight" : ".lora_A.weight");
              k++) {}
-        if (k < 14) i = 14 * l + k;
+        if (k < 14 && (t->targets >> (k / 2) & 1u)) /* per layer: A, B of each targeted module, in order */
+            i = 2 * d1__lora_count(t->targets) * l + 2 * d1__lora_count(t->targets & ((1u << (k / 2)) - 1u)) + k % 2;
     } else {
         int base = 0;
         if (t->kind == D1__ST_ADAMW) {
@@ -7791,6 +7853,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__st_table tab;
     d1__text t;
     char text[1024];
+    int k, first;
     if (!d1__model_ok(m) || !m->lora || !dir) return D1__FAIL(D1_ERR_ARG);
     if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1__FAIL(D1_ERR_NONFINITE);
     t.p = text; t.cap = sizeof text; t.len = 0;
@@ -7798,13 +7861,20 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     d1__put_u64(&t, (uint64_t)m->lora->rank);
     d1__puts(&t, ",\n  \"lora_alpha\": ");
     d1__put_float(&t, m->lora->alpha);
-    d1__puts(&t, ",\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n  \"target_modules\": [\"q_proj\", \"k_proj\", "
-                 "\"v_proj\", \"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"],\n"
+    d1__puts(&t, ",\n  \"lora_dropout\": 0.0,\n  \"bias\": \"none\",\n  \"target_modules\": [");
+    for (k = 0, first = 1; k < 7; k++)
+        if (m->lora->targets >> k & 1u) {
+            d1__puts(&t, first ? "\"" : ", \"");
+            d1__puts(&t, d1__lora_names[k]);
+            d1__puts(&t, "\"");
+            first = 0;
+        }
+    d1__puts(&t, "],\n"
                  "  \"task_type\": \"CAUSAL_LM\",\n  \"base_model_name_or_path\": null,\n"
                  "  \"inference_mode\": false,\n  \"fan_in_fan_out\": false,\n  \"modules_to_save\": null\n}\n");
     d1__put(&t, "", 1);
     if (t.len > t.cap) return D1__FAIL(D1_ERR_ARG);
-    d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->param_memory);
+    d1__table_lora(&tab, &m->config, m->lora->rank, m->lora->targets, m->lora->param_memory);
     memset(&st, 0, sizeof st);
     st.tab = &tab;
     st.dtype = D1_DTYPE_F32;
@@ -7813,6 +7883,30 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     emit[0] = d1__emit_safetensors; ctx[0] = &st;
     emit[1] = d1__emit_text;        ctx[1] = &cj;
     return d1__save_files(dir, 2, names, emit, ctx);
+}
+
+/* The modules of adapter_config.json's target_modules (a list of names, as
+   PEFT writes it): the bits of LLaDA's module names in it; names of no LLaDA
+   module (d1's own config lists gate_proj and down_proj, which LLaDA lacks)
+   are skipped, as PEFT skips them. D1_ERR_CONFIG when absent, not a list
+   of strings (PEFT's regular-expression form included), or naming none. */
+static int d1__lora_targets_of(const d1__json *j, size_t obj, unsigned *targets) {
+    size_t v, it, e;
+    int f = d1__json_find(j, obj, "target_modules", &v), k;
+    *targets = 0;
+    if (f < 0) return f;
+    if (f == 0 || j->s[v] != '[')
+        return D1__FAILF(D1_ERR_CONFIG, "adapter_config.json: target_modules %s, want a list of module names",
+                         f == 0 ? "is absent" : "is not a list");
+    for (it = v + 1; d1__json_element(j, &it, &e);) {
+        if (j->s[e] != '"') return D1__FAILF(D1_ERR_CONFIG, "adapter_config.json: target_modules holds a non-string");
+        for (k = 0; k < 7; k++)
+            if (d1__json_str_is(j, e, d1__lora_names[k])) *targets |= 1u << k;
+    }
+    if (*targets == 0)
+        return D1__FAILF(D1_ERR_CONFIG, "adapter_config.json: target_modules names none of LLaDA's modules (q_proj, "
+                                        "k_proj, v_proj, attn_out, ff_proj, up_proj, ff_out)");
+    return D1_OK;
 }
 
 /* Loads what d1_lora_save wrote: attaches adapters of the saved rank and
@@ -7828,6 +7922,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     uint64_t r = 0;
     double alpha = 0.0;
     float *mem = NULL;
+    unsigned targets = 0;
     int rc, attached_here = 0, B0, T0;
     if (!d1__model_ok(m) || !dir) return D1__FAIL(D1_ERR_ARG);
     B0 = m->B; T0 = m->T; /* an attach forgets the last forward; a failed load must not */
@@ -7849,14 +7944,18 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
                      !isfinite(alpha))
                 rc = D1__FAIL(D1_ERR_CONFIG);
         }
+        if (rc == D1_OK) rc = d1__lora_targets_of(&j, obj, &targets);
     }
     d1__free(text);
     if (rc != D1_OK) return rc;
-    if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha)) return D1__FAIL(D1_ERR_CONFIG);
+    if (m->lora && (m->lora->rank != (int)r || m->lora->alpha != (float)alpha || m->lora->targets != targets))
+        return D1__FAILF(D1_ERR_CONFIG, "the attached adapters (r %d, alpha %g, targets 0x%x) are not the saved ones "
+                                        "(r %d, alpha %g, targets 0x%x)",
+                         m->lora->rank, (double)m->lora->alpha, m->lora->targets, (int)r, alpha, targets);
     { /* what the adapters take (F32) is bounded by what the file holds (>= 2 bytes a value: BF16, F16),
          before anything is allocated */
         uint64_t size = 0;
-        double need = 2.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r);
+        double need = 2.0 * (double)m->config.n_layers * (double)d1__lora_layer_size(&m->config, (int)r, targets);
         if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
         rc = d1__path_size(p, &size);
         d1__free(p);
@@ -7866,7 +7965,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     if (!m->lora && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED); /* as d1_lora_attach would say */
     /* the header, checked in full before the adapters are attached (it is
        freed before: the data alone is left to read) */
-    d1__table_lora(&tab, &m->config, (int)r, NULL);
+    d1__table_lora(&tab, &m->config, (int)r, targets, NULL);
     if (!(p = d1__path(dir, "adapter_model.safetensors"))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__st_open(&sf, p, &tab, 0, 1u << D1_DTYPE_F32 | 1u << D1_DTYPE_BF16 | 1u << D1_DTYPE_F16);
     d1__free(p);
@@ -7877,7 +7976,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     d1__free(sf.header);
     sf.header = NULL;
     if (!m->lora) {
-        rc = d1_lora_attach(m, (int)r, (float)alpha, 0);
+        rc = d1_lora_attach_targets(m, (int)r, (float)alpha, 0, targets);
         attached_here = rc == D1_OK;
     }
     /* adapters attached here: straight into them (a failure detaches them);

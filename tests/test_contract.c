@@ -858,7 +858,8 @@ static void test_file_contract(void) {
         mkdir(dir, 0777);
         snprintf(cfgp, sizeof cfgp, "%s/adapter_config.json", dir);
         f = fopen(cfgp, "w");
-        fprintf(f, "{\"r\": 32, \"lora_alpha\": 16}"); /* r = dim, no weights file */
+        fprintf(f, "{\"r\": 32, \"lora_alpha\": 16, \"target_modules\": [\"q_proj\", \"k_proj\", \"v_proj\", "
+                   "\"attn_out\", \"ff_proj\", \"up_proj\", \"ff_out\"]}"); /* r = dim, no weights file */
         fclose(f);
         w.m = &m; w.o = NULL; w.rng = NULL; w.out = NULL;
         before = live_bytes; peak_bytes = live_bytes;
@@ -1102,7 +1103,7 @@ static void test_load_memory(void) {
             d1__emit_fn emit[1];
             const void *ctx[1];
             d1_lora_detach(&fresh);
-            d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->param_memory);
+            d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->targets, m.lora->param_memory);
             memset(&st, 0, sizeof st);
             st.tab = &tab; st.dtype = D1_DTYPE_BF16;
             emit[0] = d1__emit_safetensors; ctx[0] = &st;

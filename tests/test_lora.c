@@ -257,6 +257,87 @@ static void test_bad_calls(void) {
     d1_model_free(&m);
 }
 
+/* Adapters on a subset of the modules (d1's own: q, k, v, up): the subset
+   holds only those tensors; its logits and its gradients are those of all
+   seven adapters with the same values on those modules and zeros (B = 0,
+   A = 0) on the others, bit for bit; merging gives the same logits; a
+   bad targets mask is refused. */
+static void copy_subset_into_full(const d1_model *sub, d1_model *full) {
+    int i, k, n = d1_lora_num_tensors(sub), nf = d1_lora_num_tensors(full);
+    memset(full->lora->param_memory, 0, full->lora->num_params * sizeof(float));
+    for (i = 0; i < n; i++) {
+        d1_tensor ts, tf;
+        d1_lora_tensor(sub, i, &ts);
+        for (k = 0; k < nf; k++) {
+            d1_lora_tensor(full, k, &tf);
+            if (!strcmp(tf.name, ts.name)) {
+                CHECK(tf.size == ts.size, "%s: the same shape", ts.name);
+                memcpy(full->lora->param_memory + tf.offset, sub->lora->param_memory + ts.offset,
+                       ts.size * sizeof(float));
+            }
+        }
+    }
+}
+static void test_subset_targets(void) {
+    d1_config c = cfg();
+    d1_model s, f;
+    const unsigned d1_targets = D1_LORA_Q | D1_LORA_K | D1_LORA_V | D1_LORA_UP;
+    int tok[2 * 12], i, n;
+    size_t V = (size_t)c.vocab_size, k;
+    float *ls, *gf;
+    uint8_t *mask = (uint8_t *)malloc(24);
+    float p[2] = {0.5f, 0.7f}, loss_s, loss_f;
+    for (i = 0; i < 24; i++) { tok[i] = (i * 5) % 12; mask[i] = (uint8_t)(i % 3 == 0); }
+    d1_model_init(&s, &c, 31);
+    d1_model_init(&f, &c, 31);
+    CHECK(d1_lora_attach_targets(&s, 3, 5.0f, 32, 0) == D1_ERR_ARG && s.lora == NULL, "no targets");
+    CHECK(d1_lora_attach_targets(&s, 3, 5.0f, 32, 128) == D1_ERR_ARG && s.lora == NULL, "an unknown bit");
+    CHECK(d1_lora_attach_targets(&s, 3, 5.0f, 32, d1_targets) == D1_OK, "attach q, k, v, up");
+    CHECK(d1_lora_attach(&f, 3, 5.0f, 33) == D1_OK, "attach all seven");
+    n = d1_lora_num_tensors(&s);
+    CHECK(n == 8 * c.n_layers && d1_lora_num_tensors(&f) == 14 * c.n_layers, "tensors: %d", n);
+    CHECK(s.lora->num_params < f.lora->num_params, "fewer parameters: %zu of %zu", s.lora->num_params,
+          f.lora->num_params);
+    for (i = 0; i < n; i++) { /* only the targeted names, A then B */
+        d1_tensor t;
+        d1_lora_tensor(&s, i, &t);
+        CHECK((strstr(t.name, "q_proj") || strstr(t.name, "k_proj") || strstr(t.name, "v_proj") ||
+               strstr(t.name, "up_proj")) && strstr(t.name, i % 2 ? "lora_B" : "lora_A"),
+              "tensor %d is %s", i, t.name);
+    }
+    randomize_b(&s, 34);
+    copy_subset_into_full(&s, &f);
+    CHECK(d1_model_zero_grad(&s) == D1_OK && d1_model_zero_grad(&f) == D1_OK, "zero grads");
+    CHECK(d1_pretrain_loss(&s, tok, 2, 12, mask, p, NULL, &loss_s) == D1_OK &&
+              d1_pretrain_loss(&f, tok, 2, 12, mask, p, NULL, &loss_f) == D1_OK,
+          "losses");
+    ls = (float *)malloc(sizeof(float) * 24 * V);
+    memcpy(ls, s.logits, sizeof(float) * 24 * V);
+    CHECK(!memcmp(ls, f.logits, sizeof(float) * 24 * V) && loss_s == loss_f, "the same logits as all seven with zeros");
+    gf = (float *)calloc(s.lora->num_params, sizeof(float));
+    { /* the full adapters' gradients, gathered into the subset's layout by name */
+        for (i = 0; i < n; i++) {
+            d1_tensor ts, tf;
+            int j, nf = d1_lora_num_tensors(&f);
+            d1_lora_tensor(&s, i, &ts);
+            for (j = 0; j < nf; j++) {
+                d1_lora_tensor(&f, j, &tf);
+                if (!strcmp(tf.name, ts.name)) memcpy(gf + ts.offset, f.lora->grad_memory + tf.offset, ts.size * 4);
+            }
+        }
+    }
+    for (k = 0; k < s.lora->num_params && gf[k] == s.lora->grad_memory[k]; k++) {}
+    CHECK(k == s.lora->num_params, "the same adapter gradients, bit for bit (first difference at %zu)", k);
+    CHECK(d1_model_forward(&s, tok, 2, 12, NULL) == D1_OK, "forward");
+    memcpy(ls, s.logits, sizeof(float) * 24 * V);
+    CHECK(d1_lora_merge(&s) == D1_OK && s.lora == NULL, "merge");
+    CHECK(d1_model_forward(&s, tok, 2, 12, NULL) == D1_OK && max_rel(s.logits, ls, 24 * V) < 1e-4,
+          "merged: the adapted logits (%g)", max_rel(s.logits, ls, 24 * V));
+    free(ls); free(gf); free(mask);
+    d1_model_free(&s);
+    d1_model_free(&f);
+}
+
 #ifndef D1_NO_STDIO
 /* adapters saved on their own load back bit for bit, into a fresh base (attach
    from the file) and into attached adapters; a mismatch is refused */
@@ -295,7 +376,7 @@ static void test_save_load(void) {
         d1__emit_fn emit[1];
         const void *ctx[1];
         size_t k, bad = 0;
-        d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->param_memory);
+        d1__table_lora(&tab, &m.config, m.lora->rank, m.lora->targets, m.lora->param_memory);
         memset(&st, 0, sizeof st);
         st.tab = &tab; st.dtype = D1_DTYPE_BF16;
         emit[0] = d1__emit_safetensors; ctx[0] = &st;
@@ -329,6 +410,82 @@ static void test_save_load(void) {
     d1_model_free(&m);
     d1_model_free(&fresh);
 }
+/* Subset adapters through files: adapter_config.json lists only their
+   modules; they load back into a fresh base with the same targets, bit for
+   bit, and are refused by adapters of other targets; d1's own config (its
+   target_modules name gate_proj and down_proj too, which LLaDA lacks: PEFT
+   adapts q, k, v and up) loads BF16 adapters of those four; a list naming no
+   LLaDA module, or a regular expression, is refused. */
+static void write_text(const char *dir, const char *name, const char *text) {
+    char path[256];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    CHECK(f != NULL, "open %s", path);
+    if (f) { fputs(text, f); fclose(f); }
+}
+static void test_subset_save_load(void) {
+    d1_config c = cfg();
+    d1_model m, fresh;
+    const char *dir = "build/test_lora_subset";
+    const unsigned d1_targets = D1_LORA_Q | D1_LORA_K | D1_LORA_V | D1_LORA_UP;
+    char path[256], txt[4096];
+    size_t n = 0;
+    FILE *f;
+    d1_model_init(&m, &c, 41);
+    d1_lora_attach_targets(&m, 3, 6.0f, 42, d1_targets);
+    randomize_b(&m, 43);
+    CHECK(d1_lora_save(&m, dir) == D1_OK, "save");
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    if ((f = fopen(path, "rb")) != NULL) { n = fread(txt, 1, sizeof txt - 1, f); fclose(f); }
+    txt[n] = 0;
+    CHECK(strstr(txt, "\"target_modules\": [\"q_proj\", \"k_proj\", \"v_proj\", \"up_proj\"]") != NULL,
+          "the four modules listed:\n%s", txt);
+    d1_model_init(&fresh, &c, 41);
+    CHECK(d1_lora_load(&fresh, dir) == D1_OK && fresh.lora && fresh.lora->targets == d1_targets, "load: %s",
+          d1_last_error());
+    CHECK(fresh.lora && fresh.lora->num_params == m.lora->num_params &&
+              !memcmp(fresh.lora->param_memory, m.lora->param_memory, m.lora->num_params * sizeof(float)),
+          "bit for bit");
+    d1_lora_detach(&fresh);
+    d1_lora_attach(&fresh, 3, 6.0f, 1);
+    CHECK(d1_lora_load(&fresh, dir) == D1_ERR_CONFIG && strstr(d1_last_error(), "targets"), "other targets: %s",
+          d1_last_error());
+    d1_lora_detach(&fresh);
+    { /* d1's config and BF16 adapters */
+        static const char *const names[1] = {"adapter_model.safetensors"};
+        d1__st_table tab;
+        d1__save_ctx st;
+        d1__emit_fn emit[1];
+        const void *ctx[1];
+        d1__table_lora(&tab, &m.config, 3, d1_targets, m.lora->param_memory);
+        memset(&st, 0, sizeof st);
+        st.tab = &tab; st.dtype = D1_DTYPE_BF16;
+        emit[0] = d1__emit_safetensors; ctx[0] = &st;
+        CHECK(d1__save_files(dir, 1, names, emit, ctx) == D1_OK, "write BF16 adapters");
+        write_text(dir, "adapter_config.json",
+                   "{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\", \"k_proj\", "
+                   "\"v_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"], \"task_type\": \"CAUSAL_LM\"}");
+        CHECK(d1_lora_load(&fresh, dir) == D1_OK && fresh.lora && fresh.lora->targets == d1_targets,
+              "d1's adapter_config.json: %s", d1_last_error());
+        d1_lora_detach(&fresh);
+        write_text(dir, "adapter_config.json",
+                   "{\"r\": 3, \"lora_alpha\": 6, \"target_modules\": [\"gate_proj\", \"down_proj\"]}");
+        CHECK(d1_lora_load(&fresh, dir) == D1_ERR_CONFIG && fresh.lora == NULL &&
+                  strstr(d1_last_error(), "names none of LLaDA's modules"),
+              "no LLaDA module: %s", d1_last_error());
+        write_text(dir, "adapter_config.json", "{\"r\": 3, \"lora_alpha\": 6, \"target_modules\": \".*proj\"}");
+        CHECK(d1_lora_load(&fresh, dir) == D1_ERR_CONFIG && fresh.lora == NULL &&
+                  strstr(d1_last_error(), "is not a list"),
+              "a regular expression: %s", d1_last_error());
+        write_text(dir, "adapter_config.json",
+                   "{\"r\": 3, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\", \"k_proj\", \"v_proj\"]}");
+        CHECK(d1_lora_load(&fresh, dir) == D1_ERR_UNKNOWN_TENSOR && fresh.lora == NULL,
+              "the file holds up_proj, the config does not name it: %s", d1_last_error());
+    }
+    d1_model_free(&m);
+    d1_model_free(&fresh);
+}
 #endif
 
 int main(void) {
@@ -339,8 +496,10 @@ int main(void) {
     RUN(test_base_frozen_adapters_learn);
     RUN(test_grpo_with_adapters);
     RUN(test_bad_calls);
+    RUN(test_subset_targets);
 #ifndef D1_NO_STDIO
     RUN(test_save_load);
+    RUN(test_subset_save_load);
 #endif
     return th_summary();
 }
