@@ -46,7 +46,7 @@ $(BUILD)/grpo_unrolled: examples/grpo_unrolled.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 # grpo_unrolled.c's iteration against d1_grpo_step
-$(BUILD)/test_examples: tests/test_examples.c examples/grpo_unrolled.c d1.h tests/harness.h | $(BUILD)
+$(BUILD)/test_examples: tests/test_examples.c examples/grpo_unrolled.c examples/tasks.h d1.h tests/harness.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)

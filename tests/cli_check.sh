@@ -27,7 +27,7 @@ MAX=$(config max_sequence_length); VOCAB=$(config vocab_size); MASK=$(config mas
 
 # d1 help, d1 --help and d1 -h: exit 0, one line per command of the source's table
 help_lists_commands() {
-    cmds=$(sed -n '/^static const d1_command commands\[\]/,/^};/p' "$SRC" | sed -n 's/^ *{"\([a-z]*\)".*/\1/p')
+    cmds=$(sed -n '/^static const d1_command commands\[\]/,/^};/p' "$SRC" | sed -n 's/^ *{"\([a-z-]*\)".*/\1/p')
     [ -n "$cmds" ] || cmds="info sample help"
     for h in help --help -h; do
         d1 "$h"; [ "$rc" -eq 0 ] || return 1

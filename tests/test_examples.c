@@ -6,6 +6,7 @@
    G; prompt masking; weighted rewards). */
 #define GRPO_UNROLLED_NO_MAIN
 #include "../examples/grpo_unrolled.c"
+#include "../examples/tasks.h"
 #include "harness.h"
 
 static float threes(const d1_rollout *ro, void *user) {
@@ -64,8 +65,31 @@ static void test_unrolled_is_grpo_step(void) {
         CHECK(agree(&vs[i]), "%s: the unrolled iteration and d1_grpo_step differ", vs[i].name);
 }
 
+/* examples/checkpoints/vocab.txt (what d1 sample --vocab and d1 export-gguf
+   --vocab read for the shipped models) is the demo's vocabulary: line i is
+   the text tasks.h decodes id i to, one line per id. */
+static void test_vocab_file(void) {
+    FILE *f = fopen("examples/checkpoints/vocab.txt", "r");
+    char line[64], want[64];
+    int id = 0;
+    CHECK(f != NULL, "examples/checkpoints/vocab.txt (run from the repository root)");
+    if (!f) return;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = 0;
+        int got[2], n = tok_encode(line, got, 2);
+        tok_decode(&id, 1, want, sizeof want);
+        CHECK(id < TOK_VOCAB && !strcmp(line, want) && n == 1 && got[0] == id, "line %d: '%s', tasks.h says '%s'",
+              id + 1, line, want);
+        id++;
+    }
+    fclose(f);
+    CHECK(id == TOK_VOCAB, "%d lines, the vocabulary has %d tokens", id, TOK_VOCAB);
+    (void)task_find;
+}
+
 int main(void) {
     TH_BANNER();
     RUN(test_unrolled_is_grpo_step);
+    RUN(test_vocab_file);
     return th_summary();
 }

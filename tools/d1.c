@@ -6,6 +6,8 @@
                               each tensor its stored dtype, shape and L2 norm
      d1 sample DIR --prompt P [options]
                               generate with the checkpoint in DIR (d1_sampler_generate)
+     d1 export-gguf DIR FILE.gguf [--vocab FILE]
+                              the checkpoint as GGUF for llama.cpp's llada architecture
 
    Each command's options live in ONE table (sample_options below): the parser
    and the help both walk it, so an option cannot exist without its help line.
@@ -70,16 +72,22 @@ static const d1_option sample_options[] = {
     {"--visual", NULL, NULL, "redraw the canvas at every step (masks as '_')"},
     {"--delay", "MS", "60", "with --visual: pause after each redraw"},
 };
+static const d1_option gguf_options[] = {
+    {"--vocab", "FILE", NULL, "one token per line (line i is token i); else tokens are \"[id]\""},
+};
 typedef char sample_options_fit_in_cmdline[COUNT(sample_options) <= MAX_OPTIONS ? 1 : -1];
 
 static int cmd_info(const d1_command *c, const cmdline *a);
 static int cmd_sample(const d1_command *c, const cmdline *a);
 static int cmd_help(const d1_command *c, const cmdline *a);
+static int cmd_export_gguf(const d1_command *c, const cmdline *a);
 
 static const d1_command commands[] = {
     {"info", "DIR", "describe the checkpoint in DIR (config, parameters, tensors)", NULL, 0, 1, cmd_info},
     {"sample", "DIR --prompt P [options]", "generate from a prompt with the checkpoint in DIR",
      sample_options, COUNT(sample_options), 1, cmd_sample},
+    {"export-gguf", "DIR FILE.gguf [--vocab FILE]", "write the checkpoint as GGUF for llama.cpp (llada)",
+     gguf_options, COUNT(gguf_options), 2, cmd_export_gguf},
     {"help", "[CMD]", "this list, or CMD's options (also d1 CMD --help)", NULL, 0, 1, cmd_help},
 };
 
@@ -97,7 +105,7 @@ static const d1_command *find_command(const char *name) {
 static void usage(FILE *f) {
     int i;
     fprintf(f, "usage: d1 <command> [args]   (d1 CMD --help: its options)\n");
-    for (i = 0; i < COUNT(commands); i++) fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    for (i = 0; i < COUNT(commands); i++) fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
 /* d1 CMD --help: its usage line, then every option of its table with its default. */
@@ -467,6 +475,220 @@ static int cmd_sample(const d1_command *c, const cmdline *a) {
 
 /* d1 CMD [args]: finds CMD (d1 --help and d1 -h are d1 help), parses its
    arguments against its option table, and runs it. */
+/* ---- d1 export-gguf -------------------------------------------------------------
+   The checkpoint as one GGUF v3 file (ggml's format) for llama.cpp's `llada`
+   architecture and its diffusion CLI. Layout: "GGUF", version 3, the tensor
+   and key counts (u64), the keys (string key, u32 type, value), the tensor
+   infos (name, n_dims, dims innermost first, ggml type, offset), zero
+   padding to 32 bytes, then each tensor's data at its offset (32-aligned),
+   all little-endian. A PyTorch weight [out, in] is ggml's {in, out}: the
+   same bytes. llama.cpp rotates consecutive pairs (its "normal" RoPE) where
+   LLaDA rotates halves (i, i + hd/2), so each head's q and k rows are
+   written in the order 0, hd/2, 1, hd/2 + 1, ... (the same function).
+   Tokens: from --vocab (one per line, as d1 sample reads it) in GPT-2's
+   byte-level spelling, else "[id]"; EOS, pad and mask are control tokens,
+   multi-character tokens of the form <...> user-defined ones (matched whole);
+   a gpt2 tokenizer with one merge that never applies ("= ="; llama.cpp
+   wants at least one), no BOS, and a chat template that passes the text. */
+
+enum { GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
+
+static void put_u32(FILE *f, uint32_t x) {
+    unsigned char b[4] = {(unsigned char)x, (unsigned char)(x >> 8), (unsigned char)(x >> 16), (unsigned char)(x >> 24)};
+    fwrite(b, 1, 4, f);
+}
+static void put_u64(FILE *f, uint64_t x) {
+    put_u32(f, (uint32_t)x);
+    put_u32(f, (uint32_t)(x >> 32));
+}
+static void put_f32(FILE *f, float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    put_u32(f, u);
+}
+static void put_str(FILE *f, const char *s) {
+    put_u64(f, strlen(s));
+    fwrite(s, 1, strlen(s), f);
+}
+/* A key and its type; counts the keys written (the header's count is filled in after them). */
+static uint64_t gguf_keys;
+static void kv_key(FILE *f, const char *k, uint32_t type) {
+    put_str(f, k);
+    put_u32(f, type);
+    gguf_keys++;
+}
+static void kv_u32(FILE *f, const char *k, uint32_t v) { kv_key(f, k, GGUF_U32); put_u32(f, v); }
+static void kv_f32(FILE *f, const char *k, float v) { kv_key(f, k, GGUF_F32); put_f32(f, v); }
+static void kv_bool(FILE *f, const char *k, int v) { kv_key(f, k, GGUF_BOOL); fputc(v ? 1 : 0, f); }
+static void kv_str(FILE *f, const char *k, const char *v) { kv_key(f, k, GGUF_STRING); put_str(f, v); }
+/* an array key: its element type and length; the elements follow */
+static void kv_array(FILE *f, const char *k, uint32_t type, uint64_t n) {
+    kv_key(f, k, GGUF_ARRAY);
+    put_u32(f, type);
+    put_u64(f, n);
+}
+
+/* A token's text in GPT-2's byte-level alphabet: the printable bytes stand
+   for themselves, the others (0-32, 127-160, 173) for U+0100 onwards in
+   order; written as UTF-8 into out[cap]. */
+static void byte_level(const char *s, char *out, size_t cap) {
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        unsigned b = (unsigned char)*s, cp = b, k;
+        if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
+            for (cp = 256, k = 0; k < b; k++) cp += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
+        }
+        if (cp < 0x80) out[n++] = (char)cp;
+        else { out[n++] = (char)(0xC0 | cp >> 6); out[n++] = (char)(0x80 | (cp & 63)); }
+    }
+    out[n] = 0;
+}
+
+/* One tensor of the file: ggml name, dims (innermost first), its floats and,
+   for q and k, the head width whose rows are reordered (0: none). */
+typedef struct gguf_tensor {
+    char name[64];
+    uint64_t ne[2];
+    int n_dims, rope_hd;
+    const float *data;
+} gguf_tensor;
+
+static void gguf_put_data(FILE *f, const gguf_tensor *t) {
+    uint64_t r, rows = t->n_dims == 2 ? t->ne[1] : 1, cols = t->ne[0], j;
+    for (r = 0; r < rows; r++) {
+        uint64_t src = r;
+        if (t->rope_hd) { /* row 2i of a head is LLaDA's row i, row 2i + 1 its row i + hd/2 */
+            uint64_t h = r / (uint64_t)t->rope_hd, i = r % (uint64_t)t->rope_hd, half = (uint64_t)t->rope_hd / 2;
+            src = h * (uint64_t)t->rope_hd + (i % 2 ? half + i / 2 : i / 2);
+        }
+        for (j = 0; j < cols; j++) put_f32(f, t->data[src * cols + j]);
+    }
+}
+
+/* d1 export-gguf DIR FILE.gguf [--vocab FILE] */
+static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
+    const char *vocab_path = opt(c, a, "--vocab");
+    d1_model m;
+    d1_config *g;
+    vocab voc;
+    gguf_tensor *ts;
+    FILE *f;
+    int rc, i, l, nt = 0, V, C, F, KVD, hd, ok;
+    uint64_t off = 0, k;
+    if (a->n_pos != 2) return usage_error(c, "expects DIR and FILE.gguf", NULL);
+    memset(&voc, 0, sizeof voc);
+    if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) return lib_fail(c, a->pos[0], rc);
+    g = &m.config;
+    V = g->vocab_size; C = g->dim; F = g->ffn_dim; hd = C / g->n_heads; KVD = g->n_kv_heads * hd;
+    if (vocab_path && (!vocab_load(&voc, vocab_path) || voc.n != V)) {
+        fail(c, "--vocab %s: %d tokens, the model has %d", vocab_path, voc.n, V);
+        d1_model_free(&m);
+        return 1;
+    }
+    ts = (gguf_tensor *)calloc((size_t)(3 + 9 * g->n_layers), sizeof *ts);
+    if (!ts) { d1_model_free(&m); return lib_fail(c, "export-gguf", D1_ERR_NOMEM); }
+#define T2(nm, in, out, p, hdv) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 2, ts[nt].ne[0] = (uint64_t)(in), \
+                                 ts[nt].ne[1] = (uint64_t)(out), ts[nt].data = (p), ts[nt].rope_hd = (hdv), nt++)
+#define T1(nm, n, p) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 1, ts[nt].ne[0] = (uint64_t)(n), \
+                      ts[nt].data = (p), nt++)
+    T2("token_embd.weight", C, V, m.params.wte, 0);
+    for (l = 0; l < g->n_layers; l++) {
+        size_t L = (size_t)l, QW = (size_t)(C + 2 * KVD);
+        const float *qkv = m.params.qkv + L * QW * C;
+        char nm[64];
+        snprintf(nm, 64, "blk.%d.attn_norm.weight", l); T1(nm, C, m.params.attn_norm + L * C);
+        snprintf(nm, 64, "blk.%d.attn_q.weight", l); T2(nm, C, C, qkv, hd);
+        snprintf(nm, 64, "blk.%d.attn_k.weight", l); T2(nm, C, KVD, qkv + (size_t)C * C, hd);
+        snprintf(nm, 64, "blk.%d.attn_v.weight", l); T2(nm, C, KVD, qkv + (size_t)(C + KVD) * C, 0);
+        snprintf(nm, 64, "blk.%d.attn_output.weight", l); T2(nm, C, C, m.params.attn_out + L * C * C, 0);
+        snprintf(nm, 64, "blk.%d.ffn_norm.weight", l); T1(nm, C, m.params.ff_norm + L * C);
+        snprintf(nm, 64, "blk.%d.ffn_gate.weight", l); T2(nm, C, F, m.params.gate_up + L * 2 * F * C, 0);
+        snprintf(nm, 64, "blk.%d.ffn_up.weight", l); T2(nm, C, F, m.params.gate_up + L * 2 * F * C + (size_t)F * C, 0);
+        snprintf(nm, 64, "blk.%d.ffn_down.weight", l); T2(nm, F, C, m.params.ff_out + L * C * F, 0);
+    }
+    T1("output_norm.weight", C, m.params.ln_f);
+    T2("output.weight", C, V, m.params.head, 0); /* the tied head too: llama.cpp reads it if present */
+#undef T1
+#undef T2
+    if (!(f = fopen(a->pos[1], "wb"))) {
+        fail(c, "cannot write %s: %s", a->pos[1], strerror(errno));
+        free(ts);
+        d1_model_free(&m);
+        return 1;
+    }
+    fwrite("GGUF", 1, 4, f);
+    put_u32(f, 3);
+    put_u64(f, (uint64_t)nt);
+    put_u64(f, 0); /* the key count, filled in below */
+    gguf_keys = 0;
+    kv_str(f, "general.architecture", "llada");
+    kv_str(f, "general.name", "d1.h checkpoint");
+    kv_u32(f, "general.alignment", 32);
+    kv_u32(f, "llada.context_length", (uint32_t)g->max_seq_len);
+    kv_u32(f, "llada.embedding_length", (uint32_t)C);
+    kv_u32(f, "llada.block_count", (uint32_t)g->n_layers);
+    kv_u32(f, "llada.feed_forward_length", (uint32_t)F);
+    kv_u32(f, "llada.vocab_size", (uint32_t)V);
+    kv_u32(f, "llada.attention.head_count", (uint32_t)g->n_heads);
+    kv_u32(f, "llada.attention.head_count_kv", (uint32_t)g->n_kv_heads);
+    kv_f32(f, "llada.attention.layer_norm_rms_epsilon", g->norm_eps);
+    kv_bool(f, "llada.attention.causal", 0);
+    kv_f32(f, "llada.rope.freq_base", g->rope_theta);
+    kv_u32(f, "llada.rope.dimension_count", (uint32_t)hd);
+    kv_bool(f, "diffusion.shift_logits", 0);
+    kv_str(f, "tokenizer.ggml.model", "gpt2");
+    kv_str(f, "tokenizer.ggml.pre", "default");
+    kv_array(f, "tokenizer.ggml.tokens", GGUF_STRING, (uint64_t)V);
+    for (i = 0; i < V; i++) {
+        char t[512], bl[1024];
+        if (voc.n) snprintf(t, sizeof t, "%s", voc.tok[i]);
+        else snprintf(t, sizeof t, "[%d]", i);
+        byte_level(t, bl, sizeof bl);
+        put_str(f, bl);
+    }
+    kv_array(f, "tokenizer.ggml.token_type", GGUF_I32, (uint64_t)V);
+    for (i = 0; i < V; i++) { /* 1 normal, 3 control, 4 user-defined */
+        const char *t = voc.n ? voc.tok[i] : "";
+        size_t n = strlen(t);
+        int special = i == g->eos_id || i == g->pad_id || i == g->mask_id;
+        put_u32(f, special ? 3u : n > 2 && t[0] == '<' && t[n - 1] == '>' ? 4u : 1u);
+    }
+    kv_array(f, "tokenizer.ggml.merges", GGUF_STRING, 1);
+    put_str(f, "= =");
+    kv_u32(f, "tokenizer.ggml.eos_token_id", (uint32_t)(g->eos_id >= 0 ? g->eos_id : g->mask_id));
+    kv_u32(f, "tokenizer.ggml.padding_token_id", (uint32_t)(g->pad_id >= 0 ? g->pad_id : g->mask_id));
+    kv_u32(f, "tokenizer.ggml.mask_token_id", (uint32_t)g->mask_id);
+    kv_bool(f, "tokenizer.ggml.add_bos_token", 0);
+    kv_bool(f, "tokenizer.ggml.add_eos_token", 0);
+    kv_str(f, "tokenizer.chat_template", "{% for message in messages %}{{ message['content'] }}{% endfor %}");
+    if (fseek(f, 16, SEEK_SET) == 0) put_u64(f, gguf_keys);
+    fseek(f, 0, SEEK_END);
+    for (i = 0; i < nt; i++) { /* tensor infos: F32 (ggml type 0), 32-aligned offsets */
+        uint64_t bytes = 4 * ts[i].ne[0] * (ts[i].n_dims == 2 ? ts[i].ne[1] : 1);
+        put_str(f, ts[i].name);
+        put_u32(f, (uint32_t)ts[i].n_dims);
+        for (l = 0; l < ts[i].n_dims; l++) put_u64(f, ts[i].ne[l]);
+        put_u32(f, 0);
+        put_u64(f, off);
+        off = (off + bytes + 31) / 32 * 32;
+    }
+    for (k = (uint64_t)ftell(f); k % 32; k++) fputc(0, f);
+    for (i = 0, off = 0; i < nt; i++) {
+        uint64_t bytes = 4 * ts[i].ne[0] * (ts[i].n_dims == 2 ? ts[i].ne[1] : 1);
+        gguf_put_data(f, &ts[i]);
+        for (k = bytes; k % 32; k++) fputc(0, f);
+    }
+    ok = !ferror(f);
+    ok = fclose(f) == 0 && ok;
+    if (!ok) fail(c, "write %s failed", a->pos[1]);
+    else printf("%s: %d tensors, %s tokens, llada architecture\n", a->pos[1], nt, voc.n ? "--vocab" : "[id]");
+    for (i = 0; i < voc.n; i++) free(voc.tok[i]);
+    free(voc.tok);
+    free(ts);
+    d1_model_free(&m);
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
     const char *name = argc < 2 ? "" : !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ? "help" : argv[1];
     const d1_command *c = find_command(name);

@@ -1,0 +1,19 @@
+#!/bin/sh
+# d1 export-gguf checked by an independent reader: each checkpoint below is
+# exported and tools/gguf_check/check.mjs (the npm package @huggingface/gguf)
+# reads every key, every tensor's shape and every value back against the
+# checkpoint's own files. Installs the package into tools/gguf_check on first
+# use (npm's registry).
+#   sh tests/gguf_check.sh [D1]    from the repository root; D1 defaults to ./build/d1
+set -e
+D1=${1:-./build/d1}
+out=${TMPDIR:-/tmp}/d1_gguf_check.$$
+mkdir -p "$out"
+trap 'rm -rf "$out"' EXIT
+command -v node >/dev/null || { echo "node is missing"; exit 1; }
+[ -d tools/gguf_check/node_modules/@huggingface/gguf ] ||
+    (cd tools/gguf_check && npm install --no-audit --no-fund --silent >/dev/null)
+"$D1" export-gguf examples/checkpoints/sudoku/base "$out/sudoku.gguf" --vocab examples/checkpoints/vocab.txt
+(cd tools/gguf_check && node check.mjs ../../examples/checkpoints/sudoku/base "$out/sudoku.gguf")
+"$D1" export-gguf tests/data/ckpt_torch_bf16 "$out/gqa.gguf" # GQA (4 heads, 2 KV heads), BF16, no vocabulary
+(cd tools/gguf_check && node check.mjs ../../tests/data/ckpt_torch_bf16 "$out/gqa.gguf")

@@ -1,0 +1,109 @@
+// check.mjs - a GGUF written by `d1 export-gguf DIR FILE.gguf` against DIR,
+// read by an independent implementation (the npm package @huggingface/gguf):
+//   every key llama.cpp's llada architecture and diffusion CLI read, with the
+//   value config.json implies; every tensor's name, shape, type and 32-byte
+//   aligned offset; and every tensor's data against model.safetensors (F32 or
+//   BF16), value for value, with q and k rows in llama.cpp's pair order
+//   (row 2i of a head is LLaDA's row i, row 2i+1 its row i + hd/2).
+//
+//   cd tools/gguf_check && npm install && node check.mjs DIR FILE.gguf
+// Prints one line per failed check and a last line "gguf: N checks, M failed".
+import { gguf } from "@huggingface/gguf";
+import { readFileSync } from "node:fs";
+
+const [dir, file] = process.argv.slice(2);
+if (!dir || !file) {
+  console.error("usage: node check.mjs DIR FILE.gguf");
+  process.exit(2);
+}
+let checks = 0, failed = 0;
+const expect = (ok, what) => { checks++; if (!ok) { failed++; console.log("FAIL " + what); } };
+
+const cfg = JSON.parse(readFileSync(`${dir}/config.json`, "utf8"));
+const C = cfg.d_model, L = cfg.n_layers, H = cfg.n_heads, KV = cfg.n_kv_heads ?? H, F = cfg.mlp_hidden_size;
+const V = cfg.vocab_size, hd = C / H, KVD = KV * hd;
+const { metadata: md, tensorInfos, tensorDataOffset } = await gguf(file, { allowLocalFile: true });
+
+// the keys
+const f32 = (x) => Math.fround(x);
+const want = {
+  "general.architecture": "llada", "llada.context_length": cfg.max_sequence_length, "llada.embedding_length": C,
+  "llada.block_count": L, "llada.feed_forward_length": F, "llada.vocab_size": V, "llada.attention.head_count": H,
+  "llada.attention.head_count_kv": KV, "llada.attention.layer_norm_rms_epsilon": f32(cfg.rms_norm_eps),
+  "llada.attention.causal": false, "llada.rope.freq_base": f32(cfg.rope_theta), "llada.rope.dimension_count": hd,
+  "diffusion.shift_logits": false, "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.mask_token_id": cfg.mask_token_id,
+  "tokenizer.ggml.add_bos_token": false,
+};
+if (cfg.eos_token_id !== null) want["tokenizer.ggml.eos_token_id"] = cfg.eos_token_id;
+if (cfg.pad_token_id !== null) want["tokenizer.ggml.padding_token_id"] = cfg.pad_token_id;
+expect(md.version === 3, `version ${md.version}, want 3`);
+for (const [k, v] of Object.entries(want)) expect(md[k] === v, `${k} = ${md[k]}, want ${v}`);
+const toks = md["tokenizer.ggml.tokens"], types = md["tokenizer.ggml.token_type"];
+expect(Array.isArray(toks) && toks.length === V && new Set(toks).size === V, "tokenizer.ggml.tokens: V distinct strings");
+expect(Array.isArray(types) && types.length === V && types[cfg.mask_token_id] === 3, "token_type: the mask a control token");
+expect(Array.isArray(md["tokenizer.ggml.merges"]) && md["tokenizer.ggml.merges"].length >= 1, "at least one merge");
+expect(typeof md["tokenizer.chat_template"] === "string", "a chat template");
+
+// the tensors: names, shapes (innermost first), F32, offsets
+const shapes = { "token_embd.weight": [C, V], "output_norm.weight": [C], "output.weight": [C, V] };
+for (let l = 0; l < L; l++) {
+  Object.assign(shapes, {
+    [`blk.${l}.attn_norm.weight`]: [C], [`blk.${l}.attn_q.weight`]: [C, C], [`blk.${l}.attn_k.weight`]: [C, KVD],
+    [`blk.${l}.attn_v.weight`]: [C, KVD], [`blk.${l}.attn_output.weight`]: [C, C], [`blk.${l}.ffn_norm.weight`]: [C],
+    [`blk.${l}.ffn_gate.weight`]: [C, F], [`blk.${l}.ffn_up.weight`]: [C, F], [`blk.${l}.ffn_down.weight`]: [F, C],
+  });
+}
+expect(tensorInfos.length === Object.keys(shapes).length, `${tensorInfos.length} tensors, want ${Object.keys(shapes).length}`);
+const info = {};
+for (const t of tensorInfos) {
+  info[t.name] = t;
+  const s = shapes[t.name];
+  expect(s !== undefined, `unexpected tensor ${t.name}`);
+  if (s) expect(t.shape.length === s.length && t.shape.every((d, i) => Number(d) === s[i]), `${t.name} shape [${t.shape}], want [${s}]`);
+  expect(t.dtype === 0 && Number(t.offset) % 32 === 0, `${t.name}: F32 at a 32-aligned offset`);
+}
+
+// the data against model.safetensors
+const g = readFileSync(file), st = readFileSync(`${dir}/model.safetensors`);
+const hn = Number(st.readBigUInt64LE(0)), header = JSON.parse(st.subarray(8, 8 + hn).toString("utf8"));
+const stValue = (e, i) => e.dtype === "F32" ? st.readFloatLE(8 + hn + e.data_offsets[0] + 4 * i)
+  : e.dtype === "BF16" ? new Float32Array(new Uint32Array([st.readUInt16LE(8 + hn + e.data_offsets[0] + 2 * i) << 16]).buffer)[0]
+  : NaN;
+const align = md["general.alignment"] ?? 32;
+const hf = (l, n) => `model.transformer.blocks.${l}.${n}.weight`;
+const rows = (name, hfName, permute) => {
+  const t = info[name], e = header[hfName];
+  if (!t || !e) { expect(false, `${name} / ${hfName} present`); return; }
+  const cols = Number(t.shape[0]), nrows = t.shape.length > 1 ? Number(t.shape[1]) : 1;
+  let bad = 0;
+  for (let r = 0; r < nrows; r++) {
+    let src = r;
+    if (permute) { const h = Math.floor(r / hd), i = r % hd; src = h * hd + (i % 2 ? hd / 2 + (i - 1) / 2 : i / 2); }
+    for (let j = 0; j < cols; j++) {
+      const a = g.readFloatLE(dataStart + Number(t.offset) + 4 * (r * cols + j)), b = stValue(e, src * cols + j);
+      if (a !== b) bad++;
+    }
+  }
+  expect(bad === 0, `${name}: ${bad} values differ from ${hfName}`);
+};
+// the data section's start, as the reader computed it (the tensor infos' end, aligned)
+const dataStart = Number(tensorDataOffset);
+expect(dataStart > 0 && dataStart % align === 0, `the data section at ${dataStart}, aligned`);
+if (dataStart > 0) {
+  rows("token_embd.weight", "model.transformer.wte.weight", false);
+  rows("output_norm.weight", "model.transformer.ln_f.weight", false);
+  rows("output.weight", cfg.weight_tying ? "model.transformer.wte.weight" : "model.transformer.ff_out.weight", false);
+  for (let l = 0; l < L; l++) {
+    rows(`blk.${l}.attn_norm.weight`, hf(l, "attn_norm"), false);
+    rows(`blk.${l}.attn_q.weight`, hf(l, "q_proj"), true);
+    rows(`blk.${l}.attn_k.weight`, hf(l, "k_proj"), true);
+    rows(`blk.${l}.attn_v.weight`, hf(l, "v_proj"), false);
+    rows(`blk.${l}.attn_output.weight`, hf(l, "attn_out"), false);
+    rows(`blk.${l}.ffn_norm.weight`, hf(l, "ff_norm"), false);
+    rows(`blk.${l}.ffn_gate.weight`, hf(l, "ff_proj"), false);
+    rows(`blk.${l}.ffn_up.weight`, hf(l, "up_proj"), false);
+    rows(`blk.${l}.ffn_down.weight`, hf(l, "ff_out"), false);
+  }
+}
+console.log(`gguf: ${checks} checks, ${failed} failed`);
+process.exit(failed ? 1 : 0);
