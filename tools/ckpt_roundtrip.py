@@ -127,16 +127,56 @@ def config_json(cfg):
         "mask_token_id": cfg.mask_id, "eos_token_id": cfg.vocab_size - 2,
         "pad_token_id": cfg.vocab_size - 3, "model_type": "llada",
         "architectures": ["LLaDAModelLM"], "activation_type": "silu", "block_type": "llama",
-        "layer_norm_type": "rms", "include_bias": False,
+        "layer_norm_type": "rms", "include_bias": False, "rope": True, "attention_dropout": 0.0,
+        "residual_dropout": 0.0, "embedding_dropout": 0.0,
     }
 
 
+# The real config class's defaults (LLaDA's ModelConfig, as Fast-dLLM vendors it in
+# llada/model/configuration_llada.py) for every key that changes the arithmetic: a key
+# absent from config.json takes these values there, so it does here.
+LLADA_DEFAULTS = {
+    "n_kv_heads": None, "mlp_ratio": 4, "mlp_hidden_size": None, "activation_type": "swiglu",
+    "block_type": "sequential", "alibi": False, "rope": False, "attention_dropout": 0.1,
+    "multi_query_attention": None, "attention_layer_norm": False, "residual_dropout": 0.1,
+    "embedding_dropout": 0.1, "input_emb_norm": False, "layer_norm_type": "default",
+    "layer_norm_with_affine": True, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "include_qkv_bias": False, "include_bias": False, "bias_for_layer_norm": None,
+    "scale_logits": False, "embedding_size": 50304, "weight_tying": True,
+}
+
+
 def config_from_json(j):
-    return LLaDAConfig(vocab_size=j["vocab_size"], dim=j["d_model"], n_layers=j["n_layers"],
-                       n_heads=j["n_heads"], n_kv_heads=j.get("n_kv_heads") or j["n_heads"],
-                       ffn_dim=j["mlp_hidden_size"], max_seq_len=j["max_sequence_length"],
-                       rope_theta=float(j["rope_theta"]), norm_eps=float(j["rms_norm_eps"]),
-                       mask_id=j["mask_token_id"], tied=bool(j["weight_tying"]))
+    """config.json -> LLaDAConfig with the real class's semantics: absent keys take its
+    defaults, and a value that asks for arithmetic this reference (and d1.h) does not do
+    fails, as the real model fails or computes something else (its forward asserts rope)."""
+    c = dict(LLADA_DEFAULTS)
+    c.update(j)
+    need = {"rope": True, "alibi": False, "block_type": "llama", "activation_type": "silu",
+            "layer_norm_type": "rms", "layer_norm_with_affine": True, "include_bias": False,
+            "include_qkv_bias": False, "scale_logits": False, "input_emb_norm": False,
+            "attention_layer_norm": False}
+    for k, v in need.items():
+        if c[k] != v:
+            raise ValueError("config.json: %s is %r (absent: %r), this reference computes %s = %r"
+                             % (k, c[k], LLADA_DEFAULTS.get(k), k, v))
+    if c["bias_for_layer_norm"] not in (None, False):
+        raise ValueError("config.json: bias_for_layer_norm %r" % c["bias_for_layer_norm"])
+    for k in ("attention_dropout", "residual_dropout", "embedding_dropout"):
+        if c[k] != 0:  # d1's trainer runs the policy in training mode: dropout would be on
+            raise ValueError("config.json: %s is %r (absent: 0.1), the reference has no dropout" % (k, c[k]))
+    if c.get("clip_qkv") is not None or c.get("rope_scaling") is not None:
+        raise ValueError("config.json: clip_qkv / rope_scaling set")
+    n_kv = c["n_kv_heads"] if c["n_kv_heads"] is not None else (1 if c["multi_query_attention"] else c["n_heads"])
+    ffn = c["mlp_hidden_size"] if c["mlp_hidden_size"] is not None else c["mlp_ratio"] * c["d_model"]
+    if c["embedding_size"] not in (None, c["vocab_size"]):
+        raise ValueError("config.json: embedding_size %r != vocab_size %r (padded embeddings)"
+                         % (c["embedding_size"], c["vocab_size"]))
+    return LLaDAConfig(vocab_size=c["vocab_size"], dim=c["d_model"], n_layers=c["n_layers"],
+                       n_heads=c["n_heads"], n_kv_heads=n_kv, ffn_dim=ffn,
+                       max_seq_len=c["max_sequence_length"], rope_theta=float(c["rope_theta"]),
+                       norm_eps=float(c["rms_norm_eps"]), mask_id=c["mask_token_id"],
+                       tied=bool(c["weight_tying"]))
 
 
 def load_checkpoint(d):
