@@ -1,0 +1,75 @@
+// llama_logits_check.cpp - the logits llama.cpp computes for a GGUF that `d1 export-gguf`
+// wrote, against the logits d1.h computes for the same checkpoint: the check that the export
+// (names, shapes, the q/k row order for llama.cpp's pairwise RoPE) is the same function.
+// Not part of the build (it links llama.cpp); build it against a llama.cpp checkout:
+//
+//   c++ -O2 -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp \
+//       -o build/llama_logits_check -LLLAMA/build/bin -lllama -lggml -lggml-base -lm -lpthread
+//   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,...
+//
+// It runs one non-causal pass over the tokens (flash attention off) in both and prints the
+// largest |difference| relative to the largest |logit|, and the argmax agreement.
+#define D1_IMPLEMENTATION
+#include "d1.h"
+#include "llama.h"
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        std::fprintf(stderr, "usage: llama_logits_check DIR model.gguf TOKENS (comma-separated ids)\n");
+        return 2;
+    }
+    std::vector<int> tok;
+    for (const char *s = argv[3]; *s;) {
+        char *end;
+        tok.push_back((int)std::strtol(s, &end, 10));
+        s = *end == ',' ? end + 1 : end;
+        if (end == s && *s) return 2;
+    }
+    int T = (int)tok.size(), rc;
+    d1_model m;
+    if ((rc = d1_model_load(&m, argv[1])) != D1_OK || (rc = d1_model_forward(&m, tok.data(), 1, T, NULL)) != D1_OK) {
+        std::fprintf(stderr, "d1.h: %s: %s\n", d1_strerror(rc), d1_last_error());
+        return 1;
+    }
+    int V = m.config.vocab_size;
+    llama_backend_init();
+    llama_model_params mp = llama_model_default_params();
+    llama_model *lm = llama_model_load_from_file(argv[2], mp);
+    if (!lm) return 1;
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)T; cp.n_batch = (uint32_t)T; cp.n_ubatch = (uint32_t)T; cp.n_threads = 1;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    llama_context *ctx = llama_init_from_model(lm, cp);
+    if (!ctx) return 1;
+    llama_set_causal_attn(ctx, false);
+    llama_batch b = llama_batch_init(T, 0, 1);
+    for (int i = 0; i < T; i++) {
+        b.token[i] = tok[i]; b.pos[i] = i; b.n_seq_id[i] = 1; b.seq_id[i][0] = 0; b.logits[i] = 1;
+    }
+    b.n_tokens = T;
+    if (llama_decode(ctx, b) != 0) return 1;
+    double maxdiff = 0, maxabs = 0;
+    int agree = 0;
+    for (int i = 0; i < T; i++) {
+        const float *l = llama_get_logits_ith(ctx, i), *d = m.logits + (size_t)i * V;
+        int al = 0, ad = 0;
+        for (int v = 0; v < V; v++) {
+            maxdiff = std::fmax(maxdiff, std::fabs((double)l[v] - d[v]));
+            maxabs = std::fmax(maxabs, std::fabs((double)d[v]));
+            if (l[v] > l[al]) al = v;
+            if (d[v] > d[ad]) ad = v;
+        }
+        agree += al == ad;
+    }
+    std::printf("%d positions x %d logits: max |llama.cpp - d1.h| / max |d1.h| = %.2e; argmax agrees at %d of %d\n",
+                T, V, maxdiff / maxabs, agree, T);
+    llama_batch_free(b);
+    llama_free(ctx);
+    llama_model_free(lm);
+    d1_model_free(&m);
+    return 0;
+}
