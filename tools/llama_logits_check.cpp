@@ -5,21 +5,29 @@
 //
 //   c++ -O2 -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp \
 //       -o build/llama_logits_check -LLLAMA/build/bin -lllama -lggml -lggml-base -lm -lpthread
-//   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,...
+//   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,... [N]
 //
 // It runs one non-causal pass over the tokens (flash attention off) in both and prints the
-// largest |difference| relative to the largest |logit|, and the argmax agreement.
+// largest |difference| relative to the largest |logit|, and the argmax agreement; with N, it
+// then times N passes of each, alternating, one thread (the median of each, in ms; then d1.h's
+// pass again with D1_PRECISION_BF16): a sampler's cost is its passes.
 #define D1_IMPLEMENTATION
 #include "d1.h"
 #include "llama.h"
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <vector>
 
+static double ms_now() {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        std::fprintf(stderr, "usage: llama_logits_check DIR model.gguf TOKENS (comma-separated ids)\n");
+    if (argc != 4 && argc != 5) {
+        std::fprintf(stderr, "usage: llama_logits_check DIR model.gguf TOKENS (comma-separated ids) [N]\n");
         return 2;
     }
     std::vector<int> tok;
@@ -41,7 +49,7 @@ int main(int argc, char **argv) {
     llama_model *lm = llama_model_load_from_file(argv[2], mp);
     if (!lm) return 1;
     llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)T; cp.n_batch = (uint32_t)T; cp.n_ubatch = (uint32_t)T; cp.n_threads = 1;
+    cp.n_ctx = (uint32_t)T; cp.n_batch = (uint32_t)T; cp.n_ubatch = (uint32_t)T; cp.n_threads = 1; cp.n_threads_batch = 1;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     llama_context *ctx = llama_init_from_model(lm, cp);
     if (!ctx) return 1;
@@ -67,6 +75,31 @@ int main(int argc, char **argv) {
     }
     std::printf("%d positions x %d logits: max |llama.cpp - d1.h| / max |d1.h| = %.2e; argmax agrees at %d of %d\n",
                 T, V, maxdiff / maxabs, agree, T);
+    if (argc == 5) { /* N passes of each, alternating: d1.h's no-gradient pass (the sampler's) and llama_decode */
+        int n = std::atoi(argv[4]);
+        std::vector<double> td, tl;
+        d1_model_set_threads(&m, 1);
+        for (int r = 0; r < n; r++) {
+            double t0 = ms_now();
+            d1__forward_nograd(&m, tok.data(), 1, T, NULL);
+            td.push_back(ms_now() - t0);
+            t0 = ms_now();
+            if (llama_decode(ctx, b) != 0) return 1;
+            tl.push_back(ms_now() - t0);
+        }
+        std::vector<double> tb; /* and d1.h's pass with D1_PRECISION_BF16 (llama.cpp's stays F32) */
+        d1_model_set_precision(&m, D1_PRECISION_BF16);
+        for (int r = 0; r < n; r++) {
+            double t0 = ms_now();
+            d1__forward_nograd(&m, tok.data(), 1, T, NULL);
+            tb.push_back(ms_now() - t0);
+        }
+        std::sort(td.begin(), td.end());
+        std::sort(tl.begin(), tl.end());
+        std::sort(tb.begin(), tb.end());
+        std::printf("one pass over %d tokens, 1 thread, median of %d: d1.h %.3f ms (BF16: %.3f), llama.cpp %.3f ms\n",
+                    T, n, td[td.size() / 2], tb[tb.size() / 2], tl[tl.size() / 2]);
+    }
     llama_batch_free(b);
     llama_free(ctx);
     llama_model_free(lm);
