@@ -902,8 +902,9 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
    ...). d1_lora_load reads F32, BF16 or F16 adapters of any subset of the
    seven modules: target_modules must be a list of names (PEFT's regular-
    expression form is refused), names of no LLaDA module are skipped as PEFT
-   skips them (d1's own config lists gate_proj and down_proj, so its adapters
-   are q, k, v and up), and the file must hold exactly the named modules'
+   skips them (d1's own config lists o_proj, gate_proj and down_proj too, so
+   its adapters are q, k, v and up), and the file must hold exactly the named
+   modules'
    tensors. It attaches adapters of the saved rank, alpha and targets when m
    has none, or fills the attached ones (rank, alpha and targets must match:
    D1_ERR_CONFIG); on failure m is unchanged. */
@@ -7887,7 +7888,8 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
 
 /* The modules of adapter_config.json's target_modules (a list of names, as
    PEFT writes it): the bits of LLaDA's module names in it; names of no LLaDA
-   module (d1's own config lists gate_proj and down_proj, which LLaDA lacks)
+   module (d1's own config, diffu-grpo/diffu_grpo_train.py line 95, lists
+   o_proj, gate_proj and down_proj too, which LLaDA lacks)
    are skipped, as PEFT skips them. D1_ERR_CONFIG when absent, not a list
    of strings (PEFT's regular-expression form included), or naming none. */
 static int d1__lora_targets_of(const d1__json *j, size_t obj, unsigned *targets) {

@@ -413,8 +413,9 @@ static void test_save_load(void) {
 /* Subset adapters through files: adapter_config.json lists only their
    modules; they load back into a fresh base with the same targets, bit for
    bit, and are refused by adapters of other targets; d1's own config (its
-   target_modules name gate_proj and down_proj too, which LLaDA lacks: PEFT
-   adapts q, k, v and up) loads BF16 adapters of those four; a list naming no
+   target_modules, dllm-reasoning/d1 diffu-grpo/diffu_grpo_train.py line 95,
+   name o_proj, gate_proj and down_proj too, which LLaDA lacks: PEFT adapts
+   q, k, v and up) loads BF16 adapters of those four; a list naming no
    LLaDA module, or a regular expression, is refused. */
 static void write_text(const char *dir, const char *name, const char *text) {
     char path[256];
@@ -465,7 +466,7 @@ static void test_subset_save_load(void) {
         CHECK(d1__save_files(dir, 1, names, emit, ctx) == D1_OK, "write BF16 adapters");
         write_text(dir, "adapter_config.json",
                    "{\"peft_type\": \"LORA\", \"r\": 3, \"lora_alpha\": 6, \"target_modules\": [\"q_proj\", \"k_proj\", "
-                   "\"v_proj\", \"gate_proj\", \"up_proj\", \"down_proj\"], \"task_type\": \"CAUSAL_LM\"}");
+                   "\"v_proj\", \"o_proj\", \"up_proj\", \"down_proj\", \"gate_proj\"], \"task_type\": \"CAUSAL_LM\"}");
         CHECK(d1_lora_load(&fresh, dir) == D1_OK && fresh.lora && fresh.lora->targets == d1_targets,
               "d1's adapter_config.json: %s", d1_last_error());
         d1_lora_detach(&fresh);
