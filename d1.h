@@ -904,8 +904,7 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
    expression form is refused), names of no LLaDA module are skipped as PEFT
    skips them (d1's own config lists o_proj, gate_proj and down_proj too, so
    its adapters are q, k, v and up), and the file must hold exactly the named
-   modules'
-   tensors. It attaches adapters of the saved rank, alpha and targets when m
+   modules' tensors. It attaches adapters of the saved rank, alpha and targets when m
    has none, or fills the attached ones (rank, alpha and targets must match:
    D1_ERR_CONFIG); on failure m is unchanged. */
 D1_API int d1_lora_save(const d1_model *m, const char *dir);
