@@ -23,9 +23,11 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
+.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
         cuda test-cuda threshold-check
-all: $(EXAMPLES) $(TESTS) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check
+all: apps $(TESTS)
+# everything but the tests: the examples, benchmarks and tools
+apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check
 
 build-tests: $(TESTS)
 

@@ -221,15 +221,17 @@ static void test_grpo_with_adapters(void) {
     d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 1.0f;
     d.sampler.suppress_eos = 1; /* this base's favourite token is EOS: keep completions whole */
     d1_rng_seed(&r, 14);
-    for (step = 0; step < 30; step++) {
+    for (step = 0; step < (th_short() ? 3 : 30); step++) { /* D1_TEST_SHORT: the steps run, the claim is not made */
         int rc = d1_grpo_step(&m, &m, &opt, &d, prompts, 4, 3, NULL, &r, &st); /* reference: the base */
         CHECK(rc == D1_OK, "step %d: %s", step, d1_strerror(rc));
         if (rc != D1_OK) break;
         if (first < 0) first = st.reward_mean;
         if (step >= 27) last += st.reward_mean / 3;
     }
-    printf("  diffu-GRPO on adapters: reward %.2f at step 1, %.2f over steps 28-30\n", first, last);
-    CHECK(last > first + 0.3f, "reward only went from %.2f to %.2f", first, last);
+    if (!th_short()) {
+        printf("  diffu-GRPO on adapters: reward %.2f at step 1, %.2f over steps 28-30\n", first, last);
+        CHECK(last > first + 0.3f, "reward only went from %.2f to %.2f", first, last);
+    }
     CHECK(!memcmp(base, m.param_memory, m.num_params * sizeof(float)), "the base moved");
     free(base);
     d1_adamw_free(&opt);
