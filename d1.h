@@ -911,6 +911,87 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir);
 D1_API int d1_lora_load(d1_model *m, const char *dir);
 #endif
 
+/* ---- tokenizer: text <-> ids, from a Hugging Face tokenizer.json -----------
+   The tokenizers pipeline (the Rust crate that transformers uses), the parts
+   d1.h runs, in order:
+     1. added tokens ("added_tokens"): their contents cut the text (leftmost,
+        then longest match; lstrip / rstrip take the whitespace beside them);
+     2. the pre-tokenizer cuts each stretch between them into pieces:
+        "Split" (a String pattern, or the regular expression of GPT-2, of
+        Llama 3, of Qwen 2, or "." (each character); behavior "Isolated" or
+        "Removed"), "ByteLevel" (add_prefix_space; use_regex: GPT-2's
+        expression; then each byte as its printable stand-in), or a
+        "Sequence" of them with ByteLevel last;
+     3. the model turns each piece into ids: "WordLevel" (the piece is a
+        token) or "BPE" (its characters, then the merges, lowest rank first,
+        leftmost on ties; ignore_merges, fuse_unk).
+   Decoding maps ids back to token texts and joins them through the decoder:
+   "ByteLevel" (stand-ins back to bytes, invalid UTF-8 as U+FFFD, as the
+   Rust crate does), "Fuse" (concatenation) or none (joined with spaces, the
+   Rust crate's default). encode adds no special tokens: it is
+   add_special_tokens=False, and the post_processor is not run.
+   A normalizer, another model or pre-tokenizer, another regular expression,
+   byte_fallback, a subword prefix / suffix or dropout: D1_ERR_UNSUPPORTED
+   naming it, never a silent difference. Character classes (\p{L}, \p{N},
+   \s) are exact for ASCII and Latin-1 and cover the common punctuation,
+   symbol, mark and emoji blocks; other code points count as letters. */
+enum { D1_TOKENIZER_WORDLEVEL = 1, D1_TOKENIZER_BPE = 2 };
+
+typedef struct d1_tokenizer {
+    int n_vocab;     /* 1 + the largest id (ids no token has are refused)         */
+    int model;       /* D1_TOKENIZER_WORDLEVEL or D1_TOKENIZER_BPE                */
+    int unk_id;      /* what an unknown piece becomes, or D1_TOKEN_NONE (an error) */
+    struct d1__tok *impl;
+} d1_tokenizer;
+
+/* Parses tokenizer.json text (len bytes). *tok is treated as uninitialised;
+   on success it owns the tokenizer (d1_tokenizer_free), on failure it is
+   zeroed. D1_ERR_JSON: malformed, or a field of the wrong type;
+   D1_ERR_UNSUPPORTED: a component d1.h does not run (named);
+   D1_ERR_CONFIG: inconsistent (two tokens with one id, a merge whose parts
+   or result are not tokens, an added token whose id differs from its vocab
+   entry); D1_ERR_DUPLICATE: a token listed twice. */
+D1_API int  d1_tokenizer_load_memory(d1_tokenizer *tok, const char *json, size_t len);
+/* A character-level tokenizer: each code point of the UTF-8 string chars is a
+   token (ids 0, 1, ... in order), then the n_special special tokens (ids
+   after them). Written as tokenizer.json it is a WordLevel model with a
+   Split "." pre-tokenizer and the Fuse decoder. */
+D1_API int  d1_tokenizer_init_chars(d1_tokenizer *tok, const char *chars, const char *const *special,
+                                    int n_special);
+D1_API void d1_tokenizer_free(d1_tokenizer *tok);
+/* text[len] (UTF-8) -> ids. *n_ids gets the count; ids[cap] receives them.
+   ids == NULL (cap 0) measures. D1_ERR_ARG: text is not valid UTF-8, or cap
+   is too small (*n_ids says how many are needed); D1_ERR_TOKEN: a piece
+   with no token when there is no unk token. */
+D1_API int  d1_tokenizer_encode(const d1_tokenizer *tok, const char *text, size_t len, int *ids, int cap,
+                                int *n_ids);
+/* ids[n] -> UTF-8 text into out[cap], NUL-terminated, leaving out the
+   special added tokens when skip_special. *len gets the text's length
+   (without the NUL). When cap is too small, what fits is written (cut to a
+   whole character) and D1_ERR_ARG returned; out == NULL (cap 0) measures.
+   D1_ERR_TOKEN: an id that no token has. */
+D1_API int  d1_tokenizer_decode(const d1_tokenizer *tok, const int *ids, int n, int skip_special, char *out,
+                                size_t cap, size_t *len);
+/* The id of the token whose text is the NUL-terminated `text` (an added
+   token's content, or a model token as the vocab writes it), or D1_ERR_TOKEN. */
+D1_API int  d1_tokenizer_token_id(const d1_tokenizer *tok, const char *text);
+/* The text of token id as tokenizer.json writes it (NUL-terminated; byte-
+   level tokens in their stand-in form), or NULL for an id no token has. */
+D1_API const char *d1_tokenizer_token(const d1_tokenizer *tok, int id);
+/* 1 when id is a special added token, 0 when not, D1_ERR_TOKEN outside. */
+D1_API int  d1_tokenizer_is_special(const d1_tokenizer *tok, int id);
+#ifndef D1_NO_STDIO
+/* Loads PATH/tokenizer.json when path is a directory, else the file path.
+   D1_ERR_NOT_FOUND when there is none. */
+D1_API int  d1_tokenizer_load(d1_tokenizer *tok, const char *path);
+/* Writes dir/tokenizer.json (the text the tokenizer was loaded from),
+   dir/tokenizer_config.json and dir/special_tokens_map.json (the names of
+   cfg's EOS, pad and mask tokens when cfg is not NULL; PreTrainedTokenizerFast),
+   each atomically as d1_model_save. D1_ERR_CONFIG: one of cfg's special ids
+   has no token here. */
+D1_API int  d1_tokenizer_save(const d1_tokenizer *tok, const d1_config *cfg, const char *dir);
+#endif
+
 #ifdef __cplusplus
 }
 #endif
@@ -5597,24 +5678,25 @@ static int d1__hex4(const char *s, size_t n, size_t i, unsigned *cp) {
     *cp = v;
     return 1;
 }
-/* Length of the valid UTF-8 sequence of 2-4 bytes at s[i], or 0. */
-static size_t d1__utf8_len(const char *s, size_t n, size_t i) {
-    const unsigned char *u = (const unsigned char *)s + i;
-    size_t len, k;
+/* The length of the valid UTF-8 character at s[i..n), or 0 when the bytes
+   there are not one (the count of bytes of its maximal valid prefix, at least
+   1, goes to *bad: what one U+FFFD replaces, as Rust's from_utf8_lossy). */
+static size_t d1__utf8_len(const unsigned char *s, size_t n, size_t i, size_t *bad) {
+    unsigned c = s[i];
+    size_t need, k;
     unsigned lo = 0x80, hi = 0xBF;
-    if (u[0] >= 0xC2 && u[0] <= 0xDF) len = 2;
-    else if (u[0] >= 0xE0 && u[0] <= 0xEF) len = 3;
-    else if (u[0] >= 0xF0 && u[0] <= 0xF4) len = 4;
+    *bad = 1;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) { need = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+    else if (c >= 0xF0 && c <= 0xF4) { need = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
     else return 0;
-    if (i + len > n) return 0;
-    if (u[0] == 0xE0) lo = 0xA0; /* overlong */
-    if (u[0] == 0xED) hi = 0x9F; /* surrogates */
-    if (u[0] == 0xF0) lo = 0x90; /* overlong */
-    if (u[0] == 0xF4) hi = 0x8F; /* > U+10FFFF */
-    if (u[1] < lo || u[1] > hi) return 0;
-    for (k = 2; k < len; k++)
-        if (u[k] < 0x80 || u[k] > 0xBF) return 0;
-    return len;
+    for (k = 1; k < need; k++) {
+        unsigned b = i + k < n ? s[i + k] : 0;
+        if (b < lo || b > hi) { *bad = k; return 0; }
+        lo = 0x80; hi = 0xBF;
+    }
+    return need;
 }
 
 /* Checks the string whose '"' is at s[i]; *end = the index after its closing
@@ -5628,7 +5710,7 @@ static int d1__jv_string(const char *s, size_t n, size_t i, size_t *end) {
         if (c < 0x20) return 0;
         if (c < 0x80 && c != '\\') { i++; continue; }
         if (c >= 0x80) {
-            if (!(len = d1__utf8_len(s, n, i))) return 0;
+            if (!(len = d1__utf8_len((const unsigned char *)s, n, i, &len))) return 0;
             i += len;
             continue;
         }
@@ -7071,8 +7153,9 @@ static void d1__sync_dir(const char *dir) {
    synced. On failure every .tmp is removed and the old files stay. */
 static int d1__save_files(const char *dir, int n, const char *const *names, const d1__emit_fn *emit,
                           const void *const *ctx) {
-    char *final_[2] = {NULL, NULL}, *tmp[2] = {NULL, NULL}, name[64];
+    char *final_[4] = {NULL, NULL, NULL, NULL}, *tmp[4] = {NULL, NULL, NULL, NULL}, name[64];
     int i, rc;
+    if (n > 4) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__mkdirs(dir)) != D1_OK) return rc;
     for (i = 0; i < n && rc == D1_OK; i++) {
         size_t l = strlen(names[i]);
@@ -7997,6 +8080,927 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     return rc;
 }
 
+#endif /* !D1_NO_STDIO */
+
+// >>tokenizer -----------------------------------------------------------------
+/* ---- tokenizer.json: the parts of the Hugging Face pipeline d1.h runs ------
+   (the header's tokenizer block lists them). State: every token's text by id,
+   a hash table text -> id, the merges as a hash table (left id, right id) ->
+   (rank, merged id), the added tokens, the pre-tokenizer steps, the decoder. */
+enum { D1__PRE_LITERAL = 1, D1__PRE_REGEX, D1__PRE_BYTELEVEL };
+enum { D1__RE_CHAR = 1, D1__RE_GPT2, D1__RE_LLAMA3, D1__RE_QWEN2 };
+enum { D1__DEC_NONE = 0, D1__DEC_FUSE, D1__DEC_BYTELEVEL };
+#define D1__TOK_MAX_PRE 8
+#define D1__TOK_MAX_ID  (1 << 26) /* ids above this are refused (a corrupt file) */
+
+typedef struct d1__tok_pre {
+    int    kind;     /* D1__PRE_*                                                  */
+    int    regex;    /* D1__RE_* (D1__PRE_REGEX)                                   */
+    int    removed;  /* behavior "Removed" (matches dropped) rather than "Isolated" */
+    int    prefix;   /* ByteLevel add_prefix_space                                  */
+    int    use_re;   /* ByteLevel use_regex                                         */
+    char  *lit;      /* the String pattern (D1__PRE_LITERAL)                        */
+    size_t lit_len;
+} d1__tok_pre;
+
+struct d1__tok {
+    char     *json;          /* the tokenizer.json text, for d1_tokenizer_save     */
+    size_t    json_len;
+    char     *text;          /* every token's text, each NUL-terminated            */
+    int      *off, *len;     /* [n_vocab]: token id's text; off -1 for no token    */
+    unsigned char *flags;    /* [n_vocab]: 1 added, 2 special, 4 lstrip, 8 rstrip  */
+    int      *table;         /* text -> id, open addressing, -1 empty; mask + 1 slots */
+    uint32_t  mask;
+    uint64_t *mkey;          /* merges: (left + 1) << 32 | (right + 1), 0 empty     */
+    int      *mrank, *mid;
+    uint32_t  mmask;
+    int      *added;         /* ids of the added tokens, n_added                    */
+    int       n_added;
+    unsigned char first[32]; /* bit set: the first bytes of added tokens            */
+    d1__tok_pre pre[D1__TOK_MAX_PRE];
+    int       n_pre;
+    int       byte_level;    /* a ByteLevel step: pieces reach the model as stand-ins */
+    int       byte_id[256];  /* the token of each byte's stand-in, -1 none (BPE)    */
+    int       decoder;       /* D1__DEC_*                                           */
+    int       ignore_merges, fuse_unk;
+};
+
+/* -- GPT-2's byte <-> stand-in map: the printable bytes 33-126, 161-172 and
+   174-255 stand for themselves, the other 68 for U+0100.. in byte order. */
+static unsigned d1__byte_cp(unsigned b) {
+    if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174) return b;
+    return b <= 32 ? 256 + b : b <= 160 ? 289 + (b - 127) : 323; /* 0-32, 127-160, 173 */
+}
+static int d1__cp_byte(unsigned cp) { /* the byte a stand-in stands for, -1 if none */
+    if (cp < 256) return d1__byte_cp(cp) == cp ? (int)cp : -1;
+    return cp <= 288 ? (int)cp - 256 : cp <= 322 ? (int)cp - 289 + 127 : cp == 323 ? 173 : -1;
+}
+
+/* -- UTF-8 */
+static size_t d1__utf8_put(unsigned cp, char *u) {
+    if (cp < 0x80) { u[0] = (char)cp; return 1; }
+    if (cp < 0x800) { u[0] = (char)(0xC0 | cp >> 6); u[1] = (char)(0x80 | (cp & 63)); return 2; }
+    if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 63)); u[2] = (char)(0x80 | (cp & 63));
+        return 3;
+    }
+    u[0] = (char)(0xF0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 63));
+    u[2] = (char)(0x80 | ((cp >> 6) & 63)); u[3] = (char)(0x80 | (cp & 63));
+    return 4;
+}
+static unsigned d1__utf8_cp(const unsigned char *s, size_t l) { /* a valid character of l bytes */
+    if (l == 1) return s[0];
+    if (l == 2) return (unsigned)(s[0] & 31) << 6 | (s[1] & 63);
+    if (l == 3) return (unsigned)(s[0] & 15) << 12 | (unsigned)(s[1] & 63) << 6 | (s[2] & 63);
+    return (unsigned)(s[0] & 7) << 18 | (unsigned)(s[1] & 63) << 12 | (unsigned)(s[2] & 63) << 6 | (s[3] & 63);
+}
+
+/* -- character classes of the split expressions: letter \p{L}, number \p{N},
+   space \s (Oniguruma's), or other. Exact for ASCII and Latin-1; above, the
+   ranges below (punctuation, symbols, marks, emoji, other scripts' digits),
+   and letters elsewhere. */
+enum { D1__CL_L, D1__CL_N, D1__CL_S, D1__CL_P };
+static int d1__cp_class(unsigned c) {
+    static const unsigned r[][3] = {
+        {0x0300, 0x036F, D1__CL_P}, {0x0483, 0x0489, D1__CL_P}, {0x0660, 0x0669, D1__CL_N},
+        {0x06F0, 0x06F9, D1__CL_N}, {0x0966, 0x096F, D1__CL_N}, {0x1680, 0x1680, D1__CL_S},
+        {0x2000, 0x200A, D1__CL_S}, {0x200B, 0x2027, D1__CL_P}, {0x2028, 0x2029, D1__CL_S},
+        {0x202A, 0x202E, D1__CL_P}, {0x202F, 0x202F, D1__CL_S}, {0x2030, 0x205E, D1__CL_P},
+        {0x205F, 0x205F, D1__CL_S}, {0x2060, 0x206F, D1__CL_P}, {0x2070, 0x2070, D1__CL_N},
+        {0x2074, 0x2079, D1__CL_N}, {0x207A, 0x207E, D1__CL_P}, {0x2080, 0x2089, D1__CL_N},
+        {0x208A, 0x208E, D1__CL_P}, {0x20A0, 0x20FF, D1__CL_P}, {0x2150, 0x2182, D1__CL_N},
+        {0x2190, 0x245F, D1__CL_P}, {0x2460, 0x249B, D1__CL_N}, {0x249C, 0x24E9, D1__CL_P},
+        {0x24EA, 0x24FF, D1__CL_N}, {0x2500, 0x2775, D1__CL_P}, {0x2776, 0x2793, D1__CL_N},
+        {0x2794, 0x2BFF, D1__CL_P}, {0x2E00, 0x2E7F, D1__CL_P}, {0x3000, 0x3000, D1__CL_S},
+        {0x3001, 0x3004, D1__CL_P}, {0x3007, 0x3007, D1__CL_N}, {0x3008, 0x3020, D1__CL_P},
+        {0x3021, 0x3029, D1__CL_N}, {0x302A, 0x3030, D1__CL_P}, {0x303D, 0x303F, D1__CL_P},
+        {0x3099, 0x309C, D1__CL_P}, {0x30A0, 0x30A0, D1__CL_P}, {0x30FB, 0x30FB, D1__CL_P},
+        {0xFE00, 0xFE0F, D1__CL_P}, {0xFE10, 0xFE6F, D1__CL_P}, {0xFEFF, 0xFEFF, D1__CL_P},
+        {0xFF01, 0xFF0F, D1__CL_P}, {0xFF10, 0xFF19, D1__CL_N}, {0xFF1A, 0xFF20, D1__CL_P},
+        {0xFF3B, 0xFF40, D1__CL_P}, {0xFF5B, 0xFF65, D1__CL_P}, {0xFFE0, 0xFFFF, D1__CL_P},
+        {0x1F000, 0x1FAFF, D1__CL_P}, {0xE0000, 0xE007F, D1__CL_P}};
+    size_t k;
+    if (c < 0x80) {
+        if ((c | 32) >= 'a' && (c | 32) <= 'z') return D1__CL_L;
+        if (c >= '0' && c <= '9') return D1__CL_N;
+        return (c == ' ' || (c >= 9 && c <= 13)) ? D1__CL_S : D1__CL_P;
+    }
+    if (c < 0x100) {
+        if (c == 0x85 || c == 0xA0) return D1__CL_S;
+        if (c == 0xAA || c == 0xB5 || c == 0xBA || (c >= 0xC0 && c != 0xD7 && c != 0xF7)) return D1__CL_L;
+        if (c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE)) return D1__CL_N;
+        return D1__CL_P;
+    }
+    for (k = 0; k < sizeof r / sizeof r[0]; k++)
+        if (c >= r[k][0] && c <= r[k][1]) return (int)r[k][2];
+    return D1__CL_L;
+}
+/* The class and byte length of the (valid) character at s[i]. */
+static int d1__cl_at(const unsigned char *s, size_t n, size_t i, size_t *l) {
+    size_t bad;
+    *l = d1__utf8_len(s, n, i, &bad);
+    return d1__cp_class(d1__utf8_cp(s + i, *l));
+}
+/* The end of the run of class-cl characters from i (at most max of them). */
+static size_t d1__cl_run(const unsigned char *s, size_t n, size_t i, int cl, int max) {
+    size_t l;
+    while (i < n && max-- > 0 && d1__cl_at(s, n, i, &l) == cl) i += l;
+    return i;
+}
+
+/* -- the split expressions, as the alternations they are (first alternative
+   that matches at i, each greedy with its backtracking worked out), from the
+   tokenizer.json files of GPT-2 (and ByteLevel's use_regex), Llama 3, Qwen 2:
+     GPT-2:  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+     Llama 3: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+              ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+     Qwen 2: Llama 3's with \p{N} for \p{N}{1,3}
+   Every character is in one alternative's reach, so a match starts at every
+   i: returns its end (> i). */
+static const char *const d1__re_text[] = {
+    NULL, ".",
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"};
+static size_t d1__re_match(int re, const unsigned char *s, size_t n, size_t i) {
+    size_t l, l2 = 0, j, last = i, nl = 0;
+    int cl = d1__cl_at(s, n, i, &l), cl2 = i + l < n ? d1__cl_at(s, n, i + l, &l2) : -1;
+    if (re == D1__RE_CHAR) { /* ".": one character; a run of \n between matches is one piece */
+        if (s[i] != '\n') return i + l;
+        for (j = i; j < n && s[j] == '\n'; j++) {}
+        return j;
+    }
+    if (s[i] == '\'' && i + 1 < n) { /* the contractions (any case but GPT-2's) */
+        int a = s[i + 1], b = i + 2 < n ? s[i + 2] : 0;
+        if (re != D1__RE_GPT2) { a = a >= 'A' && a <= 'Z' ? a + 32 : a; b = b >= 'A' && b <= 'Z' ? b + 32 : b; }
+        if (a == 's' || a == 't' || a == 'm' || a == 'd') return i + 2;
+        if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return i + 3;
+    }
+    if (re == D1__RE_GPT2) {
+        if (s[i] == ' ' && cl2 >= 0 && cl2 != D1__CL_S) return d1__cl_run(s, n, i + 1, cl2, INT_MAX);
+        if (cl != D1__CL_S) return d1__cl_run(s, n, i, cl, INT_MAX);
+    } else {
+        if (cl == D1__CL_L) return d1__cl_run(s, n, i, D1__CL_L, INT_MAX);
+        if (s[i] != '\r' && s[i] != '\n' && cl != D1__CL_N && cl2 == D1__CL_L)
+            return d1__cl_run(s, n, i + l, D1__CL_L, INT_MAX);
+        if (cl == D1__CL_N) return d1__cl_run(s, n, i, D1__CL_N, re == D1__RE_LLAMA3 ? 3 : 1);
+        if ((s[i] == ' ' && cl2 == D1__CL_P) || cl == D1__CL_P) {
+            j = d1__cl_run(s, n, cl == D1__CL_P ? i : i + 1, D1__CL_P, INT_MAX);
+            while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
+            return j;
+        }
+        j = d1__cl_run(s, n, i, D1__CL_S, INT_MAX); /* \s*[\r\n]+: up to the run's last newline */
+        for (; last < j; last++)
+            if (s[last] == '\r' || s[last] == '\n') nl = last + 1;
+        if (nl > i) return nl;
+    }
+    /* \s+(?!\S)|\s+: a run of spaces gives all but its last to the word after it */
+    j = d1__cl_run(s, n, i, D1__CL_S, INT_MAX);
+    if (j == n) return j;
+    for (last = i; ; last += l2) { /* the start of the run's last character */
+        d1__cl_at(s, n, last, &l2);
+        if (last + l2 >= j) break;
+    }
+    return last > i ? last : j;
+}
+
+/* -- the token table */
+static uint32_t d1__fnv32(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    while (n--) h = (h ^ (unsigned char)*s++) * 16777619u;
+    return h;
+}
+/* The id of the token whose text is s[n], or -1. */
+static int d1__tok_find(const struct d1__tok *t, const char *s, size_t n) {
+    uint32_t h = d1__fnv32(s, n) & t->mask;
+    for (;; h = (h + 1) & t->mask) {
+        int id = t->table[h];
+        if (id < 0) return -1;
+        if ((size_t)t->len[id] == n && !memcmp(t->text + t->off[id], s, n)) return id;
+    }
+}
+/* Gives id the text at t->text + off (len bytes) and enters it in the table. */
+static int d1__tok_add(struct d1__tok *t, int id, size_t off, size_t len) {
+    uint32_t h = d1__fnv32(t->text + off, len) & t->mask;
+    if (d1__tok_find(t, t->text + off, len) >= 0)
+        return D1__FAILF(D1_ERR_DUPLICATE, "tokenizer.json: the token \"%.40s\" is listed twice", t->text + off);
+    if (t->off[id] >= 0)
+        return D1__FAILF(D1_ERR_CONFIG, "tokenizer.json: id %d is given to \"%.40s\" and to \"%.40s\"", id,
+                         t->text + t->off[id], t->text + off);
+    while (t->table[h] >= 0) h = (h + 1) & t->mask;
+    t->table[h] = id;
+    t->off[id] = (int)off;
+    t->len[id] = (int)len;
+    return D1_OK;
+}
+/* The merge of the pair (a, b): its rank with *id set, or -1. */
+static int d1__tok_merge(const struct d1__tok *t, int a, int b, int *id) {
+    uint64_t key = (uint64_t)(a + 1) << 32 | (uint64_t)(b + 1);
+    uint32_t h;
+    if (!t->mkey) return -1;
+    for (h = d1__fnv32((const char *)&key, 8) & t->mmask; t->mkey[h]; h = (h + 1) & t->mmask)
+        if (t->mkey[h] == key) { *id = t->mid[h]; return t->mrank[h]; }
+    return -1;
+}
+
+/* -- reading tokenizer.json */
+/* The JSON string at v into an allocation (*out, *len), D1_ERR_JSON when v is
+   not a string. */
+static int d1__tok_strdup(const d1__json *j, size_t v, const char *what, char **out, size_t *len) {
+    if (j->s[v] != '"') return D1__FAILF(D1_ERR_JSON, "tokenizer.json: %s is %s, not a string", what, d1__json_excerpt(j, v));
+    *len = d1__json_str(j, v, NULL, 0);
+    if (!(*out = (char *)d1__alloc(*len + 1))) return D1__FAIL(D1_ERR_NOMEM);
+    d1__json_str(j, v, *out, *len + 1);
+    return D1_OK;
+}
+/* Member key of obj: 1 with *v set, 0 when absent or null, < 0 on a duplicate. */
+static int d1__tok_get(const d1__json *j, size_t obj, const char *key, size_t *v) {
+    int rc = d1__json_find(j, obj, key, v);
+    if (rc == 1 && !strncmp(j->s + *v, "null", 4)) return 0;
+    return rc;
+}
+static int d1__tok_bool(const d1__json *j, size_t obj, const char *key, int dflt, int *out) {
+    size_t v;
+    int rc = d1__tok_get(j, obj, key, &v);
+    *out = dflt;
+    if (rc <= 0) return rc;
+    if (!strncmp(j->s + v, "true", 4)) *out = 1;
+    else if (!strncmp(j->s + v, "false", 5)) *out = 0;
+    else return D1__FAILF(D1_ERR_JSON, "tokenizer.json: \"%s\" is %s, not true or false", key, d1__json_excerpt(j, v));
+    return D1_OK;
+}
+/* The "type" of the object at v into name[64]; D1_ERR_JSON when v is not an
+   object with a string type. */
+static int d1__tok_type(const d1__json *j, size_t v, const char *what, char *name) {
+    size_t ty;
+    if (j->s[v] != '{' || d1__json_find(j, v, "type", &ty) != 1 || j->s[ty] != '"' ||
+        d1__json_str(j, ty, name, 64) == (size_t)-1)
+        return D1__FAILF(D1_ERR_JSON, "tokenizer.json: %s is %s, not an object with a \"type\"", what,
+                         d1__json_excerpt(j, v));
+    return D1_OK;
+}
+#define D1__TOK_UNSUPPORTED(what, name) \
+    D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: the %s \"%s\" is not one d1.h runs", what, name)
+
+static int d1__tok_parse_pre(const d1__json *j, size_t v, struct d1__tok *t) {
+    char name[64];
+    size_t it, el, pat, pv;
+    d1__tok_pre *p;
+    int rc, invert;
+    if ((rc = d1__tok_type(j, v, "the pre_tokenizer", name)) != D1_OK) return rc;
+    if (!strcmp(name, "Sequence")) {
+        if (d1__json_find(j, v, "pretokenizers", &pv) != 1 || j->s[pv] != '[')
+            return D1__FAIL(D1_ERR_JSON);
+        for (it = pv + 1; d1__json_element(j, &it, &el);)
+            if ((rc = d1__tok_parse_pre(j, el, t)) != D1_OK) return rc;
+        return D1_OK;
+    }
+    if (t->n_pre == D1__TOK_MAX_PRE) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: over %d pre-tokenizers", D1__TOK_MAX_PRE);
+    if (t->byte_level) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a pre-tokenizer (%s) after ByteLevel", name);
+    p = &t->pre[t->n_pre++];
+    if (!strcmp(name, "ByteLevel")) {
+        p->kind = D1__PRE_BYTELEVEL;
+        t->byte_level = 1;
+        if ((rc = d1__tok_bool(j, v, "add_prefix_space", 1, &p->prefix)) != D1_OK) return rc;
+        return d1__tok_bool(j, v, "use_regex", 1, &p->use_re);
+    }
+    if (strcmp(name, "Split")) return D1__TOK_UNSUPPORTED("pre_tokenizer", name);
+    if ((rc = d1__tok_bool(j, v, "invert", 0, &invert)) != D1_OK) return rc;
+    if (invert) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a Split with invert true");
+    if (d1__json_find(j, v, "behavior", &pv) == 1 && !d1__json_str_is(j, pv, "Isolated")) {
+        if (!d1__json_str_is(j, pv, "Removed")) return D1__TOK_UNSUPPORTED("Split behavior", d1__json_excerpt(j, pv));
+        p->removed = 1;
+    }
+    if (d1__json_find(j, v, "pattern", &pat) != 1 || j->s[pat] != '{') return D1__FAIL(D1_ERR_JSON);
+    if (d1__json_find(j, pat, "String", &pv) == 1) {
+        p->kind = D1__PRE_LITERAL;
+        if ((rc = d1__tok_strdup(j, pv, "a Split pattern", &p->lit, &p->lit_len)) != D1_OK) return rc;
+        return p->lit_len ? D1_OK : D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: an empty Split pattern");
+    }
+    if (d1__json_find(j, pat, "Regex", &pv) == 1) {
+        char *re;
+        size_t n;
+        int k;
+        p->kind = D1__PRE_REGEX;
+        if ((rc = d1__tok_strdup(j, pv, "a Split pattern", &re, &n)) != D1_OK) return rc;
+        for (k = D1__RE_CHAR; k <= D1__RE_QWEN2; k++)
+            if (!strcmp(re, d1__re_text[k])) p->regex = k;
+        if (!p->regex) rc = D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: the Split expression \"%.60s\" is not one d1.h "
+                                                         "runs (GPT-2's, Llama 3's, Qwen 2's, \".\")", re);
+        d1__free(re);
+        return rc;
+    }
+    return D1__FAIL(D1_ERR_JSON); /* a pattern neither String nor Regex */
+}
+
+static int d1__tok_parse_decoder(const d1__json *j, size_t v, struct d1__tok *t) {
+    char name[64];
+    size_t pv, it, el;
+    int rc, n = 0;
+    if ((rc = d1__tok_type(j, v, "the decoder", name)) != D1_OK) return rc;
+    if (!strcmp(name, "Fuse")) t->decoder = D1__DEC_FUSE;
+    else if (!strcmp(name, "ByteLevel")) t->decoder = D1__DEC_BYTELEVEL;
+    else if (!strcmp(name, "Sequence") && d1__json_find(j, v, "decoders", &pv) == 1 && j->s[pv] == '[') {
+        for (it = pv + 1; d1__json_element(j, &it, &el); n++)
+            if (n || (rc = d1__tok_parse_decoder(j, el, t)) != D1_OK) /* one decoder in the sequence */
+                return n ? D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a decoder Sequence of more than one") : rc;
+    } else return D1__TOK_UNSUPPORTED("decoder", name);
+    return D1_OK;
+}
+
+/* Power of two >= 2 n + 16: the size of a table of n entries. */
+static uint32_t d1__tok_slots(size_t n) {
+    uint32_t s = 16;
+    while (s < 2 * n + 16) s <<= 1;
+    return s;
+}
+
+/* "merges": [["a", "b"], ...] or ["a b", ...] (one space); rank = index.
+   The pair and its concatenation must be tokens. A pair listed twice keeps
+   its last rank, as the Rust crate's map does. */
+static int d1__tok_parse_merges(const d1__json *j, size_t v, struct d1__tok *t) {
+    char buf[1024], *sp;
+    size_t it, el, n = 0, la, lb, ia, ib;
+    int rank = 0;
+    if (j->s[v] != '[') return D1__FAILF(D1_ERR_JSON, "tokenizer.json: \"merges\" is not a list");
+    for (it = v + 1; d1__json_element(j, &it, &el);) n++;
+    if (!n) return D1_OK;
+    t->mmask = d1__tok_slots(n) - 1;
+    t->mkey = (uint64_t *)d1__alloc(((size_t)t->mmask + 1) * (sizeof(uint64_t) + 2 * sizeof(int)));
+    if (!t->mkey) return D1__FAIL(D1_ERR_NOMEM);
+    t->mrank = (int *)(t->mkey + t->mmask + 1);
+    t->mid = t->mrank + t->mmask + 1;
+    memset(t->mkey, 0, ((size_t)t->mmask + 1) * sizeof(uint64_t));
+    for (it = v + 1; d1__json_element(j, &it, &el); rank++) {
+        int a, b, m;
+        uint64_t key;
+        uint32_t h;
+        if (j->s[el] == '"') { /* "a b" */
+            if (d1__json_str(j, el, buf, sizeof buf) == (size_t)-1 || !(sp = strchr(buf, ' ')) || strchr(sp + 1, ' '))
+                return D1__FAILF(D1_ERR_JSON, "tokenizer.json: merge %d is %s, not two tokens and one space", rank,
+                                 d1__json_excerpt(j, el));
+            la = (size_t)(sp - buf);
+            lb = strlen(sp + 1);
+            memmove(sp, sp + 1, lb + 1); /* buf = a b, concatenated */
+        } else { /* ["a", "b"] */
+            size_t it2 = el + 1;
+            if (j->s[el] != '[' || !d1__json_element(j, &it2, &ia) || !d1__json_element(j, &it2, &ib) ||
+                d1__json_element(j, &it2, &ia) || j->s[ia] != '"' || j->s[ib] != '"' ||
+                (la = d1__json_str(j, ia, buf, sizeof buf)) == (size_t)-1 ||
+                (lb = d1__json_str(j, ib, buf + la, sizeof buf - la)) == (size_t)-1)
+                return D1__FAILF(D1_ERR_JSON, "tokenizer.json: merge %d is %s, not a pair of tokens", rank,
+                                 d1__json_excerpt(j, el));
+        }
+        a = d1__tok_find(t, buf, la);
+        b = d1__tok_find(t, buf + la, lb);
+        m = d1__tok_find(t, buf, la + lb);
+        if (a < 0 || b < 0 || m < 0)
+            return D1__FAILF(D1_ERR_CONFIG, "tokenizer.json: merge %d (%s) names a token the vocab lacks", rank,
+                             d1__json_excerpt(j, el));
+        key = (uint64_t)(a + 1) << 32 | (uint64_t)(b + 1);
+        for (h = d1__fnv32((const char *)&key, 8) & t->mmask; t->mkey[h] && t->mkey[h] != key; h = (h + 1) & t->mmask) {}
+        t->mkey[h] = key;
+        t->mrank[h] = rank;
+        t->mid[h] = m;
+    }
+    return D1_OK;
+}
+
+/* The whole file: components, then the vocab and added tokens (two passes:
+   count, then fill), then the merges. */
+static int d1__tok_parse(d1_tokenizer *tok, struct d1__tok *t, const d1__json *j) {
+    size_t root = d1__json_start(j), model, vocab, added = 0, v, it, k, el, text_bytes = 0, used = 0, n_tok = 0;
+    char name[64];
+    int rc, has_added, max_id = -1, i;
+    uint64_t id;
+    if (j->s[root] != '{') return D1__FAILF(D1_ERR_JSON, "tokenizer.json is not an object");
+    if ((rc = d1__tok_get(j, root, "normalizer", &v)) < 0) return rc;
+    if (rc == 1) { /* d1.h runs no normalizer */
+        if ((rc = d1__tok_type(j, v, "the normalizer", name)) != D1_OK) return rc;
+        return D1__TOK_UNSUPPORTED("normalizer", name);
+    }
+    if ((rc = d1__tok_get(j, root, "pre_tokenizer", &v)) < 0 || (rc == 1 && (rc = d1__tok_parse_pre(j, v, t)) != D1_OK))
+        return rc;
+    if ((rc = d1__tok_get(j, root, "decoder", &v)) < 0 || (rc == 1 && (rc = d1__tok_parse_decoder(j, v, t)) != D1_OK))
+        return rc;
+    if ((rc = d1__json_find(j, root, "model", &model)) != 1) return rc < 0 ? rc : D1__FAILF(D1_ERR_JSON, "tokenizer.json: no \"model\"");
+    if ((rc = d1__tok_type(j, model, "the model", name)) != D1_OK) return rc;
+    if (!strcmp(name, "WordLevel")) tok->model = D1_TOKENIZER_WORDLEVEL;
+    else if (!strcmp(name, "BPE")) tok->model = D1_TOKENIZER_BPE;
+    else return D1__TOK_UNSUPPORTED("model", name);
+    if ((rc = d1__json_find(j, model, "vocab", &vocab)) != 1 || j->s[vocab] != '{')
+        return rc < 0 ? rc : D1__FAILF(D1_ERR_JSON, "tokenizer.json: the model has no \"vocab\" object");
+    for (it = vocab + 1; d1__json_member(j, &it, &k, &v); n_tok++) {
+        if (!d1__json_u64(j, v, &id) || id >= D1__TOK_MAX_ID)
+            return D1__FAILF(D1_ERR_JSON, "tokenizer.json: the vocab's id %s is not an integer in [0, %d)",
+                             d1__json_excerpt(j, v), D1__TOK_MAX_ID);
+        max_id = D1__MAX(max_id, (int)id);
+        text_bytes += d1__json_str(j, k, NULL, 0) + 1;
+    }
+    if ((has_added = d1__tok_get(j, root, "added_tokens", &added)) < 0) return has_added;
+    if (has_added && j->s[added] != '[') return D1__FAILF(D1_ERR_JSON, "tokenizer.json: \"added_tokens\" is not a list");
+    for (it = added + 1; has_added && d1__json_element(j, &it, &el); t->n_added++) {
+        if (j->s[el] != '{' || d1__json_find(j, el, "id", &v) != 1 || !d1__json_u64(j, v, &id) || id >= D1__TOK_MAX_ID ||
+            d1__json_find(j, el, "content", &k) != 1 || j->s[k] != '"' || d1__json_str(j, k, NULL, 0) == 0)
+            return D1__FAILF(D1_ERR_JSON, "tokenizer.json: added token %d is %s, not {\"id\": N, \"content\": \"...\"}",
+                             t->n_added, d1__json_excerpt(j, el));
+        max_id = D1__MAX(max_id, (int)id);
+        text_bytes += d1__json_str(j, k, NULL, 0) + 1;
+    }
+    if (max_id < 0) return D1__FAILF(D1_ERR_CONFIG, "tokenizer.json: no tokens");
+    tok->n_vocab = max_id + 1;
+    t->mask = d1__tok_slots(n_tok + (size_t)t->n_added) - 1;
+    t->text = (char *)d1__alloc(text_bytes);
+    t->off = (int *)d1__alloc(((size_t)tok->n_vocab * 2 + t->mask + 1 + (size_t)t->n_added) * sizeof(int));
+    t->flags = (unsigned char *)d1__alloc((size_t)tok->n_vocab);
+    if (!t->text || !t->off || !t->flags) return D1__FAIL(D1_ERR_NOMEM);
+    t->len = t->off + tok->n_vocab;
+    t->table = t->len + tok->n_vocab;
+    t->added = t->table + t->mask + 1;
+    for (i = 0; i < tok->n_vocab; i++) t->off[i] = -1;
+    memset(t->table, 0xff, ((size_t)t->mask + 1) * sizeof(int));
+    memset(t->flags, 0, (size_t)tok->n_vocab);
+    for (it = vocab + 1; d1__json_member(j, &it, &k, &v);) {
+        size_t l = d1__json_str(j, k, t->text + used, text_bytes - used);
+        d1__json_u64(j, v, &id);
+        if ((rc = d1__tok_add(t, (int)id, used, l)) != D1_OK) return rc;
+        used += l + 1;
+    }
+    for (i = 0, it = added + 1; has_added && d1__json_element(j, &it, &el); i++) {
+        int f[4], other;
+        size_t l;
+        d1__json_find(j, el, "id", &v);
+        d1__json_u64(j, v, &id);
+        d1__json_find(j, el, "content", &k);
+        l = d1__json_str(j, k, t->text + used, text_bytes - used);
+        if ((rc = d1__tok_bool(j, el, "special", 0, &f[0])) != D1_OK || (rc = d1__tok_bool(j, el, "lstrip", 0, &f[1])) != D1_OK ||
+            (rc = d1__tok_bool(j, el, "rstrip", 0, &f[2])) != D1_OK || (rc = d1__tok_bool(j, el, "single_word", 0, &f[3])) != D1_OK)
+            return rc;
+        if (f[3]) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: added token \"%.40s\" is single_word", t->text + used);
+        other = d1__tok_find(t, t->text + used, l);
+        if (other >= 0 && other != (int)id)
+            return D1__FAILF(D1_ERR_CONFIG, "tokenizer.json: added token \"%.40s\" has id %d, the vocab says %d",
+                             t->text + used, (int)id, other);
+        if (other < 0) {
+            if ((rc = d1__tok_add(t, (int)id, used, l)) != D1_OK) return rc;
+            used += l + 1;
+        }
+        t->flags[id] = (unsigned char)(1 | f[0] << 1 | f[1] << 2 | f[2] << 3);
+        t->added[i] = (int)id;
+        t->first[(unsigned char)t->text[t->off[id]] >> 3] |= (unsigned char)(1u << (t->text[t->off[id]] & 7));
+    }
+    tok->unk_id = D1_TOKEN_NONE;
+    if ((rc = d1__tok_get(j, model, "unk_token", &v)) < 0) return rc;
+    if (rc == 1) { /* an unk token that is not in the vocab is none (the Rust crate errors when it is needed) */
+        char *u;
+        size_t l;
+        if ((rc = d1__tok_strdup(j, v, "\"unk_token\"", &u, &l)) != D1_OK) return rc;
+        i = d1__tok_find(t, u, l);
+        tok->unk_id = i >= 0 ? i : D1_TOKEN_NONE;
+        d1__free(u);
+    }
+    if (tok->model == D1_TOKENIZER_BPE) {
+        int byte_fallback;
+        if ((rc = d1__tok_bool(j, model, "fuse_unk", 0, &t->fuse_unk)) != D1_OK ||
+            (rc = d1__tok_bool(j, model, "ignore_merges", 0, &t->ignore_merges)) != D1_OK ||
+            (rc = d1__tok_bool(j, model, "byte_fallback", 0, &byte_fallback)) != D1_OK)
+            return rc;
+        if (byte_fallback) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: BPE byte_fallback");
+        if (d1__tok_get(j, model, "dropout", &v) == 1 && strncmp(j->s + v, "0", 1) && strncmp(j->s + v, "0.0", 3))
+            return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout %s", d1__json_excerpt(j, v));
+        if ((d1__tok_get(j, model, "continuing_subword_prefix", &v) == 1 && !d1__json_str_is(j, v, "")) ||
+            (d1__tok_get(j, model, "end_of_word_suffix", &v) == 1 && !d1__json_str_is(j, v, "")))
+            return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a BPE subword prefix or suffix (%s)", d1__json_excerpt(j, v));
+        if ((rc = d1__json_find(j, model, "merges", &v)) < 0) return rc;
+        if (rc == 1 && (rc = d1__tok_parse_merges(j, v, t)) != D1_OK) return rc;
+    }
+    for (i = 0; i < 256; i++) { /* each byte's stand-in token */
+        char u[4];
+        t->byte_id[i] = d1__tok_find(t, u, d1__utf8_put(d1__byte_cp((unsigned)i), u));
+    }
+    return D1_OK;
+}
+
+D1_API void d1_tokenizer_free(d1_tokenizer *tok) {
+    struct d1__tok *t;
+    int k;
+    if (!tok) return;
+    if ((t = tok->impl) != NULL) {
+        for (k = 0; k < D1__TOK_MAX_PRE; k++) d1__free(t->pre[k].lit);
+        d1__free(t->json);
+        d1__free(t->text);
+        d1__free(t->off);
+        d1__free(t->flags);
+        d1__free(t->mkey);
+        d1__free(t);
+    }
+    memset(tok, 0, sizeof *tok);
+}
+
+D1_API int d1_tokenizer_load_memory(d1_tokenizer *tok, const char *json, size_t len) {
+    d1_tokenizer tmp;
+    struct d1__tok *t;
+    d1__json j;
+    int rc;
+    if (!tok || (!json && len)) return D1__FAIL(D1_ERR_ARG);
+    memset(tok, 0, sizeof *tok);
+    if (!json || !d1__json_check(json, len)) return D1__FAILF(D1_ERR_JSON, "tokenizer.json is not valid JSON");
+    memset(&tmp, 0, sizeof tmp);
+    if (!(t = (struct d1__tok *)d1__alloc(sizeof *t))) return D1__FAIL(D1_ERR_NOMEM);
+    memset(t, 0, sizeof *t);
+    tmp.impl = t;
+    if (!(t->json = (char *)d1__alloc(len + 1))) {
+        d1_tokenizer_free(&tmp);
+        return D1__FAIL(D1_ERR_NOMEM);
+    }
+    memcpy(t->json, json, len);
+    t->json[len] = 0;
+    t->json_len = len;
+    j.s = t->json;
+    j.n = len;
+    if ((rc = d1__tok_parse(&tmp, t, &j)) != D1_OK) {
+        d1_tokenizer_free(&tmp);
+        return rc;
+    }
+    *tok = tmp;
+    return D1_OK;
+}
+
+/* -- encoding: added tokens, then the pre-tokenizer steps (recursively, one
+   level per step), then the model on each piece */
+typedef struct d1__enc {
+    const d1_tokenizer   *tok;
+    const struct d1__tok *t;
+    int  *ids, cap, n;  /* the output: n counts past cap                      */
+    int  *sym;          /* BPE: a piece's symbols                               */
+    char *sb;           /* a piece as byte-level stand-ins (2 bytes per byte)   */
+    char *pb;           /* a piece with ByteLevel's prefix space                */
+} d1__enc;
+
+static void d1__enc_push(d1__enc *e, int id) {
+    if (e->ids && e->n < e->cap) e->ids[e->n] = id;
+    e->n++;
+}
+/* The model on one piece s[n] (raw bytes; stand-ins after a ByteLevel step). */
+static int d1__enc_model(d1__enc *e, const char *s, size_t n) {
+    const struct d1__tok *t = e->t;
+    size_t i, l, bad, m = 0, k;
+    int id;
+    if (t->byte_level) {
+        for (i = 0, l = 0; i < n; i++) l += d1__utf8_put(d1__byte_cp((unsigned char)s[i]), e->sb + l);
+        s = e->sb;
+        n = l;
+    }
+    if (e->tok->model == D1_TOKENIZER_WORDLEVEL || t->ignore_merges) {
+        if ((id = d1__tok_find(t, s, n)) >= 0) { d1__enc_push(e, id); return D1_OK; }
+        if (e->tok->model == D1_TOKENIZER_WORDLEVEL) {
+            if (e->tok->unk_id < 0)
+                return D1__FAILF(D1_ERR_TOKEN, "no token for \"%.*s\" and no unk token", (int)D1__MIN(n, 40), s);
+            d1__enc_push(e, e->tok->unk_id);
+            return D1_OK;
+        }
+    }
+    for (i = 0; i < n; i += l) { /* BPE: the characters, unknown ones as unk (fused when fuse_unk) */
+        l = d1__utf8_len((const unsigned char *)s, n, i, &bad);
+        id = d1__tok_find(t, s + i, l);
+        if (id < 0) {
+            if (e->tok->unk_id < 0)
+                return D1__FAILF(D1_ERR_TOKEN, "no token for the character \"%.*s\" and no unk token", (int)l, s + i);
+            id = e->tok->unk_id;
+            if (t->fuse_unk && m && e->sym[m - 1] == id) continue;
+        }
+        e->sym[m++] = id;
+    }
+    for (;;) { /* the merges: the pair of lowest rank, leftmost on ties */
+        int best = INT_MAX, at = -1, mid = 0, r, mm;
+        for (k = 0; k + 1 < m; k++)
+            if ((r = d1__tok_merge(t, e->sym[k], e->sym[k + 1], &mm)) >= 0 && r < best) {
+                best = r; at = (int)k; mid = mm;
+            }
+        if (at < 0) break;
+        e->sym[at] = mid;
+        memmove(e->sym + at + 1, e->sym + at + 2, (m - (size_t)at - 2) * sizeof(int));
+        m--;
+    }
+    for (k = 0; k < m; k++) d1__enc_push(e, e->sym[k]);
+    return D1_OK;
+}
+/* Pre-tokenizer step `step` on s[n], each piece on to the next step. */
+static int d1__enc_pre(d1__enc *e, int step, const char *s, size_t n) {
+    const d1__tok_pre *p = &e->t->pre[step];
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, j;
+    int rc = D1_OK;
+    if (n == 0) return D1_OK;
+    if (step == e->t->n_pre) return d1__enc_model(e, s, n);
+    if (p->kind == D1__PRE_BYTELEVEL) { /* the last step (checked at load) */
+        if (p->prefix && s[0] != ' ') {
+            e->pb[0] = ' ';
+            memcpy(e->pb + 1, s, n);
+            s = e->pb;
+            u = (const unsigned char *)s;
+            n++;
+        }
+        if (!p->use_re) return d1__enc_pre(e, step + 1, s, n);
+        for (; i < n && rc == D1_OK; i = j) rc = d1__enc_pre(e, step + 1, s + i, (j = d1__re_match(D1__RE_GPT2, u, n, i)) - i);
+        return rc;
+    }
+    if (p->kind == D1__PRE_LITERAL) { /* the stretches between matches, and the matches unless Removed */
+        for (j = 0; rc == D1_OK && j + p->lit_len <= n;) {
+            if (memcmp(s + j, p->lit, p->lit_len)) { j++; continue; }
+            rc = d1__enc_pre(e, step + 1, s + i, j - i);
+            if (rc == D1_OK && !p->removed) rc = d1__enc_pre(e, step + 1, s + j, p->lit_len);
+            i = j += p->lit_len;
+        }
+        return rc == D1_OK ? d1__enc_pre(e, step + 1, s + i, n - i) : rc;
+    }
+    for (; i < n && rc == D1_OK; i = j) { /* a split expression: every piece is a match but "."'s newlines */
+        j = d1__re_match(p->regex, u, n, i);
+        if (!p->removed || (p->regex == D1__RE_CHAR && s[i] == '\n')) rc = d1__enc_pre(e, step + 1, s + i, j - i);
+    }
+    return rc;
+}
+static int d1__is_ascii_space(char c) { return c == ' ' || (c >= 9 && c <= 13); }
+
+D1_API int d1_tokenizer_encode(const d1_tokenizer *tok, const char *text, size_t len, int *ids, int cap, int *n_ids) {
+    const struct d1__tok *t;
+    d1__enc e;
+    size_t p = 0, q, bad, l;
+    int rc = D1_OK, k;
+    if (!tok || !tok->impl || (!text && len) || !n_ids || cap < 0 || (!ids && cap)) return D1__FAIL(D1_ERR_ARG);
+    t = tok->impl;
+    for (q = 0; q < len; q += l)
+        if (!(l = d1__utf8_len((const unsigned char *)text, len, q, &bad)))
+            return D1__FAILF(D1_ERR_ARG, "the text is not valid UTF-8 at byte %llu", (unsigned long long)q);
+    memset(&e, 0, sizeof e);
+    e.tok = tok;
+    e.t = t;
+    e.ids = ids;
+    e.cap = cap;
+    e.sym = (int *)d1__alloc((len + 2) * (sizeof(int) + 3));
+    if (!e.sym) return D1__FAIL(D1_ERR_NOMEM);
+    e.sb = (char *)(e.sym + len + 2);
+    e.pb = e.sb + 2 * (len + 2);
+    while (p < len && rc == D1_OK) { /* the next added token: leftmost, then longest */
+        int id = -1;
+        size_t at = len, end = len, best = 0;
+        for (q = p; q < len && id < 0; q++) {
+            if (!(t->first[(unsigned char)text[q] >> 3] >> (text[q] & 7) & 1)) continue;
+            for (k = 0; k < t->n_added; k++) {
+                size_t al = (size_t)t->len[t->added[k]];
+                if (al > best && al <= len - q && !memcmp(text + q, t->text + t->off[t->added[k]], al)) {
+                    best = al; id = t->added[k];
+                }
+            }
+            if (id >= 0) at = q;
+        }
+        if (id >= 0) {
+            end = at + best;
+            if (t->flags[id] & 4) while (at > p && d1__is_ascii_space(text[at - 1])) at--;
+            if (t->flags[id] & 8) while (end < len && d1__is_ascii_space(text[end])) end++;
+        }
+        rc = d1__enc_pre(&e, 0, text + p, at - p);
+        if (rc == D1_OK && id >= 0) d1__enc_push(&e, id);
+        p = end;
+    }
+    d1__free(e.sym);
+    if (rc != D1_OK) return rc;
+    *n_ids = e.n;
+    if (ids && e.n > cap) return D1__FAILF(D1_ERR_ARG, "the text is %d tokens, the buffer holds %d", e.n, cap);
+    return D1_OK;
+}
+
+/* -- decoding: the tokens' texts joined by the decoder, into out[cap] */
+D1_API int d1_tokenizer_decode(const d1_tokenizer *tok, const int *ids, int n, int skip_special, char *out,
+                               size_t cap, size_t *len) {
+    const struct d1__tok *t;
+    unsigned char *raw;
+    size_t need = 0, r = 0, w = 0, i, l, bad;
+    int k, any = 0, full = 0;
+    if (!tok || !tok->impl || n < 0 || (!ids && n) || !len || (!out && cap)) return D1__FAIL(D1_ERR_ARG);
+    t = tok->impl;
+    for (k = 0; k < n; k++) {
+        if (ids[k] < 0 || ids[k] >= tok->n_vocab || t->off[ids[k]] < 0)
+            return D1__FAILF(D1_ERR_TOKEN, "id %d (position %d) is no token of this tokenizer", ids[k], k);
+        need += (size_t)t->len[ids[k]] + 1;
+    }
+    if (!(raw = (unsigned char *)d1__alloc(need + 1))) return D1__FAIL(D1_ERR_NOMEM);
+    for (k = 0; k < n; k++) { /* the joined bytes */
+        const char *s = t->text + t->off[ids[k]];
+        size_t sl = (size_t)t->len[ids[k]], r0;
+        if (skip_special && (t->flags[ids[k]] & 2)) continue;
+        if (t->decoder == D1__DEC_NONE && any) raw[r++] = ' ';
+        any = 1;
+        r0 = r;
+        if (t->decoder == D1__DEC_BYTELEVEL) { /* stand-ins -> bytes; a token with another character stays as it is */
+            for (i = 0; i < sl; i += l) {
+                int b;
+                l = d1__utf8_len((const unsigned char *)s, sl, i, &bad);
+                if ((b = d1__cp_byte(d1__utf8_cp((const unsigned char *)s + i, l))) < 0) break;
+                raw[r++] = (unsigned char)b;
+            }
+            if (i < sl) r = r0; else continue;
+        }
+        memcpy(raw + r, s, sl);
+        r += sl;
+    }
+    /* -> UTF-8, each maximal invalid part as U+FFFD (EF BF BD); out takes the
+       characters that fit whole */
+    for (i = 0; i < r; i += l ? l : bad) {
+        const unsigned char *c = raw + i;
+        size_t cl;
+        l = d1__utf8_len(raw, r, i, &bad);
+        if (!l) c = (const unsigned char *)"\xEF\xBF\xBD";
+        cl = l ? l : 3;
+        if (out && !full && w + cl < cap) memcpy(out + w, c, cl);
+        else if (out && !full) { full = 1; out[w] = 0; }
+        w += cl;
+    }
+    if (out && !full) out[w] = 0;
+    d1__free(raw);
+    *len = w;
+    if (full) return D1__FAILF(D1_ERR_ARG, "the text is %llu bytes, the buffer holds %llu", (unsigned long long)w,
+                               (unsigned long long)(cap - 1));
+    return D1_OK;
+}
+
+D1_API int d1_tokenizer_token_id(const d1_tokenizer *tok, const char *text) {
+    int id;
+    if (!tok || !tok->impl || !text) return D1__FAIL(D1_ERR_ARG);
+    id = d1__tok_find(tok->impl, text, strlen(text));
+    return id >= 0 ? id : D1__FAILF(D1_ERR_TOKEN, "no token \"%.40s\"", text);
+}
+D1_API const char *d1_tokenizer_token(const d1_tokenizer *tok, int id) {
+    if (!tok || !tok->impl || id < 0 || id >= tok->n_vocab || tok->impl->off[id] < 0) return NULL;
+    return tok->impl->text + tok->impl->off[id];
+}
+D1_API int d1_tokenizer_is_special(const d1_tokenizer *tok, int id) {
+    if (!d1_tokenizer_token(tok, id)) return D1__FAIL(D1_ERR_TOKEN);
+    return (tok->impl->flags[id] & 2) ? 1 : 0;
+}
+
+/* A character vocabulary as tokenizer.json text: WordLevel, Split ".",
+   Fuse; the special tokens as special added tokens. */
+D1_API int d1_tokenizer_init_chars(d1_tokenizer *tok, const char *chars, const char *const *special, int n_special) {
+    d1__text w;
+    size_t n = chars ? strlen(chars) : 0, i, l = 0, bad;
+    int pass, id, k, rc;
+    if (!tok || !chars || n_special < 0 || (n_special && !special)) return D1__FAIL(D1_ERR_ARG);
+    memset(tok, 0, sizeof *tok);
+    for (k = 0; k < n_special; k++)
+        if (!special[k] || !special[k][0]) return D1__FAIL(D1_ERR_ARG);
+    memset(&w, 0, sizeof w);
+    for (pass = 0; pass < 2; pass++) { /* measure, then write */
+        if (pass) {
+            if (!(w.p = (char *)d1__alloc(w.len + 1))) return D1__FAIL(D1_ERR_NOMEM);
+            w.cap = w.len + 1;
+            w.len = 0;
+        }
+        d1__puts(&w, "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [");
+        for (id = 0, i = 0; i < n; i += l, id++)
+            if (!(l = d1__utf8_len((const unsigned char *)chars, n, i, &bad))) {
+                d1__free(w.p);
+                return D1__FAILF(D1_ERR_ARG, "chars is not valid UTF-8 at byte %llu", (unsigned long long)i);
+            }
+        for (k = 0; k < n_special; k++) {
+            d1__puts(&w, k ? ",\n    {\"id\": " : "\n    {\"id\": ");
+            d1__put_u64(&w, (uint64_t)(id + k));
+            d1__puts(&w, ", \"content\": ");
+            d1__put_json_string(&w, special[k], strlen(special[k]));
+            d1__puts(&w, ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                         "\"special\": true}");
+        }
+        d1__puts(&w, "\n  ],\n  \"normalizer\": null,\n"
+                     "  \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \".\"}, "
+                     "\"behavior\": \"Isolated\", \"invert\": false},\n"
+                     "  \"post_processor\": null,\n  \"decoder\": {\"type\": \"Fuse\"},\n"
+                     "  \"model\": {\n    \"type\": \"WordLevel\",\n    \"vocab\": {");
+        for (id = 0, i = 0; i < n; i += l, id++) {
+            l = d1__utf8_len((const unsigned char *)chars, n, i, &bad);
+            d1__puts(&w, id ? ", " : "");
+            d1__put_json_string(&w, chars + i, l);
+            d1__puts(&w, ": ");
+            d1__put_u64(&w, (uint64_t)id);
+        }
+        for (k = 0; k < n_special; k++) {
+            d1__puts(&w, ", ");
+            d1__put_json_string(&w, special[k], strlen(special[k]));
+            d1__puts(&w, ": ");
+            d1__put_u64(&w, (uint64_t)(id + k));
+        }
+        d1__puts(&w, "},\n    \"unk_token\": \"<unk>\"\n  }\n}\n");
+    }
+    rc = d1_tokenizer_load_memory(tok, w.p, w.len);
+    d1__free(w.p);
+    return rc;
+}
+
+#ifndef D1_NO_STDIO
+D1_API int d1_tokenizer_load(d1_tokenizer *tok, const char *path) {
+    char *p, *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+    int rc;
+    if (!tok || !path) return D1__FAIL(D1_ERR_ARG);
+    memset(tok, 0, sizeof *tok);
+    if (!(p = d1__path(path, "tokenizer.json"))) return D1__FAIL(D1_ERR_NOMEM);
+    if ((f = fopen(p, "rb")) != NULL) { /* a directory that holds one */
+        fclose(f);
+        path = p;
+    }
+    if ((rc = d1__read_file(path, (uint64_t)1 << 31, &buf, &len)) == D1_OK) rc = d1_tokenizer_load_memory(tok, buf, len);
+    d1__free(buf);
+    d1__free(p);
+    return rc;
+}
+
+/* The name of special id `id` as a JSON string, or null. */
+static int d1__tok_put_name(d1__text *w, const d1_tokenizer *tok, const char *key, int id) {
+    const char *s = id == D1_TOKEN_NONE ? NULL : d1_tokenizer_token(tok, id);
+    if (id != D1_TOKEN_NONE && !s)
+        return D1__FAILF(D1_ERR_CONFIG, "the config's %s %d is no token of this tokenizer", key, id);
+    d1__puts(w, "  \"");
+    d1__puts(w, key);
+    d1__puts(w, "\": ");
+    if (s) d1__put_json_string(w, s, strlen(s));
+    else d1__puts(w, "null");
+    return D1_OK;
+}
+D1_API int d1_tokenizer_save(const d1_tokenizer *tok, const d1_config *cfg, const char *dir) {
+    static const char *const names[3] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+    static const char *const keys[3] = {"eos_token", "pad_token", "mask_token"};
+    const d1__emit_fn emit[3] = {d1__emit_text, d1__emit_text, d1__emit_text};
+    d1__save_ctx c[3];
+    const void *ctx[3];
+    d1__text w[2];
+    d1_config rc_cfg;
+    int ids[3], pass, f, k, wrote, rc = D1_OK;
+    if (!tok || !tok->impl || !dir) return D1__FAIL(D1_ERR_ARG);
+    if (cfg && (rc = d1_config_resolve(cfg, &rc_cfg)) != D1_OK) return rc;
+    ids[0] = cfg ? rc_cfg.eos_id : D1_TOKEN_NONE;
+    ids[1] = cfg ? rc_cfg.pad_id : D1_TOKEN_NONE;
+    ids[2] = cfg ? rc_cfg.mask_id : D1_TOKEN_NONE;
+    memset(w, 0, sizeof w);
+    memset(c, 0, sizeof c);
+    for (pass = 0; pass < 2 && rc == D1_OK; pass++) /* measure, then write */
+        for (f = 0; f < 2 && rc == D1_OK; f++) {
+            d1__text *o = &w[f];
+            if (pass) {
+                if (!(o->p = (char *)d1__alloc(o->len + 1))) { rc = D1__FAIL(D1_ERR_NOMEM); break; }
+                o->cap = o->len + 1;
+                o->len = 0;
+            }
+            d1__puts(o, "{\n");
+            if (f == 0) { /* tokenizer_config.json: what transformers' AutoTokenizer reads */
+                int first = 1, id;
+                d1__puts(o, "  \"added_tokens_decoder\": {");
+                for (id = 0; id < tok->n_vocab; id++) {
+                    unsigned fl = tok->impl->flags[id];
+                    if (!(fl & 1)) continue;
+                    d1__puts(o, first ? "\n    \"" : ",\n    \"");
+                    first = 0;
+                    d1__put_u64(o, (uint64_t)id);
+                    d1__puts(o, "\": {\"content\": ");
+                    d1__put_json_string(o, d1_tokenizer_token(tok, id), strlen(d1_tokenizer_token(tok, id)));
+                    d1__puts(o, fl & 4 ? ", \"lstrip\": true" : ", \"lstrip\": false");
+                    d1__puts(o, ", \"normalized\": false");
+                    d1__puts(o, fl & 8 ? ", \"rstrip\": true" : ", \"rstrip\": false");
+                    d1__puts(o, ", \"single_word\": false");
+                    d1__puts(o, fl & 2 ? ", \"special\": true}" : ", \"special\": false}");
+                }
+                d1__puts(o, "\n  },\n  \"bos_token\": null,\n  \"clean_up_tokenization_spaces\": false,\n");
+            }
+            for (k = 0, wrote = 0; k < 3 && rc == D1_OK; k++) {
+                if (f == 1 && ids[k] == D1_TOKEN_NONE) continue;
+                if (f == 1 && wrote++) d1__puts(o, ",\n");
+                rc = d1__tok_put_name(o, tok, keys[k], ids[k]);
+                if (f == 0) d1__puts(o, ",\n");
+            }
+            if (f == 0) {
+                d1__puts(o, "  \"model_max_length\": ");
+                d1__put_u64(o, cfg ? (uint64_t)rc_cfg.max_seq_len : (uint64_t)1000000000000000ull);
+                d1__puts(o, ",\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"unk_token\": ");
+                if (tok->unk_id >= 0) d1__put_json_string(o, d1_tokenizer_token(tok, tok->unk_id), (size_t)tok->impl->len[tok->unk_id]);
+                else d1__puts(o, "null");
+                d1__puts(o, "\n}\n");
+            } else {
+                d1__puts(o, "\n}\n");
+            }
+            if (pass && o->p) o->p[D1__MIN(o->len, o->cap - 1)] = 0;
+        }
+    if (rc == D1_OK) {
+        c[0].text = tok->impl->json;
+        c[1].text = w[0].p;
+        c[2].text = w[1].p;
+        for (k = 0; k < 3; k++) ctx[k] = &c[k];
+        rc = d1__save_files(dir, 3, names, emit, ctx);
+    }
+    d1__free(w[0].p);
+    d1__free(w[1].p);
+    return rc;
+}
 #endif /* !D1_NO_STDIO */
 
 // >>cuda ----------------------------------------------------------------------
