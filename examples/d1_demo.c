@@ -578,11 +578,21 @@ static int stage_paths(const settings *S, int stage, char *final_dir, char *ckpt
     return 0;
 }
 
+/* A finished model: config.json and model.safetensors, and beside them the
+   tokenizer's files (tokenizer.json, tokenizer_config.json,
+   special_tokens_map.json), so that the directory loads as it is in d1
+   sample and in transformers (AutoTokenizer, AutoModel). */
+static int save_model(const d1_model *m, const char *dir, int dtype) {
+    int rc = check(d1_model_save(m, dir, dtype), dir);
+    if (rc == D1_OK) rc = check(d1_tokenizer_save(task_tokenizer(), &m->config, dir), dir);
+    return rc;
+}
+
 /* --ship: the stage's model, rounded to BF16, into examples/checkpoints */
 static int ship(const settings *S, int stage, d1_model *m) {
     char dir[512];
     shipped_dir(dir, sizeof dir, S, stage);
-    return check(d1_model_save(m, dir, D1_DTYPE_BF16), dir);
+    return save_model(m, dir, D1_DTYPE_BF16);
 }
 
 /* A training example for base and SFT: the task's, or with --train-holes a
@@ -701,7 +711,7 @@ static int stage_train(const settings *S, int stage) {
         progress_show(&pg, step, "loss", loss, B * Tb / (now_s() - t0));
     }
     fclose(csv);
-    if (rc == D1_OK) rc = check(d1_model_save(&m, final_dir, D1_DTYPE_F32), final_dir);
+    if (rc == D1_OK) rc = save_model(&m, final_dir, D1_DTYPE_F32);
     if (rc == D1_OK && S->ship) rc = ship(S, stage, &m);
     {
         series s[2] = {{csv_path, "loss", "loss", "#1f77b4"}, {csv_path, "heldout", "held-out reward", "#d62728"}};
@@ -837,7 +847,7 @@ static int stage_rl(const settings *S, int stage) {
                       (double)S->rl_prompts * S->rl_group * (P + gen_len) * gen_len / 2 / (now_s() - t0));
     }
     fclose(csv);
-    if (rc == D1_OK) rc = check(d1_model_save(&policy, final_dir, D1_DTYPE_F32), final_dir);
+    if (rc == D1_OK) rc = save_model(&policy, final_dir, D1_DTYPE_F32);
     {
         series s[2] = {{csv_path, "reward", "rollout reward", "#1f77b4"},
                        {csv_path, "heldout", "held-out (T=0)", "#d62728"}};
@@ -1257,6 +1267,7 @@ int main(int argc, char **argv) {
     settings S[2];
     job jobs[8];
     double t0 = now_s();
+    if (!task_tokenizer()) { fprintf(stderr, "d1_demo: the tokenizer: %s\n", d1_last_error()); return 1; }
     for (i = 1; i < argc; i++) {
         int is_x = !strncmp(argv[i], "--x-", 4), took;
         if ((is_x || !strncmp(argv[i], "--rl-", 5)) &&

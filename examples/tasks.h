@@ -1,11 +1,13 @@
 /* tasks.h - the two reasoning tasks of the d1 demo, written as a host
    application writes them: a tokenizer, seeded generators with a held-out
    split, a solver that writes the reasoning traces, and d1's reward functions.
-   It uses only d1.h's public API (d1_rng).
+   It uses only d1.h's public API (d1_rng, d1_tokenizer).
 
-   THE TOKENIZER. One character-level vocabulary for both tasks: the 20
+   THE VOCABULARY. One character-level vocabulary for both tasks: the 20
    characters of tok_chars, the four tags <reasoning> </reasoning> <answer>
    </answer> as one token each, <eos> (also the answer padding) and <mask>.
+   d1.h's tokenizer encodes and decodes it (d1_tokenizer_init_chars), and
+   d1_tokenizer_save writes it beside each checkpoint as tokenizer.json.
 
    SUDOKU 4x4. There are exactly 288 solution grids; a grid goes to the test
    split when its hash says so (~1 in 5), so no test solution is ever seen in
@@ -35,12 +37,13 @@
 #ifndef D1_DEMO_TASKS_H
 #define D1_DEMO_TASKS_H
 
+#include "../d1.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- tokenizer ------------------------------------------------------------ */
+/* ---- vocabulary ----------------------------------------------------------- */
 static const char tok_chars[] = "0123456789+-*/()=,.:";
 enum {
     TOK_NCHARS = sizeof tok_chars - 1,
@@ -49,36 +52,28 @@ enum {
 };
 static const char *const tok_tags[] = {"<reasoning>", "</reasoning>", "<answer>", "</answer>", "<eos>", "<mask>"};
 
+/* The tasks' tokenizer (d1.h's), built on first use: call it once before
+   any threads do. NULL only when memory runs out. */
+static const d1_tokenizer *task_tokenizer(void) {
+    static d1_tokenizer tok;
+    if (!tok.impl && d1_tokenizer_init_chars(&tok, tok_chars, tok_tags, TOK_VOCAB - TOK_NCHARS) != D1_OK) return NULL;
+    return &tok;
+}
+
 /* text -> ids; returns the count, or -1 on an unknown character or overflow */
 static int tok_encode(const char *s, int *ids, int cap) {
-    int n = 0, t;
-    while (*s) {
-        int id = -1;
-        const char *c = strchr(tok_chars, *s);
-        size_t len = 1;
-        if (*s == '<') {
-            for (t = 0; t < TOK_VOCAB - TOK_NCHARS; t++)
-                if (strncmp(s, tok_tags[t], strlen(tok_tags[t])) == 0) { id = TOK_NCHARS + t; len = strlen(tok_tags[t]); break; }
-        } else if (c) {
-            id = (int)(c - tok_chars);
-        }
-        if (id < 0 || n >= cap) return -1;
-        ids[n++] = id;
-        s += len;
-    }
+    int n;
+    const d1_tokenizer *tok = task_tokenizer();
+    if (!tok || d1_tokenizer_encode(tok, s, strlen(s), ids, cap, &n) != D1_OK) return -1;
     return n;
 }
 
-/* ids -> text (NUL-terminated, cut to fit cap) */
+/* ids -> text (NUL-terminated, cut to fit cap; "" for an id outside the vocabulary) */
 static void tok_decode(const int *ids, int n, char *out, size_t cap) {
-    size_t k = 0;
-    int i;
-    for (i = 0; i < n && k + 1 < cap; i++) {
-        const char *s = ids[i] < TOK_NCHARS ? NULL : ids[i] < TOK_VOCAB ? tok_tags[ids[i] - TOK_NCHARS] : "?";
-        if (!s) { out[k++] = tok_chars[ids[i]]; continue; }
-        while (*s && k + 1 < cap) out[k++] = *s++;
-    }
-    out[k] = '\0';
+    size_t len;
+    const d1_tokenizer *tok = task_tokenizer();
+    out[0] = '\0';
+    if (tok) d1_tokenizer_decode(tok, ids, n, 0, out, cap, &len);
 }
 
 /* The text between the LAST "<answer>" and the "</answer>" after it, into

@@ -65,31 +65,103 @@ static void test_unrolled_is_grpo_step(void) {
         CHECK(agree(&vs[i]), "%s: the unrolled iteration and d1_grpo_step differ", vs[i].name);
 }
 
-/* examples/checkpoints/vocab.txt (what d1 sample --vocab and d1 export-gguf
-   --vocab read for the shipped models) is the demo's vocabulary: line i is
-   the text tasks.h decodes id i to, one line per id. */
-static void test_vocab_file(void) {
-    FILE *f = fopen("examples/checkpoints/vocab.txt", "r");
-    char line[64], want[64];
-    int id = 0;
-    CHECK(f != NULL, "examples/checkpoints/vocab.txt (run from the repository root)");
-    if (!f) return;
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = 0;
-        int got[2], n = tok_encode(line, got, 2);
-        tok_decode(&id, 1, want, sizeof want);
-        CHECK(id < TOK_VOCAB && !strcmp(line, want) && n == 1 && got[0] == id, "line %d: '%s', tasks.h says '%s'",
-              id + 1, line, want);
-        id++;
+/* The tasks' tokenizer (d1_tokenizer_init_chars) against the rule it stands
+   for, written out here on its own: a tag is its id, any other character its
+   index in tok_chars. 500 examples of each task and split, prompt + trace and
+   prompt + answer: the same ids, and decode gives the text back. */
+static int rule_encode(const char *s, int *ids, int cap) {
+    int n = 0, t;
+    while (*s) {
+        int id = -1;
+        size_t len = 1;
+        for (t = 0; t < TOK_VOCAB - TOK_NCHARS; t++)
+            if (!strncmp(s, tok_tags[t], strlen(tok_tags[t]))) { id = TOK_NCHARS + t; len = strlen(tok_tags[t]); break; }
+        if (id < 0 && strchr(tok_chars, *s)) id = (int)(strchr(tok_chars, *s) - tok_chars);
+        if (id < 0 || n >= cap) return -1;
+        ids[n++] = id;
+        s += len;
     }
-    fclose(f);
-    CHECK(id == TOK_VOCAB, "%d lines, the vocabulary has %d tokens", id, TOK_VOCAB);
-    (void)task_find;
+    return n;
+}
+static void test_task_tokenizer(void) {
+    static const char *const names[2] = {"sudoku", "countdown"};
+    int k, split, i, part, bad = 0, count = 0;
+    for (k = 0; k < 2; k++)
+        for (split = SPLIT_TRAIN; split <= SPLIT_TEST; split++) {
+            d1_rng rng;
+            d1_rng_seed(&rng, 7 + (uint64_t)split);
+            for (i = 0; i < 500; i++) {
+                example ex;
+                task_find(names[k])->example(&rng, split, &ex);
+                for (part = 0; part < 2; part++) {
+                    char text[256], back[256];
+                    int want[256], got[256], nw, ng;
+                    snprintf(text, sizeof text, "%s%s%s", ex.prompt, part ? ex.answer : ex.trace, tok_tags[4]);
+                    nw = rule_encode(text, want, 256);
+                    ng = tok_encode(text, got, 256);
+                    tok_decode(got, ng > 0 ? ng : 0, back, sizeof back);
+                    if (nw <= 0 || ng != nw || memcmp(want, got, (size_t)nw * sizeof(int)) || strcmp(back, text)) {
+                        if (!bad++) CHECK(0, "%s: '%s': %d ids by the rule, %d by the tokenizer, back '%s'", names[k],
+                                          text, nw, ng, back);
+                    }
+                    count++;
+                }
+            }
+        }
+    CHECK(bad == 0, "%d of %d texts differ", bad, count);
+    {   /* what is not in the vocabulary */
+        int ids[8];
+        CHECK(tok_encode("1 2", ids, 8) == -1, "a space is no token");
+        CHECK(tok_encode("12345", ids, 4) == -1, "five tokens into four");
+    }
+}
+
+/* Each shipped checkpoint carries the tasks' tokenizer as files
+   (tokenizer.json, tokenizer_config.json, special_tokens_map.json): the same
+   token at every id, the same special tokens, and its config's mask and EOS
+   ids are <mask> and <eos>. */
+static void test_shipped_tokenizers(void) {
+    static const char *const dirs[] = {
+        "examples/checkpoints/sudoku/base", "examples/checkpoints/sudoku/sft", "examples/checkpoints/countdown/base",
+        "examples/checkpoints/countdown/sft", "examples/checkpoints/gpu-seed1/sudoku/base/final",
+        "examples/checkpoints/gpu-seed1/sudoku/rl-base/final"};
+    const d1_tokenizer *want = task_tokenizer();
+    int d, id;
+    for (d = 0; d < (int)(sizeof dirs / sizeof dirs[0]); d++) {
+        d1_tokenizer tok;
+        d1_model m;
+        char path[256];
+        FILE *f;
+        int same = 1;
+        int rc = d1_tokenizer_load(&tok, dirs[d]);
+        CHECK(rc == D1_OK, "%s: %s", dirs[d], d1_last_error());
+        if (rc != D1_OK) continue;
+        CHECK(tok.n_vocab == TOK_VOCAB, "%s: %d tokens", dirs[d], tok.n_vocab);
+        for (id = 0; id < tok.n_vocab && id < TOK_VOCAB; id++)
+            same &= !strcmp(d1_tokenizer_token(&tok, id), d1_tokenizer_token(want, id)) &&
+                    d1_tokenizer_is_special(&tok, id) == d1_tokenizer_is_special(want, id);
+        CHECK(same, "%s: its tokens differ from the tasks'", dirs[d]);
+        rc = d1_model_load(&m, dirs[d]);
+        CHECK(rc == D1_OK, "%s: %s", dirs[d], d1_last_error());
+        if (rc == D1_OK) {
+            CHECK(m.config.mask_id == d1_tokenizer_token_id(&tok, "<mask>") &&
+                  m.config.eos_id == d1_tokenizer_token_id(&tok, "<eos>"), "%s: the config's mask / EOS ids", dirs[d]);
+            d1_model_free(&m);
+        }
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dirs[d]);
+        CHECK((f = fopen(path, "r")) != NULL, "%s", path);
+        if (f) fclose(f);
+        snprintf(path, sizeof path, "%s/special_tokens_map.json", dirs[d]);
+        CHECK((f = fopen(path, "r")) != NULL, "%s", path);
+        if (f) fclose(f);
+        d1_tokenizer_free(&tok);
+    }
 }
 
 int main(void) {
     TH_BANNER();
     RUN(test_unrolled_is_grpo_step);
-    RUN(test_vocab_file);
+    RUN(test_task_tokenizer);
+    RUN(test_shipped_tokenizers);
     return th_summary();
 }

@@ -107,6 +107,7 @@ int main(int argc, char **argv) {
     d1_model ref;
     double peak;
     FILE *csv = NULL;
+    if (!task_tokenizer()) return 1; /* built here, before any thread decodes */
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
