@@ -941,6 +941,8 @@ typedef struct d1_tokenizer {
     int n_vocab;     /* 1 + the largest id (ids no token has are refused)         */
     int model;       /* D1_TOKENIZER_WORDLEVEL or D1_TOKENIZER_BPE                */
     int unk_id;      /* what an unknown piece becomes, or D1_TOKEN_NONE (an error) */
+    int n_merges;    /* BPE: the merges, rank 0 first (d1_tokenizer_merge)        */
+    int byte_level;  /* 1: the model's token texts are GPT-2 byte stand-ins (ByteLevel) */
     struct d1__tok *impl;
 } d1_tokenizer;
 
@@ -978,8 +980,14 @@ D1_API int  d1_tokenizer_token_id(const d1_tokenizer *tok, const char *text);
 /* The text of token id as tokenizer.json writes it (NUL-terminated; byte-
    level tokens in their stand-in form), or NULL for an id no token has. */
 D1_API const char *d1_tokenizer_token(const d1_tokenizer *tok, int id);
-/* 1 when id is a special added token, 0 when not, D1_ERR_TOKEN outside. */
-D1_API int  d1_tokenizer_is_special(const d1_tokenizer *tok, int id);
+/* BPE merge `rank` (0 <= rank < n_merges): the ids of its left and right
+   parts, whose texts joined are the merged token. D1_ERR_ARG outside. */
+D1_API int  d1_tokenizer_merge(const d1_tokenizer *tok, int rank, int *left, int *right);
+/* What token id is: D1_TOKEN_MODEL (the model's vocab), D1_TOKEN_ADDED (an
+   added token), D1_TOKEN_SPECIAL (a special added token, which decode's
+   skip_special leaves out), or D1_ERR_TOKEN for an id no token has. */
+enum { D1_TOKEN_MODEL = 0, D1_TOKEN_ADDED = 1, D1_TOKEN_SPECIAL = 2 };
+D1_API int  d1_tokenizer_token_type(const d1_tokenizer *tok, int id);
 #ifndef D1_NO_STDIO
 /* Loads PATH/tokenizer.json when path is a directory, else the file path.
    D1_ERR_NOT_FOUND when there is none. */
@@ -8114,6 +8122,7 @@ struct d1__tok {
     uint64_t *mkey;          /* merges: (left + 1) << 32 | (right + 1), 0 empty     */
     int      *mrank, *mid;
     uint32_t  mmask;
+    int      *mpair;         /* [2 n_merges]: each merge's left and right ids, by rank */
     int      *added;         /* ids of the added tokens, n_added                    */
     int       n_added;
     unsigned char first[32]; /* bit set: the first bytes of added tokens            */
@@ -8420,18 +8429,21 @@ static uint32_t d1__tok_slots(size_t n) {
 /* "merges": [["a", "b"], ...] or ["a b", ...] (one space); rank = index.
    The pair and its concatenation must be tokens. A pair listed twice keeps
    its last rank, as the Rust crate's map does. */
-static int d1__tok_parse_merges(const d1__json *j, size_t v, struct d1__tok *t) {
+static int d1__tok_parse_merges(const d1__json *j, size_t v, d1_tokenizer *tok, struct d1__tok *t) {
     char buf[1024], *sp;
     size_t it, el, n = 0, la, lb, ia, ib;
     int rank = 0;
     if (j->s[v] != '[') return D1__FAILF(D1_ERR_JSON, "tokenizer.json: \"merges\" is not a list");
     for (it = v + 1; d1__json_element(j, &it, &el);) n++;
     if (!n) return D1_OK;
+    if (n >= INT_MAX / 2) return D1__FAILF(D1_ERR_JSON, "tokenizer.json: %llu merges", (unsigned long long)n);
+    tok->n_merges = (int)n;
     t->mmask = d1__tok_slots(n) - 1;
-    t->mkey = (uint64_t *)d1__alloc(((size_t)t->mmask + 1) * (sizeof(uint64_t) + 2 * sizeof(int)));
+    t->mkey = (uint64_t *)d1__alloc(((size_t)t->mmask + 1) * (sizeof(uint64_t) + 2 * sizeof(int)) + 2 * n * sizeof(int));
     if (!t->mkey) return D1__FAIL(D1_ERR_NOMEM);
     t->mrank = (int *)(t->mkey + t->mmask + 1);
     t->mid = t->mrank + t->mmask + 1;
+    t->mpair = t->mid + t->mmask + 1;
     memset(t->mkey, 0, ((size_t)t->mmask + 1) * sizeof(uint64_t));
     for (it = v + 1; d1__json_element(j, &it, &el); rank++) {
         int a, b, m;
@@ -8464,6 +8476,8 @@ static int d1__tok_parse_merges(const d1__json *j, size_t v, struct d1__tok *t) 
         t->mkey[h] = key;
         t->mrank[h] = rank;
         t->mid[h] = m;
+        t->mpair[2 * rank] = a;
+        t->mpair[2 * rank + 1] = b;
     }
     return D1_OK;
 }
@@ -8574,8 +8588,9 @@ static int d1__tok_parse(d1_tokenizer *tok, struct d1__tok *t, const d1__json *j
             (d1__tok_get(j, model, "end_of_word_suffix", &v) == 1 && !d1__json_str_is(j, v, "")))
             return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a BPE subword prefix or suffix (%s)", d1__json_excerpt(j, v));
         if ((rc = d1__json_find(j, model, "merges", &v)) < 0) return rc;
-        if (rc == 1 && (rc = d1__tok_parse_merges(j, v, t)) != D1_OK) return rc;
+        if (rc == 1 && (rc = d1__tok_parse_merges(j, v, tok, t)) != D1_OK) return rc;
     }
+    tok->byte_level = t->byte_level;
     for (i = 0; i < 256; i++) { /* each byte's stand-in token */
         char u[4];
         t->byte_id[i] = d1__tok_find(t, u, d1__utf8_put(d1__byte_cp((unsigned)i), u));
@@ -8836,9 +8851,17 @@ D1_API const char *d1_tokenizer_token(const d1_tokenizer *tok, int id) {
     if (!tok || !tok->impl || id < 0 || id >= tok->n_vocab || tok->impl->off[id] < 0) return NULL;
     return tok->impl->text + tok->impl->off[id];
 }
-D1_API int d1_tokenizer_is_special(const d1_tokenizer *tok, int id) {
+D1_API int d1_tokenizer_merge(const d1_tokenizer *tok, int rank, int *left, int *right) {
+    if (!tok || !tok->impl || rank < 0 || rank >= tok->n_merges || !left || !right) return D1__FAIL(D1_ERR_ARG);
+    *left = tok->impl->mpair[2 * rank];
+    *right = tok->impl->mpair[2 * rank + 1];
+    return D1_OK;
+}
+D1_API int d1_tokenizer_token_type(const d1_tokenizer *tok, int id) {
+    unsigned f;
     if (!d1_tokenizer_token(tok, id)) return D1__FAIL(D1_ERR_TOKEN);
-    return (tok->impl->flags[id] & 2) ? 1 : 0;
+    f = tok->impl->flags[id];
+    return (f & 2) ? D1_TOKEN_SPECIAL : (f & 1) ? D1_TOKEN_ADDED : D1_TOKEN_MODEL;
 }
 
 /* A character vocabulary as tokenizer.json text: WordLevel, Split ".",
@@ -8906,11 +8929,13 @@ D1_API int d1_tokenizer_load(d1_tokenizer *tok, const char *path) {
     if (!tok || !path) return D1__FAIL(D1_ERR_ARG);
     memset(tok, 0, sizeof *tok);
     if (!(p = d1__path(path, "tokenizer.json"))) return D1__FAIL(D1_ERR_NOMEM);
-    if ((f = fopen(p, "rb")) != NULL) { /* a directory that holds one */
-        fclose(f);
-        path = p;
+    rc = d1__read_file(p, (uint64_t)1 << 31, &buf, &len); /* path is a directory that holds one */
+    if (rc == D1_ERR_NOT_FOUND) { /* else path is the file */
+        if ((f = d1__fopen_regular(path)) != NULL) fclose(f);
+        rc = !f && errno == EISDIR ? D1__FAILF(D1_ERR_NOT_FOUND, "no tokenizer.json in '%s'", path)
+                                   : d1__read_file(path, (uint64_t)1 << 31, &buf, &len);
     }
-    if ((rc = d1__read_file(path, (uint64_t)1 << 31, &buf, &len)) == D1_OK) rc = d1_tokenizer_load_memory(tok, buf, len);
+    if (rc == D1_OK) rc = d1_tokenizer_load_memory(tok, buf, len);
     d1__free(buf);
     d1__free(p);
     return rc;

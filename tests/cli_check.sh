@@ -105,6 +105,19 @@ sample_still_samples() {
         grep -qE '^1,2,3(,[0-9]+){8}$' "$out"
 }
 
+# with DIR's tokenizer.json the prompt is text and so is the output
+TCKPT=examples/checkpoints/sudoku/sft
+text_in_text_out() {
+    "$D1" sample "$TCKPT" --prompt 0030100020040300 --gen-len 8 --steps 8 >"$out" 2>&1 &&
+        grep -qE '^0030100020040300<reasoning>[0-9]' "$out"
+}
+
+# a prompt with a character the tokenizer lacks: usage error naming it
+text_without_token_named() {
+    d1 sample "$TCKPT" --prompt "0030 1000" --gen-len 8
+    [ "$rc" -eq 2 ] && says "the prompt" 'no token for " "'
+}
+
 if [ ! -x "$D1" ]; then
     echo "FAIL $D1 is not built (make build/d1)"; echo "0 passed, 1 failed"; exit 1
 fi
@@ -119,5 +132,7 @@ check bad_token_id_named bad_token_id_named
 check mask_in_prompt_named mask_in_prompt_named
 check schedule_errors_named schedule_errors_named
 check sample_still_samples sample_still_samples
+check text_in_text_out text_in_text_out
+check text_without_token_named text_without_token_named
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

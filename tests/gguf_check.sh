@@ -13,7 +13,7 @@ trap 'rm -rf "$out"' EXIT
 command -v node >/dev/null || { echo "node is missing"; exit 1; }
 [ -d tools/gguf_check/node_modules/@huggingface/gguf ] ||
     (cd tools/gguf_check && npm install --no-audit --no-fund --silent >/dev/null)
-"$D1" export-gguf examples/checkpoints/sudoku/base "$out/sudoku.gguf" --vocab examples/checkpoints/vocab.txt
+"$D1" export-gguf examples/checkpoints/sudoku/base "$out/sudoku.gguf"
 (cd tools/gguf_check && node check.mjs ../../examples/checkpoints/sudoku/base "$out/sudoku.gguf")
 "$D1" export-gguf tests/data/ckpt_torch_bf16 "$out/gqa.gguf" # GQA (4 heads, 2 KV heads), BF16, no vocabulary
 (cd tools/gguf_check && node check.mjs ../../tests/data/ckpt_torch_bf16 "$out/gqa.gguf")

@@ -139,7 +139,7 @@ static void test_shipped_tokenizers(void) {
         CHECK(tok.n_vocab == TOK_VOCAB, "%s: %d tokens", dirs[d], tok.n_vocab);
         for (id = 0; id < tok.n_vocab && id < TOK_VOCAB; id++)
             same &= !strcmp(d1_tokenizer_token(&tok, id), d1_tokenizer_token(want, id)) &&
-                    d1_tokenizer_is_special(&tok, id) == d1_tokenizer_is_special(want, id);
+                    d1_tokenizer_token_type(&tok, id) == d1_tokenizer_token_type(want, id);
         CHECK(same, "%s: its tokens differ from the tasks'", dirs[d]);
         rc = d1_model_load(&m, dirs[d]);
         CHECK(rc == D1_OK, "%s: %s", dirs[d], d1_last_error());

@@ -6,7 +6,7 @@
                               each tensor its stored dtype, shape and L2 norm
      d1 sample DIR --prompt P [options]
                               generate with the checkpoint in DIR (d1_sampler_generate)
-     d1 export-gguf DIR FILE.gguf [--vocab FILE]
+     d1 export-gguf DIR FILE.gguf [--tokenizer PATH]
                               the checkpoint as GGUF for llama.cpp's llada architecture
 
    Each command's options live in ONE table (sample_options below): the parser
@@ -55,9 +55,9 @@ typedef struct d1_command {
 } d1_command;
 
 static const d1_option sample_options[] = {
-    {"--prompt", "P", NULL, "required: comma-separated ids, or text with --vocab"},
-    {"--vocab", "FILE", NULL, "one token per line (line i is token i): prompt and output are text"},
-    {"--ids", NULL, NULL, "prompt and output as comma-separated ids, even with --vocab"},
+    {"--prompt", "P", NULL, "required: text when there is a tokenizer, else comma-separated ids"},
+    {"--tokenizer", "PATH", "DIR", "a tokenizer.json, or a directory holding one"},
+    {"--ids", NULL, NULL, "prompt and output as comma-separated ids, even with a tokenizer"},
     {"--gen-len", "N", "32", "tokens to generate"},
     {"--block-len", "N", "gen-len", "LLaDA's semi-autoregressive block; must divide --gen-len"},
     {"--steps", "N", "gen-len", "denoising steps; a multiple of the block count"},
@@ -73,7 +73,7 @@ static const d1_option sample_options[] = {
     {"--delay", "MS", "60", "with --visual: pause after each redraw"},
 };
 static const d1_option gguf_options[] = {
-    {"--vocab", "FILE", NULL, "one token per line (line i is token i); else tokens are \"[id]\""},
+    {"--tokenizer", "PATH", "DIR", "a tokenizer.json, or a directory holding one (else tokens are \"[id]\")"},
 };
 typedef char sample_options_fit_in_cmdline[COUNT(sample_options) <= MAX_OPTIONS ? 1 : -1];
 
@@ -86,7 +86,7 @@ static const d1_command commands[] = {
     {"info", "DIR", "describe the checkpoint in DIR (config, parameters, tensors)", NULL, 0, 1, cmd_info},
     {"sample", "DIR --prompt P [options]", "generate from a prompt with the checkpoint in DIR",
      sample_options, COUNT(sample_options), 1, cmd_sample},
-    {"export-gguf", "DIR FILE.gguf [--vocab FILE]", "write the checkpoint as GGUF for llama.cpp (llada)",
+    {"export-gguf", "DIR FILE.gguf [--tokenizer PATH]", "write the checkpoint as GGUF for llama.cpp (llada)",
      gguf_options, COUNT(gguf_options), 2, cmd_export_gguf},
     {"help", "[CMD]", "this list, or CMD's options (also d1 CMD --help)", NULL, 0, 1, cmd_help},
 };
@@ -265,47 +265,16 @@ static int cmd_info(const d1_command *c, const cmdline *a) {
 
 /* ---- d1 sample ------------------------------------------------------------------ */
 
-typedef struct vocab {
-    char **tok; /* [n] token text */
-    int n;
-} vocab;
-
-/* Reads one token per line; "\n" in a line stands for a newline. */
-static int vocab_load(vocab *v, const char *path) {
-    FILE *f = fopen(path, "rb");
-    char line[256];
-    memset(v, 0, sizeof *v);
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f)) {
-        size_t n = strcspn(line, "\r\n"), i, k = 0;
-        char *t = (char *)malloc(n + 1);
-        for (i = 0; i < n; i++) {
-            if (line[i] == '\\' && i + 1 < n && line[i + 1] == 'n') { t[k++] = '\n'; i++; }
-            else t[k++] = line[i];
-        }
-        t[k] = 0;
-        v->tok = (char **)realloc(v->tok, (size_t)(v->n + 1) * sizeof(char *));
-        v->tok[v->n++] = t;
-    }
-    fclose(f);
-    return v->n > 0;
-}
-
-/* Text to ids by the longest matching token at each position; -1 if stuck. */
-static int vocab_encode(const vocab *v, const char *text, int *ids, int cap) {
-    int n = 0;
-    while (*text) {
-        int best = -1, i;
-        size_t best_len = 0;
-        for (i = 0; i < v->n; i++) {
-            size_t l = strlen(v->tok[i]);
-            if (l > best_len && !strncmp(text, v->tok[i], l)) { best = i; best_len = l; }
-        }
-        if (best < 0 || n == cap) return -1;
-        ids[n++] = best;
-        text += best_len;
-    }
-    return n;
+/* The tokenizer at --tokenizer PATH, else DIR's tokenizer.json when there is
+   one: 1 with *tok loaded, 0 when there is none (DIR has none and no
+   --tokenizer was given), -1 having said why it does not load. */
+static int load_tokenizer(const d1_command *c, const cmdline *a, d1_tokenizer *tok) {
+    const char *path = opt(c, a, "--tokenizer");
+    int given = path && strcmp(path, "DIR"), rc = d1_tokenizer_load(tok, given ? path : a->pos[0]);
+    if (rc == D1_OK) return 1;
+    if (rc == D1_ERR_NOT_FOUND && !given) return 0;
+    lib_fail(c, given ? path : a->pos[0], rc);
+    return -1;
 }
 
 /* "1,2,3" to ids; -1 on a bad number. */
@@ -323,14 +292,16 @@ static int parse_ids(const char *s, int *ids, int cap) {
 }
 
 typedef struct view {
-    const vocab *v;        /* NULL: print ids */
+    const d1_tokenizer *tok; /* NULL: print ids */
     int mask_id, delay_ms, total_steps;
 } view;
 
-/* One token of the canvas: '_' for a mask, its text, or [id] without a vocabulary. */
+/* One token of the canvas: '_' for a mask, its text, or [id] without a tokenizer. */
 static void put_token(const view *w, int id) {
+    char text[256];
+    size_t len;
     if (id == w->mask_id) fputs("_", stdout);
-    else if (w->v && id >= 0 && id < w->v->n) fputs(w->v->tok[id], stdout);
+    else if (w->tok && d1_tokenizer_decode(w->tok, &id, 1, 0, text, sizeof text, &len) == D1_OK) fputs(text, stdout);
     else printf("[%d]", id);
 }
 
@@ -345,7 +316,7 @@ static void on_step(const d1_sample_event *ev, void *user) {
         else if (i < ev->prompt_len) fputs("\033[2m", stdout);
         put_token(w, id);
         if (ev->revealed[i] || i < ev->prompt_len) fputs("\033[0m", stdout);
-        if (!w->v) putchar(' ');
+        if (!w->tok) putchar(' ');
     }
     printf("\n\nstep %d%s%d  block %d  masks left %d\n", ev->step + 1, w->total_steps ? "/" : "",
            w->total_steps, ev->block + 1, ev->n_masked);
@@ -416,7 +387,7 @@ static int sample_check(const d1_command *c, const d1_sampler_desc *d, const d1_
 }
 
 /* Generates from the prompt ids[P] and prints the whole canvas (prompt and
-   completion): text through w->v, else comma-separated ids. Returns the exit status. */
+   completion): text through w->tok, else comma-separated ids. Returns the exit status. */
 static int generate(const d1_command *c, d1_model *m, const d1_sampler_desc *d, const view *w, const int *ids,
                     int P, unsigned long long seed) {
     int *out = (int *)malloc(sizeof(int) * (size_t)(P + d->gen_len)), rc, i;
@@ -425,11 +396,19 @@ static int generate(const d1_command *c, d1_model *m, const d1_sampler_desc *d, 
     d1_rng_seed(&rng, seed);
     rc = d1_sampler_generate(m, d, ids, 1, P, NULL, &rng, out, &st);
     if (rc != D1_OK) { free(out); return lib_fail(c, "d1_sampler_generate", rc); }
-    for (i = 0; i < P + d->gen_len; i++) {
-        if (w->v) put_token(w, out[i]);
-        else printf("%s%d", i ? "," : "", out[i]);
+    if (w->tok) { /* the whole canvas decoded at once (a character may span tokens) */
+        size_t len = 0;
+        char *text;
+        d1_tokenizer_decode(w->tok, out, P + d->gen_len, 0, NULL, 0, &len);
+        if ((text = (char *)malloc(len + 1)) != NULL &&
+            (rc = d1_tokenizer_decode(w->tok, out, P + d->gen_len, 0, text, len + 1, &len)) == D1_OK)
+            printf("%s\n", text);
+        free(text);
+        if (rc != D1_OK) { free(out); return lib_fail(c, "d1_tokenizer_decode", rc); }
+    } else {
+        for (i = 0; i < P + d->gen_len; i++) printf("%s%d", i ? "," : "", out[i]);
+        printf("\n");
     }
-    printf("\n");
     if (d->callback) fprintf(stderr, "%d steps, %d forward passes\n", st.steps, st.forward_passes);
     free(out);
     return 0;
@@ -437,27 +416,33 @@ static int generate(const d1_command *c, d1_model *m, const d1_sampler_desc *d, 
 
 /* d1 sample DIR --prompt P [options] */
 static int cmd_sample(const d1_command *c, const cmdline *a) {
-    const char *prompt = opt(c, a, "--prompt"), *vocab_path = opt(c, a, "--vocab");
+    const char *prompt = opt(c, a, "--prompt");
     d1_sampler_desc d;
     unsigned long long seed = 1;
     d1_model m;
-    vocab voc;
+    d1_tokenizer tok;
     view w;
-    int precision, rc, n, P, *ids;
+    int precision, rc = 0, n, P = -1, *ids = NULL, has_tok;
     memset(&w, 0, sizeof w);
     if (a->n_pos != 1 || !prompt) return usage_error(c, "expects DIR and --prompt P", NULL);
     if (!sample_settings(c, a, &d, &w, &seed, &precision)) return 2;
-    if (vocab_path && !vocab_load(&voc, vocab_path)) {
-        fail(c, "cannot read the vocabulary %s", vocab_path);
-        return 1;
+    if ((has_tok = load_tokenizer(c, a, &tok)) < 0) return 1;
+    if (has_tok && !opt(c, a, "--ids")) w.tok = &tok;
+    if (w.tok) { /* text -> ids: measure, then encode */
+        if ((rc = d1_tokenizer_encode(w.tok, prompt, strlen(prompt), NULL, 0, &n)) == D1_OK &&
+            (ids = (int *)malloc(sizeof(int) * (size_t)(n + 1))) != NULL &&
+            (rc = d1_tokenizer_encode(w.tok, prompt, strlen(prompt), ids, n + 1, &P)) == D1_OK) {}
+        if (rc != D1_OK) { fail(c, "the prompt: %s", d1_last_error()); rc = 2; P = -1; }
+    } else {
+        n = (int)strlen(prompt) + 1; /* more than the prompt's ids: each takes a character at least */
+        ids = (int *)malloc(sizeof(int) * (size_t)n);
+        if (ids && (P = parse_ids(prompt, ids, n)) < 0) {
+            fail(c, "the prompt does not read as comma-separated ids%s", has_tok ? "" : " (DIR has no tokenizer.json)");
+            rc = 2;
+        }
     }
-    if (vocab_path && !opt(c, a, "--ids")) w.v = &voc;
-    n = (int)strlen(prompt) + 1; /* more than the prompt's tokens: each is at least one character */
-    ids = (int *)malloc(sizeof(int) * (size_t)n);
-    P = w.v ? vocab_encode(w.v, prompt, ids, n) : parse_ids(prompt, ids, n);
-    if (P < 0) {
-        fail(c, "the prompt does not %s", w.v ? "split into vocabulary tokens" : "read as comma-separated ids");
-        rc = 2;
+    if (P < 0 || !ids) {
+        rc = rc ? rc : 1;
     } else if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) {
         rc = lib_fail(c, a->pos[0], rc);
     } else {
@@ -468,8 +453,7 @@ static int cmd_sample(const d1_command *c, const cmdline *a) {
         d1_model_free(&m);
     }
     free(ids);
-    while (vocab_path && voc.n > 0) free(voc.tok[--voc.n]);
-    if (vocab_path) free(voc.tok);
+    if (has_tok) d1_tokenizer_free(&tok);
     return rc;
 }
 
@@ -485,11 +469,14 @@ static int cmd_sample(const d1_command *c, const cmdline *a) {
    same bytes. llama.cpp rotates consecutive pairs (its "normal" RoPE) where
    LLaDA rotates halves (i, i + hd/2), so each head's q and k rows are
    written in the order 0, hd/2, 1, hd/2 + 1, ... (the same function).
-   Tokens: from --vocab (one per line, as d1 sample reads it) in GPT-2's
-   byte-level spelling, else "[id]"; EOS, pad and mask are control tokens,
-   multi-character tokens of the form <...> user-defined ones (matched whole);
-   a gpt2 tokenizer with one merge that never applies ("= ="; llama.cpp
-   wants at least one), no BOS, and a chat template that passes the text. */
+   Tokens: from DIR's tokenizer.json (or --tokenizer PATH), model tokens in
+   GPT-2's byte-level spelling (a ByteLevel tokenizer's are in it already),
+   added tokens as they are, else "[id]". EOS, pad, mask and the special
+   added tokens are control tokens, the other added tokens user-defined ones
+   (matched whole); the tokenizer's merges (a tokenizer without any gets one
+   that never applies, "= =": llama.cpp wants at least one), pre-tokenizer
+   "default" (llama.cpp's own expression, not the tokenizer's), no BOS, and
+   a chat template that passes the text. */
 
 enum { GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
 
@@ -544,6 +531,21 @@ static void byte_level(const char *s, char *out, size_t cap) {
     out[n] = 0;
 }
 
+/* Token id as the GGUF spells it: an added token's text as it is, a model
+   token in the byte-level alphabet (a ByteLevel tokenizer's texts are in it
+   already), "[id]" without a tokenizer or for an id no token has. The text
+   lives until the next call. */
+static const char *gguf_token(const d1_tokenizer *tok, int id) {
+    static char bl[1024];
+    char t[512];
+    const char *s = tok ? d1_tokenizer_token(tok, id) : NULL;
+    if (s && (tok->byte_level || d1_tokenizer_token_type(tok, id) != D1_TOKEN_MODEL)) return s;
+    if (s) snprintf(t, sizeof t, "%s", s);
+    else snprintf(t, sizeof t, "[%d]", id);
+    byte_level(t, bl, sizeof bl);
+    return bl;
+}
+
 /* One tensor of the file: ggml name, dims (innermost first), its floats and,
    for q and k, the head width whose rows are reordered (0: none). */
 typedef struct gguf_tensor {
@@ -565,28 +567,35 @@ static void gguf_put_data(FILE *f, const gguf_tensor *t) {
     }
 }
 
-/* d1 export-gguf DIR FILE.gguf [--vocab FILE] */
+/* d1 export-gguf DIR FILE.gguf [--tokenizer PATH] */
 static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
-    const char *vocab_path = opt(c, a, "--vocab");
     d1_model m;
     d1_config *g;
-    vocab voc;
+    d1_tokenizer tok;
     gguf_tensor *ts;
     FILE *f;
-    int rc, i, l, nt = 0, V, C, F, KVD, hd, ok;
+    int rc, i, l, nt = 0, V, C, F, KVD, hd, ok, has_tok;
     uint64_t off = 0, k;
     if (a->n_pos != 2) return usage_error(c, "expects DIR and FILE.gguf", NULL);
-    memset(&voc, 0, sizeof voc);
-    if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) return lib_fail(c, a->pos[0], rc);
+    if ((has_tok = load_tokenizer(c, a, &tok)) < 0) return 1;
+    if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) {
+        if (has_tok) d1_tokenizer_free(&tok);
+        return lib_fail(c, a->pos[0], rc);
+    }
     g = &m.config;
     V = g->vocab_size; C = g->dim; F = g->ffn_dim; hd = C / g->n_heads; KVD = g->n_kv_heads * hd;
-    if (vocab_path && (!vocab_load(&voc, vocab_path) || voc.n != V)) {
-        fail(c, "--vocab %s: %d tokens, the model has %d", vocab_path, voc.n, V);
+    if (has_tok && tok.n_vocab > V) {
+        fail(c, "the tokenizer has %d tokens, the model %d", tok.n_vocab, V);
+        d1_tokenizer_free(&tok);
         d1_model_free(&m);
         return 1;
     }
     ts = (gguf_tensor *)calloc((size_t)(3 + 9 * g->n_layers), sizeof *ts);
-    if (!ts) { d1_model_free(&m); return lib_fail(c, "export-gguf", D1_ERR_NOMEM); }
+    if (!ts) {
+        if (has_tok) d1_tokenizer_free(&tok);
+        d1_model_free(&m);
+        return lib_fail(c, "export-gguf", D1_ERR_NOMEM);
+    }
 #define T2(nm, in, out, p, hdv) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 2, ts[nt].ne[0] = (uint64_t)(in), \
                                  ts[nt].ne[1] = (uint64_t)(out), ts[nt].data = (p), ts[nt].rope_hd = (hdv), nt++)
 #define T1(nm, n, p) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 1, ts[nt].ne[0] = (uint64_t)(n), \
@@ -612,6 +621,7 @@ static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
 #undef T2
     if (!(f = fopen(a->pos[1], "wb"))) {
         fail(c, "cannot write %s: %s", a->pos[1], strerror(errno));
+        if (has_tok) d1_tokenizer_free(&tok);
         free(ts);
         d1_model_free(&m);
         return 1;
@@ -639,22 +649,27 @@ static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
     kv_str(f, "tokenizer.ggml.model", "gpt2");
     kv_str(f, "tokenizer.ggml.pre", "default");
     kv_array(f, "tokenizer.ggml.tokens", GGUF_STRING, (uint64_t)V);
-    for (i = 0; i < V; i++) {
-        char t[512], bl[1024];
-        if (voc.n) snprintf(t, sizeof t, "%s", voc.tok[i]);
-        else snprintf(t, sizeof t, "[%d]", i);
-        byte_level(t, bl, sizeof bl);
-        put_str(f, bl);
-    }
+    for (i = 0; i < V; i++) put_str(f, gguf_token(has_tok ? &tok : NULL, i));
     kv_array(f, "tokenizer.ggml.token_type", GGUF_I32, (uint64_t)V);
     for (i = 0; i < V; i++) { /* 1 normal, 3 control, 4 user-defined */
-        const char *t = voc.n ? voc.tok[i] : "";
-        size_t n = strlen(t);
-        int special = i == g->eos_id || i == g->pad_id || i == g->mask_id;
-        put_u32(f, special ? 3u : n > 2 && t[0] == '<' && t[n - 1] == '>' ? 4u : 1u);
+        int type = has_tok ? d1_tokenizer_token_type(&tok, i) : D1_TOKEN_MODEL;
+        int special = i == g->eos_id || i == g->pad_id || i == g->mask_id || type == D1_TOKEN_SPECIAL;
+        put_u32(f, special ? 3u : type == D1_TOKEN_ADDED ? 4u : 1u);
     }
-    kv_array(f, "tokenizer.ggml.merges", GGUF_STRING, 1);
-    put_str(f, "= =");
+    if (has_tok && tok.n_merges > 0) { /* the tokenizer's merges, "left right" by rank */
+        kv_array(f, "tokenizer.ggml.merges", GGUF_STRING, (uint64_t)tok.n_merges);
+        for (i = 0; i < tok.n_merges; i++) {
+            char pair[1024];
+            int lt = 0, rt = 0;
+            d1_tokenizer_merge(&tok, i, &lt, &rt);
+            snprintf(pair, sizeof pair, "%s", gguf_token(&tok, lt));
+            snprintf(pair + strlen(pair), sizeof pair - strlen(pair), " %s", gguf_token(&tok, rt));
+            put_str(f, pair);
+        }
+    } else {
+        kv_array(f, "tokenizer.ggml.merges", GGUF_STRING, 1);
+        put_str(f, "= =");
+    }
     kv_u32(f, "tokenizer.ggml.eos_token_id", (uint32_t)(g->eos_id >= 0 ? g->eos_id : g->mask_id));
     kv_u32(f, "tokenizer.ggml.padding_token_id", (uint32_t)(g->pad_id >= 0 ? g->pad_id : g->mask_id));
     kv_u32(f, "tokenizer.ggml.mask_token_id", (uint32_t)g->mask_id);
@@ -681,9 +696,8 @@ static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
     ok = !ferror(f);
     ok = fclose(f) == 0 && ok;
     if (!ok) fail(c, "write %s failed", a->pos[1]);
-    else printf("%s: %d tensors, %s tokens, llada architecture\n", a->pos[1], nt, voc.n ? "--vocab" : "[id]");
-    for (i = 0; i < voc.n; i++) free(voc.tok[i]);
-    free(voc.tok);
+    else printf("%s: %d tensors, %s tokens, llada architecture\n", a->pos[1], nt, has_tok ? "the tokenizer's" : "[id]");
+    if (has_tok) d1_tokenizer_free(&tok);
     free(ts);
     d1_model_free(&m);
     return ok ? 0 : 1;

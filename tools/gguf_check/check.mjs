@@ -4,12 +4,15 @@
 //   value config.json implies; every tensor's name, shape, type and 32-byte
 //   aligned offset; and every tensor's data against model.safetensors (F32 or
 //   BF16), value for value, with q and k rows in llama.cpp's pair order
-//   (row 2i of a head is LLaDA's row i, row 2i+1 its row i + hd/2).
+//   (row 2i of a head is LLaDA's row i, row 2i+1 its row i + hd/2). When DIR
+//   has a tokenizer.json, every token's text and type (special added tokens
+//   control, 3) against it: the demo's tokens are printable ASCII, the same
+//   in GPT-2's byte-level spelling.
 //
 //   cd tools/gguf_check && npm install && node check.mjs DIR FILE.gguf
 // Prints one line per failed check and a last line "gguf: N checks, M failed".
 import { gguf } from "@huggingface/gguf";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 
 const [dir, file] = process.argv.slice(2);
 if (!dir || !file) {
@@ -43,6 +46,16 @@ expect(Array.isArray(toks) && toks.length === V && new Set(toks).size === V, "to
 expect(Array.isArray(types) && types.length === V && types[cfg.mask_token_id] === 3, "token_type: the mask a control token");
 expect(Array.isArray(md["tokenizer.ggml.merges"]) && md["tokenizer.ggml.merges"].length >= 1, "at least one merge");
 expect(typeof md["tokenizer.chat_template"] === "string", "a chat template");
+if (existsSync(`${dir}/tokenizer.json`)) {
+  const tj = JSON.parse(readFileSync(`${dir}/tokenizer.json`, "utf8"));
+  const text = [], special = [];
+  for (const [t, id] of Object.entries(tj.model.vocab)) text[id] = t;
+  for (const a of tj.added_tokens ?? []) { text[a.id] = a.content; special[a.id] = a.special; }
+  for (let i = 0; i < V; i++) {
+    expect(toks[i] === (text[i] ?? `[${i}]`), `token ${i} is ${JSON.stringify(toks[i])}, tokenizer.json says ${JSON.stringify(text[i])}`);
+    if (special[i]) expect(types[i] === 3, `token ${i} (${text[i]}), special in tokenizer.json, has type ${types[i]}`);
+  }
+}
 
 // the tensors: names, shapes (innermost first), F32, offsets
 const shapes = { "token_embd.weight": [C, V], "output_norm.weight": [C], "output.weight": [C, V] };
