@@ -16,7 +16,7 @@ RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
            $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_config $(BUILD)/test_malformed \
-           $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_examples \
+           $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_examples $(BUILD)/test_tokenizer \
            $(BUILD)/fuzz_replay \
            $(BUILD)/fuzz_dir_replay
 EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d1_demo

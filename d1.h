@@ -8582,8 +8582,12 @@ static int d1__tok_parse(d1_tokenizer *tok, struct d1__tok *t, const d1__json *j
             (rc = d1__tok_bool(j, model, "byte_fallback", 0, &byte_fallback)) != D1_OK)
             return rc;
         if (byte_fallback) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: BPE byte_fallback");
-        if (d1__tok_get(j, model, "dropout", &v) == 1 && strncmp(j->s + v, "0", 1) && strncmp(j->s + v, "0.0", 3))
-            return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout %s", d1__json_excerpt(j, v));
+        if (d1__tok_get(j, model, "dropout", &v) == 1) {
+            double p;
+            if (!d1__parse_number(j->s + v, d1__json_skip(j, v) - v, &p))
+                return D1__FAILF(D1_ERR_JSON, "tokenizer.json: BPE dropout %s", d1__json_excerpt(j, v));
+            if (p != 0.0) return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: BPE dropout %s", d1__json_excerpt(j, v));
+        }
         if ((d1__tok_get(j, model, "continuing_subword_prefix", &v) == 1 && !d1__json_str_is(j, v, "")) ||
             (d1__tok_get(j, model, "end_of_word_suffix", &v) == 1 && !d1__json_str_is(j, v, "")))
             return D1__FAILF(D1_ERR_UNSUPPORTED, "tokenizer.json: a BPE subword prefix or suffix (%s)", d1__json_excerpt(j, v));
