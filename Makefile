@@ -18,12 +18,13 @@ TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)
            $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_config $(BUILD)/test_malformed \
            $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_examples $(BUILD)/test_tokenizer \
            $(BUILD)/fuzz_replay \
-           $(BUILD)/fuzz_dir_replay
+           $(BUILD)/fuzz_dir_replay \
+           $(BUILD)/fuzz_tokenizer_replay
 EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d1_demo
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir ckpt-torch clean \
+.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir fuzz-tokenizer ckpt-torch clean \
         cuda test-cuda threshold-check
 all: apps $(TESTS)
 # everything but the tests: the examples, benchmarks and tools
@@ -71,7 +72,7 @@ $(BUILD)/d1: tools/d1.c d1.h | $(BUILD)
 
 # the checkpoint loader's fuzz target: replayed over tests/data/fuzz_corpus by
 # `make test`; `make fuzz` runs libFuzzer (clang) for FUZZ_SECONDS
-$(BUILD)/fuzz_replay: tests/fuzz_load.c d1.h | $(BUILD)
+$(BUILD)/fuzz_replay: tests/fuzz_load.c tests/fuzz_replay.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
 
 # the directory-level target (config, weights, shards, training state, adapters):
@@ -94,6 +95,19 @@ fuzz: $(BUILD)/fuzz_load
 	mkdir -p $(BUILD)/fuzz_corpus
 	./$(BUILD)/fuzz_load -max_total_time=$(FUZZ_SECONDS) -timeout=10 -dict=tests/fuzz_load.dict \
 	    $(BUILD)/fuzz_corpus tests/data/fuzz_corpus
+
+# the tokenizer's target (tokenizer.json, then a text): replayed over
+# tests/data/fuzz_tokenizer_corpus by `make test`; `make fuzz-tokenizer` runs libFuzzer
+$(BUILD)/fuzz_tokenizer_replay: tests/fuzz_tokenizer.c tests/fuzz_replay.h d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
+
+$(BUILD)/fuzz_tokenizer: tests/fuzz_tokenizer.c d1.h | $(BUILD)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined $< -o $@ -lm -lpthread
+
+fuzz-tokenizer: $(BUILD)/fuzz_tokenizer
+	mkdir -p $(BUILD)/fuzz_tokenizer_corpus
+	./$(BUILD)/fuzz_tokenizer -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=16384 \
+	    $(BUILD)/fuzz_tokenizer_corpus tests/data/fuzz_tokenizer_corpus
 
 # a checkpoint written by d1.h, read back by the PyTorch reference (python3-torch)
 ckpt-torch: $(BUILD)/test_checkpoint
