@@ -180,6 +180,30 @@ static void test_split_expressions(void) {
     CHECK(splits_to(D1__RE_LLAMA3, "I'M don't --!!\tx caf\xc3\xa9 \xc2\xbd", llama3b, 9), "Llama 3 contractions, Latin-1");
     CHECK(splits_to(D1__RE_LLAMA3, "a.\n \n\nb )\r\nc", llama3c, 6), "Llama 3 newlines");
     CHECK(splits_to(D1__RE_CHAR, "a\xc3\xa9\n\nb", chars, 4), "\".\": one character, newline runs between");
+    {   /* the classes: General_Category L* and N*, Oniguruma's \s, other */
+        static const struct { unsigned cp; int cl; } c[] = {
+            {'a', D1__CL_L}, {'7', D1__CL_N}, {'\t', D1__CL_S}, {'_', D1__CL_P}, {0x85, D1__CL_S}, {0xE9, D1__CL_L},
+            {0xBD, D1__CL_N}, {0xD7, D1__CL_P}, {0x2122, D1__CL_P}, {0x94D, D1__CL_P}, {0x9E7, D1__CL_N},
+            {0xE51, D1__CL_N}, {0x60C, D1__CL_P}, {0x3000, D1__CL_S}, {0x2003, D1__CL_S}, {0xFEFF, D1__CL_P},
+            {0x4E2D, D1__CL_L}, {0x1F600, D1__CL_P}, {0x16EE, D1__CL_N}, {0x20000, D1__CL_L}, {0xE000, D1__CL_P},
+            {0x10FFFF, D1__CL_P}};
+        int k, ok = 1;
+        for (k = 0; k < (int)(sizeof c / sizeof c[0]); k++)
+            if (d1__cp_class(c[k].cp) != c[k].cl) {
+                printf("  U+%04X: class %d, want %d\n", c[k].cp, d1__cp_class(c[k].cp), c[k].cl);
+                ok = 0;
+            }
+        CHECK(ok, "character classes");
+    }
+    {   /* lstrip / rstrip take any White_Space: U+00A0 before, U+3000 after */
+        d1_tokenizer t;
+        const int want[] = {0, 2, 1};
+        CHECK(load(&t, "{\"added_tokens\": [{\"id\": 2, \"content\": \"<m>\", \"lstrip\": true, \"rstrip\": true}],"
+                       " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \".\"}},"
+                       " \"model\": {\"type\": \"WordLevel\", \"vocab\": {\"a\": 0, \"b\": 1}}}") == D1_OK, "load");
+        CHECK(encodes_to(&t, "a\xc2\xa0<m>\xe3\x80\x80 b", want, 3), "Unicode spaces beside <m>");
+        d1_tokenizer_free(&t);
+    }
 }
 
 /* A byte-level BPE of the 256 stand-ins and a few merges, as JSON. */
