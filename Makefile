@@ -77,7 +77,7 @@ $(BUILD)/fuzz_replay: tests/fuzz_load.c tests/fuzz_replay.h d1.h | $(BUILD)
 
 # the directory-level target (config, weights, shards, training state, adapters):
 # replayed over tests/data/fuzz_dir_corpus by `make test`; `make fuzz-dir` runs libFuzzer
-$(BUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h d1.h | $(BUILD)
+$(BUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h tests/fuzz_replay.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(LDLIBS)
 
 $(BUILD)/fuzz_dir: tests/fuzz_dir.c tests/count_alloc.h d1.h | $(BUILD)

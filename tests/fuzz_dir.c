@@ -274,25 +274,8 @@ static int fz_seed(const char *out_dir) {
     return 0;
 }
 
-static int replay_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    unsigned char *buf;
-    long n;
-    if (!f) return 0;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    buf = (unsigned char *)malloc(n > 0 ? (size_t)n : 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) { fclose(f); free(buf); return 0; }
-    fclose(f);
-    LLVMFuzzerTestOneInput(buf, (size_t)n);
-    free(buf);
-    return 1;
-}
-
-#ifndef D1_TEST_DATA
-#define D1_TEST_DATA "tests/data"
-#endif
+#define D1_FUZZ_OWN_MAIN
+#include "fuzz_replay.h" /* replay_file, D1_TEST_DATA */
 
 /* Replays every input in the directories named (default: the committed
    seeds), or writes the seeds (--seed DIR); ends with the suite's summary. */

@@ -4,7 +4,7 @@
    (default: D1_TEST_DATA D1_FUZZ_SEEDS, the committed seeds), then prints
    the test suite's summary line; a failing input aborts, which tests/run.sh
    counts as a failure. The including target defines D1_FUZZ_NAME and
-   D1_FUZZ_SEEDS. */
+   D1_FUZZ_SEEDS, or D1_FUZZ_OWN_MAIN to take replay_file only. */
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -28,6 +28,7 @@ static int replay_file(const char *path) {
 #define D1_TEST_DATA "tests/data"
 #endif
 
+#ifndef D1_FUZZ_OWN_MAIN
 /* Runs the target over every file named, and every file in every directory
    named (default: the committed seeds), then prints the test suite's summary
    line; a failing input aborts, which tests/run.sh counts as a failure. */
@@ -62,3 +63,4 @@ int main(int argc, char **argv) {
     printf("ok   %s: replayed %d inputs\n%d passed, 0 failed\n", D1_FUZZ_NAME, n, n > 0);
     return n > 0 ? 0 : 1;
 }
+#endif
