@@ -445,10 +445,10 @@ static void svg_plot(const char *path, const char *title, const series *s, int n
 /* ==== data ================================================================== */
 /* Row b of a training batch: prompt ⊕ completion ⊕ <eos> padding to T.
    Returns the tokens before the padding. */
-static int encode_row(const example *ex, int with_trace, int T, int *row) {
-    int n = tok_encode(ex->prompt, row, T), i;
-    n += tok_encode(with_trace ? ex->trace : ex->answer, row + n, T - n);
-    for (i = n; i < T; i++) row[i] = TOK_EOS;
+static int encode_row(const task *t, const example *ex, int with_trace, int T, int *row) {
+    int n = tok_encode(t, ex->prompt, row, T), i, eos = task_token(t, "<eos>");
+    n += tok_encode(t, with_trace ? ex->trace : ex->answer, row + n, T - n);
+    for (i = n; i < T; i++) row[i] = eos;
     return n;
 }
 
@@ -465,7 +465,7 @@ static int heldout_prompts(const task *t, int n, uint64_t seed, int split, int *
         for (j = 0; j < k && strcmp(seen[j], ex.prompt) != 0; j++) {}
         if (j < k) continue;
         strcpy(seen[k], ex.prompt);
-        tok_encode(ex.prompt, prompts + (size_t)k * t->prompt_len, t->prompt_len);
+        tok_encode(t, ex.prompt, prompts + (size_t)k * t->prompt_len, t->prompt_len);
         k++;
     }
     free(seen);
@@ -476,8 +476,8 @@ static int heldout_prompts(const task *t, int n, uint64_t seed, int split, int *
 static float reward_tokens(const d1_rollout *ro, void *user) {
     const task *t = (const task *)user;
     char p[64], c[512];
-    tok_decode(ro->prompt, ro->prompt_len, p, sizeof p);
-    tok_decode(ro->completion, ro->completion_len, c, sizeof c);
+    tok_decode(t, ro->prompt, ro->prompt_len, p, sizeof p);
+    tok_decode(t, ro->completion, ro->completion_len, c, sizeof c);
     return t->reward_text(p, c);
 }
 
@@ -508,7 +508,7 @@ static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block,
     d1_sampler_desc sd;
     d1_sample_stats st;
     d1_rng rng;
-    int P = t->prompt_len, T = P + gen_len, i, b, rc = D1_OK;
+    int P = t->prompt_len, T = P + gen_len, i, b, rc = D1_OK, eos = task_token(t, "<eos>");
     int *out = (int *)malloc(sizeof(int) * CHUNK * T);
     double s = 0, s2 = 0, e = 0;
     int no_answer = 0;
@@ -526,13 +526,13 @@ static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block,
             int len = gen_len;
             float r;
             char p[64], c[512], answer[64];
-            for (len = 0; len < gen_len && row[P + len] != TOK_EOS; len++) {}
-            tok_decode(row, P, p, sizeof p);
-            tok_decode(row + P, len, c, sizeof c);
+            for (len = 0; len < gen_len && row[P + len] != eos; len++) {}
+            tok_decode(t, row, P, p, sizeof p);
+            tok_decode(t, row + P, len, c, sizeof c);
             r = t->reward_text(p, c); /* = reward_tokens(row, P, row + P, len, t), decoded once */
             no_answer += !last_answer(c, answer, sizeof answer);
             if (i + b < show) { /* what the model writes: the first few, decoded to the canvas' end */
-                tok_decode(row + P, gen_len, c, sizeof c);
+                tok_decode(t, row + P, gen_len, c, sizeof c);
                 fprintf(stderr, "    %s -> %s  (reward %.2f)\n", p, c, r);
             }
             s += r; s2 += (double)r * r; e += r >= 1.0f - 1e-6f;
@@ -550,7 +550,7 @@ static int evaluate_with(d1_model *m, const settings *S, int gen_len, int block,
 static d1_config model_config(const settings *S) {
     d1_config c;
     memset(&c, 0, sizeof c);
-    c.vocab_size = TOK_VOCAB; c.dim = S->dim; c.n_layers = S->layers; c.n_heads = S->heads;
+    c.vocab_size = task_tokenizer(S->t)->n_vocab; c.dim = S->dim; /* (built in main) */ c.n_layers = S->layers; c.n_heads = S->heads;
     c.ffn_dim = S->ffn; c.max_seq_len = seq_len(S->t);
     /* RoPE theta 10000 (Llama's), not LLaDA's 500000, measured on the Sudoku
        base (conditional loss, drawn lengths, 300 steps, 48 held-out puzzles):
@@ -558,7 +558,7 @@ static d1_config model_config(const settings *S) {
        empty cells; theta 100 and 1000 had not learned to copy at 300 steps
        (0.26, chance level: 0.25), theta 100 not even at 1000 steps (0.29). */
     c.rope_theta = S->rope_theta;
-    c.mask_id = TOK_MASK; c.eos_id = TOK_EOS; c.pad_id = TOK_EOS;
+    c.mask_id = task_token(S->t, "<mask>"); c.eos_id = c.pad_id = task_token(S->t, "<eos>");
     return c;
 }
 
@@ -582,9 +582,9 @@ static int stage_paths(const settings *S, int stage, char *final_dir, char *ckpt
    tokenizer's files (tokenizer.json, tokenizer_config.json,
    special_tokens_map.json), so that the directory loads as it is in d1
    sample and in transformers (AutoTokenizer, AutoModel). */
-static int save_model(const d1_model *m, const char *dir, int dtype) {
+static int save_model(const task *t, const d1_model *m, const char *dir, int dtype) {
     int rc = check(d1_model_save(m, dir, dtype), dir);
-    if (rc == D1_OK) rc = check(d1_tokenizer_save(task_tokenizer(), &m->config, dir), dir);
+    if (rc == D1_OK) rc = check(d1_tokenizer_save(task_tokenizer(t), &m->config, dir), dir);
     return rc;
 }
 
@@ -592,7 +592,7 @@ static int save_model(const d1_model *m, const char *dir, int dtype) {
 static int ship(const settings *S, int stage, d1_model *m) {
     char dir[512];
     shipped_dir(dir, sizeof dir, S, stage);
-    return save_model(m, dir, D1_DTYPE_BF16);
+    return save_model(S->t, m, dir, D1_DTYPE_BF16);
 }
 
 /* A training example for base and SFT: the task's, or with --train-holes a
@@ -675,7 +675,7 @@ static int stage_train(const settings *S, int stage) {
         for (b = 0; b < B; b++) {
             example ex;
             train_example(S, &rngs[0], &ex);
-            n = encode_row(&ex, sft, T, tokens + (size_t)b * T);
+            n = encode_row(t, &ex, sft, T, tokens + (size_t)b * T);
             if (n + 1 > need) need = n + 1;
             plen[b] = P;
         }
@@ -711,7 +711,7 @@ static int stage_train(const settings *S, int stage) {
         progress_show(&pg, step, "loss", loss, B * Tb / (now_s() - t0));
     }
     fclose(csv);
-    if (rc == D1_OK) rc = save_model(&m, final_dir, D1_DTYPE_F32);
+    if (rc == D1_OK) rc = save_model(t, &m, final_dir, D1_DTYPE_F32);
     if (rc == D1_OK && S->ship) rc = ship(S, stage, &m);
     {
         series s[2] = {{csv_path, "loss", "loss", "#1f77b4"}, {csv_path, "heldout", "held-out reward", "#d62728"}};
@@ -801,7 +801,7 @@ static int stage_rl(const settings *S, int stage) {
         for (i = 0; i < S->rl_pool; i++) {
             example ex;
             t->example(&pr, SPLIT_TRAIN, &ex);
-            tok_encode(ex.prompt, pool + (size_t)i * P, P);
+            tok_encode(t, ex.prompt, pool + (size_t)i * P, P);
         }
     }
     heldout_prompts(t, S->monitor_n, 777, SPLIT_TEST, heldout);
@@ -822,7 +822,7 @@ static int stage_rl(const settings *S, int stage) {
                        sizeof(int) * P);
             else { /* a fresh puzzle every time */
                 t->example(&rngs[0], SPLIT_TRAIN, &ex);
-                tok_encode(ex.prompt, prompts + (size_t)i * P, P);
+                tok_encode(t, ex.prompt, prompts + (size_t)i * P, P);
             }
         }
         rc = check(d1_grpo_step(&policy, &ref, &opt, &gd, prompts, S->rl_prompts, P, NULL, &rngs[1], &st), "grpo");
@@ -847,7 +847,7 @@ static int stage_rl(const settings *S, int stage) {
                       (double)S->rl_prompts * S->rl_group * (P + gen_len) * gen_len / 2 / (now_s() - t0));
     }
     fclose(csv);
-    if (rc == D1_OK) rc = save_model(&policy, final_dir, D1_DTYPE_F32);
+    if (rc == D1_OK) rc = save_model(t, &policy, final_dir, D1_DTYPE_F32);
     {
         series s[2] = {{csv_path, "reward", "rollout reward", "#1f77b4"},
                        {csv_path, "heldout", "held-out (T=0)", "#d62728"}};
@@ -1005,7 +1005,7 @@ static int stage_headroom(const settings *S, int stage) {
             d1_rollout ro;
             float r;
             ro.prompt = row; ro.prompt_len = P; ro.completion = row + P; ro.prompt_index = i; ro.member = g;
-            for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != TOK_EOS;
+            for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != m.config.eos_id;
                  ro.completion_len++) {}
             r = reward_tokens(&ro, (void *)t);
             sum += r / G;
@@ -1267,7 +1267,7 @@ int main(int argc, char **argv) {
     settings S[2];
     job jobs[8];
     double t0 = now_s();
-    if (!task_tokenizer()) { fprintf(stderr, "d1_demo: the tokenizer: %s\n", d1_last_error()); return 1; }
+    if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
     for (i = 1; i < argc; i++) {
         int is_x = !strncmp(argv[i], "--x-", 4), took;
         if ((is_x || !strncmp(argv[i], "--rl-", 5)) &&

@@ -3,11 +3,15 @@
    split, a solver that writes the reasoning traces, and d1's reward functions.
    It uses only d1.h's public API (d1_rng, d1_tokenizer).
 
-   THE VOCABULARY. One character-level vocabulary for both tasks: the 20
-   characters of tok_chars, the four tags <reasoning> </reasoning> <answer>
-   </answer> as one token each, <eos> (also the answer padding) and <mask>.
-   d1.h's tokenizer encodes and decodes it (d1_tokenizer_init_chars), and
-   d1_tokenizer_save writes it beside each checkpoint as tokenizer.json.
+   THE VOCABULARY. Each task owns one (the task table at the end): its
+   characters, one token each, then its tags, one token each, among them
+   <eos> (also the answer padding) and <mask>. d1.h's tokenizer encodes and
+   decodes it (d1_tokenizer_init_chars), and d1_tokenizer_save writes it
+   beside each checkpoint as tokenizer.json, so a checkpoint carries its
+   own. Both tasks here use the same 26 tokens (the shipped checkpoints
+   were trained on them): the 20 characters of demo_chars, the four tags
+   <reasoning> </reasoning> <answer> </answer>, <eos>, <mask>. A new task
+   with other characters lists its own, and no other task's ids move.
 
    SUDOKU 4x4. There are exactly 288 solution grids; a grid goes to the test
    split when its hash says so (~1 in 5), so no test solution is ever seen in
@@ -44,37 +48,8 @@
 #include <string.h>
 
 /* ---- vocabulary ----------------------------------------------------------- */
-static const char tok_chars[] = "0123456789+-*/()=,.:";
-enum {
-    TOK_NCHARS = sizeof tok_chars - 1,
-    TOK_REASON_OPEN = TOK_NCHARS, TOK_REASON_CLOSE, TOK_ANSWER_OPEN, TOK_ANSWER_CLOSE,
-    TOK_EOS, TOK_MASK, TOK_VOCAB
-};
-static const char *const tok_tags[] = {"<reasoning>", "</reasoning>", "<answer>", "</answer>", "<eos>", "<mask>"};
-
-/* The tasks' tokenizer (d1.h's), built on first use: call it once before
-   any threads do. NULL only when memory runs out. */
-static const d1_tokenizer *task_tokenizer(void) {
-    static d1_tokenizer tok;
-    if (!tok.impl && d1_tokenizer_init_chars(&tok, tok_chars, tok_tags, TOK_VOCAB - TOK_NCHARS) != D1_OK) return NULL;
-    return &tok;
-}
-
-/* text -> ids; returns the count, or -1 on an unknown character or overflow */
-static int tok_encode(const char *s, int *ids, int cap) {
-    int n;
-    const d1_tokenizer *tok = task_tokenizer();
-    if (!tok || d1_tokenizer_encode(tok, s, strlen(s), ids, cap, &n) != D1_OK) return -1;
-    return n;
-}
-
-/* ids -> text (NUL-terminated, cut to fit cap; "" for an id outside the vocabulary) */
-static void tok_decode(const int *ids, int n, char *out, size_t cap) {
-    size_t len;
-    const d1_tokenizer *tok = task_tokenizer();
-    out[0] = '\0';
-    if (tok) d1_tokenizer_decode(tok, ids, n, 0, out, cap, &len);
-}
+static const char demo_chars[] = "0123456789+-*/()=,.:";
+static const char *const demo_tags[] = {"<reasoning>", "</reasoning>", "<answer>", "</answer>", "<eos>", "<mask>"};
 
 /* The text between the LAST "<answer>" and the "</answer>" after it, into
    out[cap]; 0 when there is no complete answer (d1's regex <answer>(.*?)</answer>). */
@@ -387,18 +362,61 @@ typedef struct task {
     int   cells;               /* 1: report the share of cells (Sudoku)                */
     void  (*example)(d1_rng *rng, int split, example *ex);
     float (*reward_text)(const char *prompt, const char *completion);
+    const char *chars;         /* the vocabulary: these characters (UTF-8), ids 0, 1, ... */
+    const char *const *tags;   /* then these, one token each; "<eos>" and "<mask>" among them */
+    int   n_tags;
 } task;
 
 static const task tasks[] = {
-    {"sudoku", 16, {56, 64, 0}, 2, 8, 1, sudoku_example, sudoku_reward_text},
-    {"countdown", 8, {32, 48, 0}, 2, 8, 0, countdown_example, countdown_reward_text},
+    {"sudoku", 16, {56, 64, 0}, 2, 8, 1, sudoku_example, sudoku_reward_text, demo_chars, demo_tags, 6},
+    {"countdown", 8, {32, 48, 0}, 2, 8, 0, countdown_example, countdown_reward_text, demo_chars, demo_tags, 6},
 };
+enum { N_TASKS = sizeof tasks / sizeof tasks[0] };
 
 static const task *task_find(const char *name) {
     size_t i;
-    for (i = 0; i < sizeof tasks / sizeof tasks[0]; i++)
+    for (i = 0; i < N_TASKS; i++)
         if (strcmp(tasks[i].name, name) == 0) return &tasks[i];
     return NULL;
+}
+
+/* ---- the task's tokenizer ---------------------------------------------------- */
+/* d1.h's tokenizer of t's vocabulary, built on first use: call it once for
+   each task before any threads do (task_tokenizers_init). NULL only when
+   memory runs out. */
+static const d1_tokenizer *task_tokenizer(const task *t) {
+    static d1_tokenizer tok[N_TASKS];
+    d1_tokenizer *k = &tok[t - tasks];
+    if (!k->impl && d1_tokenizer_init_chars(k, t->chars, t->tags, t->n_tags) != D1_OK) return NULL;
+    return k;
+}
+static int task_tokenizers_init(void) {
+    int i;
+    for (i = 0; i < N_TASKS; i++)
+        if (!task_tokenizer(&tasks[i])) return 0;
+    return 1;
+}
+/* The id of a tag ("<eos>", "<mask>") in t's vocabulary, -1 if it has none. */
+static int task_token(const task *t, const char *tag) {
+    const d1_tokenizer *tok = task_tokenizer(t);
+    int id = tok ? d1_tokenizer_token_id(tok, tag) : -1;
+    return id >= 0 ? id : -1;
+}
+
+/* text -> ids; returns the count, or -1 on an unknown character or overflow */
+static int tok_encode(const task *t, const char *s, int *ids, int cap) {
+    int n;
+    const d1_tokenizer *tok = task_tokenizer(t);
+    if (!tok || d1_tokenizer_encode(tok, s, strlen(s), ids, cap, &n) != D1_OK) return -1;
+    return n;
+}
+
+/* ids -> text (NUL-terminated, cut to fit cap; "" for an id outside the vocabulary) */
+static void tok_decode(const task *t, const int *ids, int n, char *out, size_t cap) {
+    size_t len;
+    const d1_tokenizer *tok = task_tokenizer(t);
+    out[0] = '\0';
+    if (tok) d1_tokenizer_decode(tok, ids, n, 0, out, cap, &len);
 }
 
 #endif /* D1_DEMO_TASKS_H */

@@ -65,18 +65,19 @@ static void test_unrolled_is_grpo_step(void) {
         CHECK(agree(&vs[i]), "%s: the unrolled iteration and d1_grpo_step differ", vs[i].name);
 }
 
-/* The tasks' tokenizer (d1_tokenizer_init_chars) against the rule it stands
-   for, written out here on its own: a tag is its id, any other character its
-   index in tok_chars. 500 examples of each task and split, prompt + trace and
-   prompt + answer: the same ids, and decode gives the text back. */
-static int rule_encode(const char *s, int *ids, int cap) {
-    int n = 0, t;
+/* Each task's tokenizer (d1_tokenizer_init_chars of its vocabulary) against
+   the rule it stands for, written out here on its own: a tag is its id (after
+   the characters), any other character its index in the task's characters.
+   500 examples of each task and split, prompt + trace and prompt + answer:
+   the same ids, and decode gives the text back. */
+static int rule_encode(const task *tk, const char *s, int *ids, int cap) {
+    int n = 0, t, n_chars = (int)strlen(tk->chars);
     while (*s) {
         int id = -1;
         size_t len = 1;
-        for (t = 0; t < TOK_VOCAB - TOK_NCHARS; t++)
-            if (!strncmp(s, tok_tags[t], strlen(tok_tags[t]))) { id = TOK_NCHARS + t; len = strlen(tok_tags[t]); break; }
-        if (id < 0 && strchr(tok_chars, *s)) id = (int)(strchr(tok_chars, *s) - tok_chars);
+        for (t = 0; t < tk->n_tags; t++)
+            if (!strncmp(s, tk->tags[t], strlen(tk->tags[t]))) { id = n_chars + t; len = strlen(tk->tags[t]); break; }
+        if (id < 0 && strchr(tk->chars, *s)) id = (int)(strchr(tk->chars, *s) - tk->chars);
         if (id < 0 || n >= cap) return -1;
         ids[n++] = id;
         s += len;
@@ -84,74 +85,78 @@ static int rule_encode(const char *s, int *ids, int cap) {
     return n;
 }
 static void test_task_tokenizer(void) {
-    static const char *const names[2] = {"sudoku", "countdown"};
     int k, split, i, part, bad = 0, count = 0;
-    for (k = 0; k < 2; k++)
+    CHECK(task_tokenizers_init(), "the tokenizers: %s", d1_last_error());
+    for (k = 0; k < N_TASKS; k++) {
+        const task *tk = &tasks[k];
+        CHECK(task_token(tk, "<eos>") >= 0 && task_token(tk, "<mask>") >= 0, "%s: <eos> and <mask>", tk->name);
         for (split = SPLIT_TRAIN; split <= SPLIT_TEST; split++) {
             d1_rng rng;
             d1_rng_seed(&rng, 7 + (uint64_t)split);
             for (i = 0; i < 500; i++) {
                 example ex;
-                task_find(names[k])->example(&rng, split, &ex);
+                tk->example(&rng, split, &ex);
                 for (part = 0; part < 2; part++) {
                     char text[256], back[256];
                     int want[256], got[256], nw, ng;
-                    snprintf(text, sizeof text, "%s%s%s", ex.prompt, part ? ex.answer : ex.trace, tok_tags[4]);
-                    nw = rule_encode(text, want, 256);
-                    ng = tok_encode(text, got, 256);
-                    tok_decode(got, ng > 0 ? ng : 0, back, sizeof back);
+                    snprintf(text, sizeof text, "%s%s<eos>", ex.prompt, part ? ex.answer : ex.trace);
+                    nw = rule_encode(tk, text, want, 256);
+                    ng = tok_encode(tk, text, got, 256);
+                    tok_decode(tk, got, ng > 0 ? ng : 0, back, sizeof back);
                     if (nw <= 0 || ng != nw || memcmp(want, got, (size_t)nw * sizeof(int)) || strcmp(back, text)) {
-                        if (!bad++) CHECK(0, "%s: '%s': %d ids by the rule, %d by the tokenizer, back '%s'", names[k],
+                        if (!bad++) CHECK(0, "%s: '%s': %d ids by the rule, %d by the tokenizer, back '%s'", tk->name,
                                           text, nw, ng, back);
                     }
                     count++;
                 }
             }
         }
+    }
     CHECK(bad == 0, "%d of %d texts differ", bad, count);
     {   /* what is not in the vocabulary */
         int ids[8];
-        CHECK(tok_encode("1 2", ids, 8) == -1, "a space is no token");
-        CHECK(tok_encode("12345", ids, 4) == -1, "five tokens into four");
+        CHECK(tok_encode(&tasks[0], "1 2", ids, 8) == -1, "a space is no token");
+        CHECK(tok_encode(&tasks[0], "12345", ids, 4) == -1, "five tokens into four");
     }
 }
 
-/* Each shipped checkpoint carries the tasks' tokenizer as files
+/* Each shipped checkpoint carries its task's tokenizer as files
    (tokenizer.json, tokenizer_config.json, special_tokens_map.json): the same
    token at every id, the same special tokens, and its config's mask and EOS
    ids are <mask> and <eos>. */
 static void test_shipped_tokenizers(void) {
-    static const char *const dirs[] = {
-        "examples/checkpoints/sudoku/base", "examples/checkpoints/sudoku/sft", "examples/checkpoints/countdown/base",
-        "examples/checkpoints/countdown/sft", "examples/checkpoints/gpu-seed1/sudoku/base/final",
-        "examples/checkpoints/gpu-seed1/sudoku/rl-base/final"};
-    const d1_tokenizer *want = task_tokenizer();
+    static const struct { const char *dir, *task; } ck[] = {
+        {"examples/checkpoints/sudoku/base", "sudoku"}, {"examples/checkpoints/sudoku/sft", "sudoku"},
+        {"examples/checkpoints/countdown/base", "countdown"}, {"examples/checkpoints/countdown/sft", "countdown"},
+        {"examples/checkpoints/gpu-seed1/sudoku/base/final", "sudoku"},
+        {"examples/checkpoints/gpu-seed1/sudoku/rl-base/final", "sudoku"}};
     int d, id;
-    for (d = 0; d < (int)(sizeof dirs / sizeof dirs[0]); d++) {
+    for (d = 0; d < (int)(sizeof ck / sizeof ck[0]); d++) {
+        const char *dir = ck[d].dir;
+        const d1_tokenizer *want = task_tokenizer(task_find(ck[d].task));
         d1_tokenizer tok;
         d1_model m;
         char path[256];
         FILE *f;
-        int same = 1;
-        int rc = d1_tokenizer_load(&tok, dirs[d]);
-        CHECK(rc == D1_OK, "%s: %s", dirs[d], d1_last_error());
+        int same = 1, rc = d1_tokenizer_load(&tok, dir);
+        CHECK(rc == D1_OK, "%s: %s", dir, d1_last_error());
         if (rc != D1_OK) continue;
-        CHECK(tok.n_vocab == TOK_VOCAB, "%s: %d tokens", dirs[d], tok.n_vocab);
-        for (id = 0; id < tok.n_vocab && id < TOK_VOCAB; id++)
+        CHECK(tok.n_vocab == want->n_vocab, "%s: %d tokens, the task has %d", dir, tok.n_vocab, want->n_vocab);
+        for (id = 0; id < tok.n_vocab && id < want->n_vocab; id++)
             same &= !strcmp(d1_tokenizer_token(&tok, id), d1_tokenizer_token(want, id)) &&
                     d1_tokenizer_token_type(&tok, id) == d1_tokenizer_token_type(want, id);
-        CHECK(same, "%s: its tokens differ from the tasks'", dirs[d]);
-        rc = d1_model_load(&m, dirs[d]);
-        CHECK(rc == D1_OK, "%s: %s", dirs[d], d1_last_error());
+        CHECK(same, "%s: its tokens differ from the task's", dir);
+        rc = d1_model_load(&m, dir);
+        CHECK(rc == D1_OK, "%s: %s", dir, d1_last_error());
         if (rc == D1_OK) {
             CHECK(m.config.mask_id == d1_tokenizer_token_id(&tok, "<mask>") &&
-                  m.config.eos_id == d1_tokenizer_token_id(&tok, "<eos>"), "%s: the config's mask / EOS ids", dirs[d]);
+                  m.config.eos_id == d1_tokenizer_token_id(&tok, "<eos>"), "%s: the config's mask / EOS ids", dir);
             d1_model_free(&m);
         }
-        snprintf(path, sizeof path, "%s/tokenizer_config.json", dirs[d]);
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
         CHECK((f = fopen(path, "r")) != NULL, "%s", path);
         if (f) fclose(f);
-        snprintf(path, sizeof path, "%s/special_tokens_map.json", dirs[d]);
+        snprintf(path, sizeof path, "%s/special_tokens_map.json", dir);
         CHECK((f = fopen(path, "r")) != NULL, "%s", path);
         if (f) fclose(f);
         d1_tokenizer_free(&tok);

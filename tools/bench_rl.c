@@ -74,10 +74,11 @@ static double gemm_peak(void) {
 
 /* the demo's reward, on the decoded text (user: the task) */
 static float reward_cells(const d1_rollout *ro, void *user) {
+    const task *t = (const task *)user;
     char p[64], c[256];
-    tok_decode(ro->prompt, ro->prompt_len, p, sizeof p);
-    tok_decode(ro->completion, ro->completion_len, c, sizeof c);
-    return ((const task *)user)->reward_text(p, c);
+    tok_decode(t, ro->prompt, ro->prompt_len, p, sizeof p);
+    tok_decode(t, ro->completion, ro->completion_len, c, sizeof c);
+    return t->reward_text(p, c);
 }
 
 typedef struct est { const char *name; int estimator, objective, mc, passes_per_update, precision; } est;
@@ -107,7 +108,7 @@ int main(int argc, char **argv) {
     d1_model ref;
     double peak;
     FILE *csv = NULL;
-    if (!task_tokenizer()) return 1; /* built here, before any thread decodes */
+    if (!task_tokenizers_init()) return 1; /* built here, before any thread decodes */
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--iters") && i + 1 < argc) iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -122,6 +123,10 @@ int main(int argc, char **argv) {
     if (iters < 1 || iters > 50) iters = 2;
     if (d1_model_load(&ref, "examples/checkpoints/sudoku/base") != D1_OK) {
         fprintf(stderr, "bench_rl: run from the repository root (needs examples/checkpoints/sudoku/base)\n");
+        return 1;
+    }
+    if (ref.config.mask_id != task_token(sudoku, "<mask>") || ref.config.eos_id != task_token(sudoku, "<eos>")) {
+        fprintf(stderr, "bench_rl: the checkpoint's mask / EOS ids are not the Sudoku task's\n");
         return 1;
     }
     printf("build: %s\n", d1_build_info());
@@ -166,7 +171,7 @@ int main(int argc, char **argv) {
             for (i = 0; i < NP; i++) {
                 example ex;
                 sudoku->example(&prng, SPLIT_TRAIN, &ex);
-                tok_encode(ex.prompt, prompts + i * P, P);
+                tok_encode(sudoku, ex.prompt, prompts + i * P, P);
             }
             t0 = now();
             rc = d1_grpo_step(&pol, &ref, &opt, &d, prompts, NP, P, NULL, &rng, &st);
