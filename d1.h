@@ -90,12 +90,15 @@
      reverse process: LLaDA's semi-AR remasking    d1_sampler_generate
        transfer schedule (generate.py)             d1_sampler_transfer_count
        low-confidence / random remasking           d1__propose
+       reveal the step's k most confident tokens   d1__sampler_reveal_row
        Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
      masked SFT (d1 stage 1)                       d1_sft_loss
      diffu-GRPO (d1 stage 2)                       d1_grpo_step (phases a-f);
                                                    written out: examples/grpo_unrolled.c
-       group advantages A_i = r_i - mean(r)        d1__grpo_advantages
-       one-step log-prob estimator                 d1__grpo_masks_one_step, d1_grpo_logprobs
+       group advantages A_i = r_i - mean(r)        d1__grpo_advantages (phase c)
+       one-step log-prob estimator, prompt masked  d1__grpo_masks_one_step (phase d), d1_grpo_logprobs
+         at p_mask_prompt, one mask per inner
+         update shared by old, ref and new passes  phase e (the mu masks), phase f (update it uses mask it)
        clipped surrogate + beta KL (k3)            d1_grpo_loss
        wd1's ratio-free objective                  d1_wd1_weights, D1_GRPO_WD1
      after d1 (DESIGN §7b; each cites its reference code's file and lines)
@@ -107,6 +110,7 @@
      BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16
      mixed-precision training (BF16 operands)      D1_PRECISION_BF16_MIXED; d1__linear_backward,
                                                    d1__gemm_bf16_gs
+     text <-> ids (Hugging Face tokenizer.json)    d1_tokenizer_encode / _decode; >>tokenizer
      the same on a GPU (-DD1_CUDA, optional)       d1_model_set_device; >>cuda, tools/d1_cuda.cu
 
    GRADIENT CONVENTION: parameter gradients accumulate (+=), activation
