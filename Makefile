@@ -192,9 +192,11 @@ $(CUBUILD)/d1_cuda.o: tools/d1_cuda.cu tools/d1_cuda.h
 
 $(CUBUILD)/test_%: tests/test_%.c d1.h tools/d1_cuda.h tests/harness.h tests/refdata.h tests/count_alloc.h tests/ckpt_common.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
-$(CUBUILD)/fuzz_replay: tests/fuzz_load.c d1.h $(CUBUILD)/d1_cuda.o
+$(CUBUILD)/fuzz_replay: tests/fuzz_load.c tests/fuzz_replay.h d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
-$(CUBUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h d1.h $(CUBUILD)/d1_cuda.o
+$(CUBUILD)/fuzz_dir_replay: tests/fuzz_dir.c tests/count_alloc.h tests/fuzz_replay.h d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
+$(CUBUILD)/fuzz_tokenizer_replay: tests/fuzz_tokenizer.c tests/fuzz_replay.h d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) -DD1_FUZZ_REPLAY_MAIN $< -o $@ $(CULIBS)
 $(CUBUILD)/hello: examples/hello.c d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
