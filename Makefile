@@ -24,11 +24,11 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare fuzz fuzz-dir fuzz-tokenizer ckpt-torch clean \
+.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare bench-tokenizer fuzz fuzz-dir fuzz-tokenizer ckpt-torch clean \
         cuda test-cuda threshold-check
 all: apps $(TESTS)
 # everything but the tests: the examples, benchmarks and tools
-apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check
+apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check $(BUILD)/tokenizer_bench
 
 build-tests: $(TESTS)
 
@@ -159,6 +159,18 @@ bench: $(BUILD)/bench $(BUILD)/bench_rl
 # the RL loop alone
 bench-rl: $(BUILD)/bench_rl
 	./$(BUILD)/bench_rl
+
+# the tokenizer at LLaDA-8B's vocabulary size (a generated 128,000-token
+# byte-level BPE), d1.h beside @huggingface/tokenizers, on d1.h as the text
+$(BUILD)/tokenizer_bench: tools/tokenizer_bench.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+bench-tokenizer: $(BUILD)/tokenizer_bench
+	[ -f $(BUILD)/big_tokenizer/tokenizer.json ] || $(PYTHON) tools/make_big_tokenizer.py $(BUILD)/big_tokenizer
+	./$(BUILD)/tokenizer_bench $(BUILD)/big_tokenizer d1.h
+	[ -d tools/tokenizer_check/node_modules/@huggingface/tokenizers ] || \
+	    (cd tools/tokenizer_check && npm install --no-audit --no-fund --silent >/dev/null)
+	cd tools/tokenizer_check && node bench.mjs ../../$(BUILD)/big_tokenizer ../../d1.h
 
 # the same with matmuls through BLIS (needs libblis-dev)
 bench-blis: | $(BUILD)
