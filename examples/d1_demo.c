@@ -1193,21 +1193,111 @@ static int base_and_sft(const settings *S, int unused) {
 }
 
 /* ==== main ==================================================================== */
+/* ==== the command line ====================================================== */
+/* Every flag but the RL recipe's (recipe_flag), as one table that the parser
+   walks and usage() prints: FLAG sets its int to 1; INT, FLOAT, U64 and STR
+   read the next argument; CHOICE maps it through its "a|b|..." list to 0, 1,
+   ... Values are checked after parsing (cli_check). */
+typedef struct cli {
+    const char *task, *stage, *out, *block, *train_holes;
+    float rope_theta;
+    int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
+    int dim, layers, rl_prompts, rl_group, rl_pool, device, train_mixed;
+    uint64_t seed;
+} cli;
+enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
+typedef struct cli_option {
+    const char *name;
+    int kind;
+    size_t at;         /* offsetof(cli, the field) */
+    const char *value; /* what it takes (the choices for a CHOICE), NULL for a FLAG */
+    const char *note;  /* a line of its own in usage(), or NULL */
+} cli_option;
+#define CLI(field) offsetof(cli, field)
+static const cli_option cli_options[] = {
+    {"--task", OPT_STR, CLI(task), "sudoku|countdown|all", NULL},
+    {"--stage", OPT_STR, CLI(stage), "all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table|threshold|headroom", NULL},
+    {"--full", OPT_FLAG, CLI(full), NULL, NULL},
+    {"--quick", OPT_FLAG, CLI(quick), NULL, NULL},
+    {"--ship", OPT_FLAG, CLI(ship), NULL, NULL},
+    {"--seed", OPT_U64, CLI(seed), "N", NULL},
+    {"--out", OPT_STR, CLI(out), "DIR", NULL},
+    {"--rope-theta", OPT_FLOAT, CLI(rope_theta), "X", NULL},
+    {"--base-steps", OPT_INT, CLI(base_steps), "N", NULL},
+    {"--sft-steps", OPT_INT, CLI(sft_steps), "N", NULL},
+    {"--rl-iters", OPT_INT, CLI(rl_iters), "N", NULL},
+    {"--monitor", OPT_INT, CLI(monitor), "N", NULL},
+    {"--base-joint", OPT_FLAG, CLI(base_joint), NULL, NULL},
+    {"--rl-prompts", OPT_INT, CLI(rl_prompts), "N", NULL},
+    {"--rl-group", OPT_INT, CLI(rl_group), "G", NULL},
+    {"--rl-pool", OPT_INT, CLI(rl_pool), "N", NULL},
+    {"--device", OPT_CHOICE, CLI(device), "cpu|cuda", NULL},
+    {"--dim", OPT_INT, CLI(dim), "N", "--dim N: a multiple of 32 (heads of 32, ffn 11/4 of dim)"},
+    {"--layers", OPT_INT, CLI(layers), "N", NULL},
+    {"--block", OPT_STR, CLI(block), "N|all", NULL},
+    {"--train-holes", OPT_STR, CLI(train_holes), "LO-HI", "--train-holes: Sudoku blanks of the base/SFT puzzles (RL and evaluation keep 8-11)"},
+    {"--train-precision", OPT_CHOICE, CLI(train_mixed), "f32|mixed", "--train-precision: base and SFT in FP32, or with BF16 operands in the matmuls"},
+};
+
 static void usage(void) {
-    fprintf(stderr, "usage: d1_demo [--task sudoku|countdown|all]\n"
-                    "               [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table|threshold|headroom]\n"
-                    "               [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]\n"
-                    "               [--base-steps N] [--sft-steps N] [--rl-iters N] [--monitor N] [--base-joint]\n"
-                    "               [--rl-prompts N] [--rl-group G] [--rl-pool N] [--device cpu|cuda]\n"
-                    "               [--dim N (a multiple of 32)] [--layers N] [--block N|all]\n"
-                    "               [--train-holes LO-HI]  (Sudoku: blanks of the base/SFT puzzles; RL and evaluation keep 8-11)\n"
-                    "               [--train-precision f32|mixed]  (base and SFT: FP32, or BF16 operands in the matmuls)\n"
-                    "  the RL recipes: --rl-NAME for the paper's arms (d1's recipe), --x-NAME for the successor's\n"
+    size_t i, col = 15;
+    fprintf(stderr, "usage: d1_demo");
+    for (i = 0; i < sizeof cli_options / sizeof cli_options[0]; i++) {
+        const cli_option *o = &cli_options[i];
+        size_t w = strlen(o->name) + (o->value ? strlen(o->value) + 1 : 0) + 3;
+        if (col + w > 100) { fprintf(stderr, "\n              "); col = 14; }
+        fprintf(stderr, " [%s%s%s]", o->name, o->value ? " " : "", o->value ? o->value : "");
+        col += w;
+    }
+    fprintf(stderr, "\n");
+    for (i = 0; i < sizeof cli_options / sizeof cli_options[0]; i++)
+        if (cli_options[i].note) fprintf(stderr, "  %s\n", cli_options[i].note);
+    fprintf(stderr, "  the RL recipes: --rl-NAME for the paper's arms (d1's recipe), --x-NAME for the successor's\n"
                     "  (x-rl-base, x-d1; --x-estimator first: it loads that estimator's recipe, default elbo = ESPO):\n"
                     "               [--rl-estimator|--x-estimator one-step|coupled|partial|elbo|trajectory|spg]\n"
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-inner N] [--rl-lr X] [--rl-wd X]\n"
                     "               [--rl-beta X] [--rl-eps X] [--rl-temperature X] [--rl-advantages scaled|centered]\n"
                     "               (and --x-kl ... alike)\n");
+}
+
+/* One table flag at argv[i] into c: the arguments it took (1 or 2), 0 when
+   argv[i] is none of the table's, -1 for a missing or malformed value. */
+static int cli_option_at(cli *c, int argc, char **argv, int i) {
+    size_t k;
+    for (k = 0; k < sizeof cli_options / sizeof cli_options[0]; k++) {
+        const cli_option *o = &cli_options[k];
+        char *field = (char *)c + o->at, *end;
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(argv[i], o->name)) continue;
+        if (o->kind == OPT_FLAG) { *(int *)field = 1; return 1; }
+        if (!v) return -1;
+        switch (o->kind) {
+        case OPT_INT: {
+            long x = strtol(v, &end, 10);
+            if (end == v || *end || x < INT_MIN || x > INT_MAX) return -1;
+            *(int *)field = (int)x;
+            break;
+        }
+        case OPT_FLOAT: *(float *)field = (float)strtod(v, &end); if (end == v || *end) return -1; break;
+        case OPT_U64: *(uint64_t *)field = strtoull(v, &end, 10); if (end == v || *end) return -1; break;
+        case OPT_STR: *(const char **)field = v; break;
+        default: { /* OPT_CHOICE: the index of v in "a|b|..." */
+            const char *p = o->value;
+            int n = 0;
+            size_t l = strlen(v);
+            for (;;) {
+                size_t w = strcspn(p, "| ");
+                if (w == l && !strncmp(p, v, l)) break;
+                if (p[w] != '|') return -1;
+                p += w + 1;
+                n++;
+            }
+            *(int *)field = n;
+        }
+        }
+        return 2;
+    }
+    return 0;
 }
 
 /* The estimator names of --rl-estimator / --x-estimator; -1 if unknown. */
@@ -1256,106 +1346,70 @@ static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r
 }
 
 int main(int argc, char **argv) {
-    const char *task_name = "all", *stage = "all", *out = "build/demo";
-    float rope_theta = 0.0f;
-    int full = 0, quick = 0, ship = 0, i, k, n_tasks = 0, failed = 0;
-    int base_joint = -1, base_steps = 0, sft_steps = 0, rl_iters = 0, train_monitor = 0; /* 0: the defaults */
-    int dim = 0, layers = 0, rl_prompts = 0, rl_group = 0, rl_pool = 0, device = D1_DEVICE_CPU;
-    int holes_min = 0, holes_max = 0, block = -1, train_mixed = 0;
+    cli c;
+    int i, k, n_tasks = 0, failed = 0, block = -1, holes_min = 0, holes_max = 0;
     rl_recipe rl = recipe_d1(), rlx = recipe_after_d1(D1_LOGP_ELBO);
-    uint64_t seed = 1;
     settings S[2];
     job jobs[8];
     double t0 = now_s();
+    memset(&c, 0, sizeof c); /* 0: the defaults */
+    c.task = "all"; c.stage = "all"; c.out = "build/demo"; c.seed = 1; c.base_joint = -1; c.dim = -1;
     if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
-    for (i = 1; i < argc; i++) {
-        int is_x = !strncmp(argv[i], "--x-", 4), took;
-        if ((is_x || !strncmp(argv[i], "--rl-", 5)) &&
-            (took = recipe_flag(argv[i] + (is_x ? 4 : 5), i + 1 < argc ? argv[i + 1] : NULL, is_x,
-                                is_x ? &rlx : &rl)) != 0) {
-            if (took < 0) { usage(); return 2; }
-            i += took - 1;
-        }
-        else if (!strcmp(argv[i], "--task") && i + 1 < argc) task_name = argv[++i];
-        else if (!strcmp(argv[i], "--stage") && i + 1 < argc) stage = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--rope-theta") && i + 1 < argc) rope_theta = (float)atof(argv[++i]);
-        else if (!strcmp(argv[i], "--base-steps") && i + 1 < argc) base_steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--sft-steps") && i + 1 < argc) sft_steps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-iters") && i + 1 < argc) rl_iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--monitor") && i + 1 < argc) train_monitor = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-prompts") && i + 1 < argc) rl_prompts = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-group") && i + 1 < argc) rl_group = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--rl-pool") && i + 1 < argc) rl_pool = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--dim") && i + 1 < argc) {
-            dim = atoi(argv[++i]);
-            if (dim < 32 || dim % 32) { usage(); return 2; }
-        }
-        else if (!strcmp(argv[i], "--layers") && i + 1 < argc) layers = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
-            if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min || holes_max > 11) { usage(); return 2; }
-        }
-        else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
-            const char *d = argv[++i];
-            if (strcmp(d, "cpu") && strcmp(d, "cuda")) { usage(); return 2; }
-            device = strcmp(d, "cuda") ? D1_DEVICE_CPU : D1_DEVICE_CUDA;
-        }
-        else if (!strcmp(argv[i], "--block") && i + 1 < argc) {
-            const char *b = argv[++i];
-            block = !strcmp(b, "all") ? 0 : atoi(b);
-            if (block < 0 || (block == 0 && strcmp(b, "all"))) { usage(); return 2; }
-        }
-        else if (!strcmp(argv[i], "--train-precision") && i + 1 < argc) {
-            const char *p = argv[++i];
-            if (strcmp(p, "f32") && strcmp(p, "mixed")) { usage(); return 2; }
-            train_mixed = !strcmp(p, "mixed");
-        }
-        else if (!strcmp(argv[i], "--full")) full = 1;
-        else if (!strcmp(argv[i], "--base-joint")) base_joint = 1;
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--ship")) ship = 1;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
-        else { usage(); return 2; }
+    for (i = 1; i < argc; i++) { /* the recipe's flags, then the table's */
+        int is_x = !strncmp(argv[i], "--x-", 4), took = 0;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
+        if (is_x || !strncmp(argv[i], "--rl-", 5))
+            took = recipe_flag(argv[i] + (is_x ? 4 : 5), i + 1 < argc ? argv[i + 1] : NULL, is_x, is_x ? &rlx : &rl);
+        if (took == 0) took = cli_option_at(&c, argc, argv, i);
+        if (took <= 0) { usage(); return 2; }
+        i += took - 1;
+    }
+    /* what the table cannot check */
+    if (c.dim != -1 && (c.dim < 32 || c.dim % 32)) { usage(); return 2; }
+    if (c.train_holes && (sscanf(c.train_holes, "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 ||
+                          holes_max < holes_min || holes_max > 11)) { usage(); return 2; }
+    if (c.block) {
+        block = !strcmp(c.block, "all") ? 0 : atoi(c.block);
+        if (block < 0 || (block == 0 && strcmp(c.block, "all"))) { usage(); return 2; }
     }
     for (k = 0; k < 2; k++) {
-        const task *t = strcmp(task_name, "all") == 0 ? &tasks[k] : k == 0 ? task_find(task_name) : NULL;
+        const task *t = strcmp(c.task, "all") == 0 ? &tasks[k] : k == 0 ? task_find(c.task) : NULL;
         if (!t) continue;
-        S[n_tasks] = settings_default(t, quick);
-        if (rope_theta > 0.0f) S[n_tasks].rope_theta = rope_theta;
-        if (base_steps > 0) S[n_tasks].base_steps = base_steps;
-        if (base_joint >= 0) S[n_tasks].base_joint = base_joint;
-        if (sft_steps > 0) S[n_tasks].sft_steps = sft_steps;
-        if (rl_iters > 0) S[n_tasks].rl_iters = rl_iters;
-        if (train_monitor > 0) S[n_tasks].train_monitor_every = train_monitor;
-        if (rl_prompts > 0) S[n_tasks].rl_prompts = rl_prompts;
-        if (rl_group > 1) S[n_tasks].rl_group = rl_group;
-        if (rl_pool > 0) S[n_tasks].rl_pool = rl_pool;
-        if (dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
-            S[n_tasks].dim = dim; S[n_tasks].heads = dim / 32; S[n_tasks].ffn = (dim * 11 / 4 + 31) / 32 * 32;
+        S[n_tasks] = settings_default(t, c.quick);
+        if (c.rope_theta > 0.0f) S[n_tasks].rope_theta = c.rope_theta;
+        if (c.base_steps > 0) S[n_tasks].base_steps = c.base_steps;
+        if (c.base_joint >= 0) S[n_tasks].base_joint = c.base_joint;
+        if (c.sft_steps > 0) S[n_tasks].sft_steps = c.sft_steps;
+        if (c.rl_iters > 0) S[n_tasks].rl_iters = c.rl_iters;
+        if (c.monitor > 0) S[n_tasks].train_monitor_every = c.monitor;
+        if (c.rl_prompts > 0) S[n_tasks].rl_prompts = c.rl_prompts;
+        if (c.rl_group > 1) S[n_tasks].rl_group = c.rl_group;
+        if (c.rl_pool > 0) S[n_tasks].rl_pool = c.rl_pool;
+        if (c.dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
+            S[n_tasks].dim = c.dim; S[n_tasks].heads = c.dim / 32; S[n_tasks].ffn = (c.dim * 11 / 4 + 31) / 32 * 32;
         }
-        if (layers > 0) S[n_tasks].layers = layers;
-        S[n_tasks].device = device;
-        S[n_tasks].train_mixed = train_mixed;
+        if (c.layers > 0) S[n_tasks].layers = c.layers;
+        S[n_tasks].device = c.device;
+        S[n_tasks].train_mixed = c.train_mixed;
         S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
         S[n_tasks].rl = rl; S[n_tasks].rlx = rlx;
         if (block >= 0) S[n_tasks].block = block;
-        S[n_tasks].seed = seed; S[n_tasks].out = out; S[n_tasks].full = full; S[n_tasks].ship = ship;
+        S[n_tasks].seed = c.seed; S[n_tasks].out = c.out; S[n_tasks].full = c.full; S[n_tasks].ship = c.ship;
         n_tasks++;
     }
     if (n_tasks == 0) { usage(); return 2; }
     for (k = 0; k < n_tasks; k++)
-        if (!settings_match(&S[k], strcmp(stage, "table") != 0 && strcmp(stage, "threshold") != 0 &&
-                                          strcmp(stage, "headroom") != 0)) return 1;
+        if (!settings_match(&S[k], strcmp(c.stage, "table") != 0 && strcmp(c.stage, "threshold") != 0 &&
+                                          strcmp(c.stage, "headroom") != 0)) return 1;
 
-    if (!strcmp(stage, "all")) {
+    if (!strcmp(c.stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
         for (k = 0, i = 0; k < n_tasks; k++) {
             char dir[512];
             model_dir(dir, sizeof dir, &S[k], STAGE_SFT);
-            if (!full && !file_exists(dir))
+            if (!c.full && !file_exists(dir))
                 fprintf(stderr, "%s: no shipped checkpoints in examples/checkpoints; training base and SFT\n", S[k].t->name);
-            if (full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
+            if (c.full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
         }
         failed += run_jobs(jobs, i, 2);
         /* the RL arms of each task, one process each, two at a time: the paper's
@@ -1367,38 +1421,38 @@ int main(int argc, char **argv) {
         }
     } else {
         for (k = 0; k < n_tasks; k++) {
-            if (!strcmp(stage, "base")) failed += stage_train(&S[k], STAGE_BASE);
-            else if (!strcmp(stage, "sft")) failed += stage_train(&S[k], STAGE_SFT);
-            else if (!strcmp(stage, "rl")) {
+            if (!strcmp(c.stage, "base")) failed += stage_train(&S[k], STAGE_BASE);
+            else if (!strcmp(c.stage, "sft")) failed += stage_train(&S[k], STAGE_SFT);
+            else if (!strcmp(c.stage, "rl")) {
                 jobs[0].fn = stage_rl; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
                 jobs[1].fn = stage_rl; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
                 failed += run_jobs(jobs, 2, 2);
-            } else if (!strcmp(stage, "x")) { /* the successor's two arms and their evaluation */
+            } else if (!strcmp(c.stage, "x")) { /* the successor's two arms and their evaluation */
                 jobs[0].fn = arm_and_eval; jobs[0].S = &S[k]; jobs[0].arg = STAGE_XRL_BASE;
                 jobs[1].fn = arm_and_eval; jobs[1].S = &S[k]; jobs[1].arg = STAGE_XD1;
                 failed += run_jobs(jobs, 2, 2);
                 plot_arms(&S[k]);
-            } else if (!strcmp(stage, "rl-base") || !strcmp(stage, "d1") || !strcmp(stage, "x-rl-base") ||
-                       !strcmp(stage, "x-d1")) { /* one arm, then its evaluation */
-                for (i = STAGE_RL_BASE; strcmp(stage, stage_names[i]) != 0; i++) {}
+            } else if (!strcmp(c.stage, "rl-base") || !strcmp(c.stage, "d1") || !strcmp(c.stage, "x-rl-base") ||
+                       !strcmp(c.stage, "x-d1")) { /* one arm, then its evaluation */
+                for (i = STAGE_RL_BASE; strcmp(c.stage, stage_names[i]) != 0; i++) {}
                 failed += arm_and_eval(&S[k], i);
                 plot_arms(&S[k]);
-            } else if (!strcmp(stage, "eval")) {
+            } else if (!strcmp(c.stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
-            } else if (!strcmp(stage, "threshold")) {
+            } else if (!strcmp(c.stage, "threshold")) {
                 /* the numbers are this build's: another SIMD path rounds otherwise */
                 if (k == 0) printf("build: %s\n", d1_build_info());
                 for (i = 0; i < N_STAGES; i++) failed += stage_threshold(&S[k], i);
-            } else if (!strcmp(stage, "headroom")) {
+            } else if (!strcmp(c.stage, "headroom")) {
                 for (i = 0; i < N_STAGES; i++) failed += stage_headroom(&S[k], i);
-            } else if (strcmp(stage, "table") != 0) { usage(); return 2; }
+            } else if (strcmp(c.stage, "table") != 0) { usage(); return 2; }
         }
     }
-    for (k = 0; k < n_tasks && strcmp(stage, "threshold") != 0 && strcmp(stage, "headroom") != 0; k++)
+    for (k = 0; k < n_tasks && strcmp(c.stage, "threshold") != 0 && strcmp(c.stage, "headroom") != 0; k++)
         print_table(&S[k]);
-    if (strcmp(stage, "threshold") != 0 && strcmp(stage, "headroom") != 0) write_summary(S, n_tasks);
-    printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, full ? "--full" : "from shipped base/SFT",
-           quick ? ", --quick" : "", (unsigned long long)seed, out);
+    if (strcmp(c.stage, "threshold") != 0 && strcmp(c.stage, "headroom") != 0) write_summary(S, n_tasks);
+    printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, c.full ? "--full" : "from shipped base/SFT",
+           c.quick ? ", --quick" : "", (unsigned long long)c.seed, c.out);
     return failed ? 1 : 0;
 }
