@@ -118,6 +118,14 @@ text_without_token_named() {
     [ "$rc" -eq 2 ] && says "the prompt" 'no token for " "'
 }
 
+# d1 info names the tokenizer beside the checkpoint, and says when there is none
+info_names_the_tokenizer() {
+    d1 info "$TCKPT"
+    [ "$rc" -eq 0 ] && says "tokenizer.json WordLevel, 26 ids (6 special" "mask <mask>" || return 1
+    d1 info "$CKPT"
+    [ "$rc" -eq 0 ] && says "tokenizer.json none"
+}
+
 if [ ! -x "$D1" ]; then
     echo "FAIL $D1 is not built (make build/d1)"; echo "0 passed, 1 failed"; exit 1
 fi
@@ -134,5 +142,6 @@ check schedule_errors_named schedule_errors_named
 check sample_still_samples sample_still_samples
 check text_in_text_out text_in_text_out
 check text_without_token_named text_without_token_named
+check info_names_the_tokenizer info_names_the_tokenizer
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

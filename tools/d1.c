@@ -258,6 +258,25 @@ static int cmd_info(const d1_command *c, const cmdline *a) {
     for (i = 0; i < 3; i++)
         if (counts[i]) printf(" %s x%d", dtype_names[i], counts[i]);
     printf("\n");
+    { /* the tokenizer beside it, if any: what d1 sample --prompt TEXT uses */
+        d1_tokenizer tok;
+        rc = d1_tokenizer_load(&tok, a->pos[0]);
+        if (rc == D1_OK) {
+            int added = 0, special = 0;
+            for (i = 0; i < tok.n_vocab; i++) {
+                int type = d1_tokenizer_token_type(&tok, i);
+                added += type == D1_TOKEN_ADDED;
+                special += type == D1_TOKEN_SPECIAL;
+            }
+            printf("tokenizer.json %s%s, %d ids (%d special, %d other added tokens), %d merges; mask %s\n",
+                   tok.model == D1_TOKENIZER_BPE ? "BPE" : "WordLevel", tok.byte_level ? " byte-level" : "", tok.n_vocab,
+                   special, added, tok.n_merges,
+                   d1_tokenizer_token(&tok, m.config.mask_id) ? d1_tokenizer_token(&tok, m.config.mask_id) : "(no token)");
+            d1_tokenizer_free(&tok);
+        } else {
+            printf("tokenizer.json %s\n", rc == D1_ERR_NOT_FOUND ? "none (d1 sample takes ids)" : d1_last_error());
+        }
+    }
     free(dtypes);
     d1_model_free(&m);
     return 0;
