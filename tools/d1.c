@@ -2,8 +2,9 @@
 
      d1 help                  the commands, one line each (also d1 --help, d1 -h)
      d1 CMD --help            CMD's usage and every option with its default
-     d1 info DIR              a checkpoint: its config, parameter count, and for
-                              each tensor its stored dtype, shape and L2 norm
+     d1 info DIR              a checkpoint: its config, parameter count, for
+                              each tensor its stored dtype, shape and L2 norm,
+                              and the tokenizer.json beside it
      d1 sample DIR --prompt P [options]
                               generate with the checkpoint in DIR (d1_sampler_generate)
      d1 export-gguf DIR FILE.gguf [--tokenizer PATH]
