@@ -28,7 +28,8 @@ FUZZ_SECONDS ?= 60
         cuda test-cuda threshold-check
 all: apps $(TESTS)
 # everything but the tests: the examples, benchmarks and tools
-apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check $(BUILD)/tokenizer_bench
+apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check $(BUILD)/tokenizer_bench \
+      $(BUILD)/demo_measure
 
 build-tests: $(TESTS)
 
@@ -53,6 +54,10 @@ $(BUILD)/test_examples: tests/test_examples.c examples/grpo_unrolled.c examples/
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# the demo's measurements beside its pipeline (threshold decoding, RL headroom)
+$(BUILD)/demo_measure: tools/demo_measure.c examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
@@ -140,8 +145,8 @@ demo-smoke: $(BUILD)/d1_demo
 
 # the sampler issue's threshold bar, on the shipped GPU-trained Sudoku models (seed 1
 # of tools/demo_gpu.sh, BF16): forward passes and score, steps = gen/2 vs threshold 0.9
-threshold-check: $(BUILD)/d1_demo
-	./$(BUILD)/d1_demo --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold --block 8
+threshold-check: $(BUILD)/demo_measure
+	./$(BUILD)/demo_measure --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold --block 8
 
 hello: $(BUILD)/hello
 	./$(BUILD)/hello
@@ -196,7 +201,7 @@ CUFLAGS    = $(CFLAGS) $(WARN) -DD1_CUDA -I$(CUDA_HOME)/include
 CULIBS     = $(CUBUILD)/d1_cuda.o -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++ $(LDLIBS)
 CU_TESTS   = $(CUBUILD)/test_cuda $(patsubst $(BUILD)/%,$(CUBUILD)/%,$(TESTS))
 
-cuda: $(CU_TESTS) $(CUBUILD)/hello $(CUBUILD)/d1_demo $(CUBUILD)/d1 $(CUBUILD)/bench
+cuda: $(CU_TESTS) $(CUBUILD)/hello $(CUBUILD)/d1_demo $(CUBUILD)/demo_measure $(CUBUILD)/d1 $(CUBUILD)/bench
 
 $(CUBUILD)/d1_cuda.o: tools/d1_cuda.cu tools/d1_cuda.h
 	mkdir -p $(CUBUILD)
@@ -213,6 +218,8 @@ $(CUBUILD)/fuzz_tokenizer_replay: tests/fuzz_tokenizer.c tests/fuzz_replay.h d1.
 $(CUBUILD)/hello: examples/hello.c d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
 $(CUBUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h $(CUBUILD)/d1_cuda.o
+	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
+$(CUBUILD)/demo_measure: tools/demo_measure.c examples/d1_demo.c examples/tasks.h d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)
 $(CUBUILD)/d1: tools/d1.c d1.h $(CUBUILD)/d1_cuda.o
 	$(CC) $(CUFLAGS) $< -o $@ $(CULIBS)

@@ -12,7 +12,7 @@
    lengths, and the table is printed with standard errors.
 
    USAGE
-       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|eval|table|threshold|headroom]
+       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
                [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N]
@@ -32,8 +32,6 @@
             the shipped checkpoints are 128 x 4, so use --full with them
    --rl-pool N  the RL arms cycle through N fixed training prompts (d1: a
             finite training set) instead of a fresh puzzle every time
-   --stage headroom  G rollouts per held-out prompt as the RL arms sample
-            them: sample mean, best-of-G and worst-of-G reward per row
    --train-precision mixed  base and SFT train with D1_PRECISION_BF16_MIXED
             (BF16 operands in the forward and backward matmuls, FP32
             weights, gradients and moments); evaluation stays FP32
@@ -45,6 +43,10 @@
    OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. OUT/TASK/settings.txt
    records the settings; a run with other settings refuses that OUT. The two
    RL arms run in two processes, one per core.
+
+   The measurements beside the pipeline (Fast-dLLM's threshold decoding
+   against the schedule, the RL headroom of each row) are tools/demo_measure.c,
+   which builds on this file (D1_DEMO_NO_MAIN).
 
    Uses only d1.h's public API. */
 #define D1_IMPLEMENTATION
@@ -243,7 +245,7 @@ static uint64_t file_hash(const char *path) {
    results of one set of settings. OUT/TASK/settings.txt records them (and,
    without --full, which shipped base/SFT the arms start from); a run with
    other settings stops before touching anything and says what differs.
-   Read-only stages (table, threshold, headroom) pass record = 0: they compare, never write. */
+   Read-only runs (--stage table, tools/demo_measure) pass record = 0: they compare, never write. */
 static int settings_match(const settings *S, int record) {
     char path[600], now[2048], old[2048] = "", dir[512];
     int n, k;
@@ -728,7 +730,7 @@ static int stage_train(const settings *S, int stage) {
 }
 
 /* ==== stage 3: diffu-GRPO ===================================================== */
-/* How the arms sample their rollouts (and --stage headroom with them): d1's
+/* How the arms sample their rollouts (and tools/demo_measure's headroom): d1's
    (temperature 0.9, low_confidence, steps = gen_len / 2) with the run's
    block, the prefix KV cache on the CPU when there are several blocks (it is
    refreshed at each block's start; with one block it would keep the
@@ -937,90 +939,6 @@ static int stage_eval(const settings *S, int stage) {
     return 0;
 }
 
-/* Fast-dLLM's threshold decoding against the paper's schedule, on the
-   held-out prompts at the first generation length: forward passes, wall
-   time and score of each trained row (the sampler issue's measurement). */
-static int stage_threshold(const settings *S, int stage) {
-    const task *t = S->t;
-    char dir[512];
-    int *prompts, n, k, gen = t->gen_lens[0];
-    d1_model m;
-    model_dir(dir, sizeof dir, S, stage);
-    if (!file_exists(dir)) { /* a row not trained (yet) */
-        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
-        return 0;
-    }
-    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
-    prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
-    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
-    for (k = 0; k < 2; k++) {
-        score sc;
-        int passes = 0;
-        double t0 = now_s();
-        if (evaluate_with(&m, S, gen, S->block, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
-        printf("%-9s %-8s gen_len %3d %-14s: reward %.3f ± %.3f, exact %.3f, %6d forward passes, %5.1f s\n", t->name,
-               stage_names[stage], gen, k ? "threshold 0.9" : "steps gen/2", sc.mean, sc.se, sc.exact, passes,
-               now_s() - t0);
-    }
-    free(prompts);
-    d1_model_free(&m);
-    return 0;
-}
-
-/* What GRPO has to select from: G rollouts per held-out prompt, sampled as
-   the RL arms sample them (d1's rollout settings: temperature 0.9,
-   low_confidence, steps = gen_len / 2), scored; per row, the mean reward of
-   the samples, of the best and the worst of each group (best-of-G: what a
-   policy that always wrote its group's best completion would score), and the
-   share of groups whose rewards are all equal (no signal). */
-static int stage_headroom(const settings *S, int stage) {
-    const task *t = S->t;
-    char dir[512];
-    int G = S->rl_group, P = t->prompt_len, gen = t->gen_lens[0], T = P + gen, n, i, g;
-    int *prompts, *group, *out;
-    double sum = 0, best = 0, worst = 0, flat = 0, t0 = now_s();
-    d1_grpo_desc gd = d1_grpo_default_desc(gen);
-    d1_sample_stats st;
-    d1_rng rng;
-    d1_model m;
-    model_dir(dir, sizeof dir, S, stage);
-    if (!file_exists(dir)) {
-        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
-        return 0;
-    }
-    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
-    gd.sampler = rollout_sampler(S, gen);
-    gd.sampler.temperature = recipe_of(S, stage)->temperature; /* the arm's (the base and SFT rows: d1's) */
-    prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
-    group = (int *)malloc(sizeof(int) * G * P);
-    out = (int *)malloc(sizeof(int) * G * T);
-    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
-    d1_rng_seed(&rng, S->seed * 1000 + 50 + stage);
-    for (i = 0; i < n; i++) {
-        float hi = -1.0f, lo = 2.0f;
-        for (g = 0; g < G; g++) memcpy(group + (size_t)g * P, prompts + (size_t)i * P, sizeof(int) * P);
-        if (check(d1_sampler_generate(&m, &gd.sampler, group, G, P, NULL, &rng, out, &st), "sample") != D1_OK) break;
-        for (g = 0; g < G; g++) {
-            const int *row = out + (size_t)g * T;
-            d1_rollout ro;
-            float r;
-            ro.prompt = row; ro.prompt_len = P; ro.completion = row + P; ro.prompt_index = i; ro.member = g;
-            for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != m.config.eos_id;
-                 ro.completion_len++) {}
-            r = reward_tokens(&ro, (void *)t);
-            sum += r / G;
-            hi = r > hi ? r : hi; lo = r < lo ? r : lo;
-        }
-        best += hi; worst += lo; flat += hi == lo;
-    }
-    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %d prompts: sample mean %.3f, best-of-G %.3f, "
-           "worst-of-G %.3f, groups all equal %.2f (%.0f s)\n", t->name, stage_names[stage], gen, G,
-           (double)gd.sampler.temperature, n, sum / n, best / n, worst / n, flat / n, now_s() - t0);
-    free(prompts); free(group); free(out);
-    d1_model_free(&m);
-    return 0;
-}
-
 /* Paper's Table 1, shaped: rows base, +SFT, +diffu-GRPO, d1; columns the
    generation lengths. Sudoku shows the share of empty cells right and the
    exact solves; Countdown the exact answers. Written to OUT/TASK/table.md. */
@@ -1200,6 +1118,7 @@ static int base_and_sft(const settings *S, int unused) {
    ... Values are checked after parsing (cli_check). */
 typedef struct cli {
     const char *task, *stage, *out, *block, *train_holes;
+    int block_n, holes_min, holes_max; /* parsed from block (-1: not given) and train_holes */
     float rope_theta;
     int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
     int dim, layers, rl_prompts, rl_group, rl_pool, device, train_mixed;
@@ -1216,7 +1135,7 @@ typedef struct cli_option {
 #define CLI(field) offsetof(cli, field)
 static const cli_option cli_options[] = {
     {"--task", OPT_STR, CLI(task), "sudoku|countdown|all", NULL},
-    {"--stage", OPT_STR, CLI(stage), "all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table|threshold|headroom", NULL},
+    {"--stage", OPT_STR, CLI(stage), "all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table", NULL},
     {"--full", OPT_FLAG, CLI(full), NULL, NULL},
     {"--quick", OPT_FLAG, CLI(quick), NULL, NULL},
     {"--ship", OPT_FLAG, CLI(ship), NULL, NULL},
@@ -1345,62 +1264,84 @@ static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r
                : -1;
 }
 
-int main(int argc, char **argv) {
-    cli c;
-    int i, k, n_tasks = 0, failed = 0, block = -1, holes_min = 0, holes_max = 0;
-    rl_recipe rl = recipe_d1(), rlx = recipe_after_d1(D1_LOGP_ELBO);
-    settings S[2];
-    job jobs[8];
-    double t0 = now_s();
-    memset(&c, 0, sizeof c); /* 0: the defaults */
-    c.task = "all"; c.stage = "all"; c.out = "build/demo"; c.seed = 1; c.base_joint = -1; c.dim = -1;
-    if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
+/* argv -> c and the two recipes. Returns -1 to go on, else the exit status
+   (0 after --help, 2 on a usage error, having printed the usage). */
+static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rlx) {
+    int i;
+    memset(c, 0, sizeof *c); /* 0: the defaults */
+    c->task = "all"; c->stage = "all"; c->out = "build/demo"; c->seed = 1; c->base_joint = -1; c->dim = -1;
+    c->block_n = -1;
+    *rl = recipe_d1();
+    *rlx = recipe_after_d1(D1_LOGP_ELBO);
     for (i = 1; i < argc; i++) { /* the recipe's flags, then the table's */
         int is_x = !strncmp(argv[i], "--x-", 4), took = 0;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(); return 0; }
         if (is_x || !strncmp(argv[i], "--rl-", 5))
-            took = recipe_flag(argv[i] + (is_x ? 4 : 5), i + 1 < argc ? argv[i + 1] : NULL, is_x, is_x ? &rlx : &rl);
-        if (took == 0) took = cli_option_at(&c, argc, argv, i);
+            took = recipe_flag(argv[i] + (is_x ? 4 : 5), i + 1 < argc ? argv[i + 1] : NULL, is_x, is_x ? rlx : rl);
+        if (took == 0) took = cli_option_at(c, argc, argv, i);
         if (took <= 0) { usage(); return 2; }
         i += took - 1;
     }
     /* what the table cannot check */
-    if (c.dim != -1 && (c.dim < 32 || c.dim % 32)) { usage(); return 2; }
-    if (c.train_holes && (sscanf(c.train_holes, "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 ||
-                          holes_max < holes_min || holes_max > 11)) { usage(); return 2; }
-    if (c.block) {
-        block = !strcmp(c.block, "all") ? 0 : atoi(c.block);
-        if (block < 0 || (block == 0 && strcmp(c.block, "all"))) { usage(); return 2; }
+    if (c->dim != -1 && (c->dim < 32 || c->dim % 32)) { usage(); return 2; }
+    if (c->train_holes && (sscanf(c->train_holes, "%d-%d", &c->holes_min, &c->holes_max) != 2 || c->holes_min < 1 ||
+                           c->holes_max < c->holes_min || c->holes_max > 11)) { usage(); return 2; }
+    if (c->block) {
+        c->block_n = !strcmp(c->block, "all") ? 0 : atoi(c->block);
+        if (c->block_n < 0 || (c->block_n == 0 && strcmp(c->block, "all"))) { usage(); return 2; }
     }
-    for (k = 0; k < 2; k++) {
-        const task *t = strcmp(c.task, "all") == 0 ? &tasks[k] : k == 0 ? task_find(c.task) : NULL;
+    return -1;
+}
+
+/* The settings of each task the command line names, into S[2]: the task's
+   defaults, then what the flags set. Returns how many. */
+static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx, settings *S) {
+    int k, n = 0;
+    for (k = 0; k < N_TASKS && n < 2; k++) {
+        const task *t = strcmp(c->task, "all") == 0 ? &tasks[k] : k == 0 ? task_find(c->task) : NULL;
         if (!t) continue;
-        S[n_tasks] = settings_default(t, c.quick);
-        if (c.rope_theta > 0.0f) S[n_tasks].rope_theta = c.rope_theta;
-        if (c.base_steps > 0) S[n_tasks].base_steps = c.base_steps;
-        if (c.base_joint >= 0) S[n_tasks].base_joint = c.base_joint;
-        if (c.sft_steps > 0) S[n_tasks].sft_steps = c.sft_steps;
-        if (c.rl_iters > 0) S[n_tasks].rl_iters = c.rl_iters;
-        if (c.monitor > 0) S[n_tasks].train_monitor_every = c.monitor;
-        if (c.rl_prompts > 0) S[n_tasks].rl_prompts = c.rl_prompts;
-        if (c.rl_group > 1) S[n_tasks].rl_group = c.rl_group;
-        if (c.rl_pool > 0) S[n_tasks].rl_pool = c.rl_pool;
-        if (c.dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
-            S[n_tasks].dim = c.dim; S[n_tasks].heads = c.dim / 32; S[n_tasks].ffn = (c.dim * 11 / 4 + 31) / 32 * 32;
+        S[n] = settings_default(t, c->quick);
+        if (c->rope_theta > 0.0f) S[n].rope_theta = c->rope_theta;
+        if (c->base_steps > 0) S[n].base_steps = c->base_steps;
+        if (c->base_joint >= 0) S[n].base_joint = c->base_joint;
+        if (c->sft_steps > 0) S[n].sft_steps = c->sft_steps;
+        if (c->rl_iters > 0) S[n].rl_iters = c->rl_iters;
+        if (c->monitor > 0) S[n].train_monitor_every = c->monitor;
+        if (c->rl_prompts > 0) S[n].rl_prompts = c->rl_prompts;
+        if (c->rl_group > 1) S[n].rl_group = c->rl_group;
+        if (c->rl_pool > 0) S[n].rl_pool = c->rl_pool;
+        if (c->dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
+            S[n].dim = c->dim; S[n].heads = c->dim / 32; S[n].ffn = (c->dim * 11 / 4 + 31) / 32 * 32;
         }
-        if (c.layers > 0) S[n_tasks].layers = c.layers;
-        S[n_tasks].device = c.device;
-        S[n_tasks].train_mixed = c.train_mixed;
-        S[n_tasks].train_holes_min = holes_min; S[n_tasks].train_holes_max = holes_max;
-        S[n_tasks].rl = rl; S[n_tasks].rlx = rlx;
-        if (block >= 0) S[n_tasks].block = block;
-        S[n_tasks].seed = c.seed; S[n_tasks].out = c.out; S[n_tasks].full = c.full; S[n_tasks].ship = c.ship;
-        n_tasks++;
+        if (c->layers > 0) S[n].layers = c->layers;
+        S[n].device = c->device;
+        S[n].train_mixed = c->train_mixed;
+        S[n].train_holes_min = c->holes_min; S[n].train_holes_max = c->holes_max;
+        S[n].rl = *rl; S[n].rlx = *rlx;
+        if (c->block_n >= 0) S[n].block = c->block_n;
+        S[n].seed = c->seed; S[n].out = c->out; S[n].full = c->full; S[n].ship = c->ship;
+        n++;
     }
+    return n;
+}
+
+#ifndef D1_DEMO_NO_MAIN
+/* The pipeline: base and SFT (shipped, or trained with --full), the RL arms,
+   the evaluation, the table. The measurements apart from it (threshold
+   decoding, RL headroom) are tools/demo_measure.c. */
+int main(int argc, char **argv) {
+    cli c;
+    int i, k, n_tasks, failed = 0;
+    rl_recipe rl, rlx;
+    settings S[2];
+    job jobs[8];
+    double t0 = now_s();
+    if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
+    if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;
+    n_tasks = demo_settings(&c, &rl, &rlx, S);
     if (n_tasks == 0) { usage(); return 2; }
     for (k = 0; k < n_tasks; k++)
-        if (!settings_match(&S[k], strcmp(c.stage, "table") != 0 && strcmp(c.stage, "threshold") != 0 &&
-                                          strcmp(c.stage, "headroom") != 0)) return 1;
+        if (!settings_match(&S[k], strcmp(c.stage, "table") != 0)) return 1;
 
     if (!strcmp(c.stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
@@ -1440,19 +1381,13 @@ int main(int argc, char **argv) {
             } else if (!strcmp(c.stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
-            } else if (!strcmp(c.stage, "threshold")) {
-                /* the numbers are this build's: another SIMD path rounds otherwise */
-                if (k == 0) printf("build: %s\n", d1_build_info());
-                for (i = 0; i < N_STAGES; i++) failed += stage_threshold(&S[k], i);
-            } else if (!strcmp(c.stage, "headroom")) {
-                for (i = 0; i < N_STAGES; i++) failed += stage_headroom(&S[k], i);
             } else if (strcmp(c.stage, "table") != 0) { usage(); return 2; }
         }
     }
-    for (k = 0; k < n_tasks && strcmp(c.stage, "threshold") != 0 && strcmp(c.stage, "headroom") != 0; k++)
-        print_table(&S[k]);
-    if (strcmp(c.stage, "threshold") != 0 && strcmp(c.stage, "headroom") != 0) write_summary(S, n_tasks);
+    for (k = 0; k < n_tasks; k++) print_table(&S[k]);
+    write_summary(S, n_tasks);
     printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, c.full ? "--full" : "from shipped base/SFT",
            c.quick ? ", --quick" : "", (unsigned long long)c.seed, c.out);
     return failed ? 1 : 0;
 }
+#endif /* D1_DEMO_NO_MAIN */

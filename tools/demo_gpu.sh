@@ -35,8 +35,8 @@ t0=$SECONDS
         grep -E "eval|d1_demo:" "$DIR/s$s.err" | tail -n 20
     done
     echo "---- threshold decoding (seed 1)"
-    timeout 60 build/cuda/d1_demo --device "${DEVICE:-cuda}" --full --seed 1 --out "$DIR/s1" --stage threshold $ARGS 2>&1 |
-        grep -E "forward passes|d1_demo:"
+    timeout 60 build/cuda/demo_measure --device "${DEVICE:-cuda}" --full --seed 1 --out "$DIR/s1" --stage threshold $ARGS 2>&1 |
+        grep -E "forward passes|demo_measure:|d1_demo:"
     echo "demo_gpu: total $((SECONDS - t0)) s"
 } 2>&1 | tee "$LOG"
 if [ -n "${OUT:-}" ]; then

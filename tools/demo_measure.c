@@ -1,0 +1,128 @@
+/* demo_measure.c - the d1 demo's measurements, apart from its pipeline
+   (examples/d1_demo.c, which this file builds on): for each row of the
+   table (base, +SFT, the RL arms) that OUT holds,
+
+     --stage threshold  Fast-dLLM's threshold decoding (0.9) against the
+                        paper's schedule (steps = gen_len / 2): forward
+                        passes, wall time and score (the sampler issue's
+                        measurement; make threshold-check, a CI gate)
+     --stage headroom   G rollouts per held-out prompt as the RL arms sample
+                        them: sample mean, best-of-G and worst-of-G reward
+
+   It takes d1_demo's flags (the settings must be those OUT was made with:
+   it compares and never writes them), e.g.
+     build/demo_measure --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold --block 8
+
+   Build: cc -O2 -march=native tools/demo_measure.c -o build/demo_measure -lm -lpthread */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC diagnostic ignored "-Wunused-function" /* the pipeline's stages, not run here */
+#endif
+#define D1_DEMO_NO_MAIN
+#include "../examples/d1_demo.c"
+
+/* Fast-dLLM's threshold decoding against the paper's schedule, on the
+   held-out prompts at the first generation length: forward passes, wall
+   time and score of each trained row (the sampler issue's measurement). */
+static int stage_threshold(const settings *S, int stage) {
+    const task *t = S->t;
+    char dir[512];
+    int *prompts, n, k, gen = t->gen_lens[0];
+    d1_model m;
+    model_dir(dir, sizeof dir, S, stage);
+    if (!file_exists(dir)) { /* a row not trained (yet) */
+        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
+        return 0;
+    }
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
+    prompts = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
+    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
+    for (k = 0; k < 2; k++) {
+        score sc;
+        int passes = 0;
+        double t0 = now_s();
+        if (evaluate_with(&m, S, gen, S->block, prompts, n, 0, &sc, k ? 0.9f : 0.0f, &passes) != D1_OK) break;
+        printf("%-9s %-8s gen_len %3d %-14s: reward %.3f ± %.3f, exact %.3f, %6d forward passes, %5.1f s\n", t->name,
+               stage_names[stage], gen, k ? "threshold 0.9" : "steps gen/2", sc.mean, sc.se, sc.exact, passes,
+               now_s() - t0);
+    }
+    free(prompts);
+    d1_model_free(&m);
+    return 0;
+}
+
+/* What GRPO has to select from: G rollouts per held-out prompt, sampled as
+   the RL arms sample them (d1's rollout settings: temperature 0.9,
+   low_confidence, steps = gen_len / 2), scored; per row, the mean reward of
+   the samples, of the best and the worst of each group (best-of-G: what a
+   policy that always wrote its group's best completion would score), and the
+   share of groups whose rewards are all equal (no signal). */
+static int stage_headroom(const settings *S, int stage) {
+    const task *t = S->t;
+    char dir[512];
+    int G = S->rl_group, P = t->prompt_len, gen = t->gen_lens[0], T = P + gen, n, i, g;
+    int *prompts, *group, *out;
+    double sum = 0, best = 0, worst = 0, flat = 0, t0 = now_s();
+    d1_grpo_desc gd = d1_grpo_default_desc(gen);
+    d1_sample_stats st;
+    d1_rng rng;
+    d1_model m;
+    model_dir(dir, sizeof dir, S, stage);
+    if (!file_exists(dir)) {
+        fprintf(stderr, "%s %s: no model at %s, skipped\n", t->name, stage_names[stage], dir);
+        return 0;
+    }
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
+    gd.sampler = rollout_sampler(S, gen);
+    gd.sampler.temperature = recipe_of(S, stage)->temperature; /* the arm's (the base and SFT rows: d1's) */
+    prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
+    group = (int *)malloc(sizeof(int) * G * P);
+    out = (int *)malloc(sizeof(int) * G * T);
+    n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
+    d1_rng_seed(&rng, S->seed * 1000 + 50 + stage);
+    for (i = 0; i < n; i++) {
+        float hi = -1.0f, lo = 2.0f;
+        for (g = 0; g < G; g++) memcpy(group + (size_t)g * P, prompts + (size_t)i * P, sizeof(int) * P);
+        if (check(d1_sampler_generate(&m, &gd.sampler, group, G, P, NULL, &rng, out, &st), "sample") != D1_OK) break;
+        for (g = 0; g < G; g++) {
+            const int *row = out + (size_t)g * T;
+            d1_rollout ro;
+            float r;
+            ro.prompt = row; ro.prompt_len = P; ro.completion = row + P; ro.prompt_index = i; ro.member = g;
+            for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != m.config.eos_id;
+                 ro.completion_len++) {}
+            r = reward_tokens(&ro, (void *)t);
+            sum += r / G;
+            hi = r > hi ? r : hi; lo = r < lo ? r : lo;
+        }
+        best += hi; worst += lo; flat += hi == lo;
+    }
+    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %d prompts: sample mean %.3f, best-of-G %.3f, "
+           "worst-of-G %.3f, groups all equal %.2f (%.0f s)\n", t->name, stage_names[stage], gen, G,
+           (double)gd.sampler.temperature, n, sum / n, best / n, worst / n, flat / n, now_s() - t0);
+    free(prompts); free(group); free(out);
+    d1_model_free(&m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    cli c;
+    rl_recipe rl, rlx;
+    settings S[2];
+    int i, k, n_tasks, failed = 0, threshold;
+    if (!task_tokenizers_init()) { fprintf(stderr, "demo_measure: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
+    if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;
+    threshold = !strcmp(c.stage, "threshold");
+    if (!threshold && strcmp(c.stage, "headroom")) {
+        fprintf(stderr, "demo_measure: --stage threshold or --stage headroom\n");
+        return 2;
+    }
+    n_tasks = demo_settings(&c, &rl, &rlx, S);
+    if (n_tasks == 0) { usage(); return 2; }
+    /* the numbers are this build's: another SIMD path rounds otherwise */
+    if (threshold) printf("build: %s\n", d1_build_info());
+    for (k = 0; k < n_tasks; k++) {
+        if (!settings_match(&S[k], 0)) return 1;
+        for (i = 0; i < N_STAGES; i++) failed += threshold ? stage_threshold(&S[k], i) : stage_headroom(&S[k], i);
+    }
+    return failed ? 1 : 0;
+}
