@@ -5659,6 +5659,14 @@ static size_t d1__format_float(float f, char *buf) {
     return n;
 }
 
+/* FNV-1a hash (32 bits) of s[0..n): shard names, the tokenizer's tables. */
+static uint32_t d1__fnv1a(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
 // >>json ---------------------------------------------------------------------
 /* ---- JSON reader ------------------------------------------------------------
    Two stages. d1__json_check validates a whole document (RFC 8259: strings
@@ -5726,7 +5734,8 @@ static int d1__jv_string(const char *s, size_t n, size_t i, size_t *end) {
         if (c < 0x20) return 0;
         if (c < 0x80 && c != '\\') { i++; continue; }
         if (c >= 0x80) {
-            if (!(len = d1__utf8_len((const unsigned char *)s, n, i, &len))) return 0;
+            size_t bad;
+            if (!(len = d1__utf8_len((const unsigned char *)s, n, i, &bad))) return 0;
             i += len;
             continue;
         }
@@ -7388,14 +7397,6 @@ static int d1__shard_name_ok(const char *s, size_t n) {
     return 1;
 }
 
-/* FNV-1a hash of s[0..n), for the shard names. */
-static uint32_t d1__fnv1a(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    size_t i;
-    for (i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
-
 /* Whether shard s is the file named file (hash h). */
 static int d1__shard_is(const d1__ckpt *ck, int s, const char *file, uint32_t h) {
     char other[D1__SHARD_NAME];
@@ -8411,14 +8412,9 @@ static size_t d1__re_match(int re, const unsigned char *s, size_t n, size_t i) {
 }
 
 /* -- the token table */
-static uint32_t d1__fnv32(const char *s, size_t n) {
-    uint32_t h = 2166136261u;
-    while (n--) h = (h ^ (unsigned char)*s++) * 16777619u;
-    return h;
-}
 /* The id of the token whose text is s[n], or -1. */
 static int d1__tok_find(const struct d1__tok *t, const char *s, size_t n) {
-    uint32_t h = d1__fnv32(s, n) & t->mask;
+    uint32_t h = d1__fnv1a(s, n) & t->mask;
     for (;; h = (h + 1) & t->mask) {
         int id = t->table[h];
         if (id < 0) return -1;
@@ -8427,7 +8423,7 @@ static int d1__tok_find(const struct d1__tok *t, const char *s, size_t n) {
 }
 /* Gives id the text at t->text + off (len bytes) and enters it in the table. */
 static int d1__tok_add(struct d1__tok *t, int id, size_t off, size_t len) {
-    uint32_t h = d1__fnv32(t->text + off, len) & t->mask;
+    uint32_t h = d1__fnv1a(t->text + off, len) & t->mask;
     if (d1__tok_find(t, t->text + off, len) >= 0)
         return D1__FAILF(D1_ERR_DUPLICATE, "tokenizer.json: the token \"%.40s\" is listed twice", t->text + off);
     if (t->off[id] >= 0)
@@ -8444,7 +8440,7 @@ static int d1__tok_merge(const struct d1__tok *t, int a, int b, int *id) {
     uint64_t key = (uint64_t)(a + 1) << 32 | (uint64_t)(b + 1);
     uint32_t h;
     if (!t->mkey) return -1;
-    for (h = d1__fnv32((const char *)&key, 8) & t->mmask; t->mkey[h]; h = (h + 1) & t->mmask)
+    for (h = d1__fnv1a((const char *)&key, 8) & t->mmask; t->mkey[h]; h = (h + 1) & t->mmask)
         if (t->mkey[h] == key) { *id = t->mid[h]; return t->mrank[h]; }
     return -1;
 }
@@ -8607,7 +8603,7 @@ static int d1__tok_parse_merges(const d1__json *j, size_t v, d1_tokenizer *tok, 
             return D1__FAILF(D1_ERR_CONFIG, "tokenizer.json: merge %d (%s) names a token the vocab lacks", rank,
                              d1__json_excerpt(j, el));
         key = (uint64_t)(a + 1) << 32 | (uint64_t)(b + 1);
-        for (h = d1__fnv32((const char *)&key, 8) & t->mmask; t->mkey[h] && t->mkey[h] != key; h = (h + 1) & t->mmask) {}
+        for (h = d1__fnv1a((const char *)&key, 8) & t->mmask; t->mkey[h] && t->mkey[h] != key; h = (h + 1) & t->mmask) {}
         t->mkey[h] = key;
         t->mrank[h] = rank;
         t->mid[h] = m;

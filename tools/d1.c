@@ -535,19 +535,12 @@ static void kv_array(FILE *f, const char *k, uint32_t type, uint64_t n) {
     put_u64(f, n);
 }
 
-/* A token's text in GPT-2's byte-level alphabet: the printable bytes stand
-   for themselves, the others (0-32, 127-160, 173) for U+0100 onwards in
-   order; written as UTF-8 into out[cap]. */
+/* A token's text in GPT-2's byte-level alphabet (d1.h's d1__byte_cp: the
+   printable bytes stand for themselves, the others for U+0100 onwards),
+   written as UTF-8 into out[cap]. */
 static void byte_level(const char *s, char *out, size_t cap) {
     size_t n = 0;
-    for (; *s && n + 3 < cap; s++) {
-        unsigned b = (unsigned char)*s, cp = b, k;
-        if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174)) {
-            for (cp = 256, k = 0; k < b; k++) cp += !((k >= 33 && k <= 126) || (k >= 161 && k <= 172) || k >= 174);
-        }
-        if (cp < 0x80) out[n++] = (char)cp;
-        else { out[n++] = (char)(0xC0 | cp >> 6); out[n++] = (char)(0x80 | (cp & 63)); }
-    }
+    for (; *s && n + 3 < cap; s++) n += d1__utf8_put(d1__byte_cp((unsigned char)*s), out + n);
     out[n] = 0;
 }
 

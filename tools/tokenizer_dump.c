@@ -106,11 +106,9 @@ static int parse_ids(const char *line, size_t n, int **ids, int *cap) {
 
 int main(int argc, char **argv) {
     d1_tokenizer tok;
-    FILE *f;
     char *buf = NULL, *out = NULL, *p, *end;
     int *ids = NULL, cap_ids = 0, lineno = 0, rc = 0, k;
-    size_t cap_out = 0, len = 0;
-    long size;
+    size_t cap_out = 0, len = 0, size = 0;
     if (argc >= 4 && !strcmp(argv[1], "--init-chars")) {
         if (d1_tokenizer_init_chars(&tok, argv[3], (const char *const *)argv + 4, argc - 4) != D1_OK ||
             d1_tokenizer_save(&tok, NULL, argv[2]) != D1_OK) {
@@ -130,16 +128,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "tokenizer_dump: %s\n", d1_last_error());
         return 1;
     }
-    if (!(f = fopen(argv[2], "rb")) || fseek(f, 0, SEEK_END) || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) ||
-        !(buf = (char *)malloc((size_t)size + 1)) || fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        fprintf(stderr, "tokenizer_dump: cannot read %s\n", argv[2]);
-        if (f) fclose(f);
-        free(buf);
+    if (d1__read_file(argv[2], (uint64_t)1 << 30, &buf, &size) != D1_OK) {
+        fprintf(stderr, "tokenizer_dump: %s\n", d1_last_error());
         d1_tokenizer_free(&tok);
         return 2;
     }
-    fclose(f);
-    buf[size] = 0;
     for (p = buf, end = buf + size; p < end && rc == 0;) {
         char *nl = (char *)memchr(p, '\n', (size_t)(end - p)), *line = p;
         size_t n = (size_t)((nl ? nl : end) - p), need;
@@ -182,7 +175,7 @@ int main(int argc, char **argv) {
         fputs("}\n", stdout);
     }
     if (rc == 1) fprintf(stderr, "tokenizer_dump: %s:%d: %s\n", argv[2], lineno, d1_last_error());
-    free(buf);
+    d1__free(buf);
     free(ids);
     free(out);
     d1_tokenizer_free(&tok);
