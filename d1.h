@@ -80,6 +80,7 @@
    THE PAPER, STEP BY STEP (grep for the names)
 
      LLaDA transformer (modeling_llada.py)         d1_model_forward / _backward
+       one block, full and KV-cache forward        d1__block_forward (d1__forward_w, d1__forward_cached)
        RMSNorm                                     d1__rmsnorm_forward / _backward
        RoPE, rotate-half layout                    d1__rope (sign -1: backward)
        bidirectional GQA attention                 d1__attention_{forward,backward}_task
@@ -91,7 +92,8 @@
        transfer schedule (generate.py)             d1_sampler_transfer_count
        low-confidence / random remasking           d1__propose
        reveal the step's k most confident tokens   d1__sampler_reveal_row
-       Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache
+       Fast-dLLM threshold + KV cache              d1_sampler_desc.threshold, .kv_cache;
+                                                   d1__forward_cached
      masked SFT (d1 stage 1)                       d1_sft_loss
      diffu-GRPO (d1 stage 2)                       d1_grpo_step (phases a-f);
                                                    written out: examples/grpo_unrolled.c
@@ -3409,11 +3411,6 @@ static void d1__attn_setup(d1__attn_args *at, const float *qkv, int QW, const d1
     at->B = B; at->Tq = at->Tk = T; at->H = c->n_heads; at->KV = c->n_kv_heads; at->D = D; at->cx = cx;
 }
 
-/* The LLaDA forward pass on checked input (tokens [B,T] -> a.logits [B,T,V]):
-     h = wte[tokens]
-     per block:  h += attn_out(Attn(RoPE(q_proj n), RoPE(k_proj n), v_proj n)),  n = RMSNorm(h) attn_norm
-                 h += ff_out(silu(ff_proj m) ⊙ up_proj m),                      m = RMSNorm(h) ff_norm
-     logits = RMSNorm(h) ln_f . head^T                                                        */
 /* out[N,O] = inp[N,I] . w[O,I]^T (d1__matmul_forward), or, when bw (the
    model's BF16 copy) is given, with w's packed copy wp (d1__gemm_bf16: inp
    rounded to BF16 as it is packed, sums in FP32). */
@@ -3439,64 +3436,161 @@ static void d1__linear_backward(d1__ctx *cx, const d1__bf16w *bw, float *dinp, f
 /* layer L's packed copy of matrix t, or NULL in FP32 */
 #define D1__BW(t) (bw ? bw->t + L * bw->n_##t : NULL)
 
-/* bw NULL: FP32, keeping what d1__backward needs (d1__forward); bw given: the
+/* One LLaDA block over N = B*Tq query rows: the one body that the full
+   forward (Tq = Tk = T; the keys are the rows' own) and the KV-cache forward
+   (Tq < Tk; the rows are positions [pos0, pos0 + Tq) of each sequence, the
+   other keys and values come from the cache) both run:
+     xa = x  + attn_out(Attn(RoPE(q_proj n1), RoPE(k_proj n1), v_proj n1)),  n1 = RMSNorm(x)  attn_norm
+     xo = xa + ff_out(silu(ff_proj n2) ⊙ up_proj n2),                       n2 = RMSNorm(xa) ff_norm
+   The LoRA adapters, when attached, add s B A n to the projections they
+   target. Shapes as in d1__acts for one layer; xo may be x (x is read for the
+   last time before xo is written), and the cached forward passes one set of
+   buffers that every layer reuses. */
+typedef struct d1__block {
+    const float   *x;          /* [N, C]  the residual stream entering            */
+    float         *xa, *xo;    /* [N, C]  after the attention and the MLP         */
+    float         *n1, *r1;    /* [N, C], [N]  RMSNorm(x) and its 1/rms           */
+    float         *qkv;        /* [N, QW] [q | k | v], q and k rotated            */
+    float         *att;        /* [B, H, Tq, Tk] attention probabilities          */
+    float         *y;          /* [N, C]  attention output                        */
+    float         *n2, *r2;    /* [N, C], [N]  RMSNorm(xa)                        */
+    float         *gu, *hm;    /* [N, 2F], [N, F]  [gate | up], silu(gate) * up   */
+    float         *lu;         /* [N, 7r] LoRA's s x A^T (when attached)          */
+    float         *kv;         /* NULL, or this layer's cache [B, Tk, 2 KVD]      */
+    const uint8_t *key_mask;   /* [B, Tk] or NULL                                 */
+    int            B, Tq, Tk, pos0;
+} d1__block;
+
+static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__ctx *cx = &s->cx;
+    const d1_params *w = &m->params;
+    int N = k->B * k->Tq, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
+    int D = C / H, KVD = KV * D, QW = d1__qw(c), b, i;
+    size_t L = (size_t)l, NC = (size_t)N * C;
+    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    int ldu = lora ? 7 * lora->rank : 0;
+    d1__lora_site ls[4];
+    d1__attn_args at;
+    d1__swiglu_args sw;
+    if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
+    /* attention sub-block */
+    d1__rmsnorm_forward(k->n1, k->r1, k->x, w->attn_norm + L * C, N, C, c->norm_eps);
+    d1__linear_forward(cx, bw, k->qkv, k->n1, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
+    if (lora) d1__lora_forward(cx, lora, &ls[0], k->n1, k->qkv, k->lu + ls[0].u0, ldu, N);
+    d1__rope(k->qkv, QW, N, k->Tq, k->pos0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
+    d1__attn_setup(&at, k->qkv, QW, c, k->B, k->Tq, cx);
+    if (k->kv) { /* refresh these positions' keys and values in the cache; attend over all Tk */
+        for (b = 0; b < k->B; b++)
+            for (i = 0; i < k->Tq; i++)
+                memcpy(k->kv + ((size_t)b * k->Tk + k->pos0 + i) * 2 * KVD, k->qkv + ((size_t)b * k->Tq + i) * QW + C,
+                       (size_t)2 * KVD * sizeof(float));
+        at.k = k->kv; at.v = k->kv + KVD; at.ldk = 2 * KVD; at.Tk = k->Tk;
+    }
+    at.att_w = k->att; at.y = k->y; at.key_mask = k->key_mask;
+    d1__parallel(cx->pool, d1__attention_forward_task, &at);
+    d1__linear_forward(cx, bw, k->xa, k->y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
+    if (lora) d1__lora_forward(cx, lora, &ls[1], k->y, k->xa, k->lu + ls[1].u0, ldu, N);
+    d1__residual_add(k->xa, k->x, NC);
+    /* MLP sub-block */
+    d1__rmsnorm_forward(k->n2, k->r2, k->xa, w->ff_norm + L * C, N, C, c->norm_eps);
+    d1__linear_forward(cx, bw, k->gu, k->n2, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
+    if (lora) d1__lora_forward(cx, lora, &ls[2], k->n2, k->gu, k->lu + ls[2].u0, ldu, N);
+    sw.out = k->hm; sw.gu = k->gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
+    d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
+    d1__linear_forward(cx, bw, k->xo, k->hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
+    if (lora) d1__lora_forward(cx, lora, &ls[3], k->hm, k->xo, k->lu + ls[3].u0, ldu, N);
+    d1__residual_add(k->xo, k->xa, NC);
+}
+
+/* logits [N, V] = RMSNorm(x) ln_f . head^T, x [N, C] leaving the last block. */
+static void d1__head_forward(d1_model *m, const d1__bf16w *bw, const float *x, int N) {
+    const d1_config *c = &m->config;
+    d1__acts *a = &m->state->a;
+    d1__rmsnorm_forward(a->nf, a->rf, x, m->params.ln_f, N, c->dim, c->norm_eps);
+    d1__linear_forward(&m->state->cx, bw, a->logits, a->nf, m->params.head, bw ? bw->head : NULL, N, c->dim,
+                       c->vocab_size);
+}
+#undef D1__BW
+
+/* The LLaDA forward pass that back-propagates: in FP32, or with BF16
+   operands in D1_PRECISION_BF16_MIXED. */
+static const d1__bf16w *d1__bf16_weights(d1_model *m);
+/* Layer l's block in the training layout: its slices of the activations
+   that d1__forward_w keeps and d1__backward reads (d1__acts, N = B*T; lora_rank
+   0 without adapters). */
+static d1__block d1__block_at(const d1__acts *a, const d1_config *c, int l, int B, int T, int lora_rank) {
+    size_t L = (size_t)l, N = (size_t)B * T, NC = N * (size_t)c->dim, F = (size_t)c->ffn_dim;
+    d1__block k;
+    k.x = a->x + L * NC; k.xa = a->xa + L * NC; k.xo = a->x + (L + 1) * NC;
+    k.n1 = a->n1 + L * NC; k.r1 = a->r1 + L * N; k.qkv = a->qkv + L * N * (size_t)d1__qw(c);
+    k.att = a->att + L * (size_t)B * c->n_heads * T * T; k.y = a->y + L * NC;
+    k.n2 = a->n2 + L * NC; k.r2 = a->r2 + L * N; k.gu = a->gu + L * N * 2 * F; k.hm = a->hm + L * N * F;
+    k.lu = lora_rank ? a->lu + L * N * 7 * (size_t)lora_rank : NULL;
+    k.kv = NULL; k.key_mask = NULL;
+    k.B = B; k.Tq = k.Tk = T; k.pos0 = 0;
+    return k;
+}
+
+/* The LLaDA forward pass on checked input (tokens [B,T] -> a.logits [B,T,V]):
+     h = wte[tokens];  h = block_l(h) for each layer (d1__block_forward);
+     logits = RMSNorm(h) ln_f . head^T
+   bw NULL: FP32, keeping what d1__backward needs (d1__forward); bw given: the
    linear layers in BF16, for passes no backward follows (d1__forward_nograd). */
 static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
                           const d1__bf16w *bw) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
     d1__acts *a = &s->a;
-    d1__ctx *cx = &s->cx;
-    const d1_params *w = &m->params;
-    int N = B * T, C = c->dim, F = c->ffn_dim, V = c->vocab_size, H = c->n_heads, KV = c->n_kv_heads;
-    int D = C / H, QW = d1__qw(c), l;
-    size_t NC = (size_t)N * C;
+    int N = B * T, C = c->dim, l;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     s->bf16_last = bw != NULL && s->precision == D1_PRECISION_BF16;
     D1__GPU_DO(m, d1__gpu_forward(m, tokens, B, T, key_mask));
     if (tokens != s->tokens) memcpy(s->tokens, tokens, (size_t)N * sizeof(int));
-    d1__embed_forward(a->x, s->tokens, w->wte, N, C);
-    for (l = 0; l < c->n_layers; l++) {
-        size_t L = (size_t)l;
-        float *x = a->x + L * NC, *xo = x + NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
-        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
-        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
-        d1__attn_args at;
-        d1__swiglu_args sw;
-        /* attention sub-block */
-        float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
-        d1__lora_site ls[4];
-        if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
-        d1__rmsnorm_forward(n1, a->r1 + L * N, x, w->attn_norm + L * C, N, C, c->norm_eps);
-        d1__linear_forward(cx, bw, qkv, n1, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
-        if (lora) d1__lora_forward(cx, lora, &ls[0], n1, qkv, lu + ls[0].u0, 7 * lora->rank, N);
-        d1__rope(qkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
-        d1__attn_setup(&at, qkv, QW, c, B, T, cx);
-        at.att_w = a->att + L * B * H * (size_t)T * T; at.y = y; at.key_mask = key_mask;
-        d1__parallel(cx->pool, d1__attention_forward_task, &at);
-        d1__linear_forward(cx, bw, xa, y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
-        if (lora) d1__lora_forward(cx, lora, &ls[1], y, xa, lu + ls[1].u0, 7 * lora->rank, N);
-        d1__residual_add(xa, x, NC);
-        /* MLP sub-block */
-        d1__rmsnorm_forward(n2, a->r2 + L * N, xa, w->ff_norm + L * C, N, C, c->norm_eps);
-        d1__linear_forward(cx, bw, gu, n2, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
-        if (lora) d1__lora_forward(cx, lora, &ls[2], n2, gu, lu + ls[2].u0, 7 * lora->rank, N);
-        sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
-        d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-        d1__linear_forward(cx, bw, xo, hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
-        if (lora) d1__lora_forward(cx, lora, &ls[3], hm, xo, lu + ls[3].u0, 7 * lora->rank, N);
-        d1__residual_add(xo, xa, NC);
+    d1__embed_forward(a->x, s->tokens, m->params.wte, N, C);
+    for (l = 0; l < c->n_layers; l++) { /* every layer keeps its activations for the backward */
+        d1__block k = d1__block_at(a, c, l, B, T, lora ? lora->rank : 0);
+        k.key_mask = key_mask;
+        d1__block_forward(m, bw, l, &k);
     }
-    d1__rmsnorm_forward(a->nf, a->rf, a->x + (size_t)c->n_layers * NC, w->ln_f, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, a->logits, a->nf, w->head, bw ? bw->head : NULL, N, C, V);
+    d1__head_forward(m, bw, a->x + (size_t)c->n_layers * N * C, N);
     m->B = B;
     m->T = T;
     m->logits = a->logits;
 }
 
-/* The LLaDA forward pass that back-propagates: in FP32, or with BF16
-   operands in D1_PRECISION_BF16_MIXED. */
-static const d1__bf16w *d1__bf16_weights(d1_model *m);
+/* The inference-only forward of Fast-dLLM's KV cache. kv [L, B, T, 2*KVD]
+   holds every layer's rotated keys and values from the last full forward;
+   this pass runs the same blocks over positions [start, end) of each row only
+   (Tq = end - start queries against Tk = T keys), refreshes their keys and
+   values in kv, and leaves logits for those B*(end-start) rows in a.logits.
+   One set of activation buffers serves every layer. In the model's precision
+   (the linear layers in BF16 with D1_PRECISION_BF16). */
+static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, int end,
+                               const uint8_t *key_mask, float *kv) {
+    const d1_config *c = &m->config;
+    struct d1__state *s = m->state;
+    d1__acts *a = &s->a;
+    int Ts = end - start, N = B * Ts, KVD = c->n_kv_heads * (c->dim / c->n_heads), l, b, i;
+    const d1__bf16w *bw = d1__bf16_weights(m);
+    for (b = 0; b < B; b++)
+        for (i = 0; i < Ts; i++) s->tokens[b * Ts + i] = canvas[(size_t)b * T + start + i];
+    d1__embed_forward(a->x, s->tokens, m->params.wte, N, c->dim);
+    for (l = 0; l < c->n_layers; l++) {
+        d1__block k;
+        k.x = a->x; k.xa = a->xa; k.xo = a->x;
+        k.n1 = k.n2 = a->n1; k.r1 = k.r2 = a->r1; k.qkv = a->qkv; k.att = a->att; k.y = a->y;
+        k.gu = a->gu; k.hm = a->hm; k.lu = a->lu;
+        k.kv = kv + (size_t)l * B * T * 2 * KVD; k.key_mask = key_mask;
+        k.B = B; k.Tq = Ts; k.Tk = T; k.pos0 = start;
+        d1__block_forward(m, bw, l, &k);
+    }
+    d1__head_forward(m, bw, a->x, N);
+    m->B = 0; /* these activations cannot be back-propagated */
+    m->logits = NULL;
+}
+
 static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     d1__forward_w(m, tokens, B, T, key_mask,
                   m->state->precision == D1_PRECISION_BF16_MIXED ? d1__bf16_weights(m) : NULL);
@@ -3608,35 +3702,32 @@ static void d1__backward(d1_model *m, const float *dlogits) {
     d1__rmsnorm_backward(a->dres, g->ln_f, a->dA, a->x + (size_t)c->n_layers * NC, w->ln_f, a->rf, N, C);
     for (l = c->n_layers - 1; l >= 0; l--) {
         size_t L = (size_t)l;
-        float *x = a->x + L * NC, *n1 = a->n1 + L * NC, *qkv = a->qkv + L * N * QW;
-        float *y = a->y + L * NC, *xa = a->xa + L * NC, *n2 = a->n2 + L * NC;
-        float *gu = a->gu + L * N * 2 * F, *hm = a->hm + L * N * F;
+        d1__block k = d1__block_at(a, c, l, B, T, lora ? lora->rank : 0); /* what the forward kept */
         d1__attn_args at;
         d1__swiglu_args sw;
-        float *lu = lora ? a->lu + L * N * 7 * lora->rank : NULL;
         int ldu = lora ? 7 * lora->rank : 0;
         d1__lora_site ls[4];
         if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
         /* MLP sub-block: dres is d(out) = d(xa) through the residual */
-        d1__linear_backward(cx, mb, a->dh, D1__G(ff_out, L * C * F), a->dres, hm, w->ff_out + L * C * F, N, F, C);
-        if (lora) d1__lora_backward(cx, lora, &ls[3], a->dres, hm, lu + ls[3].u0, ldu, a->dlu, a->dh, N);
-        sw.out = a->dgu; sw.gu = gu; sw.dh = a->dh; sw.N = N; sw.F = F; sw.cx = cx;
+        d1__linear_backward(cx, mb, a->dh, D1__G(ff_out, L * C * F), a->dres, k.hm, w->ff_out + L * C * F, N, F, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[3], a->dres, k.hm, k.lu + ls[3].u0, ldu, a->dlu, a->dh, N);
+        sw.out = a->dgu; sw.gu = k.gu; sw.dh = a->dh; sw.N = N; sw.F = F; sw.cx = cx;
         d1__parallel(cx->pool, d1__swiglu_backward_task, &sw);
-        d1__linear_backward(cx, mb, a->dA, D1__G(gate_up, L * 2 * F * C), a->dgu, n2, w->gate_up + L * 2 * F * C,
+        d1__linear_backward(cx, mb, a->dA, D1__G(gate_up, L * 2 * F * C), a->dgu, k.n2, w->gate_up + L * 2 * F * C,
                             N, C, 2 * F);
-        if (lora) d1__lora_backward(cx, lora, &ls[2], a->dgu, n2, lu + ls[2].u0, ldu, a->dlu, a->dA, N);
-        d1__rmsnorm_backward(a->dB, D1__G(ff_norm, L * C), a->dA, xa, w->ff_norm + L * C, a->r2 + L * N, N, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[2], a->dgu, k.n2, k.lu + ls[2].u0, ldu, a->dlu, a->dA, N);
+        d1__rmsnorm_backward(a->dB, D1__G(ff_norm, L * C), a->dA, k.xa, w->ff_norm + L * C, k.r2, N, C);
         d1__residual_add(a->dres, a->dB, NC);
         /* attention sub-block */
-        d1__linear_backward(cx, mb, a->dA, D1__G(attn_out, L * C * C), a->dres, y, w->attn_out + L * C * C, N, C, C);
-        if (lora) d1__lora_backward(cx, lora, &ls[1], a->dres, y, lu + ls[1].u0, ldu, a->dlu, a->dA, N);
-        d1__attn_setup(&at, qkv, QW, c, B, T, cx);
-        at.att = a->att + L * B * H * (size_t)T * T; at.dy = a->dA; at.dqkv = a->dqkv;
+        d1__linear_backward(cx, mb, a->dA, D1__G(attn_out, L * C * C), a->dres, k.y, w->attn_out + L * C * C, N, C, C);
+        if (lora) d1__lora_backward(cx, lora, &ls[1], a->dres, k.y, k.lu + ls[1].u0, ldu, a->dlu, a->dA, N);
+        d1__attn_setup(&at, k.qkv, QW, c, B, T, cx);
+        at.att = k.att; at.dy = a->dA; at.dqkv = a->dqkv;
         d1__parallel(cx->pool, d1__attention_backward_task, &at);
         d1__rope(a->dqkv, QW, N, T, 0, H + KV, D, s->rope_cos, s->rope_sin, -1.0f);
-        d1__linear_backward(cx, mb, a->dB, D1__G(qkv, L * QW * C), a->dqkv, n1, w->qkv + L * QW * C, N, C, QW);
-        if (lora) d1__lora_backward(cx, lora, &ls[0], a->dqkv, n1, lu + ls[0].u0, ldu, a->dlu, a->dB, N);
-        d1__rmsnorm_backward(a->dA, D1__G(attn_norm, L * C), a->dB, x, w->attn_norm + L * C, a->r1 + L * N, N, C);
+        d1__linear_backward(cx, mb, a->dB, D1__G(qkv, L * QW * C), a->dqkv, k.n1, w->qkv + L * QW * C, N, C, QW);
+        if (lora) d1__lora_backward(cx, lora, &ls[0], a->dqkv, k.n1, k.lu + ls[0].u0, ldu, a->dlu, a->dB, N);
+        d1__rmsnorm_backward(a->dA, D1__G(attn_norm, L * C), a->dB, k.x, w->attn_norm + L * C, k.r1, N, C);
         d1__residual_add(a->dres, a->dA, NC);
     }
     if (g->wte) d1__embed_backward(g->wte, a->dres, s->tokens, N, C);
@@ -3962,68 +4053,6 @@ D1_API int d1_sampler_transfer_count(int n_masked, int steps, int step) {
     return n_masked / steps + (step < n_masked % steps);
 }
 
-/* The inference-only forward of Fast-dLLM's KV cache. kv [L, B, T, 2*KVD]
-   holds every layer's rotated keys and values from the last full forward;
-   this pass recomputes only positions [start, end) of each row, refreshes
-   their keys and values in kv, attends over all T keys (the rest from the
-   cache), and leaves logits for those B*(end-start) rows in a.logits.
-   Activation buffers are reused layer after layer. In the model's precision
-   (the linear layers in BF16 with D1_PRECISION_BF16). */
-static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int start, int end,
-                               const uint8_t *key_mask, float *kv) {
-    const d1_config *c = &m->config;
-    struct d1__state *s = m->state;
-    d1__acts *a = &s->a;
-    d1__ctx *cx = &s->cx;
-    const d1_params *w = &m->params;
-    int Ts = end - start, N = B * Ts, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
-    int D = C / H, KVD = KV * D, QW = d1__qw(c), l, b, i;
-    size_t NC = (size_t)N * C;
-    float *x = a->x, *n = a->n1, *qkv = a->qkv, *y = a->y, *t = a->xa, *gu = a->gu, *hm = a->hm;
-    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
-    int ldu = lora ? 7 * lora->rank : 0;
-    const d1__bf16w *bw = d1__bf16_weights(m);
-    for (b = 0; b < B; b++)
-        for (i = 0; i < Ts; i++) s->tokens[b * Ts + i] = canvas[(size_t)b * T + start + i];
-    d1__embed_forward(x, s->tokens, w->wte, N, C);
-    for (l = 0; l < c->n_layers; l++) {
-        size_t L = (size_t)l;
-        float *kvl = kv + L * B * T * 2 * KVD;
-        d1__attn_args at;
-        d1__swiglu_args sw;
-        d1__lora_site ls[4];
-        if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
-        d1__rmsnorm_forward(n, a->r1, x, w->attn_norm + L * C, N, C, c->norm_eps);
-        d1__linear_forward(cx, bw, qkv, n, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
-        if (lora) d1__lora_forward(cx, lora, &ls[0], n, qkv, a->lu, ldu, N);
-        d1__rope(qkv, QW, N, Ts, start, H + KV, D, s->rope_cos, s->rope_sin, 1.0f);
-        for (b = 0; b < B; b++) /* refresh these positions' keys and values in the cache */
-            for (i = 0; i < Ts; i++)
-                memcpy(kvl + ((size_t)b * T + start + i) * 2 * KVD, qkv + ((size_t)b * Ts + i) * QW + C,
-                       (size_t)2 * KVD * sizeof(float));
-        memset(&at, 0, sizeof at);
-        at.q = qkv; at.ldq = QW; at.k = kvl; at.v = kvl + KVD; at.ldk = 2 * KVD;
-        at.att_w = a->att; at.y = y; at.key_mask = key_mask;
-        at.B = B; at.Tq = Ts; at.Tk = T; at.H = H; at.KV = KV; at.D = D; at.cx = cx;
-        d1__parallel(cx->pool, d1__attention_forward_task, &at);
-        d1__linear_forward(cx, bw, t, y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
-        if (lora) d1__lora_forward(cx, lora, &ls[1], y, t, a->lu, ldu, N);
-        d1__residual_add(x, t, NC);
-        d1__rmsnorm_forward(n, a->r2, x, w->ff_norm + L * C, N, C, c->norm_eps);
-        d1__linear_forward(cx, bw, gu, n, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
-        if (lora) d1__lora_forward(cx, lora, &ls[2], n, gu, a->lu, ldu, N);
-        sw.out = hm; sw.gu = gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
-        d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-        d1__linear_forward(cx, bw, t, hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
-        if (lora) d1__lora_forward(cx, lora, &ls[3], hm, t, a->lu, ldu, N);
-        d1__residual_add(x, t, NC);
-    }
-    d1__rmsnorm_forward(a->nf, a->rf, x, w->ln_f, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, a->logits, a->nf, w->head, bw ? bw->head : NULL, N, C, c->vocab_size);
-    m->B = 0; /* these activations cannot be back-propagated */
-    m->logits = NULL;
-}
-#undef D1__BW
 
 /* Candidate and confidence of one masked position from its logits [V]:
      x0 = argmax_v l_v                                   (temperature 0)
