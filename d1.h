@@ -99,6 +99,9 @@
                                                    written out: examples/grpo_unrolled.c
        group advantages A_i = r_i - mean(r)        d1__grpo_advantages (phase c)
        one-step log-prob estimator, prompt masked  d1__grpo_masks_one_step (phase d), d1_grpo_logprobs
+         (d1: "mean-field approximation" of the
+         sequence log-prob, "one-step per-token
+         estimation with prompt masking")
          at p_mask_prompt, one mask per inner
          update shared by old, ref and new passes  phase e (the mu masks), phase f (update it uses mask it)
        clipped surrogate + beta KL (k3)            d1_grpo_loss

@@ -15,9 +15,9 @@
        d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
-               [--rl-prompts N] [--rl-group G] [--rl-inner N] [--rl-pool N]
+               [--rl-prompts N] [--rl-group G] [--rl-inner N]
                [--rl-estimator one-step|coupled|partial]
-               [--rl-advantages scaled|centered] [--device cpu|cuda] [--train-holes LO-HI]
+               [--rl-advantages scaled|centered] [--device cpu|cuda]
                [--dim N] [--layers N] [--train-precision f32|mixed]
 
    --full   train base and SFT from scratch (demo-full); without it the RL
@@ -30,14 +30,9 @@
             base/SFT steps
    --dim N, --layers N  another model size (heads of 32, ffn 11/4 of dim);
             the shipped checkpoints are 128 x 4, so use --full with them
-   --rl-pool N  the RL arms cycle through N fixed training prompts (d1: a
-            finite training set) instead of a fresh puzzle every time
    --train-precision mixed  base and SFT train with D1_PRECISION_BF16_MIXED
             (BF16 operands in the forward and backward matmuls, FP32
             weights, gradients and moments); evaluation stays FP32
-   --train-holes LO-HI  Sudoku: base and SFT see puzzles with LO-HI blanks
-            (RL and evaluation keep 8-11): the paper's setting, where the
-            SFT data is not the RL task's distribution
    Every stage saves its checkpoint as it goes (an interrupted run resumes
    where it stopped; a finished stage is skipped), logs each step to
    OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. OUT/TASK/settings.txt
@@ -45,8 +40,9 @@
    RL arms run in two processes, one per core.
 
    The measurements beside the pipeline (Fast-dLLM's threshold decoding
-   against the schedule, the RL headroom of each row) are tools/demo_measure.c,
-   which builds on this file (D1_DEMO_NO_MAIN).
+   against the schedule, the RL headroom of each row) and its experimental
+   variants (a fixed pool of RL prompts, base and SFT on other puzzles) are
+   tools/demo_measure.c, which builds on this file (D1_DEMO_NO_MAIN).
 
    Uses only d1.h's public API. */
 #define D1_IMPLEMENTATION
@@ -111,9 +107,7 @@ typedef struct settings {
     float base_lr, sft_lr;
     int  train_mixed;          /* 1: base and SFT train in D1_PRECISION_BF16_MIXED (--train-precision mixed) */
     /* diffu-GRPO */
-    int  train_holes_min, train_holes_max; /* Sudoku: blanks of the base/SFT puzzles (0: as evaluated) */
     int  rl_iters, rl_prompts, rl_group, rl_kv_cache;
-    int  rl_pool;              /* 0: fresh training prompts every iteration; N: a fixed set of N */
     float rl_threshold;
     rl_recipe rl;              /* the paper's arms (+diffu-GRPO, d1): d1's recipe        */
     rl_recipe rlx;             /* the successors' arms: the same starts, another estimator */
@@ -121,6 +115,10 @@ typedef struct settings {
     int  block;
     /* evaluation */
     int  eval_n, monitor_n, monitor_every, train_monitor_every, save_every;
+    /* an experiment's variant (tools/demo_measure.c); NULL: the pipeline's own */
+    void (*train_example)(const struct settings *S, d1_rng *rng, example *ex);        /* base and SFT data */
+    void (*arm_prompts)(const struct settings *S, int it, d1_rng *rng, int *prompts); /* an RL iteration's */
+    const char *variant;       /* names the variant in settings.txt                          */
 } settings;
 
 static settings settings_default(const task *t, int quick) {
@@ -241,6 +239,22 @@ static uint64_t file_hash(const char *path) {
     return h;
 }
 
+/* Prints, after the label, each line of text a that text b lacks. */
+static void lines_missing(const char *label, const char *a, const char *b) {
+    while (*a) {
+        size_t la = strcspn(a, "\n");
+        const char *p = b;
+        int found = 0;
+        while (*p && !found) {
+            size_t lp = strcspn(p, "\n");
+            found = lp == la && memcmp(p, a, la) == 0;
+            p += lp + (p[lp] != '\0');
+        }
+        if (!found) fprintf(stderr, "  %s %.*s\n", label, (int)la, a);
+        a += la + (a[la] != '\0');
+    }
+}
+
 /* A stage is skipped when its output exists, so an OUT must only ever hold
    results of one set of settings. OUT/TASK/settings.txt records them (and,
    without --full, which shipped base/SFT the arms start from); a run with
@@ -252,15 +266,15 @@ static int settings_match(const settings *S, int record) {
     FILE *f;
     n = snprintf(now, sizeof now,
                  "seed %llu\nfull %d\nquick %d\nmodel dim %d layers %d heads %d ffn %d rope_theta %g\n"
-                 "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\ntrain_holes %d-%d\n"
-                 "rl iters %d prompts %d group %d kv_cache %d threshold %g pool %d\nblock %d\n"
+                 "base steps %d lr %g joint %d batch %d\nsft steps %d lr %g\n"
+                 "rl iters %d prompts %d group %d kv_cache %d threshold %g\nblock %d\n"
                  "eval n %d monitor n %d every %d\n",
                  (unsigned long long)S->seed, S->full, S->quick, S->dim, S->layers, S->heads, S->ffn,
                  (double)S->rope_theta, S->base_steps, (double)S->base_lr, S->base_joint, S->batch, S->sft_steps,
-                 (double)S->sft_lr, S->train_holes_min, S->train_holes_max, S->rl_iters, S->rl_prompts, S->rl_group,
-                 S->rl_kv_cache, (double)S->rl_threshold, S->rl_pool, S->block, S->eval_n, S->monitor_n,
-                 S->monitor_every);
+                 (double)S->sft_lr, S->rl_iters, S->rl_prompts, S->rl_group, S->rl_kv_cache, (double)S->rl_threshold,
+                 S->block, S->eval_n, S->monitor_n, S->monitor_every);
     if (S->train_mixed) n += snprintf(now + n, sizeof now - (size_t)n, "train precision bf16 mixed\n");
+    if (S->variant) n += snprintf(now + n, sizeof now - (size_t)n, "variant %s\n", S->variant);
     for (k = 0; k < 2; k++) {
         const rl_recipe *r = k ? &S->rlx : &S->rl;
         n += snprintf(now + n, sizeof now - (size_t)n,
@@ -284,15 +298,8 @@ static int settings_match(const settings *S, int record) {
         fclose(f);
         if (strcmp(old, now) == 0) return 1;
         fprintf(stderr, "d1_demo: %s holds results made with other settings:\n", dir);
-        { /* the lines that differ (both texts have the same lines, in order) */
-            const char *a = old, *b = now;
-            while (*a || *b) {
-                size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
-                if (la != lb || memcmp(a, b, la) != 0)
-                    fprintf(stderr, "  there: %.*s\n  now:   %.*s\n", (int)la, a, (int)lb, b);
-                a += la + (a[la] != '\0'); b += lb + (b[lb] != '\0');
-            }
-        }
+        lines_missing("there:", old, now);
+        lines_missing("now:  ", now, old);
         fprintf(stderr, "Use another --out, or remove %s to start over.\n", dir);
         return 0;
     }
@@ -597,14 +604,10 @@ static int ship(const settings *S, int stage, d1_model *m) {
     return save_model(S->t, m, dir, D1_DTYPE_BF16);
 }
 
-/* A training example for base and SFT: the task's, or with --train-holes a
-   Sudoku puzzle with that many blanks (the monitor, the RL arms and the
-   evaluation keep the task's own 8-11). */
+/* A training example for base and SFT: the task's own, or the variant's. */
 static void train_example(const settings *S, d1_rng *rng, example *ex) {
-    int lo = sudoku_holes_min, hi = sudoku_holes_max;
-    if (S->train_holes_min > 0) { sudoku_holes_min = S->train_holes_min; sudoku_holes_max = S->train_holes_max; }
-    S->t->example(rng, SPLIT_TRAIN, ex);
-    sudoku_holes_min = lo; sudoku_holes_max = hi;
+    if (S->train_example) S->train_example(S, rng, ex);
+    else S->t->example(rng, SPLIT_TRAIN, ex);
 }
 
 /* base: the masked-diffusion loss conditional on the prompt (d1_sft_loss: the
@@ -751,7 +754,7 @@ static int stage_rl(const settings *S, int stage) {
     const task *t = S->t;
     const rl_recipe *rr = recipe_of(S, stage);
     int from = start_of(stage), P = t->prompt_len, it, i, rc = D1_OK;
-    int gen_len = t->gen_lens[0], *prompts, *heldout, *pool = NULL;
+    int gen_len = t->gen_lens[0], *prompts, *heldout;
     char final_dir[512], ckpt_dir[512], csv_path[512], svg_path[512], src[512], rn[64];
     d1_model policy, ref;
     d1_adamw opt;
@@ -796,16 +799,6 @@ static int stage_rl(const settings *S, int stage) {
                              "t_generate,t_logp,t_update,heldout", it);
     prompts = (int *)malloc(sizeof(int) * S->rl_prompts * P);
     heldout = (int *)malloc(sizeof(int) * S->monitor_n * P);
-    if (S->rl_pool > 0) { /* --rl-pool N: N training prompts drawn once (their own seed) */
-        d1_rng pr;
-        d1_rng_seed(&pr, S->seed * 1000 + 60);
-        pool = (int *)malloc(sizeof(int) * S->rl_pool * P);
-        for (i = 0; i < S->rl_pool; i++) {
-            example ex;
-            t->example(&pr, SPLIT_TRAIN, &ex);
-            tok_encode(t, ex.prompt, pool + (size_t)i * P, P);
-        }
-    }
     heldout_prompts(t, S->monitor_n, 777, SPLIT_TEST, heldout);
     pg.task = t->name; pg.stage = stage_names[stage]; pg.total = S->rl_iters; pg.first = it;
     pg.t0 = pg.last = now_s(); pg.lines = S->line_progress || !isatty(2);
@@ -817,16 +810,13 @@ static int stage_rl(const settings *S, int stage) {
     while (it < S->rl_iters && rc == D1_OK) {
         d1_grpo_stats st;
         double t0 = now_s();
-        for (i = 0; i < S->rl_prompts; i++) {
-            example ex;
-            if (pool) /* a finite training set, cycled in order */
-                memcpy(prompts + (size_t)i * P, pool + (size_t)(((size_t)it * S->rl_prompts + i) % S->rl_pool) * P,
-                       sizeof(int) * P);
-            else { /* a fresh puzzle every time */
+        if (S->arm_prompts) S->arm_prompts(S, it, &rngs[0], prompts);
+        else
+            for (i = 0; i < S->rl_prompts; i++) { /* a fresh puzzle every time */
+                example ex;
                 t->example(&rngs[0], SPLIT_TRAIN, &ex);
                 tok_encode(t, ex.prompt, prompts + (size_t)i * P, P);
             }
-        }
         rc = check(d1_grpo_step(&policy, &ref, &opt, &gd, prompts, S->rl_prompts, P, NULL, &rngs[1], &st), "grpo");
         if (rc != D1_OK) break;
         it++;
@@ -857,7 +847,7 @@ static int stage_rl(const settings *S, int stage) {
         snprintf(title, sizeof title, "%s: %s from %s", t->name, row_name(S, stage, rn, sizeof rn), stage_names[from]);
         svg_plot(svg_path, title, s, 2);
     }
-    free(prompts); free(heldout); free(pool);
+    free(prompts); free(heldout);
     d1_adamw_free(&opt);
     d1_model_free(&policy);
     d1_model_free(&ref);
@@ -1117,11 +1107,11 @@ static int base_and_sft(const settings *S, int unused) {
    read the next argument; CHOICE maps it through its "a|b|..." list to 0, 1,
    ... Values are checked after parsing (cli_check). */
 typedef struct cli {
-    const char *task, *stage, *out, *block, *train_holes;
-    int block_n, holes_min, holes_max; /* parsed from block (-1: not given) and train_holes */
+    const char *task, *stage, *out, *block;
+    int block_n;       /* parsed from block (-1: not given) */
     float rope_theta;
     int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
-    int dim, layers, rl_prompts, rl_group, rl_pool, device, train_mixed;
+    int dim, layers, rl_prompts, rl_group, device, train_mixed;
     uint64_t seed;
 } cli;
 enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
@@ -1149,12 +1139,10 @@ static const cli_option cli_options[] = {
     {"--base-joint", OPT_FLAG, CLI(base_joint), NULL, NULL},
     {"--rl-prompts", OPT_INT, CLI(rl_prompts), "N", NULL},
     {"--rl-group", OPT_INT, CLI(rl_group), "G", NULL},
-    {"--rl-pool", OPT_INT, CLI(rl_pool), "N", NULL},
     {"--device", OPT_CHOICE, CLI(device), "cpu|cuda", NULL},
     {"--dim", OPT_INT, CLI(dim), "N", "--dim N: a multiple of 32 (heads of 32, ffn 11/4 of dim)"},
     {"--layers", OPT_INT, CLI(layers), "N", NULL},
     {"--block", OPT_STR, CLI(block), "N|all", NULL},
-    {"--train-holes", OPT_STR, CLI(train_holes), "LO-HI", "--train-holes: Sudoku blanks of the base/SFT puzzles (RL and evaluation keep 8-11)"},
     {"--train-precision", OPT_CHOICE, CLI(train_mixed), "f32|mixed", "--train-precision: base and SFT in FP32, or with BF16 operands in the matmuls"},
 };
 
@@ -1284,8 +1272,6 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     }
     /* what the table cannot check */
     if (c->dim != -1 && (c->dim < 32 || c->dim % 32)) { usage(); return 2; }
-    if (c->train_holes && (sscanf(c->train_holes, "%d-%d", &c->holes_min, &c->holes_max) != 2 || c->holes_min < 1 ||
-                           c->holes_max < c->holes_min || c->holes_max > 11)) { usage(); return 2; }
     if (c->block) {
         c->block_n = !strcmp(c->block, "all") ? 0 : atoi(c->block);
         if (c->block_n < 0 || (c->block_n == 0 && strcmp(c->block, "all"))) { usage(); return 2; }
@@ -1309,14 +1295,12 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
         if (c->monitor > 0) S[n].train_monitor_every = c->monitor;
         if (c->rl_prompts > 0) S[n].rl_prompts = c->rl_prompts;
         if (c->rl_group > 1) S[n].rl_group = c->rl_group;
-        if (c->rl_pool > 0) S[n].rl_pool = c->rl_pool;
         if (c->dim > 0) { /* heads of 32, ffn 11/4 of dim rounded up to 32 (128 -> 4 heads, ffn 352) */
             S[n].dim = c->dim; S[n].heads = c->dim / 32; S[n].ffn = (c->dim * 11 / 4 + 31) / 32 * 32;
         }
         if (c->layers > 0) S[n].layers = c->layers;
         S[n].device = c->device;
         S[n].train_mixed = c->train_mixed;
-        S[n].train_holes_min = c->holes_min; S[n].train_holes_max = c->holes_max;
         S[n].rl = *rl; S[n].rlx = *rlx;
         if (c->block_n >= 0) S[n].block = c->block_n;
         S[n].seed = c->seed; S[n].out = c->out; S[n].full = c->full; S[n].ship = c->ship;
@@ -1325,32 +1309,20 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
     return n;
 }
 
-#ifndef D1_DEMO_NO_MAIN
-/* The pipeline: base and SFT (shipped, or trained with --full), the RL arms,
-   the evaluation, the table. The measurements apart from it (threshold
-   decoding, RL headroom) are tools/demo_measure.c. */
-int main(int argc, char **argv) {
-    cli c;
-    int i, k, n_tasks, failed = 0;
-    rl_recipe rl, rlx;
-    settings S[2];
+/* The stage(s) that --stage names, for each task: 'all' is base and SFT
+   (trained with --full, else shipped), the four RL arms two at a time, their
+   evaluation. Returns how many failed, -1 for an unknown stage. */
+static int run_stages(const cli *c, settings *S, int n_tasks) {
     job jobs[8];
-    double t0 = now_s();
-    if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
-    if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;
-    n_tasks = demo_settings(&c, &rl, &rlx, S);
-    if (n_tasks == 0) { usage(); return 2; }
-    for (k = 0; k < n_tasks; k++)
-        if (!settings_match(&S[k], strcmp(c.stage, "table") != 0)) return 1;
-
-    if (!strcmp(c.stage, "all")) {
+    int i, k, failed = 0;
+    if (!strcmp(c->stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
         for (k = 0, i = 0; k < n_tasks; k++) {
             char dir[512];
             model_dir(dir, sizeof dir, &S[k], STAGE_SFT);
-            if (!c.full && !file_exists(dir))
+            if (!c->full && !file_exists(dir))
                 fprintf(stderr, "%s: no shipped checkpoints in examples/checkpoints; training base and SFT\n", S[k].t->name);
-            if (c.full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
+            if (c->full || !file_exists(dir)) { jobs[i].fn = base_and_sft; jobs[i].S = &S[k]; jobs[i].arg = 0; i++; }
         }
         failed += run_jobs(jobs, i, 2);
         /* the RL arms of each task, one process each, two at a time: the paper's
@@ -1362,28 +1334,49 @@ int main(int argc, char **argv) {
         }
     } else {
         for (k = 0; k < n_tasks; k++) {
-            if (!strcmp(c.stage, "base")) failed += stage_train(&S[k], STAGE_BASE);
-            else if (!strcmp(c.stage, "sft")) failed += stage_train(&S[k], STAGE_SFT);
-            else if (!strcmp(c.stage, "rl")) {
+            if (!strcmp(c->stage, "base")) failed += stage_train(&S[k], STAGE_BASE);
+            else if (!strcmp(c->stage, "sft")) failed += stage_train(&S[k], STAGE_SFT);
+            else if (!strcmp(c->stage, "rl")) {
                 jobs[0].fn = stage_rl; jobs[0].S = &S[k]; jobs[0].arg = STAGE_RL_BASE;
                 jobs[1].fn = stage_rl; jobs[1].S = &S[k]; jobs[1].arg = STAGE_D1;
                 failed += run_jobs(jobs, 2, 2);
-            } else if (!strcmp(c.stage, "x")) { /* the successor's two arms and their evaluation */
+            } else if (!strcmp(c->stage, "x")) { /* the successor's two arms and their evaluation */
                 jobs[0].fn = arm_and_eval; jobs[0].S = &S[k]; jobs[0].arg = STAGE_XRL_BASE;
                 jobs[1].fn = arm_and_eval; jobs[1].S = &S[k]; jobs[1].arg = STAGE_XD1;
                 failed += run_jobs(jobs, 2, 2);
                 plot_arms(&S[k]);
-            } else if (!strcmp(c.stage, "rl-base") || !strcmp(c.stage, "d1") || !strcmp(c.stage, "x-rl-base") ||
-                       !strcmp(c.stage, "x-d1")) { /* one arm, then its evaluation */
-                for (i = STAGE_RL_BASE; strcmp(c.stage, stage_names[i]) != 0; i++) {}
+            } else if (!strcmp(c->stage, "rl-base") || !strcmp(c->stage, "d1") || !strcmp(c->stage, "x-rl-base") ||
+                       !strcmp(c->stage, "x-d1")) { /* one arm, then its evaluation */
+                for (i = STAGE_RL_BASE; strcmp(c->stage, stage_names[i]) != 0; i++) {}
                 failed += arm_and_eval(&S[k], i);
                 plot_arms(&S[k]);
-            } else if (!strcmp(c.stage, "eval")) {
+            } else if (!strcmp(c->stage, "eval")) {
                 for (i = 0; i < N_STAGES; i++) { jobs[i].fn = stage_eval; jobs[i].S = &S[k]; jobs[i].arg = i; }
                 failed += run_jobs(jobs, N_STAGES, 2);
-            } else if (strcmp(c.stage, "table") != 0) { usage(); return 2; }
+            } else if (strcmp(c->stage, "table") != 0) return -1;
         }
     }
+    return failed;
+}
+
+#ifndef D1_DEMO_NO_MAIN
+/* The pipeline: base and SFT (shipped, or trained with --full), the RL arms,
+   the evaluation, the table. The measurements and the experimental variants
+   apart from it are tools/demo_measure.c. */
+int main(int argc, char **argv) {
+    cli c;
+    int i, k, n_tasks, failed;
+    rl_recipe rl, rlx;
+    settings S[2];
+    double t0 = now_s();
+    if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
+    if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;
+    n_tasks = demo_settings(&c, &rl, &rlx, S);
+    if (n_tasks == 0) { usage(); return 2; }
+    for (k = 0; k < n_tasks; k++)
+        if (!settings_match(&S[k], strcmp(c.stage, "table") != 0)) return 1;
+
+    if ((failed = run_stages(&c, S, n_tasks)) < 0) { usage(); return 2; }
     for (k = 0; k < n_tasks; k++) print_table(&S[k]);
     write_summary(S, n_tasks);
     printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, c.full ? "--full" : "from shipped base/SFT",

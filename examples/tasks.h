@@ -178,16 +178,17 @@ static uint64_t grid_key(const int *g) {
     return k;
 }
 
-/* How many cells a puzzle blanks: 8-11 (see DEMO.md); an experiment may
-   narrow it for the training stages. */
-static int sudoku_holes_min = 8, sudoku_holes_max = 11;
+/* How many cells a puzzle blanks: 8-11 (see DEMO.md). */
+enum { SUDOKU_HOLES_MIN = 8, SUDOKU_HOLES_MAX = 11 };
 
-/* A puzzle of the given split, its answer and its position-aligned trace. */
-static void sudoku_example(d1_rng *rng, int split, example *ex) {
+/* A puzzle of the given split with holes_min..holes_max blanks, its answer
+   and its position-aligned trace. */
+static void sudoku_puzzle(d1_rng *rng, int split, int holes_min, int holes_max, example *ex) {
     sudoku_init();
     for (;;) {
         const int *sol = sudoku_grids[d1_rng_u64(rng) % 288];
-        int puz[16], g[16], rounds[2][16], holes = sudoku_holes_min + (int)(d1_rng_u64(rng) % (uint64_t)(sudoku_holes_max - sudoku_holes_min + 1)), i, r;
+        int puz[16], g[16], rounds[2][16], i, r;
+        int holes = holes_min + (int)(d1_rng_u64(rng) % (uint64_t)(holes_max - holes_min + 1));
         char a[17], b[17], c[17], p[17];
         if (split != SPLIT_ANY && split_of(grid_key(sol)) != split) continue;
         memcpy(puz, sol, sizeof puz);
@@ -208,6 +209,11 @@ static void sudoku_example(d1_rng *rng, int split, example *ex) {
         sprintf(ex->trace, "<reasoning>%s,%s</reasoning><answer>%s</answer>", a, b, c);
         return;
     }
+}
+
+/* The task's example: a puzzle with the usual 8-11 blanks. */
+static void sudoku_example(d1_rng *rng, int split, example *ex) {
+    sudoku_puzzle(rng, split, SUDOKU_HOLES_MIN, SUDOKU_HOLES_MAX, ex);
 }
 
 /* d1's Sudoku reward: the share of the puzzle's empty cells that the digits

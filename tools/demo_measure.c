@@ -1,6 +1,6 @@
-/* demo_measure.c - the d1 demo's measurements, apart from its pipeline
-   (examples/d1_demo.c, which this file builds on): for each row of the
-   table (base, +SFT, the RL arms) that OUT holds,
+/* demo_measure.c - the d1 demo's measurements and experiments, apart from
+   its pipeline (examples/d1_demo.c, which this file builds on). For each row
+   of the table (base, +SFT, the RL arms) that OUT holds,
 
      --stage threshold  Fast-dLLM's threshold decoding (0.9) against the
                         paper's schedule (steps = gen_len / 2): forward
@@ -12,6 +12,18 @@
    It takes d1_demo's flags (the settings must be those OUT was made with:
    it compares and never writes them), e.g.
      build/demo_measure --full --out examples/checkpoints/gpu-seed1 --task sudoku --stage threshold --block 8
+
+   The experimental variants run the pipeline's stages (any of d1_demo's
+   --stage values) with one of its pieces replaced; OUT's settings.txt
+   records the variant, so an OUT holds one variant only:
+     --train-holes LO-HI  base and SFT see Sudoku puzzles with LO-HI blanks
+                          (the RL arms and the evaluation keep 8-11): the
+                          paper's setting, where the SFT data is not the RL
+                          task's distribution
+     --rl-pool N          the RL arms cycle through N fixed training prompts
+                          (d1: a finite training set) instead of a fresh
+                          puzzle every iteration
+   e.g. build/demo_measure --task sudoku --rl-pool 16 --out build/pool --stage rl-base
 
    Build: cc -O2 -march=native tools/demo_measure.c -o build/demo_measure -lm -lpthread */
 #if defined(__GNUC__) || defined(__clang__)
@@ -104,25 +116,93 @@ static int stage_headroom(const settings *S, int stage) {
     return 0;
 }
 
+/* ---- the variants ----------------------------------------------------------- */
+static int holes_min, holes_max; /* --train-holes LO-HI (0: not given) */
+static int pool_n;               /* --rl-pool N (0: not given)         */
+static char variant[64];
+
+/* --train-holes: base and SFT on Sudoku puzzles with holes_min..holes_max
+   blanks (Countdown's examples are as they were). */
+static void train_example_holes(const settings *S, d1_rng *rng, example *ex) {
+    if (!strcmp(S->t->name, "sudoku")) sudoku_puzzle(rng, SPLIT_TRAIN, holes_min, holes_max, ex);
+    else S->t->example(rng, SPLIT_TRAIN, ex);
+}
+
+/* --rl-pool: prompt i of iteration it is pool[(it * prompts + i) mod N], the
+   pool being the first N training examples of its own generator (seeded
+   from the run's seed), drawn again at each call. */
+static void arm_prompts_pool(const settings *S, int it, d1_rng *fresh, int *prompts) {
+    const task *t = S->t;
+    int P = t->prompt_len, i;
+    int *pool = (int *)malloc(sizeof(int) * (size_t)pool_n * P);
+    d1_rng pr;
+    (void)fresh; /* the pool draws nothing from the arm's generator */
+    d1_rng_seed(&pr, S->seed * 1000 + 60);
+    for (i = 0; i < pool_n; i++) {
+        example ex;
+        t->example(&pr, SPLIT_TRAIN, &ex);
+        tok_encode(t, ex.prompt, pool + (size_t)i * P, P);
+    }
+    for (i = 0; i < S->rl_prompts; i++)
+        memcpy(prompts + (size_t)i * P, pool + (((size_t)it * S->rl_prompts + i) % (size_t)pool_n) * P, sizeof(int) * P);
+    free(pool);
+}
+
+/* Takes the variants' flags out of argv (into the statics above); returns
+   the argc left, -1 for a malformed value. */
+static int variant_flags(int argc, char **argv) {
+    int i, n = 1;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--train-holes") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d-%d", &holes_min, &holes_max) != 2 || holes_min < 1 || holes_max < holes_min ||
+                holes_max > 11)
+                return -1;
+        } else if (!strcmp(argv[i], "--rl-pool") && i + 1 < argc) {
+            if ((pool_n = atoi(argv[++i])) < 1) return -1;
+        } else
+            argv[n++] = argv[i];
+    }
+    if (holes_min && pool_n) snprintf(variant, sizeof variant, "train_holes %d-%d, rl_pool %d", holes_min, holes_max, pool_n);
+    else if (holes_min) snprintf(variant, sizeof variant, "train_holes %d-%d", holes_min, holes_max);
+    else if (pool_n) snprintf(variant, sizeof variant, "rl_pool %d", pool_n);
+    return n;
+}
+
 int main(int argc, char **argv) {
     cli c;
     rl_recipe rl, rlx;
     settings S[2];
-    int i, k, n_tasks, failed = 0, threshold;
+    int i, k, n_tasks, failed = 0, threshold, measure;
     if (!task_tokenizers_init()) { fprintf(stderr, "demo_measure: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
+    if ((argc = variant_flags(argc, argv)) < 0) {
+        fprintf(stderr, "demo_measure: --train-holes LO-HI (1 <= LO <= HI <= 11) or --rl-pool N (N >= 1)\n");
+        return 2;
+    }
     if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;
     threshold = !strcmp(c.stage, "threshold");
-    if (!threshold && strcmp(c.stage, "headroom")) {
-        fprintf(stderr, "demo_measure: --stage threshold or --stage headroom\n");
+    measure = threshold || !strcmp(c.stage, "headroom");
+    if (!measure && !variant[0]) {
+        fprintf(stderr, "demo_measure: --stage threshold or --stage headroom, or a variant (--train-holes, --rl-pool) "
+                        "with one of d1_demo's stages\n");
         return 2;
     }
     n_tasks = demo_settings(&c, &rl, &rlx, S);
     if (n_tasks == 0) { usage(); return 2; }
+    for (k = 0; k < n_tasks && variant[0]; k++) {
+        S[k].variant = variant;
+        if (holes_min) S[k].train_example = train_example_holes;
+        if (pool_n) S[k].arm_prompts = arm_prompts_pool;
+    }
+    for (k = 0; k < n_tasks; k++) /* a measurement compares, a variant's run records */
+        if (!settings_match(&S[k], !measure && strcmp(c.stage, "table") != 0)) return 1;
+    if (!measure) {
+        if ((failed = run_stages(&c, S, n_tasks)) < 0) { usage(); return 2; }
+        for (k = 0; k < n_tasks; k++) print_table(&S[k]);
+        return failed ? 1 : 0;
+    }
     /* the numbers are this build's: another SIMD path rounds otherwise */
     if (threshold) printf("build: %s\n", d1_build_info());
-    for (k = 0; k < n_tasks; k++) {
-        if (!settings_match(&S[k], 0)) return 1;
+    for (k = 0; k < n_tasks; k++)
         for (i = 0; i < N_STAGES; i++) failed += threshold ? stage_threshold(&S[k], i) : stage_headroom(&S[k], i);
-    }
     return failed ? 1 : 0;
 }
