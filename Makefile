@@ -24,12 +24,12 @@ EXAMPLES = $(BUILD)/hello $(BUILD)/grpo_bandit $(BUILD)/grpo_unrolled $(BUILD)/d
 
 FUZZ_SECONDS ?= 60
 
-.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare bench-tokenizer fuzz fuzz-dir fuzz-tokenizer ckpt-torch clean \
+.PHONY: all apps build-tests test demo demo-full demo-smoke hello bandit grpo-unrolled bench bench-rl bench-blis bench-compare bench-tokenizer bench-8b fuzz fuzz-dir fuzz-tokenizer ckpt-torch clean \
         cuda test-cuda threshold-check
 all: apps $(TESTS)
 # everything but the tests: the examples, benchmarks and tools
 apps: $(EXAMPLES) $(BUILD)/bench $(BUILD)/bench_rl $(BUILD)/d1 $(BUILD)/bf16_grad_check $(BUILD)/tokenizer_bench \
-      $(BUILD)/demo_measure
+      $(BUILD)/demo_measure $(BUILD)/make_random_model $(BUILD)/bench_resident
 
 build-tests: $(TESTS)
 
@@ -164,6 +164,20 @@ bench: $(BUILD)/bench $(BUILD)/bench_rl
 # the RL loop alone
 bench-rl: $(BUILD)/bench_rl
 	./$(BUILD)/bench_rl
+
+# an 8B-class model held in BF16 (d1_model_load_bf16): random weights in
+# LLaDA-8B's shape written as 16 GB of BF16 shards (once, into LLADA8B_DIR),
+# then load, RSS, forward and generation against the bandwidth floor
+LLADA8B_DIR ?= $(BUILD)/llada8b-random
+$(BUILD)/make_random_model: tools/make_random_model.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+$(BUILD)/bench_resident: tools/bench_resident.c d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+bench-8b: $(BUILD)/make_random_model $(BUILD)/bench_resident
+	[ -f $(LLADA8B_DIR)/config.json ] || ./$(BUILD)/make_random_model $(LLADA8B_DIR) --llada-8b
+	./$(BUILD)/bench_resident $(LLADA8B_DIR) --threads 2
 
 # the tokenizer at LLaDA-8B's vocabulary size (a generated 128,000-token
 # byte-level BPE), d1.h beside @huggingface/tokenizers, on d1.h as the text

@@ -113,6 +113,7 @@
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
      LoRA adapters                                 d1_lora_attach / _merge
      BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16
+     a model held in BF16 only (8B-class)          d1_model_load_bf16; d1__resident_put
      mixed-precision training (BF16 operands)      D1_PRECISION_BF16_MIXED; d1__linear_backward,
                                                    d1__gemm_bf16_gs
      text <-> ids (Hugging Face tokenizer.json)    d1_tokenizer_encode / _decode; >>tokenizer
@@ -388,6 +389,8 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    param_memory yourself, call d1_model_push (on the CPU it only marks the
    copy stale). D1_ERR_UNSUPPORTED for BF16 on a GPU; a BF16 model moved to
    the GPU computes there in FP32 (the setting returns with it).
+   d1_model_load_bf16 makes a model that has the BF16 copy only (no FP32
+   matrices: half the memory; see there), always in D1_PRECISION_BF16.
    D1_PRECISION_BF16_MIXED (mixed-precision training): everything BF16 does,
    and the passes that back-propagate too: their forward's linear layers as
    above, and in the backward pass both products of each linear layer,
@@ -868,6 +871,20 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype);
    contract as d1_model_load_memory. Tensors are read straight into the
    parameter buffer (BF16/F16 through a small fixed conversion buffer). */
 D1_API int d1_model_load(d1_model *m, const char *path);
+/* Loads `path` for inference with its matrices held in BF16 only: q/k/v,
+   attn_out, gate/up, down and the head go from the files (any dtype; BF16
+   files keep their bits) straight into the packed BF16 copy of
+   D1_PRECISION_BF16, one tensor chunk at a time, and no FP32 copy of them
+   exists; the embedding and the norms stay FP32 in param_memory (num_params
+   counts those floats). About 2 bytes per parameter, 4 for the embedding:
+   LLaDA-8B in ~17 GB instead of 32. The model computes in D1_PRECISION_BF16
+   and serves the passes without a gradient: d1_sampler_generate,
+   d1_grpo_logprobs (e.g. a frozen reference of d1_grpo_step) and
+   d1_model_forward (its logits; the backward then answers D1_ERR_STATE).
+   Everything that reads or changes the FP32 matrices answers
+   D1_ERR_UNSUPPORTED: training, the losses, LoRA, saving, d1_model_tensor,
+   d1_model_copy_weights, another precision, the GPU. */
+D1_API int d1_model_load_bf16(d1_model *m, const char *path);
 /* The dtype each tensor of m is stored with in the checkpoint at path:
    dtypes[d1_model_num_tensors(m)], in d1_model_tensor order. Reads headers
    only; D1_ERR_CONFIG when the checkpoint's config differs from m's. */
@@ -2699,6 +2716,8 @@ struct d1__state {
     int      bf16_stale;     /* the weights changed since bw was packed     */
     int      bf16_last;      /* the last forward ran in BF16: no backward   */
     d1__bf16w bw;            /* the BF16 copy (mem NULL when F32)           */
+    int      bf16_resident;  /* d1_model_load_bf16: the matrices live in bw only,
+                                param_memory holds wte and the norms           */
 #if defined(D1_CUDA)
     struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
 #endif
@@ -2709,6 +2728,16 @@ struct d1__state {
 static void d1__weights_changed(d1_model *m) {
     if (m && m->state) m->state->bf16_stale = 1;
 }
+
+/* A model of d1_model_load_bf16 holds its matrices in BF16 only: the calls
+   that read or change the FP32 matrices refuse it (D1__REFUSE_RESIDENT). */
+static int d1__resident(const d1_model *m) { return m && m->state && m->state->bf16_resident; }
+#define D1__REFUSE_RESIDENT(m)                                                                              \
+    do {                                                                                                    \
+        if (d1__resident(m))                                                                                \
+            return D1__FAILF(D1_ERR_UNSUPPORTED, "the model holds its matrices in BF16 only "                 \
+                             "(d1_model_load_bf16): passes without a gradient only");                       \
+    } while (0)
 
 /* The GPU's side of each operation lives in >>cuda at the end of the file;
    D1__GPU_RETURN / D1__GPU_DO hand an operation to it when the model is on
@@ -2899,6 +2928,7 @@ static int d1__config_tensor(const d1_config *c, int index, d1_tensor *t) {
 }
 
 D1_API int d1_model_tensor(const d1_model *m, int index, d1_tensor *t) {
+    D1__REFUSE_RESIDENT(m);
     return m && m->state ? d1__config_tensor(&m->config, index, t) : D1__FAIL(D1_ERR_ARG);
 }
 
@@ -3019,6 +3049,8 @@ D1_API int d1_model_set_threads(d1_model *m, int n_threads) {
 D1_API int d1_model_copy_weights(d1_model *dst, const d1_model *src) {
     int rc;
     if (!dst || !src || !dst->param_memory || !src->param_memory) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(dst);
+    D1__REFUSE_RESIDENT(src);
     if (memcmp(&dst->config, &src->config, sizeof dst->config)) return D1__FAIL(D1_ERR_CONFIG);
     if ((rc = d1__mirror_in(src)) != D1_OK) return rc;
     memcpy(dst->param_memory, src->param_memory, src->num_params * sizeof(float));
@@ -3344,6 +3376,7 @@ D1_API int d1_lora_attach_targets(d1_model *m, int rank, float alpha, uint64_t s
     d1_rng rng;
     int i, n;
     if (!m || !m->state || m->lora || rank <= 0 || !(alpha > 0.0f) || !isfinite(alpha)) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (targets == 0 || targets > D1_LORA_ALL)
         return D1__FAILF(D1_ERR_ARG, "targets 0x%x: a non-empty subset of D1_LORA_ALL (0x7f)", targets);
     if (d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
@@ -3436,8 +3469,10 @@ static void d1__linear_backward(d1__ctx *cx, const d1__bf16w *bw, float *dinp, f
     d1__gemm_bf16_gs_mt(cx, N, I, O, dout, O, 1, w, I, 1, dinp, I, 0, bw->simd);
     if (dw) d1__gemm_bf16_gs_mt(cx, O, I, N, dout, 1, O, inp, I, 1, dw, I, 1, bw->simd);
 }
-/* layer L's packed copy of matrix t, or NULL in FP32 */
+/* layer L's packed copy of matrix t, or NULL in FP32; the FP32 matrix (at
+   offset off) when no packed copy is used (a d1_model_load_bf16 model has none) */
 #define D1__BW(t) (bw ? bw->t + L * bw->n_##t : NULL)
+#define D1__W32(t, off) (bw ? NULL : w->t + (off))
 
 /* One LLaDA block over N = B*Tq query rows: the one body that the full
    forward (Tq = Tk = T; the keys are the rows' own) and the KV-cache forward
@@ -3480,7 +3515,7 @@ static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1_
     if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
     /* attention sub-block */
     d1__rmsnorm_forward(k->n1, k->r1, k->x, w->attn_norm + L * C, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, k->qkv, k->n1, w->qkv + L * QW * C, D1__BW(qkv), N, C, QW);
+    d1__linear_forward(cx, bw, k->qkv, k->n1, D1__W32(qkv, L * QW * C), D1__BW(qkv), N, C, QW);
     if (lora) d1__lora_forward(cx, lora, &ls[0], k->n1, k->qkv, k->lu + ls[0].u0, ldu, N);
     d1__rope(k->qkv, QW, N, k->Tq, k->pos0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
     d1__attn_setup(&at, k->qkv, QW, c, k->B, k->Tq, cx);
@@ -3493,16 +3528,16 @@ static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1_
     }
     at.att_w = k->att; at.y = k->y; at.key_mask = k->key_mask;
     d1__parallel(cx->pool, d1__attention_forward_task, &at);
-    d1__linear_forward(cx, bw, k->xa, k->y, w->attn_out + L * C * C, D1__BW(attn_out), N, C, C);
+    d1__linear_forward(cx, bw, k->xa, k->y, D1__W32(attn_out, L * C * C), D1__BW(attn_out), N, C, C);
     if (lora) d1__lora_forward(cx, lora, &ls[1], k->y, k->xa, k->lu + ls[1].u0, ldu, N);
     d1__residual_add(k->xa, k->x, NC);
     /* MLP sub-block */
     d1__rmsnorm_forward(k->n2, k->r2, k->xa, w->ff_norm + L * C, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, k->gu, k->n2, w->gate_up + L * 2 * F * C, D1__BW(gate_up), N, C, 2 * F);
+    d1__linear_forward(cx, bw, k->gu, k->n2, D1__W32(gate_up, L * 2 * F * C), D1__BW(gate_up), N, C, 2 * F);
     if (lora) d1__lora_forward(cx, lora, &ls[2], k->n2, k->gu, k->lu + ls[2].u0, ldu, N);
     sw.out = k->hm; sw.gu = k->gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
     d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-    d1__linear_forward(cx, bw, k->xo, k->hm, w->ff_out + L * C * F, D1__BW(ff_out), N, F, C);
+    d1__linear_forward(cx, bw, k->xo, k->hm, D1__W32(ff_out, L * C * F), D1__BW(ff_out), N, F, C);
     if (lora) d1__lora_forward(cx, lora, &ls[3], k->hm, k->xo, k->lu + ls[3].u0, ldu, N);
     d1__residual_add(k->xo, k->xa, NC);
 }
@@ -3516,9 +3551,8 @@ static void d1__head_forward(d1_model *m, const d1__bf16w *bw, const float *x, i
                        c->vocab_size);
 }
 #undef D1__BW
+#undef D1__W32
 
-/* The LLaDA forward pass that back-propagates: in FP32, or with BF16
-   operands in D1_PRECISION_BF16_MIXED. */
 static const d1__bf16w *d1__bf16_weights(d1_model *m);
 /* Layer l's block in the training layout: its slices of the activations
    that d1__forward_w keeps and d1__backward reads (d1__acts, N = B*T; lora_rank
@@ -3594,9 +3628,13 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
     m->logits = NULL;
 }
 
+/* The LLaDA forward pass that back-propagates: in FP32, or with BF16
+   operands in D1_PRECISION_BF16_MIXED (a model of d1_model_load_bf16: in
+   BF16, and the backward refuses it). */
 static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     d1__forward_w(m, tokens, B, T, key_mask,
-                  m->state->precision == D1_PRECISION_BF16_MIXED ? d1__bf16_weights(m) : NULL);
+                  m->state->precision == D1_PRECISION_BF16_MIXED || m->state->bf16_resident ? d1__bf16_weights(m)
+                                                                                             : NULL);
 }
 
 /* Carves the BF16 copy's buffer (base may be NULL: sizes only); returns its
@@ -3658,6 +3696,8 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
     if (!m || !m->state || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
     if (precision < D1_PRECISION_F32 || precision > D1_PRECISION_BF16_MIXED) return D1__FAIL(D1_ERR_ARG);
     s = m->state;
+    if (s->bf16_resident && precision == D1_PRECISION_BF16) return D1_OK;
+    D1__REFUSE_RESIDENT(m);
     if (precision == D1_PRECISION_F32) {
         d1__free(s->bw.mem);
         memset(&s->bw, 0, sizeof s->bw);
@@ -3756,6 +3796,7 @@ static int d1__all_finite(const float *x, size_t n) {
 D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
     int rc;
     if (!m || !m->state || !dlogits) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (m->B <= 0 || m->state->bf16_last) return D1__FAIL(D1_ERR_STATE); /* no forward, or a BF16 one */
     if (!d1__all_finite(dlogits, (size_t)m->B * m->T * m->config.vocab_size)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
@@ -3767,6 +3808,7 @@ D1_API int d1_model_backward(d1_model *m, const float *dlogits) {
 D1_API int d1_model_zero_grad(d1_model *m) {
     int rc;
     if (!m || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (m->lora) { /* the adapters are what trains */
         if ((rc = d1__ensure_grads(m)) != D1_OK) return rc;
         memset(m->lora->grad_memory, 0, m->lora->num_params * sizeof(float));
@@ -3781,6 +3823,7 @@ D1_API int d1_model_zero_grad(d1_model *m) {
 /* Devices: the generic half (the GPU's half is in >>cuda). */
 D1_API int d1_model_set_device(d1_model *m, int device) {
     if (!m || !m->state || (device != D1_DEVICE_CPU && device != D1_DEVICE_CUDA)) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     d1__weights_changed(m); /* the weights may come home changed */
 #if defined(D1_CUDA)
     if (device == D1_DEVICE_CUDA) return d1__on_gpu(m) ? D1_OK : d1__gpu_attach(m);
@@ -3796,6 +3839,7 @@ D1_API int d1_model_device(const d1_model *m) {
 D1_API int d1_model_pull(d1_model *m) { return !m || !m->state ? D1__FAIL(D1_ERR_ARG) : d1__mirror_in(m); }
 D1_API int d1_model_push(d1_model *m) {
     if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     d1__weights_changed(m); /* the caller wrote param_memory: the BF16 copy is stale */
     return d1__mirror_out(m);
 }
@@ -3846,6 +3890,7 @@ static int d1__loss_prepare(d1_model *m, const int *tokens, int B, int T, const 
     if (!loss || (!mask && !rng) || (!mask != !p))
         return D1__FAILF(D1_ERR_ARG, "%s", !loss ? "loss is NULL" : !mask && !rng ? "rng is NULL (needed without a mask)"
                                             : "give mask and p together, or neither");
+    D1__REFUSE_RESIDENT(m);
     if ((rc = d1__check_batch(m, tokens, B, T, NULL)) != D1_OK) return rc;
     if (p)
         for (b = 0; b < B; b++)
@@ -3897,6 +3942,7 @@ static int d1__adamw_desc_ok(const d1_adamw_desc *d) {
 
 D1_API int d1_adamw_init(d1_adamw *opt, const d1_model *m, const d1_adamw_desc *desc) {
     if (!opt || !m || !m->param_memory || !desc) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (!d1__adamw_desc_ok(desc))
         return D1__FAILF(D1_ERR_SETTING, "lr %g, beta1 %g, beta2 %g, eps %g, weight_decay %g, grad_clip %g: lr, "
                          "weight_decay, grad_clip finite and >= 0, betas in [0, 1), eps finite and > 0", desc->lr,
@@ -4041,7 +4087,7 @@ D1_API int d1_adamw_step(d1_adamw *opt, d1_model *m, float *grad_norm) {
     } else {
         for (ti = 0; ti < d1_model_num_tensors(m); ti++) {
             d1_tensor t;
-            d1_model_tensor(m, ti, &t);
+            d1__config_tensor(&m->config, ti, &t);
             d1__adamw_range(opt, w, g, t.offset, t.offset + t.size, t.decay, scale, bc1, bc2);
         }
         d1__weights_changed(m);
@@ -4415,6 +4461,7 @@ D1_API int d1_sft_loss(d1_model *m, const int *tokens, int B, int T, const int *
     d1_rng r; /* the draw advances a copy, committed on success */
     if (!prompt_lens || !m || !m->state || !tokens)
         return D1__FAILF(D1_ERR_ARG, "%s is NULL", !prompt_lens ? "prompt_lens" : !tokens ? "tokens" : "the model");
+    D1__REFUSE_RESIDENT(m);
     if (B <= 0 || T <= 0) return D1__FAILF(D1_ERR_SHAPE, "B %d, T %d: both must be > 0", B, T);
     for (b = 0; b < B; b++) /* checked before anything is allocated or drawn */
         if (prompt_lens[b] < 0 || prompt_lens[b] >= T) /* no answer to learn */
@@ -4718,6 +4765,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     if (objective == D1_GRPO_SPG && (!b->elbo_w || !b->seq_len || beta != 0.0f || !(b->eubo_beta > 0.0f) ||
                                      !isfinite(b->eubo_beta) || !(b->eubo_mix >= 0.0f && b->eubo_mix <= 1.0f)))
         return D1__FAIL(D1_ERR_ARG); /* SPG: sequences, their lengths, no KL */
+    D1__REFUSE_RESIDENT(m);
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
     if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
     /* every number that enters the loss, before the pass: a non-finite
@@ -5070,6 +5118,7 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     int j;
     if (!policy || !policy->state || !opt || !d)
         return D1__FAILF(D1_ERR_ARG, "%s is NULL", !policy || !policy->state ? "the policy" : !opt ? "opt" : "desc");
+    D1__REFUSE_RESIDENT(policy);
     if (d->group_size < 2) /* one completion has advantage 0 by construction */
         return D1__FAILF(D1_ERR_SETTING, "group_size %d: a group needs >= 2 completions (one has advantage 0)",
                          d->group_size);
@@ -6279,7 +6328,17 @@ typedef struct d1__st_table {
     const float     *src[2];   /* what a save writes (exp_avg, exp_avg_sq)   */
     d1__st_entry    *e;        /* [n], NULL until d1__table_alloc            */
     int             *order;    /* [n] scratch: a shard's entries by offset   */
+    struct d1__st_sink *sink;  /* loads: where values at and past sink->from go
+                                  instead of the buffer (NULL: all to it)      */
 } d1__st_table;
+
+/* A load's other destination (d1_model_load_bf16): destination offsets from
+   `from` on are handed to put, n <= 2048 values at a time, in order within a
+   tensor. */
+typedef struct d1__st_sink {
+    size_t from;
+    void (*put)(struct d1__st_sink *k, size_t dst, const float *x, size_t n);
+} d1__st_sink;
 
 /* One tensor of a table, as its kind defines it. */
 typedef struct d1__st_info {
@@ -6852,7 +6911,7 @@ static int d1__st_read(d1__src *src, uint64_t data_start, d1__st_table *tab, int
         d1__st_info t;
         float *x;
         d1__st_tensor(tab, id, 0, &t);
-        x = base + t.dst;
+        x = tab->sink && t.dst >= tab->sink->from ? NULL : base + t.dst;
         if (tab->alias && (id == 0 || id == tab->n)) {
             unsigned bit = id == 0 ? 1u : 2u, other = tab->alias_read & (3u ^ bit);
             tab->alias_read |= bit;
@@ -6866,6 +6925,17 @@ static int d1__st_read(d1__src *src, uint64_t data_start, d1__st_table *tab, int
                                      (unsigned long)k);
             }
             if (other) continue;
+        }
+        if (tab->sink && t.dst >= tab->sink->from) { /* through y to the sink, each chunk checked */
+            for (k = 0; k < t.numel; k += chunk) {
+                size_t q;
+                chunk = D1__MIN(t.numel - k, sizeof y / sizeof y[0]);
+                if ((rc = d1__st_floats(src, at, e->dtype, k, chunk, buf, y)) != D1_OK) return rc;
+                for (q = 0; q < chunk; q++)
+                    if (!isfinite(y[q]) || (t.nonneg && y[q] < 0.0f)) return D1__FAIL(D1_ERR_NONFINITE);
+                tab->sink->put(tab->sink, t.dst + k, y, chunk);
+            }
+            continue;
         }
         if (e->dtype == D1_DTYPE_F32) {
             if ((rc = d1__src_read(src, at, x, t.numel * 4)) != D1_OK) return rc;
@@ -6891,7 +6961,7 @@ static int d1__model_ok(const d1_model *m) { return m && m->param_memory && m->s
 D1_API size_t d1_model_save_size(const d1_model *m, int dtype) {
     d1__st_table tab;
     uint64_t size;
-    if (!d1__model_ok(m) || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return 0;
+    if (!d1__model_ok(m) || d1__resident(m) || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return 0;
     d1__table_model(&tab, &m->config, m->param_memory);
     size = d1__st_size(&tab, dtype, NULL, 0);
     return size > (uint64_t)SIZE_MAX ? 0 : (size_t)size;
@@ -6904,6 +6974,7 @@ D1_API int d1_model_save_memory(const d1_model *m, int dtype, void *buf, size_t 
     d1__sink sk;
     int rc;
     if (!d1__model_ok(m) || !buf || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (cap < d1_model_save_size(m, dtype)) return D1__FAIL(D1_ERR_ARG);
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1__FAIL(D1_ERR_NONFINITE);
@@ -7310,6 +7381,7 @@ D1_API int d1_model_save(const d1_model *m, const char *dir, int dtype) {
     char config[D1_CONFIG_JSON_MAX];
     int rc;
     if (!d1__model_ok(m) || !dir || dtype < D1_DTYPE_F32 || dtype > D1_DTYPE_F16) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if ((rc = d1__mirror_in(m)) != D1_OK) return rc;
     if (!d1__encodable(m->param_memory, m->num_params, dtype)) return D1__FAIL(D1_ERR_NONFINITE);
     if ((rc = d1_config_to_json(&m->config, config, sizeof config)) != D1_OK) return rc;
@@ -7620,6 +7692,115 @@ D1_API int d1_model_load(d1_model *m, const char *path) {
     return rc;
 }
 
+/* ---- d1_model_load_bf16: the matrices straight into BF16 ------------------------
+   The flat FP32 layout's offsets (d1__layout_of) that a checkpoint's tensors
+   map to, sent where this model keeps them: wte and attn_norm (adjacent in
+   both layouts) and ff_norm and ln_f into the FP32 param_memory
+   [wte V*C | attn_norm L*C | ff_norm L*C | ln_f C]; every matrix element
+   rounded to BF16 into its place in the packed copy (d1__bf16_pack_w's
+   layout: pair col/2 of row r at panel r - r%NR, lane r%NR). */
+typedef struct d1__resident_sink {
+    d1__st_sink      k;       /* first: the loader hands back a d1__st_sink * */
+    d1__layout       o;
+    const d1_config *c;
+    float           *fp32;    /* param_memory */
+    d1__bf16w       *bw;
+} d1__resident_sink;
+
+/* Elements [off, off+n) of a stack of [rows, K] matrices (per floats each in
+   the flat layout, n_per words each in Wp0) into their BF16 places. */
+static void d1__pack_put(uint32_t *Wp0, size_t n_per, size_t per, int K, size_t off, const float *x, size_t n) {
+    size_t Kp = (size_t)(K + 1) / 2;
+    while (n > 0) {
+        size_t r = off % per, row = r / (size_t)K, col = r % (size_t)K, take = D1__MIN(n, (size_t)K - col), i;
+        uint32_t *Wp = Wp0 + off / per * n_per + (row - row % D1__BF_NR) * Kp + row % D1__BF_NR;
+        for (i = 0; i < take; i++, col++) {
+            uint32_t *w = Wp + col / 2 * D1__BF_NR, h = d1__bf16_round(x[i]);
+            *w = col & 1 ? (*w & 0xFFFFu) | h << 16 : (*w & 0xFFFF0000u) | h;
+        }
+        off += take; x += take; n -= take;
+    }
+}
+
+static void d1__resident_put(d1__st_sink *k, size_t dst, const float *x, size_t n) {
+    d1__resident_sink *r = (d1__resident_sink *)k;
+    const d1__layout *o = &r->o;
+    d1__bf16w *bw = r->bw;
+    size_t C = (size_t)r->c->dim, F = (size_t)r->c->ffn_dim, L = (size_t)r->c->n_layers, QW = (size_t)d1__qw(r->c);
+    size_t VC = (size_t)r->c->vocab_size * C;
+    if (dst < o->qkv) memcpy(r->fp32 + dst, x, n * sizeof(float)); /* attn_norm */
+    else if (dst < o->attn_out) d1__pack_put(bw->qkv, bw->n_qkv, QW * C, (int)C, dst - o->qkv, x, n);
+    else if (dst < o->ff_norm) d1__pack_put(bw->attn_out, bw->n_attn_out, C * C, (int)C, dst - o->attn_out, x, n);
+    else if (dst < o->gate_up) memcpy(r->fp32 + VC + L * C + (dst - o->ff_norm), x, n * sizeof(float));
+    else if (dst < o->ff_out) d1__pack_put(bw->gate_up, bw->n_gate_up, 2 * F * C, (int)C, dst - o->gate_up, x, n);
+    else if (dst < o->ln_f) d1__pack_put(bw->ff_out, bw->n_ff_out, C * F, (int)F, dst - o->ff_out, x, n);
+    else if (dst < o->ln_f + C) memcpy(r->fp32 + VC + 2 * L * C + (dst - o->ln_f), x, n * sizeof(float));
+    else d1__pack_put(bw->head, 0, VC, (int)C, dst - o->head, x, n); /* the untied head */
+}
+
+/* The model of d1_model_load_bf16 without its values: param_memory for wte
+   and the norms, the packed BF16 copy (zeroed: its padding stays 0), the
+   state, in D1_PRECISION_BF16 for good. */
+static int d1__model_alloc_resident(d1_model *m, const d1_config *c) {
+    d1_model tmp;
+    size_t VC = (size_t)c->vocab_size * c->dim, LC = (size_t)c->n_layers * c->dim, words;
+    d1__bf16w bw;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.config = *c;
+    tmp.num_params = VC + 2 * LC + (size_t)c->dim;
+    tmp.param_memory = d1__alloc_floats(tmp.num_params);
+    tmp.state = (struct d1__state *)d1__alloc(sizeof(struct d1__state));
+    if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
+    words = d1__bf16w_carve(c, NULL, &bw);
+    if (tmp.state && (tmp.state->bw.mem = (uint32_t *)d1__alloc(words * sizeof(uint32_t))) != NULL)
+        memset(tmp.state->bw.mem, 0, words * sizeof(uint32_t));
+    if (!tmp.param_memory || !tmp.state || !tmp.state->bw.mem) {
+        d1_model_free(&tmp);
+        return D1__FAIL(D1_ERR_NOMEM);
+    }
+    d1__bf16w_carve(c, tmp.state->bw.mem, &tmp.state->bw);
+    tmp.state->bw.simd = d1__cpu_bf16();
+    tmp.state->precision = D1_PRECISION_BF16;
+    tmp.state->bf16_resident = 1;
+    tmp.state->pool.n = 1;
+    tmp.state->cx.pool = &tmp.state->pool;
+    tmp.params.wte = tmp.param_memory;
+    tmp.params.attn_norm = tmp.param_memory + VC;
+    tmp.params.ff_norm = tmp.param_memory + VC + LC;
+    tmp.params.ln_f = tmp.param_memory + VC + 2 * LC;
+    *m = tmp;
+    return D1_OK;
+}
+
+D1_API int d1_model_load_bf16(d1_model *m, const char *path) {
+    d1__ckpt ck;
+    d1_model tmp;
+    d1__resident_sink rs;
+    int rc;
+    char *dir;
+    if (!m || !path) return D1__FAIL(D1_ERR_ARG);
+    if (!(dir = d1__ckpt_dir(path))) return D1__FAIL(D1_ERR_NOMEM);
+    rc = d1__ckpt_open(&ck, dir);
+    if (rc == D1_OK && (rc = d1__model_alloc_resident(&tmp, &ck.cfg)) == D1_OK) {
+        memset(&rs, 0, sizeof rs);
+        rs.o = d1__layout_of(&ck.cfg);
+        rs.k.from = rs.o.attn_norm; /* wte straight into place, the rest through the sink */
+        rs.k.put = d1__resident_put;
+        rs.c = &ck.cfg;
+        rs.fp32 = tmp.param_memory;
+        rs.bw = &tmp.state->bw;
+        ck.tab.sink = &rs.k;
+        rc = d1__ckpt_read(&ck, tmp.param_memory);
+        if (rc == D1_OK && ck.cfg.tied_embeddings) /* the head is wte */
+            d1__bf16_pack_w(ck.cfg.vocab_size, ck.cfg.dim, tmp.params.wte, ck.cfg.dim, tmp.state->bw.head);
+        if (rc != D1_OK) d1_model_free(&tmp);
+    }
+    d1__ckpt_free(&ck);
+    d1__free(dir);
+    if (rc == D1_OK) *m = tmp;
+    return rc;
+}
+
 /* The stored dtype of each tensor, from the headers alone. */
 D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtypes) {
     d1__ckpt ck;
@@ -7666,6 +7847,7 @@ D1_API int d1_train_state_save(const char *dir, const d1_model *m, const d1_adam
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || opt->step < 0 ||
         n_rngs < 0 || n_rngs > 1000000 || (n_rngs && !rngs))
         return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     d1__desc_get(&opt->desc, dv);
     for (i = 0; i < D1__N_DESC; i++)
         if (!isfinite(dv[i])) return D1__FAIL(D1_ERR_ARG);
@@ -7777,6 +7959,7 @@ D1_API int d1_train_state_load(const char *dir, const d1_model *m, d1_adamw *opt
     if (!dir || !d1__model_ok(m) || !opt || !opt->m || opt->n != m->num_params || n_rngs < 0 ||
         (n_rngs && !rngs))
         return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     d1__table_adamw(&tab, m, NULL);
     if (!(at = d1__ckpt_dir(dir))) return D1__FAIL(D1_ERR_NOMEM); /* dir, or where an interrupted swap left it */
     p = d1__path(at, "optimizer.safetensors");
@@ -7917,6 +8100,7 @@ D1_API int d1_checkpoint_save(const char *dir, const d1_model *m, int dtype, con
     char *d, *tmp, *nw, *old, *parent, *slash;
     int rc = D1_OK;
     if (!dir || !*dir || !d1__model_ok(m) || !opt) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     n = strlen(dir);
     while (n > 1 && dir[n - 1] == '/') n--; /* "out/" names the same directory as "out" */
     if (!(d = (char *)d1__alloc(5 * (n + 5)))) return D1__FAIL(D1_ERR_NOMEM);
@@ -7987,6 +8171,7 @@ D1_API int d1_lora_save(const d1_model *m, const char *dir) {
     char text[1024];
     int k, first;
     if (!d1__model_ok(m) || !m->lora || !dir) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     if (!d1__encodable(m->lora->param_memory, m->lora->num_params, D1_DTYPE_F32)) return D1__FAIL(D1_ERR_NONFINITE);
     t.p = text; t.cap = sizeof text; t.len = 0;
     d1__puts(&t, "{\n  \"peft_type\": \"LORA\",\n  \"r\": ");
@@ -8058,6 +8243,7 @@ D1_API int d1_lora_load(d1_model *m, const char *dir) {
     unsigned targets = 0;
     int rc, attached_here = 0, B0, T0;
     if (!d1__model_ok(m) || !dir) return D1__FAIL(D1_ERR_ARG);
+    D1__REFUSE_RESIDENT(m);
     B0 = m->B; T0 = m->T; /* an attach forgets the last forward; a failed load must not */
     if (!(p = d1__path(dir, "adapter_config.json"))) return D1__FAIL(D1_ERR_NOMEM);
     rc = d1__read_file(p, 1u << 20, &text, &len);

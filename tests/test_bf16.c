@@ -2,11 +2,12 @@
    (d1__gemm_bf16_ref) bit for bit on odd shapes, the BF16 forward and log-probs
    against FP32 within a stated error, the sampler's tokens on the shipped
    Sudoku model, the refresh of the packed copy after every call that writes
-   the weights, and the API's contract. The first lines say which kernels ran
+   the weights, the API's contract, and d1_model_load_bf16 (its packed copy
+   bit for bit the one of a load + D1_PRECISION_BF16; what it refuses). The first lines say which kernels ran
    and which were skipped (the AVX512-BF16 one needs the CPU and the build). */
 #define D1_IMPLEMENTATION
 #include "../d1.h"
-#include "harness.h"
+#include "ckpt_common.h"
 
 static d1_rng rng;
 static int have_avx; /* the AVX512-BF16 kernel can run here */
@@ -610,6 +611,101 @@ static void test_bf16_contract(void) {
     d1_model_free(&m);
 }
 
+/* d1_model_load_bf16 against d1_model_load + D1_PRECISION_BF16, from files in
+   F32 and in BF16, tied and untied (GQA, ffn 99: the odd K of the down
+   projection; vocabulary 37: a partial panel): the same packed words, wte and
+   norms, so the same sampler tokens (no cache and the dual cache) and
+   log-probs, bit for bit; d1_model_forward gives the BF16 pass's logits; every
+   call that needs the FP32 matrices answers D1_ERR_UNSUPPORTED and changes
+   nothing; a failed load leaves *m as it was. */
+static void test_bf16_resident_load(void) {
+    enum { B = 3, P = 5, G = 12, T = P + G };
+    int tied, dt, kv;
+    for (tied = 0; tied < 2; tied++)
+        for (dt = 0; dt < 2; dt++) {
+            int dtype = dt ? D1_DTYPE_BF16 : D1_DTYPE_F32, prompts[B * P], o1[B * T], o2[B * T], tok[B * T], i;
+            char dir[600];
+            d1_config c;
+            d1_model m, a, r;
+            d1_grpo_batch gb;
+            uint8_t im[B * T];
+            float lp1[B * G], lp2[B * G], *lg = (float *)malloc(sizeof(float) * B * T * 37);
+            d1_adamw opt;
+            d1_adamw_desc od = d1_adamw_default_desc();
+            d1_tensor tt;
+            small_config(&c, tied);
+            snprintf(dir, sizeof dir, "%s/resident_%d_%d", tmpdir(), tied, dtype);
+            CHECK(d1_model_init(&m, &c, 11 + tied) == D1_OK && d1_model_save(&m, dir, dtype) == D1_OK, "save");
+            CHECK(d1_model_load(&a, dir) == D1_OK && d1_model_set_precision(&a, D1_PRECISION_BF16) == D1_OK, "load");
+            CHECK(d1_model_load_bf16(&r, dir) == D1_OK, "load_bf16: %s", d1_last_error());
+            CHECK(d1_model_precision(&r) == D1_PRECISION_BF16, "computes in BF16");
+            CHECK(r.state->bw.total == a.state->bw.total &&
+                      memcmp(r.state->bw.mem, a.state->bw.mem, a.state->bw.total * sizeof(uint32_t)) == 0,
+                  "the packed copy, word for word (tied %d, %s)", tied, dt ? "BF16" : "F32");
+            CHECK(r.num_params == (size_t)(37 + 2 * 2 + 1) * 64, "FP32 floats held: %zu", r.num_params);
+            CHECK(memcmp(r.params.wte, a.params.wte, sizeof(float) * 37 * 64) == 0 &&
+                      memcmp(r.params.attn_norm, a.params.attn_norm, sizeof(float) * 2 * 64) == 0 &&
+                      memcmp(r.params.ff_norm, a.params.ff_norm, sizeof(float) * 2 * 64) == 0 &&
+                      memcmp(r.params.ln_f, a.params.ln_f, sizeof(float) * 64) == 0,
+                  "wte and the norms");
+            rand_tokens(prompts, B * P, 35);
+            for (kv = 0; kv <= D1_KV_DUAL; kv += D1_KV_DUAL) {
+                d1_sampler_desc d = d1_sampler_default_desc(G);
+                d1_rng r1, r2;
+                d.block_len = 4; d.steps = 6; d.temperature = 0.7f; d.kv_cache = kv;
+                d1_rng_seed(&r1, 9); d1_rng_seed(&r2, 9);
+                CHECK(d1_sampler_generate(&a, &d, prompts, B, P, NULL, &r1, o1, NULL) == D1_OK &&
+                          d1_sampler_generate(&r, &d, prompts, B, P, NULL, &r2, o2, NULL) == D1_OK,
+                      "sample");
+                CHECK(memcmp(o1, o2, sizeof o1) == 0, "the same tokens (kv_cache %d)", kv);
+            }
+            rand_tokens(tok, B * T, 35);
+            for (i = 0; i < B * T; i++) im[i] = (uint8_t)(i % T >= P);
+            memset(&gb, 0, sizeof gb);
+            gb.tokens = tok; gb.B = B; gb.T = T; gb.P = P; gb.input_mask = im;
+            CHECK(d1_grpo_logprobs(&a, &gb, lp1) == D1_OK && d1_grpo_logprobs(&r, &gb, lp2) == D1_OK &&
+                      memcmp(lp1, lp2, sizeof lp1) == 0,
+                  "the same log-probs");
+            d1__forward_nograd(&a, tok, B, T, NULL);
+            memcpy(lg, a.logits, sizeof(float) * B * T * 37);
+            CHECK(d1_model_forward(&r, tok, B, T, NULL) == D1_OK &&
+                      memcmp(r.logits, lg, sizeof(float) * B * T * 37) == 0,
+                  "d1_model_forward: the BF16 pass");
+            /* what it refuses */
+            CHECK(d1_model_backward(&r, r.logits) == D1_ERR_UNSUPPORTED, "backward");
+            CHECK(d1_model_zero_grad(&r) == D1_ERR_UNSUPPORTED && r.grad_memory == NULL, "zero_grad");
+            CHECK(d1_model_copy_weights(&r, &m) == D1_ERR_UNSUPPORTED &&
+                      d1_model_copy_weights(&m, &r) == D1_ERR_UNSUPPORTED,
+                  "copy_weights either way");
+            CHECK(d1_model_tensor(&r, 0, &tt) == D1_ERR_UNSUPPORTED, "tensor views");
+            CHECK(d1_model_set_precision(&r, D1_PRECISION_F32) == D1_ERR_UNSUPPORTED &&
+                      d1_model_set_precision(&r, D1_PRECISION_BF16_MIXED) == D1_ERR_UNSUPPORTED &&
+                      d1_model_set_precision(&r, D1_PRECISION_BF16) == D1_OK && d1_model_precision(&r) == D1_PRECISION_BF16,
+                  "precision stays BF16");
+            CHECK(d1_lora_attach(&r, 2, 4.0f, 1) == D1_ERR_UNSUPPORTED && r.lora == NULL, "LoRA");
+            CHECK(d1_adamw_init(&opt, &r, &od) == D1_ERR_UNSUPPORTED, "AdamW");
+            CHECK(d1_pretrain_loss(&r, tok, B, T, NULL, NULL, &rng, lp1) == D1_ERR_UNSUPPORTED, "pretrain loss");
+            {
+                int pl[B] = {P, P, P};
+                CHECK(d1_sft_loss(&r, tok, B, T, pl, NULL, NULL, &rng, lp1) == D1_ERR_UNSUPPORTED, "SFT loss");
+            }
+            snprintf(dir, sizeof dir, "%s/resident_saved", tmpdir());
+            CHECK(d1_model_save(&r, dir, D1_DTYPE_BF16) == D1_ERR_UNSUPPORTED && d1_model_save_size(&r, 0) == 0,
+                  "save");
+            CHECK(d1_model_set_device(&r, D1_DEVICE_CUDA) == D1_ERR_UNSUPPORTED, "GPU");
+            d1_model_free(&m); d1_model_free(&a); d1_model_free(&r);
+            free(lg);
+        }
+    { /* a failed load changes nothing */
+        d1_model r;
+        char dir[600];
+        memset(&r, 0x5a, sizeof r);
+        snprintf(dir, sizeof dir, "%s/resident_absent", tmpdir());
+        CHECK(d1_model_load_bf16(&r, dir) != D1_OK && ((unsigned char *)&r)[0] == 0x5a, "absent dir");
+        CHECK(d1_model_load_bf16(NULL, dir) == D1_ERR_ARG && d1_model_load_bf16(&r, NULL) == D1_ERR_ARG, "NULLs");
+    }
+}
+
 int main(void) {
     TH_BANNER();
     d1_rng_seed(&rng, 1);
@@ -641,6 +737,8 @@ int main(void) {
     RUN(test_bf16_mixed_training);
     RUN(test_bf16_refresh);
     RUN(test_bf16_contract);
+    RUN(test_bf16_resident_load);
     RUN(test_bf16_sampler_tokens);
+    rm_tree(tmpdir());
     return th_summary();
 }

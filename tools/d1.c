@@ -69,7 +69,7 @@ static const d1_option sample_options[] = {
     {"--cfg", "X", "0", "classifier-free guidance scale (0: off)"},
     {"--seed", "N", "1", "the random generator's seed"},
     {"--no-eos", NULL, NULL, "never generate EOS"},
-    {"--precision", "P", "f32", "the matmuls of the passes: f32 or bf16"},
+    {"--precision", "P", "f32", "the matmuls: f32, bf16, or bf16-only (matrices held in BF16 only: half the memory)"},
     {"--visual", NULL, NULL, "redraw the canvas at every step (masks as '_')"},
     {"--delay", "MS", "60", "with --visual: pause after each redraw"},
 };
@@ -361,7 +361,7 @@ static int sample_settings(const d1_command *c, const cmdline *a, d1_sampler_des
                            unsigned long long *seed, int *precision) {
     static const char *const remask[4] = {"low_confidence", "random", "margin", "entropy"};
     static const char *const caches[3] = {"none", "prefix", "dual"};
-    static const char *const precisions[2] = {"f32", "bf16"};
+    static const char *const precisions[3] = {"f32", "bf16", "bf16-only"};
     const char *s = opt(c, a, "--seed");
     char *end;
     *d = d1_sampler_default_desc(0);
@@ -370,12 +370,13 @@ static int sample_settings(const d1_command *c, const cmdline *a, d1_sampler_des
         !float_opt(c, a, "--threshold", &d->threshold) || !float_opt(c, a, "--cfg", &d->cfg_scale) ||
         !choice_opt(c, a, "--remasking", remask, 4, &d->remasking) ||
         !choice_opt(c, a, "--kv-cache", caches, 3, &d->kv_cache) ||
-        !choice_opt(c, a, "--precision", precisions, 2, precision) || !int_opt(c, a, "--delay", 0, &w->delay_ms))
+        !choice_opt(c, a, "--precision", precisions, 3, precision) || !int_opt(c, a, "--delay", 0, &w->delay_ms))
         return 0;
     if (d->threshold > 1.0f) return fail(c, "--threshold %g: must be in [0, 1]", d->threshold);
     *seed = strtoull(s, &end, 10);
     if (end == s || *end) return fail(c, "--seed '%s' is not an integer", s);
-    *precision = *precision ? D1_PRECISION_BF16 : D1_PRECISION_F32;
+    /* 0 f32, 1 bf16, 2 bf16-only: D1_PRECISION_*, and -1 for the BF16-only load */
+    *precision = *precision == 2 ? -1 : *precision ? D1_PRECISION_BF16 : D1_PRECISION_F32;
     d->suppress_eos = opt(c, a, "--no-eos") != NULL;
     w->total_steps = d->threshold > 0.0f ? 0 : d->steps; /* a threshold adapts the step count */
     if (opt(c, a, "--visual")) { d->callback = on_step; d->user = w; }
@@ -463,11 +464,11 @@ static int cmd_sample(const d1_command *c, const cmdline *a) {
     }
     if (P < 0 || !ids) {
         rc = rc ? rc : 1;
-    } else if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) {
+    } else if ((rc = precision < 0 ? d1_model_load_bf16(&m, a->pos[0]) : d1_model_load(&m, a->pos[0])) != D1_OK) {
         rc = lib_fail(c, a->pos[0], rc);
     } else {
         w.mask_id = m.config.mask_id;
-        if ((rc = d1_model_set_precision(&m, precision)) != D1_OK) rc = lib_fail(c, "--precision", rc);
+        if (precision >= 0 && (rc = d1_model_set_precision(&m, precision)) != D1_OK) rc = lib_fail(c, "--precision", rc);
         else if (!sample_check(c, &d, &m.config, ids, P)) rc = 2;
         else rc = generate(c, &m, &d, &w, ids, P, seed);
         d1_model_free(&m);
