@@ -2,12 +2,15 @@
    time, resident memory, seconds per forward pass and per generated token,
    against the memory-bandwidth bound measured on the same machine.
 
-     build/bench_resident DIR [--threads N] [--prompt P] [--gen G] [--block B] [--skip-nocache]
+     build/bench_resident DIR [--threads N] [--prompt P] [--gen G] [--block B] [--short S]
+                          [--skip-nocache] [--forward-only]
 
    Defaults: 2 threads, prompt 64 + gen 64, LLaDA's semi-autoregressive block
    32, steps = gen (one token a step). It reports
      - load: seconds, VmRSS after it and the peak (VmHWM), from /proc/self;
-     - the full forward over P + G tokens (median of 3);
+     - the full forward over P + G tokens, and over S tokens (default 8:
+       few enough that streaming the weights, not arithmetic, bounds it),
+       each the median of 3;
      - d1_sampler_generate of G tokens without a cache and with the dual
        cache: seconds, seconds per generated token and per pass (with the
        cache most passes run one block's queries against cached keys);
@@ -81,11 +84,12 @@ static int cmp_d(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     d1_model m;
-    int threads = 2, P = 64, G = 64, block = 32, skip_nocache = 0, i, rc, *prompt, *out;
+    int threads = 2, P = 64, G = 64, block = 32, S = 8, skip_nocache = 0, forward_only = 0, i, k, rc, *prompt, *out;
     double t0, tl, t[3], bw_best = 0.0, bytes;
     const char *dir;
     if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: bench_resident DIR [--threads N] [--prompt P] [--gen G] [--block B] [--skip-nocache]\n");
+        fprintf(stderr, "usage: bench_resident DIR [--threads N] [--prompt P] [--gen G] [--block B] [--short S]\n"
+                        "                      [--skip-nocache] [--forward-only]\n");
         return 2;
     }
     dir = argv[1];
@@ -94,9 +98,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) P = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--gen") && i + 1 < argc) G = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--block") && i + 1 < argc) block = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--short") && i + 1 < argc) S = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--skip-nocache")) skip_nocache = 1;
+        else if (!strcmp(argv[i], "--forward-only")) forward_only = 1;
         else { fprintf(stderr, "bench_resident: unknown flag %s\n", argv[i]); return 2; }
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* each line as it comes: the runs are long */
     printf("build: %s\n", d1_build_info());
     t0 = now();
     if ((rc = d1_model_load_bf16(&m, dir)) != D1_OK) {
@@ -120,18 +127,20 @@ int main(int argc, char **argv) {
     prompt = (int *)malloc(sizeof(int) * (size_t)(P + G));
     out = (int *)malloc(sizeof(int) * (size_t)(P + G));
     for (i = 0; i < P + G; i++) prompt[i] = 1 + i % 1000;
-    { /* the full forward over P + G tokens */
-        double flops = 2.0 * (double)d1_config_num_params(&m.config) * (P + G);
+    for (k = 0; k < 2; k++) { /* the full forward over P + G tokens, then over S */
+        int n = k ? S : P + G;
+        double flops = 2.0 * (double)d1_config_num_params(&m.config) * n;
         for (i = 0; i < 3; i++) {
             t0 = now();
-            if ((rc = d1_model_forward(&m, prompt, 1, P + G, NULL)) != D1_OK) { fprintf(stderr, "%s\n", d1_last_error()); return 1; }
+            if ((rc = d1_model_forward(&m, prompt, 1, n, NULL)) != D1_OK) { fprintf(stderr, "%s\n", d1_last_error()); return 1; }
             t[i] = now() - t0;
         }
         qsort(t, 3, sizeof t[0], cmp_d);
-        printf("forward, 1 x %d tokens: %.3f s (median of 3; %.1f GFLOP/s of matmuls; %.1fx the bandwidth floor)\n", P + G,
+        printf("forward, 1 x %d tokens: %.3f s (median of 3; %.1f GFLOP/s of matmuls; %.1fx the bandwidth floor)\n", n,
                t[1], flops / t[1] / 1e9, t[1] / (bytes / 1e9 / bw_best));
+        fflush(stdout);
     }
-    {
+    if (!forward_only) {
         int cache;
         for (cache = skip_nocache ? 1 : 0; cache < 2; cache++) {
             d1_sampler_desc d = d1_sampler_default_desc(G);
