@@ -1960,8 +1960,11 @@ static float d1__dot(const float *a, const float *b, int n) {
 #define d1__dot d1__dot_scalar
 #endif
 
-/* Largest element; a NaN anywhere makes the result NaN, so it surfaces. */
-static float d1__max(const float *x, int n) {
+/* Largest element of x[0..n), n >= 1; a NaN anywhere makes the result NaN,
+   so it surfaces. The SIMD versions take the same maximum (of equal zeros
+   either may come back: the softmax and log-sum-exp that subtract it give
+   the same bits) and hand a row holding a NaN to the scalar loop. */
+static float d1__max_scalar(const float *x, int n) {
     float m = x[0];
     int i;
     for (i = 0; i < n; i++) {
@@ -1970,6 +1973,55 @@ static float d1__max(const float *x, int n) {
     }
     return m;
 }
+#if defined(D1__AVX512)
+static float d1__max(const float *x, int n) {
+    __m512 m = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    int i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = (__mmask16)(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1);
+        __m512 v = _mm512_mask_loadu_ps(m, k, x + i); /* lanes past n: m, which changes nothing */
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, v);
+    }
+    return nan ? d1__max_scalar(x, n) : _mm512_reduce_max_ps(m);
+}
+#elif defined(D1__AVX2)
+static float d1__max(const float *x, int n) {
+    __m256 m = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    float lanes[8], r = -INFINITY;
+    int i = 0, j;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        m = _mm256_max_ps(m, v);
+    }
+    if (_mm256_movemask_ps(nan)) return d1__max_scalar(x, n);
+    _mm256_storeu_ps(lanes, m);
+    for (j = 0; j < 8; j++) r = lanes[j] > r ? lanes[j] : r;
+    for (; i < n; i++) {
+        if (x[i] != x[i]) return x[i];
+        if (x[i] > r) r = x[i];
+    }
+    return r;
+}
+#elif defined(D1__NEON)
+static float d1__max(const float *x, int n) {
+    float32x4_t m = vdupq_n_f32(-INFINITY); /* vmaxq_f32 keeps a NaN: the result shows it */
+    float r;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
+    r = vmaxvq_f32(m);
+    if (r != r) return d1__max_scalar(x, n);
+    for (; i < n; i++) {
+        if (x[i] != x[i]) return x[i];
+        if (x[i] > r) r = x[i];
+    }
+    return r;
+}
+#else
+#define d1__max d1__max_scalar
+#endif
 
 /* ---- BF16 GEMM (inference) -------------------------------------------------
    C[M,N] = A[M,K] . W[N,K]^T with A and W rounded to bfloat16 and the sums

@@ -170,6 +170,30 @@ static void test_max_propagates_nan(void) {
     CHECK(isnan(d1__max(x, 5)), "NaN inside");
 }
 
+/* The SIMD max against the scalar one on every length 1..70 (full vectors
+   and tails), with -inf (masked keys), all -inf, equal maxima, and a NaN at
+   each place: the same value, NaN wherever one is. */
+static void test_max_vs_scalar(void) {
+    float x[70];
+    int n, i, bad = 0;
+    for (n = 1; n <= 70; n++) {
+        for (i = 0; i < n; i++) x[i] = d1_rng_normal(&rng) * 4.0f;
+        for (i = 0; i < n; i += 3) x[i] = -INFINITY;
+        bad += d1__max(x, n) != d1__max_scalar(x, n);
+        x[n - 1] = 50.0f; x[n / 2] = 50.0f; /* the maximum twice, one in the tail */
+        bad += d1__max(x, n) != 50.0f;
+        for (i = 0; i < n; i++) x[i] = -INFINITY;
+        bad += d1__max(x, n) != -INFINITY;
+        for (i = 0; i < n; i++) {
+            float keep = x[i];
+            x[i] = NAN;
+            bad += !isnan(d1__max(x, n));
+            x[i] = keep;
+        }
+    }
+    CHECK(bad == 0, "%d lengths or cases differ", bad);
+}
+
 static void test_rng(void) {
     d1_rng a, b;
     double sum = 0, sq = 0;
@@ -204,6 +228,7 @@ int main(void) {
     RUN(test_dot_vs_scalar);
     RUN(test_adamw_vs_scalar);
     RUN(test_max_propagates_nan);
+    RUN(test_max_vs_scalar);
     RUN(test_rng);
     return th_summary();
 }
