@@ -12,7 +12,7 @@
    lengths, and the table is printed with standard errors.
 
    USAGE
-       d1_demo [--task all|sudoku|countdown] [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table]
+       d1_demo [--task all|NAME] [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
                [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
                [--rl-prompts N] [--rl-group G] [--rl-inner N]
@@ -20,6 +20,7 @@
                [--rl-advantages scaled|centered] [--device cpu|cuda]
                [--dim N] [--layers N] [--train-precision f32|mixed]
 
+   --task NAME  one task of tasks.h's table (sudoku, countdown); all: each of them
    --full   train base and SFT from scratch (demo-full); without it the RL
             arms start from the checkpoints shipped in examples/checkpoints
    --quick  tiny budgets: a smoke test of every stage in a minute or two
@@ -452,11 +453,26 @@ static void svg_plot(const char *path, const char *title, const series *s, int n
 }
 
 /* ==== data ================================================================== */
+/* text -> ids, at most cap of them (want >= 0: exactly want). A text the
+   task's vocabulary cannot spell, or of another length, is a mistake in the
+   task's table or generator: it is named and the program stops, before
+   anything is written past the row. */
+static int encode(const task *t, const char *text, int *ids, int cap, int want) {
+    int n = tok_encode(t, text, ids, cap);
+    if (n < 0 || (want >= 0 && n != want)) {
+        fprintf(stderr, "d1_demo: task %s: \"%s\" %s\n", t->name, text,
+                n < 0 ? "has a character its vocabulary lacks, or does not fit" : "is not prompt_len tokens long");
+        exit(1);
+    }
+    return n;
+}
+static void encode_prompt(const task *t, const char *text, int *ids) { encode(t, text, ids, t->prompt_len, t->prompt_len); }
+
 /* Row b of a training batch: prompt ⊕ completion ⊕ <eos> padding to T.
    Returns the tokens before the padding. */
 static int encode_row(const task *t, const example *ex, int with_trace, int T, int *row) {
-    int n = tok_encode(t, ex->prompt, row, T), i, eos = task_token(t, "<eos>");
-    n += tok_encode(t, with_trace ? ex->trace : ex->answer, row + n, T - n);
+    int n = encode(t, ex->prompt, row, T, t->prompt_len), i, eos = task_token(t, "<eos>");
+    n += encode(t, with_trace ? ex->trace : ex->answer, row + n, T - n, -1);
     for (i = n; i < T; i++) row[i] = eos;
     return n;
 }
@@ -474,7 +490,7 @@ static int heldout_prompts(const task *t, int n, uint64_t seed, int split, int *
         for (j = 0; j < k && strcmp(seen[j], ex.prompt) != 0; j++) {}
         if (j < k) continue;
         strcpy(seen[k], ex.prompt);
-        tok_encode(t, ex.prompt, prompts + (size_t)k * t->prompt_len, t->prompt_len);
+        encode_prompt(t, ex.prompt, prompts + (size_t)k * t->prompt_len);
         k++;
     }
     free(seen);
@@ -815,7 +831,7 @@ static int stage_rl(const settings *S, int stage) {
             for (i = 0; i < S->rl_prompts; i++) { /* a fresh puzzle every time */
                 example ex;
                 t->example(&rngs[0], SPLIT_TRAIN, &ex);
-                tok_encode(t, ex.prompt, prompts + (size_t)i * P, P);
+                encode_prompt(t, ex.prompt, prompts + (size_t)i * P);
             }
         rc = check(d1_grpo_step(&policy, &ref, &opt, &gd, prompts, S->rl_prompts, P, NULL, &rngs[1], &st), "grpo");
         if (rc != D1_OK) break;
@@ -1124,7 +1140,7 @@ typedef struct cli_option {
 } cli_option;
 #define CLI(field) offsetof(cli, field)
 static const cli_option cli_options[] = {
-    {"--task", OPT_STR, CLI(task), "sudoku|countdown|all", NULL},
+    {"--task", OPT_STR, CLI(task), "NAME|all", NULL},
     {"--stage", OPT_STR, CLI(stage), "all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table", NULL},
     {"--full", OPT_FLAG, CLI(full), NULL, NULL},
     {"--quick", OPT_FLAG, CLI(quick), NULL, NULL},
@@ -1157,6 +1173,9 @@ static void usage(void) {
         col += w;
     }
     fprintf(stderr, "\n");
+    fprintf(stderr, "  --task NAME: one of");
+    for (i = 0; i < N_TASKS; i++) fprintf(stderr, " %s", tasks[i].name);
+    fprintf(stderr, " (examples/tasks.h's table)\n");
     for (i = 0; i < sizeof cli_options / sizeof cli_options[0]; i++)
         if (cli_options[i].note) fprintf(stderr, "  %s\n", cli_options[i].note);
     fprintf(stderr, "  the RL recipes: --rl-NAME for the paper's arms (d1's recipe), --x-NAME for the successor's\n"
@@ -1279,11 +1298,11 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     return -1;
 }
 
-/* The settings of each task the command line names, into S[2]: the task's
+/* The settings of each task the command line names, into S[N_TASKS]: the task's
    defaults, then what the flags set. Returns how many. */
 static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx, settings *S) {
     int k, n = 0;
-    for (k = 0; k < N_TASKS && n < 2; k++) {
+    for (k = 0; k < N_TASKS; k++) {
         const task *t = strcmp(c->task, "all") == 0 ? &tasks[k] : k == 0 ? task_find(c->task) : NULL;
         if (!t) continue;
         S[n] = settings_default(t, c->quick);
@@ -1313,7 +1332,7 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
    (trained with --full, else shipped), the four RL arms two at a time, their
    evaluation. Returns how many failed, -1 for an unknown stage. */
 static int run_stages(const cli *c, settings *S, int n_tasks) {
-    job jobs[8];
+    job jobs[(int)N_TASKS > (int)N_STAGES ? (int)N_TASKS : (int)N_STAGES];
     int i, k, failed = 0;
     if (!strcmp(c->stage, "all")) {
         /* base and SFT: trained here with --full (the tasks in parallel), else shipped */
@@ -1367,7 +1386,7 @@ int main(int argc, char **argv) {
     cli c;
     int i, k, n_tasks, failed;
     rl_recipe rl, rlx;
-    settings S[2];
+    settings S[N_TASKS];
     double t0 = now_s();
     if (!task_tokenizers_init()) { fprintf(stderr, "d1_demo: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
     if ((i = cli_parse(argc, argv, &c, &rl, &rlx)) >= 0) return i;

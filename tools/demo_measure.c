@@ -141,7 +141,7 @@ static void arm_prompts_pool(const settings *S, int it, d1_rng *fresh, int *prom
     for (i = 0; i < pool_n; i++) {
         example ex;
         t->example(&pr, SPLIT_TRAIN, &ex);
-        tok_encode(t, ex.prompt, pool + (size_t)i * P, P);
+        encode_prompt(t, ex.prompt, pool + (size_t)i * P);
     }
     for (i = 0; i < S->rl_prompts; i++)
         memcpy(prompts + (size_t)i * P, pool + (((size_t)it * S->rl_prompts + i) % (size_t)pool_n) * P, sizeof(int) * P);
@@ -171,7 +171,7 @@ static int variant_flags(int argc, char **argv) {
 int main(int argc, char **argv) {
     cli c;
     rl_recipe rl, rlx;
-    settings S[2];
+    settings S[N_TASKS];
     int i, k, n_tasks, failed = 0, threshold, measure;
     if (!task_tokenizers_init()) { fprintf(stderr, "demo_measure: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
     if ((argc = variant_flags(argc, argv)) < 0) {
