@@ -7725,25 +7725,6 @@ static int d1__ckpt_read(d1__ckpt *ck, float *base) {
     return rc;
 }
 
-/* Loads a checkpoint directory: headers first, then the model, then the data. */
-D1_API int d1_model_load(d1_model *m, const char *path) {
-    d1__ckpt ck;
-    d1_model tmp;
-    int rc;
-    char *dir;
-    if (!m || !path) return D1__FAIL(D1_ERR_ARG);
-    if (!(dir = d1__ckpt_dir(path))) return D1__FAIL(D1_ERR_NOMEM);
-    rc = d1__ckpt_open(&ck, dir); /* ck keeps dir until d1__ckpt_free */
-    if (rc == D1_OK && (rc = d1__model_alloc(&tmp, &ck.cfg)) == D1_OK) {
-        rc = d1__ckpt_read(&ck, tmp.param_memory);
-        if (rc != D1_OK) d1_model_free(&tmp);
-    }
-    d1__ckpt_free(&ck);
-    d1__free(dir);
-    if (rc == D1_OK) *m = tmp;
-    return rc;
-}
-
 /* ---- d1_model_load_bf16: the matrices straight into BF16 ------------------------
    The flat FP32 layout's offsets (d1__layout_of) that a checkpoint's tensors
    map to, sent where this model keeps them: wte and attn_norm (adjacent in
@@ -7824,7 +7805,9 @@ static int d1__model_alloc_resident(d1_model *m, const d1_config *c) {
     return D1_OK;
 }
 
-D1_API int d1_model_load_bf16(d1_model *m, const char *path) {
+/* Loads a checkpoint directory: headers first, then the model, then the data;
+   resident: the matrices into the packed BF16 copy only (d1_model_load_bf16). */
+static int d1__model_load_dir(d1_model *m, const char *path, int resident) {
     d1__ckpt ck;
     d1_model tmp;
     d1__resident_sink rs;
@@ -7832,18 +7815,22 @@ D1_API int d1_model_load_bf16(d1_model *m, const char *path) {
     char *dir;
     if (!m || !path) return D1__FAIL(D1_ERR_ARG);
     if (!(dir = d1__ckpt_dir(path))) return D1__FAIL(D1_ERR_NOMEM);
-    rc = d1__ckpt_open(&ck, dir);
-    if (rc == D1_OK && (rc = d1__model_alloc_resident(&tmp, &ck.cfg)) == D1_OK) {
-        memset(&rs, 0, sizeof rs);
-        rs.o = d1__layout_of(&ck.cfg);
-        rs.k.from = rs.o.attn_norm; /* wte straight into place, the rest through the sink */
-        rs.k.put = d1__resident_put;
-        rs.c = &ck.cfg;
-        rs.fp32 = tmp.param_memory;
-        rs.bw = &tmp.state->bw;
-        ck.tab.sink = &rs.k;
+    rc = d1__ckpt_open(&ck, dir); /* ck keeps dir until d1__ckpt_free */
+    if (rc == D1_OK)
+        rc = resident ? d1__model_alloc_resident(&tmp, &ck.cfg) : d1__model_alloc(&tmp, &ck.cfg);
+    if (rc == D1_OK) {
+        if (resident) {
+            memset(&rs, 0, sizeof rs);
+            rs.o = d1__layout_of(&ck.cfg);
+            rs.k.from = rs.o.attn_norm; /* wte straight into place, the rest through the sink */
+            rs.k.put = d1__resident_put;
+            rs.c = &ck.cfg;
+            rs.fp32 = tmp.param_memory;
+            rs.bw = &tmp.state->bw;
+            ck.tab.sink = &rs.k;
+        }
         rc = d1__ckpt_read(&ck, tmp.param_memory);
-        if (rc == D1_OK && ck.cfg.tied_embeddings) /* the head is wte */
+        if (rc == D1_OK && resident && ck.cfg.tied_embeddings) /* the head is wte */
             d1__bf16_pack_w(ck.cfg.vocab_size, ck.cfg.dim, tmp.params.wte, ck.cfg.dim, tmp.state->bw.head);
         if (rc != D1_OK) d1_model_free(&tmp);
     }
@@ -7852,6 +7839,8 @@ D1_API int d1_model_load_bf16(d1_model *m, const char *path) {
     if (rc == D1_OK) *m = tmp;
     return rc;
 }
+D1_API int d1_model_load(d1_model *m, const char *path) { return d1__model_load_dir(m, path, 0); }
+D1_API int d1_model_load_bf16(d1_model *m, const char *path) { return d1__model_load_dir(m, path, 1); }
 
 /* The stored dtype of each tensor, from the headers alone. */
 D1_API int d1_model_stored_dtypes(const d1_model *m, const char *path, int *dtypes) {
