@@ -1973,6 +1973,11 @@ static float d1__max_scalar(const float *x, int n) {
     }
     return m;
 }
+/* r combined with the max of the tail x[0..n): NaN if the tail holds one */
+static D1__MAYBE_UNUSED float d1__max_tail(float r, const float *x, int n) {
+    float t = d1__max_scalar(x, n);
+    return t != t || t > r ? t : r;
+}
 #if defined(D1__AVX512)
 static float d1__max(const float *x, int n) {
     __m512 m = _mm512_set1_ps(-INFINITY);
@@ -1999,11 +2004,7 @@ static float d1__max(const float *x, int n) {
     if (_mm256_movemask_ps(nan)) return d1__max_scalar(x, n);
     _mm256_storeu_ps(lanes, m);
     for (j = 0; j < 8; j++) r = lanes[j] > r ? lanes[j] : r;
-    for (; i < n; i++) {
-        if (x[i] != x[i]) return x[i];
-        if (x[i] > r) r = x[i];
-    }
-    return r;
+    return i < n ? d1__max_tail(r, x + i, n - i) : r;
 }
 #elif defined(D1__NEON)
 static float d1__max(const float *x, int n) {
@@ -2013,11 +2014,7 @@ static float d1__max(const float *x, int n) {
     for (; i + 4 <= n; i += 4) m = vmaxq_f32(m, vld1q_f32(x + i));
     r = vmaxvq_f32(m);
     if (r != r) return d1__max_scalar(x, n);
-    for (; i < n; i++) {
-        if (x[i] != x[i]) return x[i];
-        if (x[i] > r) r = x[i];
-    }
-    return r;
+    return i < n ? d1__max_tail(r, x + i, n - i) : r;
 }
 #else
 #define d1__max d1__max_scalar
@@ -3004,15 +3001,17 @@ D1_API void d1_model_free(d1_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-/* d1_model_init without the weight draw: the config (resolved), the parameter
-   buffer (contents undefined) and the state. The RoPE tables come later, at
-   the first pass (d1__rope_ensure): what a load allocates is the weights the
-   files hold, whatever max_seq_len config.json claims. */
-static int d1__model_alloc(d1_model *m, const d1_config *c) {
+/* d1_model_init without the weight draw: the config (resolved), n_floats of
+   parameter buffer (contents undefined) and the state; d1__model_alloc sizes
+   it for every weight and carves the views (d1_model_load_bf16 holds fewer).
+   The RoPE tables come later, at the first pass (d1__rope_ensure): what a
+   load allocates is the weights the files hold, whatever max_seq_len
+   config.json claims. */
+static int d1__model_new(d1_model *m, const d1_config *c, size_t n_floats) {
     d1_model tmp;
     memset(&tmp, 0, sizeof tmp);
     tmp.config = *c;
-    tmp.num_params = d1__layout_of(c).total;
+    tmp.num_params = n_floats;
     tmp.param_memory = d1__alloc_floats(tmp.num_params);
     tmp.state = (struct d1__state *)d1__alloc(sizeof(struct d1__state));
     if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
@@ -3022,9 +3021,13 @@ static int d1__model_alloc(d1_model *m, const d1_config *c) {
     }
     tmp.state->pool.n = 1;
     tmp.state->cx.pool = &tmp.state->pool;
-    d1__carve_params(c, tmp.param_memory, &tmp.params);
     *m = tmp;
     return D1_OK;
+}
+static int d1__model_alloc(d1_model *m, const d1_config *c) {
+    int rc = d1__model_new(m, c, d1__layout_of(c).total);
+    if (rc == D1_OK) d1__carve_params(c, m->param_memory, &m->params);
+    return rc;
 }
 
 /* The RoPE tables for positions [0, T) at least:
@@ -6947,7 +6950,16 @@ static int d1__st_floats(d1__src *src, uint64_t at, int dtype, size_t k, size_t 
     return D1_OK;
 }
 
-/* Reads the count tensors of tab->order into base, checking each value. The
+/* Values read from a file: all finite (and >= 0 where nonneg). */
+static int d1__st_values_ok(const float *x, size_t n, int nonneg) {
+    size_t k;
+    for (k = 0; k < n; k++)
+        if (!isfinite(x[k]) || (nonneg && x[k] < 0.0f)) return 0;
+    return 1;
+}
+
+/* Reads the count tensors of tab->order into base (values at and past
+   tab->sink->from to the sink instead), checking each value. The
    tied head's alias (tab->alias) and wte share their place: whichever of the
    two comes second is compared with the first, value for value, not stored
    (a tied model saved after PyTorch's tie_weights() holds both). */
@@ -6980,11 +6992,9 @@ static int d1__st_read(d1__src *src, uint64_t data_start, d1__st_table *tab, int
         }
         if (tab->sink && t.dst >= tab->sink->from) { /* through y to the sink, each chunk checked */
             for (k = 0; k < t.numel; k += chunk) {
-                size_t q;
                 chunk = D1__MIN(t.numel - k, sizeof y / sizeof y[0]);
                 if ((rc = d1__st_floats(src, at, e->dtype, k, chunk, buf, y)) != D1_OK) return rc;
-                for (q = 0; q < chunk; q++)
-                    if (!isfinite(y[q]) || (t.nonneg && y[q] < 0.0f)) return D1__FAIL(D1_ERR_NONFINITE);
+                if (!d1__st_values_ok(y, chunk, t.nonneg)) return D1__FAIL(D1_ERR_NONFINITE);
                 tab->sink->put(tab->sink, t.dst + k, y, chunk);
             }
             continue;
@@ -6998,8 +7008,7 @@ static int d1__st_read(d1__src *src, uint64_t data_start, d1__st_table *tab, int
                 if ((rc = d1__st_floats(src, at, e->dtype, k, chunk, buf, x + k)) != D1_OK) return rc;
             }
         }
-        for (k = 0; k < t.numel; k++)
-            if (!isfinite(x[k]) || (t.nonneg && x[k] < 0.0f)) return D1__FAIL(D1_ERR_NONFINITE);
+        if (!d1__st_values_ok(x, t.numel, t.nonneg)) return D1__FAIL(D1_ERR_NONFINITE);
     }
     return D1_OK;
 }
@@ -7778,25 +7787,18 @@ static int d1__model_alloc_resident(d1_model *m, const d1_config *c) {
     d1_model tmp;
     size_t VC = (size_t)c->vocab_size * c->dim, LC = (size_t)c->n_layers * c->dim, words;
     d1__bf16w bw;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.config = *c;
-    tmp.num_params = VC + 2 * LC + (size_t)c->dim;
-    tmp.param_memory = d1__alloc_floats(tmp.num_params);
-    tmp.state = (struct d1__state *)d1__alloc(sizeof(struct d1__state));
-    if (tmp.state) memset(tmp.state, 0, sizeof *tmp.state);
+    int rc = d1__model_new(&tmp, c, VC + 2 * LC + (size_t)c->dim);
+    if (rc != D1_OK) return rc;
     words = d1__bf16w_carve(c, NULL, &bw);
-    if (tmp.state && (tmp.state->bw.mem = (uint32_t *)d1__alloc(words * sizeof(uint32_t))) != NULL)
-        memset(tmp.state->bw.mem, 0, words * sizeof(uint32_t));
-    if (!tmp.param_memory || !tmp.state || !tmp.state->bw.mem) {
+    if (!(tmp.state->bw.mem = (uint32_t *)d1__alloc(words * sizeof(uint32_t)))) {
         d1_model_free(&tmp);
         return D1__FAIL(D1_ERR_NOMEM);
     }
+    memset(tmp.state->bw.mem, 0, words * sizeof(uint32_t));
     d1__bf16w_carve(c, tmp.state->bw.mem, &tmp.state->bw);
     tmp.state->bw.simd = d1__cpu_bf16();
     tmp.state->precision = D1_PRECISION_BF16;
     tmp.state->bf16_resident = 1;
-    tmp.state->pool.n = 1;
-    tmp.state->cx.pool = &tmp.state->pool;
     tmp.params.wte = tmp.param_memory;
     tmp.params.attn_norm = tmp.param_memory + VC;
     tmp.params.ff_norm = tmp.param_memory + VC + LC;
