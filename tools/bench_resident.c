@@ -103,6 +103,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--forward-only")) forward_only = 1;
         else { fprintf(stderr, "bench_resident: unknown flag %s\n", argv[i]); return 2; }
     }
+    if (threads < 1 || threads > 64 || P < 1 || G < 1 || S < 1) {
+        fprintf(stderr, "bench_resident: --threads 1..64, --prompt, --gen and --short >= 1\n");
+        return 2;
+    }
     setvbuf(stdout, NULL, _IOLBF, 0); /* each line as it comes: the runs are long */
     printf("build: %s\n", d1_build_info());
     t0 = now();

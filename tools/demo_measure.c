@@ -130,22 +130,31 @@ static void train_example_holes(const settings *S, d1_rng *rng, example *ex) {
 
 /* --rl-pool: prompt i of iteration it is pool[(it * prompts + i) mod N], the
    pool being the first N training examples of its own generator (seeded
-   from the run's seed), drawn again at each call. */
+   from the run's seed), drawn at the first call of an arm's process (each
+   arm runs in one, for one task) and kept until it exits. */
 static void arm_prompts_pool(const settings *S, int it, d1_rng *fresh, int *prompts) {
+    static int *pool;
+    static const task *pool_task;
     const task *t = S->t;
     int P = t->prompt_len, i;
-    int *pool = (int *)malloc(sizeof(int) * (size_t)pool_n * P);
-    d1_rng pr;
     (void)fresh; /* the pool draws nothing from the arm's generator */
-    d1_rng_seed(&pr, S->seed * 1000 + 60);
-    for (i = 0; i < pool_n; i++) {
-        example ex;
-        t->example(&pr, SPLIT_TRAIN, &ex);
-        encode_prompt(t, ex.prompt, pool + (size_t)i * P);
+    if (pool_task != t) {
+        d1_rng pr;
+        free(pool);
+        if (!(pool = (int *)malloc(sizeof(int) * (size_t)pool_n * P))) {
+            fprintf(stderr, "demo_measure: out of memory for the pool\n");
+            exit(1);
+        }
+        pool_task = t;
+        d1_rng_seed(&pr, S->seed * 1000 + 60);
+        for (i = 0; i < pool_n; i++) {
+            example ex;
+            t->example(&pr, SPLIT_TRAIN, &ex);
+            encode_prompt(t, ex.prompt, pool + (size_t)i * P);
+        }
     }
     for (i = 0; i < S->rl_prompts; i++)
         memcpy(prompts + (size_t)i * P, pool + (((size_t)it * S->rl_prompts + i) % (size_t)pool_n) * P, sizeof(int) * P);
-    free(pool);
 }
 
 /* Takes the variants' flags out of argv (into the statics above); returns
