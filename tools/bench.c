@@ -1,11 +1,23 @@
 /* bench.c - d1.h throughput: matmul GFLOP/s at transformer shapes, the
    sampler, and training-step and forward tokens/s (with peak RSS) for configs
-   A, B, C at 1 and 2 threads. Each (config, threads) pair runs in a forked child so its
-   peak RSS is its own. Same work and columns as tools/bench_torch.py.
+   A, B, C at 1 and 2 threads, in FP32 (rows "d1") and in BF16 (rows "d1-bf16"). Each
+   (config, threads, precision) triple runs in a forked child so its peak RSS is its own.
+   Same work and columns as tools/bench_torch.py.
 
      build/bench [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE]
-                 [--no-matmul] [--no-sampler]
+                 [--no-matmul] [--no-sampler] [--no-bf16]
      build/bench --bf16 [--reps N] [--csv FILE]
+
+   The BF16 rows (default on the CPU; --no-bf16 drops them): the training step
+   under D1_PRECISION_BF16_MIXED (BF16 operands in the forward and backward
+   matmuls, FP32 master weights, gradients, AdamW moments, norms, attention and
+   loss; the BF16 weight copy repacked after each AdamW step, inside the timed
+   step) and the forward under D1_PRECISION_BF16 (d1__forward_nograd over the
+   whole [B, T]: the sampler's pass, the same work as d1_model_forward with the
+   linear layers as BF16 GEMMs). The child's peak RSS includes the packed BF16
+   weight copy beside the FP32 ones. Where the build has no fast BF16 kernel
+   for this CPU (d1_build_info: "scalar"), the BF16 rows are skipped with a
+   note: the scalar kernel is the reference, not a fast path.
 
    --bf16 times D1_PRECISION_F32 against D1_PRECISION_BF16 side by side in one
    run, on one thread, at the demo's model shape (V 26, dim 128, 4 layers, 4
@@ -63,7 +75,7 @@ static const bconfig CONFIGS[N_CONFIGS] = {
 #define MIN_SECONDS_CUDA 1.0
 #define SAMPLER_SECONDS_CPU 2.0
 #define SAMPLER_SECONDS_CUDA 1.0
-static int g_device = D1_DEVICE_CPU, g_sampler = 1;
+static int g_device = D1_DEVICE_CPU, g_sampler = 1, g_bf16 = 1;
 static double g_min_seconds = MIN_SECONDS_CPU, g_sampler_seconds = SAMPLER_SECONDS_CPU;
 
 static double now(void) {
@@ -101,6 +113,15 @@ static int train_step(void *p) {
 static int forward_step(void *p) {
     run *r = (run *)p;
     return d1_model_forward(&r->m, r->tok, r->B, r->T, NULL);
+}
+/* The BF16 forward: d1_model_forward's checks, then the no-gradient pass in
+   the model's precision (D1_PRECISION_BF16: the linear layers as BF16 GEMMs). */
+static int forward_step_bf16(void *p) {
+    run *r = (run *)p;
+    int rc = d1__check_batch(&r->m, r->tok, r->B, r->T, NULL);
+    if (rc == D1_OK) rc = d1__ensure(&r->m, r->B, r->T);
+    if (rc == D1_OK) d1__forward_nograd(&r->m, r->tok, r->B, r->T, NULL);
+    return rc;
 }
 
 static void bench_model_config(d1_config *c, const bconfig *bc, int max_seq_len) {
@@ -162,9 +183,11 @@ static sampler_result time_sampler(d1_model *m, const int *prompts, int *out, d1
 /* What a child sends back through its pipe. */
 typedef struct bresult { int rc; double train, fwd; sampler_result samp; } bresult;
 
-/* In the child: train and forward tokens/s of one config at one thread count;
-   on the GPU also the plain sampler on this config's shape. */
-static int bench_config(const bconfig *bc, int threads, bresult *out) {
+/* In the child: train and forward tokens/s of one config at one thread count,
+   in FP32 or (bf16) the training step in D1_PRECISION_BF16_MIXED and the
+   forward in D1_PRECISION_BF16; on the GPU also the plain sampler on this
+   config's shape. */
+static int bench_config(const bconfig *bc, int threads, int bf16, bresult *out) {
     d1_config c;
     d1_adamw_desc od = d1_adamw_default_desc();
     run r;
@@ -180,10 +203,14 @@ static int bench_config(const bconfig *bc, int threads, bresult *out) {
     r.tok = (int *)malloc(sizeof(int) * r.B * r.T);
     d1_rng_seed(&r.rng, 7);
     for (i = 0; i < r.B * r.T; i++) r.tok[i] = (int)(d1_rng_u64(&r.rng) % (uint64_t)(bc->V - 1));
-    out->train = throughput(train_step, &r, r.B * r.T, bc->min_steps);
+    if (bf16 && (rc = d1_model_set_precision(&r.m, D1_PRECISION_BF16_MIXED)) != D1_OK) out->train = rc;
+    else out->train = throughput(train_step, &r, r.B * r.T, bc->min_steps);
     if (out->train < 0) fprintf(stderr, "bench: config %c: training step: %s\n", bc->name, d1_strerror((int)out->train));
-    out->fwd = throughput(forward_step, &r, r.B * r.T, bc->min_steps);
-    if (out->fwd < 0) fprintf(stderr, "bench: config %c: d1_model_forward: %s\n", bc->name, d1_strerror((int)out->fwd));
+    if (bf16 && (rc = d1_model_set_precision(&r.m, D1_PRECISION_BF16)) != D1_OK) out->fwd = rc;
+    else out->fwd = throughput(bf16 ? forward_step_bf16 : forward_step, &r, r.B * r.T, bc->min_steps);
+    if (out->fwd < 0)
+        fprintf(stderr, "bench: config %c: %s: %s\n", bc->name, bf16 ? "BF16 forward" : "d1_model_forward",
+                d1_strerror((int)out->fwd));
     free(r.tok);
     d1_adamw_free(&r.opt);
     d1_model_free(&r.m);
@@ -413,7 +440,9 @@ static int bench_bf16(FILE *csv, int reps) {
 
 static const char *USAGE =
     "usage: %s [--configs A,B,C] [--threads 1,2] [--device cpu|cuda] [--csv FILE] [--no-matmul] [--no-sampler]\n"
+    "          [--no-bf16]\n"
     "  configs A, B, C (default on cpu), D (dim 1024, 16 layers, T 512; default B,C,D on cuda)\n"
+    "  each config in FP32 (impl d1) and, on cpu unless --no-bf16, in BF16 (impl d1-bf16)\n"
     "       %s --bf16 [--reps N] [--csv FILE]   FP32 vs BF16 at the demo's shape, one thread\n";
 
 int main(int argc, char **argv) {
@@ -429,6 +458,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device") && i + 1 < argc && !strcmp(argv[i + 1], "cuda")) { g_device = D1_DEVICE_CUDA; i++; }
         else if (!strcmp(argv[i], "--no-matmul")) matmul = 0;
         else if (!strcmp(argv[i], "--no-sampler")) g_sampler = 0;
+        else if (!strcmp(argv[i], "--no-bf16")) g_bf16 = 0;
         else if (!strcmp(argv[i], "--bf16")) bf16 = 1;
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc && atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= BF16_MAX_REPS)
             reps = atoi(argv[++i]);
@@ -444,8 +474,15 @@ int main(int argc, char **argv) {
         g_min_seconds = MIN_SECONDS_CUDA;
         g_sampler_seconds = SAMPLER_SECONDS_CUDA;
         matmul = 0;
+        g_bf16 = 0; /* BF16 is CPU-only (d1_model_set_precision: D1_ERR_UNSUPPORTED on a GPU) */
         if (!configs) configs = "BCD";
     }
+    if (g_bf16 && !bf16 && !d1__cpu_bf16()) { /* the scalar BF16 kernel is the reference, not a fast path */
+        fprintf(stderr, "bench: no fast BF16 kernel in this build on this CPU (%s): no d1-bf16 rows\n",
+                d1_build_info());
+        g_bf16 = 0;
+    }
+    if (g_bf16) iw = 7; /* "d1-bf16" */
     if (!configs) configs = "ABC";
     if (csv_path && !(csv = fopen(csv_path, "a"))) { perror(csv_path); return 1; }
     if (bf16) {
@@ -461,38 +498,42 @@ int main(int argc, char **argv) {
         const char *t;
         if (!strchr(configs, CONFIGS[i].name)) continue;
         for (t = threads; *t; t++) {
-            int nth = *t - '0', fd[2], status, answered;
-            bresult res;
-            struct rusage ru;
-            pid_t pid;
+            int nth = *t - '0', prec;
             if (nth < 1 || nth > 9) continue;
-            fflush(stdout);
-            if (csv) fflush(csv);
-            if (pipe(fd)) return 1;
-            pid = fork();
-            if (pid == 0) {
-                close(fd[0]);
+            for (prec = 0; prec <= g_bf16; prec++) { /* FP32, then BF16: a child each */
+                const char *name = prec ? "d1-bf16" : impl;
+                int fd[2], status, answered;
+                bresult res;
+                struct rusage ru;
+                pid_t pid;
+                fflush(stdout);
+                if (csv) fflush(csv);
+                if (pipe(fd)) return 1;
+                pid = fork();
+                if (pid == 0) {
+                    close(fd[0]);
+                    memset(&res, 0, sizeof res);
+                    res.rc = bench_config(&CONFIGS[i], nth, prec, &res);
+                    if (write(fd[1], &res, sizeof res) != (ssize_t)sizeof res) _exit(1);
+                    _exit(0);
+                }
+                close(fd[1]);
                 memset(&res, 0, sizeof res);
-                res.rc = bench_config(&CONFIGS[i], nth, &res);
-                if (write(fd[1], &res, sizeof res) != (ssize_t)sizeof res) _exit(1);
-                _exit(0);
+                answered = read(fd[0], &res, sizeof res) == (ssize_t)sizeof res;
+                close(fd[0]);
+                wait4(pid, &status, 0, &ru);
+                if (!answered || res.rc != D1_OK) {
+                    failed = 1;
+                    printf("%-*s %-7c %-7d skipped: %s\n", iw, name, CONFIGS[i].name, nth,
+                           answered ? d1_strerror(res.rc) : "the benchmark process died");
+                    continue;
+                }
+                printf("%-*s %-7c %-7d %12.1f %12.1f %13.1f\n", iw, name, CONFIGS[i].name, nth, res.train, res.fwd,
+                       ru.ru_maxrss / 1024.0);
+                if (csv) fprintf(csv, "%s,%c,%d,%.1f,%.1f,%.1f\n", name, CONFIGS[i].name, nth, res.train, res.fwd,
+                                 ru.ru_maxrss / 1024.0);
+                if (g_device != D1_DEVICE_CPU && g_sampler) samp[i] = res.samp, have_samp[i] = 1;
             }
-            close(fd[1]);
-            memset(&res, 0, sizeof res);
-            answered = read(fd[0], &res, sizeof res) == (ssize_t)sizeof res;
-            close(fd[0]);
-            wait4(pid, &status, 0, &ru);
-            if (!answered || res.rc != D1_OK) {
-                failed = 1;
-                printf("%-*s %-7c %-7d skipped: %s\n", iw, impl, CONFIGS[i].name, nth,
-                       answered ? d1_strerror(res.rc) : "the benchmark process died");
-                continue;
-            }
-            printf("%-*s %-7c %-7d %12.1f %12.1f %13.1f\n", iw, impl, CONFIGS[i].name, nth, res.train, res.fwd,
-                   ru.ru_maxrss / 1024.0);
-            if (csv) fprintf(csv, "%s,%c,%d,%.1f,%.1f,%.1f\n", impl, CONFIGS[i].name, nth, res.train, res.fwd,
-                             ru.ru_maxrss / 1024.0);
-            if (g_device != D1_DEVICE_CPU && g_sampler) samp[i] = res.samp, have_samp[i] = 1;
         }
     }
     /* the GPU's sampler rows, one per config (measured in the config's child) */

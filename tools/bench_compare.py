@@ -6,14 +6,28 @@ into one side-by-side table with the d1/torch ratios. Standard library only.
 GPU rows (build/bench --device cuda: impl d1-cuda; tools/bench_torch.py --device cuda:
 torch-cuda; sampler rows sampler_plain/<config>) are compared with their own device's
 PyTorch rows, in a table of their own after the CPU one.
+
+BF16 rows (impl d1-bf16: D1_PRECISION_BF16_MIXED training, D1_PRECISION_BF16 forward;
+torch-bf16: CPU autocast to bfloat16) get a table of their own last: d1.h BF16 against
+PyTorch BF16, and each one's BF16 speed-up over its own FP32 row. A row with no partner
+prints "-" where the partner's figures would be.
 """
 import csv
 import sys
 
 
+def parse_impl(impl):
+    """'d1' -> ('d1', '', 'fp32'), 'torch-cuda' -> ('torch', 'cuda', 'fp32'),
+    'd1-bf16' -> ('d1', '', 'bf16')."""
+    base, *tags = impl.split("-")
+    prec = "bf16" if "bf16" in tags else "fp32"
+    dev = "-".join(t for t in tags if t != "bf16")
+    return base, dev, prec
+
+
 def device_of(impl):
     """'d1' -> ('d1', ''), 'torch-cuda' -> ('torch', 'cuda')."""
-    base, _, dev = impl.partition("-")
+    base, dev, _ = parse_impl(impl)
     return base, dev
 
 
@@ -54,7 +68,7 @@ def main(path):
         print(f"{r[0]:{w}} {r[1]:26} threads {r[2]}: {ms:8.2f} ms/sequence, "
               + (f"{float(r[4]):9.0f} generated tok/s, " if dev else "")
               + f"{int(r[5]):3d} passes" + (f", {ratio:.2f}x PyTorch" if ratio else ""))
-    devices = sorted({device_of(impl)[1] for impl, _, _ in rows})
+    devices = sorted({device_of(impl)[1] for impl, _, _ in rows if parse_impl(impl)[2] == "fp32"})
     for dev in devices:
         suffix = "-" + dev if dev else ""
         if dev:
@@ -71,6 +85,41 @@ def main(path):
             r_fwd = d[1] / t[1] if t[1] > 0 else 0.0
             print(f"{cfg:6} {thr:>3} | {d[0]:9.0f} {t[0]:9.0f} {r_train:6.2f} | "
                   f"{d[1]:9.0f} {t[1]:9.0f} {r_fwd:6.2f} | {d[2]:7.0f} {t[2]:7.0f}")
+    bf16_table(rows)
+
+
+def bf16_table(rows):
+    """d1-bf16 against torch-bf16 (tokens/s, ratio d1/torch), then BF16 over FP32 for each
+    (the x columns); '-' where a row is missing."""
+    keys = sorted({(cfg, thr) for (impl, cfg, thr) in rows if impl in ("d1-bf16", "torch-bf16")})
+    if not keys:
+        return
+
+    def num(v):
+        return f"{v:9.0f}" if v is not None else f"{'-':>9}"
+
+    def ratio(a, b, w=6):
+        return f"{a / b:{w}.2f}" if a is not None and b is not None and b > 0 else f"{'-':>{w}}"
+
+    def col(impl, cfg, thr, i):
+        r = rows.get((impl, cfg, thr))
+        return r[i] if r and r[i] > 0 else None
+
+    print("BF16: d1-bf16 (train BF16_MIXED, forward BF16) against torch-bf16 (CPU autocast); "
+          "tokens/s; x = BF16 over the same implementation's FP32")
+    print(f"{'config':6} {'thr':>3} | {'d1 train':>9} {'torch':>9} {'ratio':>6} | "
+          f"{'d1 fwd':>9} {'torch':>9} {'ratio':>6} | {'d1 x trn':>8} {'x fwd':>6} | "
+          f"{'pt x trn':>8} {'x fwd':>6} | {'d1 MiB':>7} {'torch':>7}")
+    for cfg, thr in keys:
+        d = [col("d1-bf16", cfg, thr, i) for i in range(3)]
+        t = [col("torch-bf16", cfg, thr, i) for i in range(3)]
+        d32 = [col("d1", cfg, thr, i) for i in range(2)]
+        t32 = [col("torch", cfg, thr, i) for i in range(2)]
+        mib = [f"{v:7.0f}" if v is not None else f"{'-':>7}" for v in (d[2], t[2])]
+        print(f"{cfg:6} {thr:>3} | {num(d[0])} {num(t[0])} {ratio(d[0], t[0])} | "
+              f"{num(d[1])} {num(t[1])} {ratio(d[1], t[1])} | "
+              f"{ratio(d[0], d32[0], 8)} {ratio(d[1], d32[1])} | "
+              f"{ratio(t[0], t32[0], 8)} {ratio(t[1], t32[1])} | {mib[0]} {mib[1]}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """PyTorch side of the d1.h benchmark: training and forward throughput of tools/llada_torch.py
-(float32) on the masked-diffusion pretraining objective.
+(float32, and on the CPU also under bfloat16 autocast) on the masked-diffusion pretraining
+objective.
 
     /usr/bin/python3 tools/bench_torch.py [--configs A,B,C] [--threads 1,2]
                                           [--device cpu|cuda] [--csv FILE] [--no-sampler]
+                                          [--no-bf16]
 
 A training step = draw t ~ U(0,1) per sequence, p = (1-1e-3) t + 1e-3, mask each token with
 probability p, forward on the noisy batch, masked-diffusion loss, backward, AdamW step.
@@ -10,6 +12,19 @@ Throughput = B*T*steps / seconds, timed after 2 warm-up steps over at least MIN_
 the config's minimum number of steps, whichever is longer. Each (config, threads) pair runs
 in a fresh subprocess so its peak RSS (ru_maxrss, read at the end) is its own.
 CSV rows: impl,config,threads,train_tok_s,fwd_tok_s,peak_rss_mib (impl = torch).
+
+BF16 (CPU, default on; --no-bf16 drops it): each (config, threads) again, in a subprocess of
+its own, rows with impl torch-bf16. The same FP32 model and AdamW (FP32 master weights and
+moments); the forward runs under torch.autocast("cpu", dtype=torch.bfloat16): in torch 1.13
+every nn.Linear (mm) and both attention products (bmm) run in bfloat16, forward and backward
+(oneDNN's bf16 matmul where the CPU has AVX512-BF16), and what follows a bf16 matmul stays
+bf16 until it meets an FP32 tensor (RoPE's cos/sin, the residual stream): the attention
+softmax, SiLU and the gate product run in bfloat16; the embedding, the RMSNorms, the residual
+adds are FP32. The logits come out bfloat16; the loss is taken on logits.float() outside
+autocast (else llada_torch's loss weights 1/p would be cast to bfloat16), then backward and
+AdamW as in FP32. The forward is model(x) under no_grad and autocast (bfloat16 logits).
+Autocast casts the weights to bfloat16 anew in each step (its cast cache lives for one
+autocast region); d1.h keeps a packed BF16 copy.
 
 --device cuda: the same model in float32 with TF32 off (the d1.h CUDA backend is FP32), eager
 (no torch.compile: this is the reference), one host thread, windows of MIN_SECONDS["cuda"]
@@ -22,6 +37,7 @@ Prints the torch version and the GPU's name first.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -103,8 +119,9 @@ def peak_rss_mib():
     return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
 
 
-def run_config(name, threads, device):
-    """Benchmark one config at one thread count (in this process); returns a result dict."""
+def run_config(name, threads, device, bf16=False):
+    """Benchmark one config at one thread count (in this process); returns a result dict.
+    bf16: the forward passes under CPU autocast to bfloat16 (module doc)."""
     c = CONFIGS[name]
     setup_device(device)
     torch.set_num_threads(threads)
@@ -125,16 +142,25 @@ def run_config(name, threads, device):
         xt = apply_mask(x0, mask, cfg.mask_id)
         return x0.to(device), xt.to(device), mask.to(device), p.to(device)
 
+    def autocast():
+        return (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+                else contextlib.nullcontext())
+
     def train_step():
         x, xt, mask, p = noisy_batch()
-        loss = masked_diffusion_loss(model(xt), x, mask, p)
+        with autocast():
+            logits = model(xt)
+        loss = masked_diffusion_loss(logits.float(), x, mask, p)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     def fwd_step():
-        with torch.no_grad():
-            model(noisy_batch()[1])
+        with torch.no_grad(), autocast():
+            return model(noisy_batch()[1])
+
+    if bf16 and fwd_step().dtype != torch.bfloat16:   # autocast applies (one untimed pass)
+        raise RuntimeError("autocast to bfloat16 did not apply: FP32 logits")
 
     sync = device_sync(device)
     train = tokens_per_second(train_step, B * T, c["min_steps"], sync, MIN_SECONDS[device])
@@ -205,6 +231,9 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--csv", help="append result rows to this CSV file")
     ap.add_argument("--no-sampler", action="store_true", help="skip the sampler benchmark")
+    ap.add_argument("--no-bf16", action="store_true",
+                    help="skip the bfloat16 autocast rows (torch-bf16; cpu only)")
+    ap.add_argument("--child-bf16", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child-sampler", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -223,7 +252,7 @@ def main():
         print(json.dumps(run_sampler(threads[0], args.device, configs[0])))
         return
     if args.child:  # one config, one thread count: print the result as one JSON line
-        r = run_config(configs[0], threads[0], args.device)
+        r = run_config(configs[0], threads[0], args.device, bf16=args.child_bf16)
         if cuda and not args.no_sampler:   # the GPU's sampler figure, on this config's shape
             r["sampler"] = run_sampler(threads[0], args.device, configs[0])
         print(json.dumps(r))
@@ -234,31 +263,37 @@ def main():
         setup_device(args.device)   # the children do the same; here for the header
         print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), "
               f"{torch.cuda.get_device_name(0)}, float32, eager, {tf32_state()}", flush=True)
-    rows, samplers, failed, w = [], [], False, max(6, len(impl))
+    # FP32, then (cpu) bfloat16 autocast: a subprocess each
+    precisions = [False] if cuda or args.no_bf16 else [False, True]
+    rows, samplers, failed = [], [], False
+    w = max(6, len(impl), len("torch-bf16") if True in precisions else 0)
     print(f"{'impl':<{w}} {'config':<6} {'threads':>7} {'train_tok_s':>12} "
           f"{'fwd_tok_s':>12} {'peak_rss_mib':>12}", flush=True)
     for name in configs:
         for nt in threads:
-            # torch.set_num_threads does not reach the BLAS library torch may call (Debian's
-            # torch uses BLIS, which reads its thread count from the environment at load)
-            env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
-            cmd = [sys.executable, os.path.abspath(__file__), "--child", "--configs", name,
-                   "--threads", str(nt), "--device", args.device]
-            try:
-                out = subprocess.run(cmd + (["--no-sampler"] if args.no_sampler else []),
-                                     check=True, stdout=subprocess.PIPE, text=True,
-                                     env=env).stdout
-                r = json.loads(out.strip().splitlines()[-1])
-            except (subprocess.CalledProcessError, ValueError, IndexError) as e:
-                failed = True
-                print(f"{impl:<{w}} {name:<6} {nt:>7} skipped: {e}", flush=True)
-                continue
-            rows.append(f"{impl},{name},{nt},{r['train_tok_s']:.1f},{r['fwd_tok_s']:.1f},"
-                        f"{r['peak_rss_mib']:.1f}")
-            print(f"{impl:<{w}} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
-                  f"{r['fwd_tok_s']:>12.1f} {r['peak_rss_mib']:>12.1f}", flush=True)
-            if "sampler" in r:
-                samplers.append((name, nt, r["sampler"]))
+            for bf16 in precisions:
+                row_impl = "torch-bf16" if bf16 else impl
+                # torch.set_num_threads does not reach the BLAS library torch may call (Debian's
+                # torch uses BLIS, which reads its thread count from the environment at load)
+                env = dict(os.environ, **{v: str(nt) for v in BLAS_THREAD_VARS})
+                cmd = [sys.executable, os.path.abspath(__file__), "--child", "--configs", name,
+                       "--threads", str(nt), "--device", args.device]
+                cmd += ["--no-sampler"] if args.no_sampler or bf16 else []
+                cmd += ["--child-bf16"] if bf16 else []
+                try:
+                    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
+                                         env=env).stdout
+                    r = json.loads(out.strip().splitlines()[-1])
+                except (subprocess.CalledProcessError, ValueError, IndexError) as e:
+                    failed = True
+                    print(f"{row_impl:<{w}} {name:<6} {nt:>7} skipped: {e}", flush=True)
+                    continue
+                rows.append(f"{row_impl},{name},{nt},{r['train_tok_s']:.1f},{r['fwd_tok_s']:.1f},"
+                            f"{r['peak_rss_mib']:.1f}")
+                print(f"{row_impl:<{w}} {name:<6} {nt:>7} {r['train_tok_s']:>12.1f} "
+                      f"{r['fwd_tok_s']:>12.1f} {r['peak_rss_mib']:>12.1f}", flush=True)
+                if "sampler" in r:
+                    samplers.append((name, nt, r["sampler"]))
     for name, nt, r in samplers:   # cuda: one per config, measured in the config's child
         rows.append(f"{impl},sampler_plain/{name},{nt},{r['ms_per_seq']:.3f},"
                     f"{r['gen_tok_s']:.1f},32")
