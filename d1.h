@@ -57,7 +57,9 @@
    __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
    with -march=native (or the flags of your target) to enable them. The BF16
    GEMM of D1_PRECISION_BF16 uses AVX512-BF16 when __AVX512BF16__ is defined,
-   and on other x86-64 gcc / clang builds after a CPUID check at run time.
+   and on other x86-64 gcc / clang builds after a CPUID check at run time;
+   on arm64, NEON's BF16 instructions when __ARM_FEATURE_BF16_VECTOR_ARITHMETIC
+   is defined, and on other arm64 Linux gcc builds after a HWCAP2 check.
 
    LEGEND (the names used in shapes and formulas throughout)
 
@@ -186,9 +188,10 @@ D1_API const char *d1_last_error(void);
 /* What this build computes with, chosen at compile time: one line such as
    "simd avx512, gemm d1, threads pthreads (max 64), bf16 avx512bf16, cuda no"
    (simd: avx512 | avx2 | neon | scalar; gemm: d1 | blis; bf16, the kernel of
-   D1_PRECISION_BF16: avx512bf16 | scalar, or on x86-64 builds without
-   -mavx512bf16 "avx512bf16 (cpuid)" | "scalar (cpuid: no avx512bf16)", as
-   this CPU answers). Results that hold
+   D1_PRECISION_BF16: avx512bf16 | neon-bf16 | scalar, or on x86-64 builds
+   without -mavx512bf16 "avx512bf16 (cpuid)" | "scalar (cpuid: no
+   avx512bf16)", on arm64 Linux builds without +bf16 "neon-bf16 (hwcap)" |
+   "scalar (hwcap: no bf16)", as this CPU answers). Results that hold
    "bit for bit" hold within one such build on one CPU type: the SIMD path sets
    the order of every sum, so builds with different lines round differently. */
 D1_API const char *d1_build_info(void);
@@ -380,8 +383,10 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    a BF16 pass answers D1_ERR_STATE.
    The kernel: AVX512-BF16 (vdpbf16ps) where the build targets it, or, on
    other x86-64 builds by gcc or clang, where CPUID finds it at run time;
-   elsewhere (and with D1_NO_SIMD) a scalar kernel that computes the same
-   bits, slowly: it is the reference, not a fast path. d1_build_info names it.
+   on arm64 NEON's BFMLALB/BFMLALT (FEAT_BF16), compiled in or, on Linux
+   gcc builds, found at run time (HWCAP2_BF16); elsewhere (and with
+   D1_NO_SIMD) a scalar kernel that computes the same bits, slowly: it is
+   the reference, not a fast path. d1_build_info names it. No AMX kernel yet.
    The BF16 copy costs 2 bytes per matrix weight, allocated here (setting
    F32 frees it). It is refreshed at the next BF16 pass after a library call
    that changes the weights (d1_adamw_step, d1_model_copy_weights into the
@@ -1118,12 +1123,34 @@ D1_API int  d1_tokenizer_save(const d1_tokenizer *tok, const d1_config *cfg, con
 #endif
 #endif
 
-/* 1 when this build can run the AVX512-BF16 kernel on this CPU: always with
-   D1__BF16_AVX 1; with 2, when CPUID reports AVX512F and AVX512_BF16 and the
-   OS saves the ZMM state (XCR0 bits 1, 2, 5, 6, 7). */
+/* The NEON BF16 kernel (BFMLALB / BFMLALT, Armv8.6's FEAT_BF16: Neoverse V1
+   and N2, Cortex-A510 and later, Apple M2): D1__BF16_NEON 1 when the target
+   has it (-march=armv8.6-a, -mcpu=native on such a core); D1__BF16_NEON 2 on
+   any other arm64 Linux build by gcc >= 10, compiled for it with a target
+   attribute and used only where the kernel reports it (HWCAP2_BF16). */
+#if !defined(D1_NO_SIMD) && defined(D1__NEON) && defined(__ARM_FEATURE_BF16_VECTOR_ARITHMETIC)
+#define D1__BF16_NEON 1
+#define D1__BF16_NEON_TARGET
+#elif !defined(D1_NO_SIMD) && defined(D1__NEON) && defined(__linux__) && !defined(__clang__) && \
+    defined(__GNUC__) && __GNUC__ >= 10
+#define D1__BF16_NEON 2
+#define D1__BF16_NEON_TARGET __attribute__((target("arch=armv8.2-a+bf16")))
+#include <sys/auxv.h>
+#endif
+/* one name for "this build has a fast BF16 kernel" */
+#if defined(D1__BF16_AVX) || defined(D1__BF16_NEON)
+#define D1__BF16_SIMD 1
+#endif
+
+/* 1 when this build can run its fast BF16 kernel on this CPU: always with
+   D1__BF16_AVX 1 or D1__BF16_NEON 1; with D1__BF16_AVX 2, when CPUID reports
+   AVX512F and AVX512_BF16 and the OS saves the ZMM state (XCR0 bits 1, 2, 5,
+   6, 7); with D1__BF16_NEON 2, when the kernel's HWCAP2 has BF16 (bit 14). */
 static int d1__cpu_bf16(void) {
-#if defined(D1__BF16_AVX) && D1__BF16_AVX == 1
+#if (defined(D1__BF16_AVX) && D1__BF16_AVX == 1) || (defined(D1__BF16_NEON) && D1__BF16_NEON == 1)
     return 1;
+#elif defined(D1__BF16_NEON)
+    return (int)((getauxval(AT_HWCAP2) >> 14) & 1); /* HWCAP2_BF16 */
 #elif defined(D1__BF16_AVX)
     unsigned a, b, c, d, lo, hi;
     if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0; /* OSXSAVE */
@@ -1175,6 +1202,10 @@ D1_API const char *d1_build_info(void) {
     return D1__BUILD_LINE("avx512bf16");
 #elif defined(D1__BF16_AVX)
     return d1__cpu_bf16() ? D1__BUILD_LINE("avx512bf16 (cpuid)") : D1__BUILD_LINE("scalar (cpuid: no avx512bf16)");
+#elif defined(D1__BF16_NEON) && D1__BF16_NEON == 1
+    return D1__BUILD_LINE("neon-bf16");
+#elif defined(D1__BF16_NEON)
+    return d1__cpu_bf16() ? D1__BUILD_LINE("neon-bf16 (hwcap)") : D1__BUILD_LINE("scalar (hwcap: no bf16)");
 #else
     return D1__BUILD_LINE("scalar");
 #endif
@@ -1725,7 +1756,7 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
 #endif
 typedef struct d1__gemm_args {
     int M, N, K, acc;
-    int simd; /* d1__gemm_bf16_gs_task: 1 runs the AVX512-BF16 kernels */
+    int simd; /* d1__gemm_bf16_gs_task: 1 runs the fast BF16 kernels (AVX512-BF16 or NEON) */
     const float *A, *B;
     float *C;
     ptrdiff_t rsa, csa, rsb, csb, ldc;
@@ -2034,7 +2065,8 @@ static float d1__max(const float *x, int n) {
    BF16 rounding (vcvtne2ps2bf16): to nearest, ties to even; a subnormal float
    becomes a zero of its sign; a NaN stays a quiet NaN. d1__gemm_bf16_ref is
    that definition; d1__gemm_bf16 computes the same bits blocked, with the
-   scalar micro-kernel or the AVX512-BF16 one (tests/test_bf16.c). */
+   scalar micro-kernel, the AVX512-BF16 one or the NEON one (tests/test_bf16.c;
+   the NEON kernel under qemu-user in CI). */
 
 static uint16_t d1__bf16_round(float f) {
     uint32_t u;
@@ -2228,20 +2260,154 @@ D1__BF16_TARGET static void d1__bf16_pack_a_avx512(int mc, int kc, const float *
 }
 #endif
 
+#if defined(D1__BF16_NEON)
+/* The same sums on Armv8.6 (FEAT_BF16). BFMLALT multiplies the odd (top)
+   bfloat16 of each dword pair and adds it to the FP32 lane, BFMLALB the even
+   (bottom) one: each one fused multiply-add rounded to nearest even, so
+   "T then B" is the definition's order. Subnormals: FPCR.FZ, which the GEMMs
+   set while they run (d1__fz_on), flushes them in and out as vdpbf16ps does.
+   (BFDOT and BFMMLA would do twice the work per instruction but round their
+   two products' sum their own way, so they would not give the definition's
+   bits.) The 12 x 32 tile runs as 2 x 2 sub-tiles of 6 rows x 16 columns:
+   24 accumulators, 4 registers of W pairs, 1 broadcast A pair. A sub-tile
+   wholly past mr or nr is skipped; a partial one goes through a buffer. */
+#define D1__R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+D1__BF16_NEON_TARGET static void d1__ukernel_bf16_neon_6x16(int kcp, const uint32_t *a, ptrdiff_t lda,
+                                                            const uint32_t *b, float *c, ptrdiff_t ldc, int acc,
+                                                            int mr, int nr) {
+    float buf[6 * 16];
+    int full = mr == 6 && nr == 16, i, j, q;
+    float *t = full ? c : buf;
+    ptrdiff_t ldt = full ? ldc : 16;
+    if (!full) {
+        memset(buf, 0, sizeof buf);
+        if (acc)
+            for (i = 0; i < mr; i++)
+                for (j = 0; j < nr; j++) buf[i * 16 + j] = c[i * ldc + j];
+    }
+#define D1__DECL(i)                                                                                        \
+    float32x4_t c##i##0 = vdupq_n_f32(0.0f), c##i##1 = c##i##0, c##i##2 = c##i##0, c##i##3 = c##i##0;     \
+    if (acc) {                                                                                             \
+        c##i##0 = vld1q_f32(t + i * ldt); c##i##1 = vld1q_f32(t + i * ldt + 4);                           \
+        c##i##2 = vld1q_f32(t + i * ldt + 8); c##i##3 = vld1q_f32(t + i * ldt + 12);                      \
+    }
+    D1__R6(D1__DECL)
+    for (q = 0; q < kcp; q++, b += D1__BF_NR) {
+        bfloat16x8_t b0 = vreinterpretq_bf16_u32(vld1q_u32(b)), b1 = vreinterpretq_bf16_u32(vld1q_u32(b + 4));
+        bfloat16x8_t b2 = vreinterpretq_bf16_u32(vld1q_u32(b + 8)), b3 = vreinterpretq_bf16_u32(vld1q_u32(b + 12));
+#define D1__STEP(i)                                                                                        \
+    {                                                                                                      \
+        bfloat16x8_t ai = vreinterpretq_bf16_u32(vld1q_dup_u32(a + (i) * lda + q));                        \
+        c##i##0 = vbfmlalbq_f32(vbfmlaltq_f32(c##i##0, ai, b0), ai, b0);                                   \
+        c##i##1 = vbfmlalbq_f32(vbfmlaltq_f32(c##i##1, ai, b1), ai, b1);                                   \
+        c##i##2 = vbfmlalbq_f32(vbfmlaltq_f32(c##i##2, ai, b2), ai, b2);                                   \
+        c##i##3 = vbfmlalbq_f32(vbfmlaltq_f32(c##i##3, ai, b3), ai, b3);                                   \
+    }
+        D1__R6(D1__STEP)
+    }
+#define D1__SAVE(i)                                                                                        \
+    vst1q_f32(t + i * ldt, c##i##0); vst1q_f32(t + i * ldt + 4, c##i##1);                                 \
+    vst1q_f32(t + i * ldt + 8, c##i##2); vst1q_f32(t + i * ldt + 12, c##i##3);
+    D1__R6(D1__SAVE)
+#undef D1__DECL
+#undef D1__STEP
+#undef D1__SAVE
+    if (!full)
+        for (i = 0; i < mr; i++)
+            for (j = 0; j < nr; j++) c[i * ldc + j] = buf[i * 16 + j];
+}
+#undef D1__R6
+
+/* The 12 x 32 tile (d1__ukernel_bf16_scalar's contract) as its sub-tiles. */
+static void d1__ukernel_bf16_neon(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, float *c,
+                                  ptrdiff_t ldc, int acc, int mr, int nr) {
+    int r, j;
+    for (r = 0; r < mr; r += 6)
+        for (j = 0; j < nr; j += 16)
+            d1__ukernel_bf16_neon_6x16(kcp, a + r * lda, lda, b + j, c + r * ldc + j, ldc, acc, D1__MIN(6, mr - r),
+                                       D1__MIN(16, nr - j));
+}
+
+/* d1__bf16_round on four floats (their bits), in the low half of each lane */
+static uint32x4_t d1__bf16_round4(uint32x4_t u) {
+    uint32x4_t hi = vshrq_n_u32(u, 16);
+    uint32x4_t nan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7fffffffu)), vdupq_n_u32(0x7f800000u));
+    uint32x4_t sub = vceqq_u32(vandq_u32(u, vdupq_n_u32(0x7f800000u)), vdupq_n_u32(0));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7fffu), vandq_u32(hi, vdupq_n_u32(1)))), 16);
+    r = vbslq_u32(nan, vorrq_u32(hi, vdupq_n_u32(0x40)), r);
+    return vbslq_u32(sub, vandq_u32(hi, vdupq_n_u32(0x8000u)), r);
+}
+/* d1__bf16_pack_a_scalar, 8 floats (4 pairs) of a row per step: the rounded
+   halves narrowed in order are the pairs (little-endian). */
+static void d1__bf16_pack_a_neon(int mc, int kc, const float *A, ptrdiff_t lda, uint32_t *Ap) {
+    int kcp = (kc + 1) / 2, i, q;
+    for (i = 0; i < mc; i++) {
+        const float *row = A + (ptrdiff_t)i * lda;
+        uint32_t *dst = Ap + (size_t)i * kcp;
+        for (q = 0; 2 * q + 8 <= kc; q += 4) {
+            uint16x4_t lo = vmovn_u32(d1__bf16_round4(vreinterpretq_u32_f32(vld1q_f32(row + 2 * q))));
+            uint16x4_t up = vmovn_u32(d1__bf16_round4(vreinterpretq_u32_f32(vld1q_f32(row + 2 * q + 4))));
+            vst1q_u32(dst + q, vreinterpretq_u32_u16(vcombine_u16(lo, up)));
+        }
+        for (; q < kcp; q++) dst[q] = d1__bf16_pair(row, 2 * q, kc);
+    }
+    for (; i % D1__BF_MR; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+
+/* FPCR.FZ (bit 24) on for the BF16 kernels' flush-to-zero; returns the old
+   FPCR for d1__fz_restore. */
+static uint64_t d1__fz_on(void) {
+    uint64_t old;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(old));
+    __asm__ volatile("msr fpcr, %0" : : "r"(old | (1ull << 24)));
+    return old;
+}
+static void d1__fz_restore(uint64_t old) { __asm__ volatile("msr fpcr, %0" : : "r"(old)); }
+#define D1__UKERNEL_BF16_SIMD d1__ukernel_bf16_neon
+#elif defined(D1__BF16_AVX)
+#define D1__UKERNEL_BF16_SIMD d1__ukernel_bf16_avx512
+#endif
+
+/* The tiles of one block: c[mc,nc] (acc: c +) = the converted A block a
+   (mc rows of kcp pairs, row-major) . the packed panels b (panel p, the
+   columns p*NR.., at b + p*panel), by the micro-kernel simd chooses. Both
+   BF16 GEMMs end here; they differ only in where their panels come from. */
+static void d1__bf16_tiles(int mc, int nc, int kcp, const uint32_t *a, const uint32_t *b, size_t panel, float *c,
+                           ptrdiff_t ldc, int acc, int simd) {
+    int jr, ir;
+#if !defined(D1__BF16_SIMD)
+    (void)simd;
+#endif
+    for (jr = 0; jr < nc; jr += D1__BF_NR)
+        for (ir = 0; ir < mc; ir += D1__BF_MR) {
+            int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, nc - jr);
+            const uint32_t *ai = a + (size_t)ir * kcp, *bj = b + (size_t)(jr / D1__BF_NR) * panel;
+            float *cij = c + (ptrdiff_t)ir * ldc + jr;
+#if defined(D1__BF16_SIMD)
+            if (simd) D1__UKERNEL_BF16_SIMD(kcp, ai, kcp, bj, cij, ldc, acc, mr, nr);
+            else
+#endif
+                d1__ukernel_bf16_scalar(kcp, ai, kcp, bj, cij, ldc, acc, mr, nr);
+        }
+}
+
 /* The blocked BF16 GEMM on one thread: C[M,N] = A[M,K] . W^T from W packed by
    d1__bf16_pack_w (all N columns, K = the width it was packed with); ws holds
-   D1__BF_WS uint32s (64-aligned); simd: 1 runs the AVX512-BF16 kernels (the
+   D1__BF_WS uint32s (64-aligned); simd: 1 runs the fast kernels, AVX512-BF16 or NEON (the
    caller checked d1__cpu_bf16), 0 the scalar ones. */
 static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint32_t *Wp, float *C,
                           ptrdiff_t ldc, uint32_t *ws, int simd) {
-    int Kp = (K + 1) / 2, pc, ic, jr, ir, i;
+    int Kp = (K + 1) / 2, pc, ic, i;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-#if !defined(D1__BF16_AVX)
+#if !defined(D1__BF16_SIMD)
     (void)simd;
+#endif
+#if defined(D1__BF16_NEON)
+    uint64_t fpcr = simd ? d1__fz_on() : 0;
 #endif
     for (pc = 0; pc < K; pc += D1__BF_KC) {
         int kc = D1__MIN(D1__BF_KC, K - pc), kcp = (kc + 1) / 2;
@@ -2250,22 +2416,18 @@ static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, co
 #if defined(D1__BF16_AVX)
             if (simd) d1__bf16_pack_a_avx512(mc, kc, A + ic * lda + pc, lda, ws);
             else
+#elif defined(D1__BF16_NEON)
+            if (simd) d1__bf16_pack_a_neon(mc, kc, A + ic * lda + pc, lda, ws);
+            else
 #endif
                 d1__bf16_pack_a_scalar(mc, kc, A + ic * lda + pc, lda, ws);
-            for (jr = 0; jr < N; jr += D1__BF_NR) {
-                const uint32_t *b = Wp + (size_t)jr * Kp + (size_t)(pc / 2) * D1__BF_NR;
-                for (ir = 0; ir < mc; ir += D1__BF_MR) {
-                    int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, N - jr);
-                    float *c = C + (ptrdiff_t)(ic + ir) * ldc + jr;
-#if defined(D1__BF16_AVX)
-                    if (simd) d1__ukernel_bf16_avx512(kcp, ws + (size_t)ir * kcp, kcp, b, c, ldc, pc > 0, mr, nr);
-                    else
-#endif
-                        d1__ukernel_bf16_scalar(kcp, ws + (size_t)ir * kcp, kcp, b, c, ldc, pc > 0, mr, nr);
-                }
-            }
+            d1__bf16_tiles(mc, N, kcp, ws, Wp + (size_t)(pc / 2) * D1__BF_NR, (size_t)D1__BF_NR * Kp,
+                           C + (ptrdiff_t)ic * ldc, ldc, pc > 0, simd);
         }
     }
+#if defined(D1__BF16_NEON)
+    if (simd) d1__fz_restore(fpcr);
+#endif
 }
 
 /* The BF16 GEMM across the pool, cut like d1__gemm_task: by rows of C (in
@@ -2406,15 +2568,18 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
                              ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc, uint32_t *ws,
                              int simd) {
     uint32_t *wa = ws, *wb = ws + D1__BF_WS;
-    int jc, pc, ic, jr, ir, i;
+    int jc, pc, ic, i;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!acc)
             for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-#if !defined(D1__BF16_AVX)
+#if !defined(D1__BF16_SIMD)
     (void)simd;
+#endif
+#if defined(D1__BF16_NEON)
+    uint64_t fpcr = simd ? d1__fz_on() : 0;
 #endif
     for (jc = 0; jc < N; jc += D1__BF_NC) {
         int nc = D1__MIN(D1__BF_NC, N - jc);
@@ -2433,23 +2598,19 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
                 if (simd && csa == 1) d1__bf16_pack_a_avx512(mc, kc, Ab, rsa, wa);
                 else if (simd && rsa == 1) d1__bf16_pack_a_cols_avx512(mc, kc, Ab, csa, wa);
                 else
+#elif defined(D1__BF16_NEON)
+                if (simd && csa == 1) d1__bf16_pack_a_neon(mc, kc, Ab, rsa, wa);
+                else
 #endif
                     d1__bf16_pack_a_gs(mc, kc, Ab, rsa, csa, wa);
-                for (jr = 0; jr < nc; jr += D1__BF_NR)
-                    for (ir = 0; ir < mc; ir += D1__BF_MR) {
-                        int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, nc - jr);
-                        const uint32_t *a = wa + (size_t)ir * kcp, *b = wb + (size_t)jr * kcp;
-                        float *c = C + (ptrdiff_t)(ic + ir) * ldc + jc + jr;
-                        int add = acc || pc > 0;
-#if defined(D1__BF16_AVX)
-                        if (simd) d1__ukernel_bf16_avx512(kcp, a, kcp, b, c, ldc, add, mr, nr);
-                        else
-#endif
-                            d1__ukernel_bf16_scalar(kcp, a, kcp, b, c, ldc, add, mr, nr);
-                    }
+                d1__bf16_tiles(mc, nc, kcp, wa, wb, (size_t)D1__BF_NR * kcp, C + (ptrdiff_t)ic * ldc + jc, ldc,
+                               acc || pc > 0, simd);
             }
         }
     }
+#if defined(D1__BF16_NEON)
+    if (simd) d1__fz_restore(fpcr);
+#endif
 }
 
 /* d1__gemm_bf16_gs across the pool, cut as d1__gemm_task cuts d1__gemm. */
@@ -2740,7 +2901,7 @@ typedef struct d1__bf16w {
     uint32_t *qkv, *attn_out, *gate_up, *ff_out, *head; /* layer 0's (and the head)   */
     size_t    n_qkv, n_attn_out, n_gate_up, n_ff_out;   /* uint32s per layer          */
     size_t    total;                                    /* uint32s in mem             */
-    int       simd;      /* 1: the AVX512-BF16 kernels (d1__cpu_bf16), 0: scalar     */
+    int       simd;      /* 1: the fast BF16 kernels (d1__cpu_bf16), 0: scalar        */
 } d1__bf16w;
 
 struct d1__state {
