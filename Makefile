@@ -196,12 +196,17 @@ bench-blis: | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DD1_USE_BLIS tools/bench.c -o $(BUILD)/bench_blis -lblis $(LDLIBS)
 	./$(BUILD)/bench_blis
 
-# d1.h and PyTorch (Debian's python3-torch) on the same machine, in one run
-bench-compare: $(BUILD)/bench
+# d1.h and PyTorch (Debian's python3-torch) on the same machine, in one run; then, with
+# LLAMA_CPP=a llama.cpp build directory (llama-diffusion-cli built), d1.h against llama.cpp on
+# the same exported GGUF, F32 and BF16: logits, and the sampler (tools/bench_llama.sh); without
+# it, one "skipped" line
+LLAMA_CPP ?=
+bench-compare: $(BUILD)/bench $(BUILD)/d1 $(BUILD)/make_random_model
 	rm -f $(BUILD)/bench.csv
 	./$(BUILD)/bench --csv $(BUILD)/bench.csv
 	$(PYTHON) tools/bench_torch.py --csv $(BUILD)/bench.csv
 	$(PYTHON) tools/bench_compare.py $(BUILD)/bench.csv
+	sh tools/bench_llama.sh "$(LLAMA_CPP)" $(BUILD)
 
 # ---- the CUDA backend (nvcc; links cuBLAS and the CUDA runtime) -------------
 # Every program built against it: the tests (the CPU suite too, which must not

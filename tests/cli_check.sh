@@ -8,7 +8,7 @@ D1=${1:-./build/d1}
 CKPT=tests/data/ckpt_torch_f32
 SRC=tools/d1.c
 out=${TMPDIR:-/tmp}/d1_cli_check.$$
-trap 'rm -f "$out" "$out.opts" "$out.help"' EXIT
+trap 'rm -f "$out" "$out.opts" "$out.help" "$out.gguf"' EXIT
 passed=0; failed=0
 
 # check NAME COMMAND...: one test, passing when COMMAND succeeds
@@ -44,9 +44,9 @@ sample_help_gives_defaults() {
     ! grep -E '^  -' "$out" | grep -qv '(default: '
 }
 
-# every option string of the parser's source is in the help (--help aside)
+# every option string of the parser's source is in a command's help (--help aside)
 help_covers_the_source() {
-    "$D1" sample --help >"$out" 2>&1 || return 1
+    { "$D1" sample --help && "$D1" export-gguf --help; } >"$out" 2>&1 || return 1
     for o in $(grep -oE '"--[a-z][a-z-]*"' "$SRC" | tr -d '"' | sort -u); do
         [ "$o" = --help ] || grep -qE -e "^  $o " "$out" || { echo "not in the help: $o" >>"$out"; return 1; }
     done
@@ -129,6 +129,12 @@ info_names_the_tokenizer() {
 if [ ! -x "$D1" ]; then
     echo "FAIL $D1 is not built (make build/d1)"; echo "0 passed, 1 failed"; exit 1
 fi
+# export-gguf --type: f32 or bf16, else a usage error (2) naming both
+export_type_named() {
+    d1 export-gguf "$CKPT" "$out.gguf" --type f16
+    [ "$rc" -eq 2 ] && says "--type 'f16'" "f32 bf16" && [ ! -e "$out.gguf" ]
+}
+
 check help_lists_commands help_lists_commands
 check sample_help_gives_defaults sample_help_gives_defaults
 check help_covers_the_source help_covers_the_source
@@ -143,5 +149,6 @@ check sample_still_samples sample_still_samples
 check text_in_text_out text_in_text_out
 check text_without_token_named text_without_token_named
 check info_names_the_tokenizer info_names_the_tokenizer
+check export_type_named export_type_named
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

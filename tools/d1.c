@@ -7,7 +7,7 @@
                               and the tokenizer.json beside it
      d1 sample DIR --prompt P [options]
                               generate with the checkpoint in DIR (d1_sampler_generate)
-     d1 export-gguf DIR FILE.gguf [--tokenizer PATH]
+     d1 export-gguf DIR FILE.gguf [--tokenizer PATH] [--type f32|bf16]
                               the checkpoint as GGUF for llama.cpp's llada architecture
 
    Each command's options live in ONE table (sample_options below): the parser
@@ -75,6 +75,7 @@ static const d1_option sample_options[] = {
 };
 static const d1_option gguf_options[] = {
     {"--tokenizer", "PATH", "DIR", "a tokenizer.json, or a directory holding one (else tokens are \"[id]\")"},
+    {"--type", "T", "f32", "f32, or bf16: the linear layers' matrices and the head in BF16 (the rest F32)"},
 };
 typedef char sample_options_fit_in_cmdline[COUNT(sample_options) <= MAX_OPTIONS ? 1 : -1];
 
@@ -87,7 +88,7 @@ static const d1_command commands[] = {
     {"info", "DIR", "describe the checkpoint in DIR (config, parameters, tensors)", NULL, 0, 1, cmd_info},
     {"sample", "DIR --prompt P [options]", "generate from a prompt with the checkpoint in DIR",
      sample_options, COUNT(sample_options), 1, cmd_sample},
-    {"export-gguf", "DIR FILE.gguf [--tokenizer PATH]", "write the checkpoint as GGUF for llama.cpp (llada)",
+    {"export-gguf", "DIR FILE.gguf [--tokenizer PATH] [--type f32|bf16]", "write the checkpoint as GGUF for llama.cpp (llada)",
      gguf_options, COUNT(gguf_options), 2, cmd_export_gguf},
     {"help", "[CMD]", "this list, or CMD's options (also d1 CMD --help)", NULL, 0, 1, cmd_help},
 };
@@ -497,8 +498,14 @@ static int cmd_sample(const d1_command *c, const cmdline *a) {
    (matched whole); the tokenizer's merges (a tokenizer without any gets one
    that never applies, "= =": llama.cpp wants at least one), pre-tokenizer
    "default" (llama.cpp's own expression, not the tokenizer's), no BOS, and
-   a chat template that passes the text. */
+   a chat template that passes the text.
+   --type bf16: the matrices D1_PRECISION_BF16 computes with in BF16 (q, k,
+   v, attn_output, ffn_gate/up/down and output: ggml type 30, rounded to
+   nearest even as d1.h rounds them, d1__bf16_round) and the rest F32 as
+   d1.h keeps it: token_embd (a lookup) and the 1-D norms, so llama.cpp's
+   pass over that file is the same function as d1.h's BF16 pass. */
 
+enum { GGML_F32 = 0, GGML_BF16 = 30 }; /* ggml's tensor types */
 enum { GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
 
 static void put_u32(FILE *f, uint32_t x) {
@@ -565,9 +572,14 @@ static const char *gguf_token(const d1_tokenizer *tok, int id) {
 typedef struct gguf_tensor {
     char name[64];
     uint64_t ne[2];
-    int n_dims, rope_hd;
+    int n_dims, rope_hd, type; /* type: GGML_F32 or GGML_BF16 */
     const float *data;
 } gguf_tensor;
+
+/* the bytes of t's data (before the padding to 32) */
+static uint64_t gguf_bytes(const gguf_tensor *t) {
+    return (t->type == GGML_BF16 ? 2u : 4u) * t->ne[0] * (t->n_dims == 2 ? t->ne[1] : 1);
+}
 
 static void gguf_put_data(FILE *f, const gguf_tensor *t) {
     uint64_t r, rows = t->n_dims == 2 ? t->ne[1] : 1, cols = t->ne[0], j;
@@ -577,20 +589,30 @@ static void gguf_put_data(FILE *f, const gguf_tensor *t) {
             uint64_t h = r / (uint64_t)t->rope_hd, i = r % (uint64_t)t->rope_hd, half = (uint64_t)t->rope_hd / 2;
             src = h * (uint64_t)t->rope_hd + (i % 2 ? half + i / 2 : i / 2);
         }
-        for (j = 0; j < cols; j++) put_f32(f, t->data[src * cols + j]);
+        if (t->type == GGML_BF16)
+            for (j = 0; j < cols; j++) {
+                uint16_t h = d1__bf16_round(t->data[src * cols + j]);
+                unsigned char b[2] = {(unsigned char)h, (unsigned char)(h >> 8)};
+                fwrite(b, 1, 2, f);
+            }
+        else
+            for (j = 0; j < cols; j++) put_f32(f, t->data[src * cols + j]);
     }
 }
 
-/* d1 export-gguf DIR FILE.gguf [--tokenizer PATH] */
+/* d1 export-gguf DIR FILE.gguf [--tokenizer PATH] [--type f32|bf16] */
 static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
     d1_model m;
     d1_config *g;
     d1_tokenizer tok;
     gguf_tensor *ts;
     FILE *f;
-    int rc, i, l, nt = 0, V, C, F, KVD, hd, ok, has_tok;
+    int rc, i, l, nt = 0, V, C, F, KVD, hd, ok, has_tok, mt;
     uint64_t off = 0, k;
+    static const char *const types[] = {"f32", "bf16"};
     if (a->n_pos != 2) return usage_error(c, "expects DIR and FILE.gguf", NULL);
+    if (!choice_opt(c, a, "--type", types, COUNT(types), &mt)) return 2;
+    mt = mt ? GGML_BF16 : GGML_F32; /* the matrices' type */
     if ((has_tok = load_tokenizer(c, a, &tok)) < 0) return 1;
     if ((rc = d1_model_load(&m, a->pos[0])) != D1_OK) {
         if (has_tok) d1_tokenizer_free(&tok);
@@ -611,10 +633,11 @@ static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
         return lib_fail(c, "export-gguf", D1_ERR_NOMEM);
     }
 #define T2(nm, in, out, p, hdv) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 2, ts[nt].ne[0] = (uint64_t)(in), \
-                                 ts[nt].ne[1] = (uint64_t)(out), ts[nt].data = (p), ts[nt].rope_hd = (hdv), nt++)
+                                 ts[nt].ne[1] = (uint64_t)(out), ts[nt].data = (p), ts[nt].rope_hd = (hdv), ts[nt].type = mt, nt++)
 #define T1(nm, n, p) (snprintf(ts[nt].name, 64, "%s", nm), ts[nt].n_dims = 1, ts[nt].ne[0] = (uint64_t)(n), \
-                      ts[nt].data = (p), nt++)
+                      ts[nt].data = (p), ts[nt].type = GGML_F32, nt++)
     T2("token_embd.weight", C, V, m.params.wte, 0);
+    ts[nt - 1].type = GGML_F32; /* a lookup: F32 in d1.h's BF16 passes too */
     for (l = 0; l < g->n_layers; l++) {
         size_t L = (size_t)l, QW = (size_t)(C + 2 * KVD);
         const float *qkv = m.params.qkv + L * QW * C;
@@ -692,25 +715,26 @@ static int cmd_export_gguf(const d1_command *c, const cmdline *a) {
     kv_str(f, "tokenizer.chat_template", "{% for message in messages %}{{ message['content'] }}{% endfor %}");
     if (fseek(f, 16, SEEK_SET) == 0) put_u64(f, gguf_keys);
     fseek(f, 0, SEEK_END);
-    for (i = 0; i < nt; i++) { /* tensor infos: F32 (ggml type 0), 32-aligned offsets */
-        uint64_t bytes = 4 * ts[i].ne[0] * (ts[i].n_dims == 2 ? ts[i].ne[1] : 1);
+    for (i = 0; i < nt; i++) { /* tensor infos: F32 or BF16, 32-aligned offsets */
+        uint64_t bytes = gguf_bytes(&ts[i]);
         put_str(f, ts[i].name);
         put_u32(f, (uint32_t)ts[i].n_dims);
         for (l = 0; l < ts[i].n_dims; l++) put_u64(f, ts[i].ne[l]);
-        put_u32(f, 0);
+        put_u32(f, (uint32_t)ts[i].type);
         put_u64(f, off);
         off = (off + bytes + 31) / 32 * 32;
     }
     for (k = (uint64_t)ftell(f); k % 32; k++) fputc(0, f);
     for (i = 0, off = 0; i < nt; i++) {
-        uint64_t bytes = 4 * ts[i].ne[0] * (ts[i].n_dims == 2 ? ts[i].ne[1] : 1);
+        uint64_t bytes = gguf_bytes(&ts[i]);
         gguf_put_data(f, &ts[i]);
         for (k = bytes; k % 32; k++) fputc(0, f);
     }
     ok = !ferror(f);
     ok = fclose(f) == 0 && ok;
     if (!ok) fail(c, "write %s failed", a->pos[1]);
-    else printf("%s: %d tensors, %s tokens, llada architecture\n", a->pos[1], nt, has_tok ? "the tokenizer's" : "[id]");
+    else printf("%s: %d tensors (matrices %s), %s tokens, llada architecture\n", a->pos[1], nt,
+                mt == GGML_BF16 ? "BF16" : "F32", has_tok ? "the tokenizer's" : "[id]");
     if (has_tok) d1_tokenizer_free(&tok);
     free(ts);
     d1_model_free(&m);

@@ -3,10 +3,12 @@
 // (names, shapes, the q/k row order for llama.cpp's pairwise RoPE) is the same function.
 // Not part of the build (it links llama.cpp); build it against a llama.cpp checkout:
 //
-//   c++ -O2 -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp \
+//   c++ -O3 -march=native -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp \
 //       -o build/llama_logits_check -LLLAMA/build/bin -lllama -lggml -lggml-base -lm -lpthread
-//   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,... [N]
+//   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,... [N] [bf16]
 //
+// bf16 (for a GGUF of `d1 export-gguf --type bf16`): d1.h's logits are its D1_PRECISION_BF16
+// pass's (the sampler's no-gradient pass) instead of d1_model_forward's FP32 ones.
 // It runs one non-causal pass over the tokens (flash attention off) in both and prints the
 // largest |difference| relative to the largest |logit|, and the argmax agreement; with N, it
 // then times N passes of each, alternating, one thread (the median of each, in ms; then d1.h's
@@ -19,6 +21,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 static double ms_now() {
@@ -26,8 +29,10 @@ static double ms_now() {
 }
 
 int main(int argc, char **argv) {
+    bool bf16 = argc >= 5 && !std::strcmp(argv[argc - 1], "bf16");
+    if (bf16) argc--;
     if (argc != 4 && argc != 5) {
-        std::fprintf(stderr, "usage: llama_logits_check DIR model.gguf TOKENS (comma-separated ids) [N]\n");
+        std::fprintf(stderr, "usage: llama_logits_check DIR model.gguf TOKENS (comma-separated ids) [N] [bf16]\n");
         return 2;
     }
     std::vector<int> tok;
@@ -39,9 +44,15 @@ int main(int argc, char **argv) {
     }
     int T = (int)tok.size(), rc;
     d1_model m;
-    if ((rc = d1_model_load(&m, argv[1])) != D1_OK || (rc = d1_model_forward(&m, tok.data(), 1, T, NULL)) != D1_OK) {
+    if ((rc = d1_model_load(&m, argv[1])) != D1_OK ||
+        (rc = bf16 ? d1_model_set_precision(&m, D1_PRECISION_BF16) : d1_model_forward(&m, tok.data(), 1, T, NULL)) !=
+            D1_OK) {
         std::fprintf(stderr, "d1.h: %s: %s\n", d1_strerror(rc), d1_last_error());
         return 1;
+    }
+    if (bf16) { /* the logits of D1_PRECISION_BF16: the sampler's pass, its buffers sized first */
+        if ((rc = d1__ensure(&m, 1, T)) != D1_OK) return 1;
+        d1__forward_nograd(&m, tok.data(), 1, T, NULL);
     }
     int V = m.config.vocab_size;
     llama_backend_init();
@@ -79,6 +90,7 @@ int main(int argc, char **argv) {
         int n = std::atoi(argv[4]);
         std::vector<double> td, tl;
         d1_model_set_threads(&m, 1);
+        d1_model_set_precision(&m, D1_PRECISION_F32); /* the FP32 pass first (after a bf16 check too) */
         for (int r = 0; r < n; r++) {
             double t0 = ms_now();
             d1__forward_nograd(&m, tok.data(), 1, T, NULL);
@@ -87,7 +99,7 @@ int main(int argc, char **argv) {
             if (llama_decode(ctx, b) != 0) return 1;
             tl.push_back(ms_now() - t0);
         }
-        std::vector<double> tb; /* and d1.h's pass with D1_PRECISION_BF16 (llama.cpp's stays F32) */
+        std::vector<double> tb; /* and d1.h's pass with D1_PRECISION_BF16 (llama.cpp's in the GGUF's types) */
         d1_model_set_precision(&m, D1_PRECISION_BF16);
         for (int r = 0; r < n; r++) {
             double t0 = ms_now();

@@ -9,14 +9,19 @@
 //   control, 3) against it: the demo's tokens are printable ASCII, the same
 //   in GPT-2's byte-level spelling.
 //
-//   cd tools/gguf_check && npm install && node check.mjs DIR FILE.gguf
+// With bf16 (a GGUF of `d1 export-gguf --type bf16`): the matrices (q, k, v,
+// attn_output, ffn_gate/up/down, output) must be BF16 (ggml type 30), each value
+// the checkpoint's rounded to nearest even (a subnormal to a zero of its sign, as
+// d1.h rounds), token_embd and the norms F32.
+//
+//   cd tools/gguf_check && npm install && node check.mjs DIR FILE.gguf [bf16]
 // Prints one line per failed check and a last line "gguf: N checks, M failed".
 import { gguf } from "@huggingface/gguf";
 import { existsSync, readFileSync } from "node:fs";
 
-const [dir, file] = process.argv.slice(2);
-if (!dir || !file) {
-  console.error("usage: node check.mjs DIR FILE.gguf");
+const [dir, file, type = "f32"] = process.argv.slice(2);
+if (!dir || !file || (type !== "f32" && type !== "bf16")) {
+  console.error("usage: node check.mjs DIR FILE.gguf [f32|bf16]");
   process.exit(2);
 }
 let checks = 0, failed = 0;
@@ -57,7 +62,8 @@ if (existsSync(`${dir}/tokenizer.json`)) {
   }
 }
 
-// the tensors: names, shapes (innermost first), F32, offsets
+// the tensors: names, shapes (innermost first), types, offsets
+const isBF16 = (name) => type === "bf16" && shapes[name]?.length === 2 && name !== "token_embd.weight";
 const shapes = { "token_embd.weight": [C, V], "output_norm.weight": [C], "output.weight": [C, V] };
 for (let l = 0; l < L; l++) {
   Object.assign(shapes, {
@@ -73,7 +79,8 @@ for (const t of tensorInfos) {
   const s = shapes[t.name];
   expect(s !== undefined, `unexpected tensor ${t.name}`);
   if (s) expect(t.shape.length === s.length && t.shape.every((d, i) => Number(d) === s[i]), `${t.name} shape [${t.shape}], want [${s}]`);
-  expect(t.dtype === 0 && Number(t.offset) % 32 === 0, `${t.name}: F32 at a 32-aligned offset`);
+  const want = isBF16(t.name) ? 30 : 0;
+  expect(t.dtype === want && Number(t.offset) % 32 === 0, `${t.name}: type ${t.dtype} (want ${want}) at a 32-aligned offset`);
 }
 
 // the data against model.safetensors
@@ -83,9 +90,20 @@ const stValue = (e, i) => e.dtype === "F32" ? st.readFloatLE(8 + hn + e.data_off
   : e.dtype === "BF16" ? new Float32Array(new Uint32Array([st.readUInt16LE(8 + hn + e.data_offsets[0] + 2 * i) << 16]).buffer)[0]
   : NaN;
 const align = md["general.alignment"] ?? 32;
+// a float rounded to bfloat16 (to nearest, ties to even; a subnormal to a zero of its sign), as a float
+const u32 = new Uint32Array(1), fl = new Float32Array(u32.buffer);
+const bf16 = (x) => {
+  fl[0] = x;
+  let u = u32[0];
+  if ((u & 0x7fffffff) > 0x7f800000) u = (u | 0x00400000) & 0xffff0000;
+  else if ((u & 0x7f800000) === 0) u &= 0x80000000;
+  else u = ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16;
+  u32[0] = u >>> 0;
+  return fl[0];
+};
 const hf = (l, n) => `model.transformer.blocks.${l}.${n}.weight`;
 const rows = (name, hfName, permute) => {
-  const t = info[name], e = header[hfName];
+  const t = info[name], e = header[hfName], b16 = isBF16(name);
   if (!t || !e) { expect(false, `${name} / ${hfName} present`); return; }
   const cols = Number(t.shape[0]), nrows = t.shape.length > 1 ? Number(t.shape[1]) : 1;
   let bad = 0;
@@ -93,8 +111,10 @@ const rows = (name, hfName, permute) => {
     let src = r;
     if (permute) { const h = Math.floor(r / hd), i = r % hd; src = h * hd + (i % 2 ? hd / 2 + (i - 1) / 2 : i / 2); }
     for (let j = 0; j < cols; j++) {
-      const a = g.readFloatLE(dataStart + Number(t.offset) + 4 * (r * cols + j)), b = stValue(e, src * cols + j);
-      if (a !== b) bad++;
+      const at = dataStart + Number(t.offset), b = stValue(e, src * cols + j);
+      const a = b16 ? new Float32Array(new Uint32Array([g.readUInt16LE(at + 2 * (r * cols + j)) << 16]).buffer)[0]
+        : g.readFloatLE(at + 4 * (r * cols + j));
+      if (!Object.is(a, b16 ? bf16(b) : b)) bad++;
     }
   }
   expect(bad === 0, `${name}: ${bad} values differ from ${hfName}`);
