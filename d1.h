@@ -372,13 +372,17 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
        the rollouts of d1_grpo_step;
      - d1_grpo_logprobs, so d1_grpo_step's old-policy and reference log-probs
        (the reference model's own precision decides for it).
-   Everything else stays FP32: the embedding, norms, RoPE, attention and
-   softmax, LoRA adapters (added in FP32 to the BF16 base), and every pass
-   that back-propagates: d1_model_forward, the losses (d1_pretrain_loss,
-   d1_sft_loss, d1_grpo_loss). In d1_grpo_step the ratio rho = exp(logp -
-   logp_old) and the KL then compare an FP32 log-prob with a BF16 one, so
-   they carry BF16's rounding (rho != 1 at identical weights: on the demo's
-   Sudoku model |logp_bf16 - logp_f32| is 3e-3 on average, 0.27 at worst,
+   In those passes attention's two products, S = Q K^T and y = P V, are
+   BF16 GEMMs too (d1__gemm_bf16_gs: Q, K, P and V rounded as they are
+   packed; as PyTorch's CPU autocast does them), the scale, mask and
+   softmax between them FP32. Everything else stays FP32: the embedding,
+   norms, RoPE, LoRA adapters (added in FP32 to the BF16 base), and every
+   pass that back-propagates: d1_model_forward, the losses
+   (d1_pretrain_loss, d1_sft_loss, d1_grpo_loss). In d1_grpo_step the ratio
+   rho = exp(logp - logp_old) and the KL then compare an FP32 log-prob with
+   a BF16 one, so they carry BF16's rounding (rho != 1 at identical
+   weights: on the demo's Sudoku model, on 48 sampled completions,
+   |logp_bf16 - logp_f32| is 7e-3 on average, 1.4 at worst,
    tests/test_bf16.c); keep F32 where that matters. d1_model_backward after
    a BF16 pass answers D1_ERR_STATE.
    The kernel: AVX512-BF16 (vdpbf16ps) where the build targets it, or, on
@@ -400,8 +404,11 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    and the passes that back-propagate too: their forward's linear layers as
    above, and in the backward pass both products of each linear layer,
    dinp = dout . W and dW += dout^T . inp, with BF16 operands (rounded as
-   they are packed) and FP32 sums. The master weights, their gradients, the
-   AdamW moments, the norms, attention, softmax and the losses stay FP32;
+   they are packed) and FP32 sums. Attention stays FP32 in the passes that
+   back-propagate (BF16 scores there double the error of the q and k
+   gradients: tools/bf16_grad_check.c, 22% -> 40% in L2). The master
+   weights, their gradients, the AdamW moments, the norms, the softmax and
+   the losses stay FP32;
    nothing is kept in BF16 but the packed weight copy. Each product then
    carries BF16's rounding of its operands (2^-9 relative each): a small
    random model's gradients stay within 3e-2 of FP32's (tests/test_bf16.c,
@@ -2541,6 +2548,33 @@ D1__BF16_TARGET static void d1__bf16_pack_b_rows_avx512(int kc, int nc, const fl
             }
         }
 }
+/* d1__bf16_pack_b_gs for rows one float apart (rsb 1: B is a transposed
+   row-major matrix, K^T of attention's scores): each column's pairs are
+   adjacent floats, converted 16 pairs at a time as d1__bf16_pack_a_avx512
+   converts a row, then scattered NR apart into the panel. */
+D1__BF16_TARGET static void d1__bf16_pack_b_cols_avx512(int kc, int nc, const float *B, ptrdiff_t csb,
+                                                       uint32_t *Bp) {
+    int kcp = (kc + 1) / 2, p, j, q;
+    __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                    _mm512_set1_epi32(D1__BF_NR));
+    for (p = 0; p < nc; p += D1__BF_NR)
+        for (j = 0; j < D1__BF_NR; j++) {
+            uint32_t *dst = Bp + (size_t)p * kcp + j;
+            const float *col = B + (ptrdiff_t)(p + j) * csb;
+            if (p + j >= nc) {
+                for (q = 0; q < kcp; q++) dst[(size_t)q * D1__BF_NR] = 0u;
+                continue;
+            }
+            for (q = 0; q < kcp; q += 16) {
+                int left = kc - 2 * q, n = D1__MIN(16, kcp - q);
+                __mmask16 l0 = (__mmask16)(left >= 16 ? 0xFFFF : (1u << left) - 1);
+                __mmask16 l1 = (__mmask16)(left >= 32 ? 0xFFFF : left <= 16 ? 0 : (1u << (left - 16)) - 1);
+                __m512 x0 = _mm512_maskz_loadu_ps(l0, col + 2 * q), x1 = _mm512_maskz_loadu_ps(l1, col + 2 * q + 16);
+                _mm512_mask_i32scatter_epi32((void *)(dst + (size_t)q * D1__BF_NR), (__mmask16)((1u << n) - 1), at,
+                                             (__m512i)_mm512_cvtne2ps_pbh(x1, x0), 4);
+            }
+        }
+}
 /* d1__bf16_pack_a_gs for rows one float apart (rsa 1: A is a transposed
    row-major matrix, dout^T of the weight gradient): 16 rows per conversion,
    scattered to their rows of the block. */
@@ -2588,6 +2622,7 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
             const float *Bb = B + pc * rsb + jc * csb;
 #if defined(D1__BF16_AVX)
             if (simd && csb == 1) d1__bf16_pack_b_rows_avx512(kc, nc, Bb, rsb, wb);
+            else if (simd && rsb == 1) d1__bf16_pack_b_cols_avx512(kc, nc, Bb, csb, wb);
             else
 #endif
                 d1__bf16_pack_b_gs(kc, nc, Bb, rsb, csb, wb);
@@ -2737,6 +2772,7 @@ typedef struct d1__attn_args {
     float *att_w, *y, *dqkv;
     const uint8_t *key_mask;   /* [B, Tk] or NULL */
     int B, Tq, Tk, ldq, ldk, H, KV, D;
+    int bf16, simd;            /* forward: both products as BF16 GEMMs (d1__gemm_bf16_gs), by kernel simd */
     d1__ctx *cx;
 } d1__attn_args;
 
@@ -2750,7 +2786,10 @@ static void d1__attention_forward_task(void *p, int ith, int nth) {
         const float *k = a->k + (size_t)b * Tk * a->ldk + g * D;
         const float *v = a->v + (size_t)b * Tk * a->ldk + g * D;
         float *S = a->att_w + (size_t)bh * Tq * Tk;
-        d1__gemm(Tq, Tk, D, q, a->ldq, 1, k, 1, a->ldk, S, Tk, 0, a->cx->ws[ith]); /* S = Q K^T */
+        if (a->bf16) /* S = Q K^T */
+            d1__gemm_bf16_gs(Tq, Tk, D, q, a->ldq, 1, k, 1, a->ldk, S, Tk, 0, (uint32_t *)a->cx->ws[ith], a->simd);
+        else
+            d1__gemm(Tq, Tk, D, q, a->ldq, 1, k, 1, a->ldk, S, Tk, 0, a->cx->ws[ith]);
         for (i = 0; i < Tq; i++) {
             float *row = S + (size_t)i * Tk, mx, sum;
             if (a->key_mask)
@@ -2760,7 +2799,11 @@ static void d1__attention_forward_task(void *p, int ith, int nth) {
             sum = d1__vexp(row, row, Tk, scale, scale * mx);
             for (j = 0; j < Tk; j++) row[j] /= sum;
         }
-        d1__gemm(Tq, D, Tk, S, Tk, 1, v, a->ldk, 1, a->y + (size_t)b * Tq * C + h * D, C, 0, a->cx->ws[ith]);
+        if (a->bf16) /* y_h = P V */
+            d1__gemm_bf16_gs(Tq, D, Tk, S, Tk, 1, v, a->ldk, 1, a->y + (size_t)b * Tq * C + h * D, C, 0,
+                             (uint32_t *)a->cx->ws[ith], a->simd);
+        else
+            d1__gemm(Tq, D, Tk, S, Tk, 1, v, a->ldk, 1, a->y + (size_t)b * Tq * C + h * D, C, 0, a->cx->ws[ith]);
     }
 }
 
@@ -3713,6 +3756,7 @@ typedef struct d1__block {
     float         *kv;         /* NULL, or this layer's cache [B, Tk, 2 KVD]      */
     const uint8_t *key_mask;   /* [B, Tk] or NULL                                 */
     int            B, Tq, Tk, pos0;
+    int            nograd;     /* 1: no backward follows (with BF16 weights, attention's products BF16 too) */
 } d1__block;
 
 static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k) {
@@ -3743,6 +3787,7 @@ static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1_
         at.k = k->kv; at.v = k->kv + KVD; at.ldk = 2 * KVD; at.Tk = k->Tk;
     }
     at.att_w = k->att; at.y = k->y; at.key_mask = k->key_mask;
+    at.bf16 = bw != NULL && k->nograd; at.simd = bw ? bw->simd : 0; /* BF16 and no gradient to follow */
     d1__parallel(cx->pool, d1__attention_forward_task, &at);
     d1__linear_forward(cx, bw, k->xa, k->y, D1__W32(attn_out, L * C * C), D1__BW(attn_out), N, C, C);
     if (lora) d1__lora_forward(cx, lora, &ls[1], k->y, k->xa, k->lu + ls[1].u0, ldu, N);
@@ -3782,7 +3827,7 @@ static d1__block d1__block_at(const d1__acts *a, const d1_config *c, int l, int 
     k.n2 = a->n2 + L * NC; k.r2 = a->r2 + L * N; k.gu = a->gu + L * N * 2 * F; k.hm = a->hm + L * N * F;
     k.lu = lora_rank ? a->lu + L * N * 7 * (size_t)lora_rank : NULL;
     k.kv = NULL; k.key_mask = NULL;
-    k.B = B; k.Tq = k.Tk = T; k.pos0 = 0;
+    k.B = B; k.Tq = k.Tk = T; k.pos0 = 0; k.nograd = 0;
     return k;
 }
 
@@ -3790,9 +3835,11 @@ static d1__block d1__block_at(const d1__acts *a, const d1_config *c, int l, int 
      h = wte[tokens];  h = block_l(h) for each layer (d1__block_forward);
      logits = RMSNorm(h) ln_f . head^T
    bw NULL: FP32, keeping what d1__backward needs (d1__forward); bw given: the
-   linear layers in BF16, for passes no backward follows (d1__forward_nograd). */
+   linear layers in BF16 (D1_PRECISION_BF16_MIXED's training forward), and
+   with nograd, for passes no backward follows (d1__forward_nograd),
+   attention's two products too. */
 static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
-                          const d1__bf16w *bw) {
+                          const d1__bf16w *bw, int nograd) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
     d1__acts *a = &s->a;
@@ -3804,7 +3851,7 @@ static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const ui
     d1__embed_forward(a->x, s->tokens, m->params.wte, N, C);
     for (l = 0; l < c->n_layers; l++) { /* every layer keeps its activations for the backward */
         d1__block k = d1__block_at(a, c, l, B, T, lora ? lora->rank : 0);
-        k.key_mask = key_mask;
+        k.key_mask = key_mask; k.nograd = nograd;
         d1__block_forward(m, bw, l, &k);
     }
     d1__head_forward(m, bw, a->x + (size_t)c->n_layers * N * C, N);
@@ -3835,7 +3882,7 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
         k.x = a->x; k.xa = a->xa; k.xo = a->x;
         k.n1 = k.n2 = a->n1; k.r1 = k.r2 = a->r1; k.qkv = a->qkv; k.att = a->att; k.y = a->y;
         k.gu = a->gu; k.hm = a->hm; k.lu = a->lu;
-        k.kv = kv + (size_t)l * B * T * 2 * KVD; k.key_mask = key_mask;
+        k.kv = kv + (size_t)l * B * T * 2 * KVD; k.key_mask = key_mask; k.nograd = 1;
         k.B = B; k.Tq = Ts; k.Tk = T; k.pos0 = start;
         d1__block_forward(m, bw, l, &k);
     }
@@ -3848,9 +3895,9 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
    operands in D1_PRECISION_BF16_MIXED (a model of d1_model_load_bf16: in
    BF16, and the backward refuses it). */
 static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
+    int resident = m->state->bf16_resident; /* its backward refuses: a no-gradient pass */
     d1__forward_w(m, tokens, B, T, key_mask,
-                  m->state->precision == D1_PRECISION_BF16_MIXED || m->state->bf16_resident ? d1__bf16_weights(m)
-                                                                                             : NULL);
+                  m->state->precision == D1_PRECISION_BF16_MIXED || resident ? d1__bf16_weights(m) : NULL, resident);
 }
 
 /* Carves the BF16 copy's buffer (base may be NULL: sizes only); returns its
@@ -3904,7 +3951,7 @@ static const d1__bf16w *d1__bf16_weights(d1_model *m) {
 /* A forward pass that no backward pass follows (the sampler, the log-prob
    passes of diffu-GRPO): in the model's precision. */
 static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
-    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m));
+    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m), 1);
 }
 
 D1_API int d1_model_set_precision(d1_model *m, int precision) {

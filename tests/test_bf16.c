@@ -218,9 +218,10 @@ static void bf16_gemm_gs_case(int M, int N, int K, int la, int lb, int acc, floa
 
 static void test_bf16_gemm_gs_vs_definition(void) {
     static const int shapes[][3] = {{1, 1, 1}, {2, 3, 2}, {7, 33, 5}, {12, 32, 64}, {13, 45, 97}, {5, 7, 0}};
-    /* past one KC slice, several MC blocks, past one NC block: in the backward's two layouts and the odd one */
+    /* past one KC slice, several MC blocks, past one NC block: in the backward's two layouts, attention's
+       Q K^T (B transposed) and the odd one */
     static const int big[][3] = {{37, 70, 1101}, {251, 19, 600}, {3, 3100, 40}};
-    static const int big_layouts[][2] = {{GS_ROW, GS_ROW}, {GS_TRANS, GS_ROW}, {GS_ODD, GS_ODD}};
+    static const int big_layouts[][2] = {{GS_ROW, GS_ROW}, {GS_TRANS, GS_ROW}, {GS_ROW, GS_TRANS}, {GS_ODD, GS_ODD}};
     uint32_t *ws = (uint32_t *)d1__alloc(D1__BF_GS_WS * sizeof(uint32_t));
     int s, la, lb, acc;
     for (s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
@@ -229,7 +230,7 @@ static void test_bf16_gemm_gs_vs_definition(void) {
                 for (acc = 0; acc < 2; acc++)
                     bf16_gemm_gs_case(shapes[s][0], shapes[s][1], shapes[s][2], la, lb, acc, 1.0f, ws);
     for (s = 0; s < 3; s++)
-        for (la = 0; la < 3; la++)
+        for (la = 0; la < 4; la++)
             bf16_gemm_gs_case(big[s][0], big[s][1], big[s][2], big_layouts[la][0], big_layouts[la][1], la == 1, 1.0f,
                               ws);
     bf16_gemm_gs_case(17, 35, 33, GS_TRANS, GS_ROW, 1, 3e-20f, ws); /* below FLT_MIN: flushed */
@@ -311,6 +312,7 @@ static void test_bf16_mixed_training(void) {
     enum { B = 3, T = 19, V = 37 };
     int tied, i, tok[B * T];
     float *dl = randv((size_t)B * T * V, 0.1f), *lb = (float *)malloc(sizeof(float) * B * T * V);
+    float *l32 = (float *)malloc(sizeof(float) * B * T * V);
     for (tied = 0; tied < 2; tied++) {
         d1_config c;
         d1_model m;
@@ -326,14 +328,19 @@ static void test_bf16_mixed_training(void) {
         g2 = (float *)malloc(n * sizeof(float)); ref = (double *)malloc(n * sizeof(double));
         rand_tokens(tok, B * T, 35);
         mixed_grads(&m, tok, B, T, dl, g32);
+        CHECK(d1_model_forward(&m, tok, B, T, NULL) == D1_OK, "FP32 forward");
+        memcpy(l32, m.logits, sizeof(float) * B * T * V);
         CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16_MIXED) == D1_OK &&
                   d1_model_precision(&m) == D1_PRECISION_BF16_MIXED, "set BF16_MIXED");
         mixed_grads(&m, tok, B, T, dl, gmx);
         d1__forward_nograd(&m, tok, B, T, NULL);
         memcpy(lb, m.logits, sizeof(float) * B * T * V);
+        /* the forward that back-propagates: BF16 linear layers (not the FP32 logits), FP32 attention
+           (not the no-gradient pass's, whose attention products are BF16 too) */
         CHECK(d1_model_forward(&m, tok, B, T, NULL) == D1_OK &&
-                  memcmp(lb, m.logits, sizeof(float) * B * T * V) == 0,
-              "the forward that back-propagates is the BF16 forward");
+                  memcmp(l32, m.logits, sizeof(float) * B * T * V) != 0 &&
+                  memcmp(lb, m.logits, sizeof(float) * B * T * V) != 0,
+              "the training forward of BF16_MIXED: BF16 linear layers, FP32 attention");
         for (i = 0; i < (int)n; i++) ref[i] = g32[i];
         err = th_rel_err(gmx, ref, n, 1e-3);
         printf("  BF16_MIXED vs FP32 gradients (%s head): relative error %.2e\n", tied ? "tied" : "untied", err);
@@ -382,7 +389,7 @@ static void test_bf16_mixed_training(void) {
         d1_model_free(&m);
         free(g32); free(gmx); free(g2); free(ref);
     }
-    free(dl); free(lb);
+    free(dl); free(lb); free(l32);
 }
 
 /* d1_grpo_logprobs (a public BF16 pass) against FP32 on the same model:
