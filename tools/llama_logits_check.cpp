@@ -16,6 +16,7 @@
 #define D1_IMPLEMENTATION
 #include "d1.h"
 #include "llama.h"
+#include "llama_common.h"
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
@@ -24,9 +25,6 @@
 #include <cstring>
 #include <vector>
 
-static double ms_now() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int main(int argc, char **argv) {
     bool bf16 = argc >= 5 && !std::strcmp(argv[argc - 1], "bf16");
@@ -36,11 +34,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     std::vector<int> tok;
-    for (const char *s = argv[3]; *s;) {
-        char *end;
-        tok.push_back((int)std::strtol(s, &end, 10));
-        s = *end == ',' ? end + 1 : end;
-        if (end == s && *s) return 2;
+    if (!parse_ids(argv[3], tok)) {
+        std::fprintf(stderr, "llama_logits_check: TOKENS: comma-separated ids\n");
+        return 2;
     }
     int T = (int)tok.size(), rc;
     d1_model m;
@@ -59,17 +55,9 @@ int main(int argc, char **argv) {
     llama_model_params mp = llama_model_default_params();
     llama_model *lm = llama_model_load_from_file(argv[2], mp);
     if (!lm) return 1;
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)T; cp.n_batch = (uint32_t)T; cp.n_ubatch = (uint32_t)T; cp.n_threads = 1; cp.n_threads_batch = 1;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    llama_context *ctx = llama_init_from_model(lm, cp);
+    llama_context *ctx = noncausal_context(lm, T);
     if (!ctx) return 1;
-    llama_set_causal_attn(ctx, false);
-    llama_batch b = llama_batch_init(T, 0, 1);
-    for (int i = 0; i < T; i++) {
-        b.token[i] = tok[i]; b.pos[i] = i; b.n_seq_id[i] = 1; b.seq_id[i][0] = 0; b.logits[i] = 1;
-    }
-    b.n_tokens = T;
+    llama_batch b = positions_batch(T, tok.data());
     if (llama_decode(ctx, b) != 0) return 1;
     double maxdiff = 0, maxabs = 0;
     int agree = 0;

@@ -31,6 +31,7 @@
 #define D1_IMPLEMENTATION
 #include "d1.h"
 #include "llama.h"
+#include "llama_common.h"
 #include "diffusion.h"
 #include <algorithm>
 #include <chrono>
@@ -40,9 +41,6 @@
 #include <cstring>
 #include <vector>
 
-static double ms_now() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
@@ -109,11 +107,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     std::vector<int> prompt;
-    for (const char *s = argv[3]; *s;) {
-        char *end;
-        prompt.push_back((int)std::strtol(s, &end, 10));
-        if (end == s) return 2;
-        s = *end == ',' ? end + 1 : end;
+    if (!parse_ids(argv[3], prompt)) {
+        std::fprintf(stderr, "llama_sampler_check: PROMPT: comma-separated ids\n");
+        return 2;
     }
     int P = (int)prompt.size(), G = std::atoi(argv[4]), blk = std::atoi(argv[5]), steps = std::atoi(argv[6]);
     int bf16 = !std::strcmp(argv[7], "bf16"), N = argc == 9 ? std::atoi(argv[8]) : 11, T = P + G, rc;
@@ -134,15 +130,9 @@ int main(int argc, char **argv) {
     llama_log_set([](ggml_log_level, const char *, void *) {}, nullptr);
     llama_model *lm = llama_model_load_from_file(argv[2], llama_model_default_params());
     if (!lm) return 1;
-    llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)T; cp.n_batch = (uint32_t)T; cp.n_ubatch = (uint32_t)T; cp.n_threads = 1; cp.n_threads_batch = 1;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    llama_context *ctx = llama_init_from_model(lm, cp);
+    llama_context *ctx = noncausal_context(lm, T);
     if (!ctx) return 1;
-    llama_set_causal_attn(ctx, false);
-    llama_batch b = llama_batch_init(T, 0, 1);
-    for (int i = 0; i < T; i++) { b.pos[i] = i; b.n_seq_id[i] = 1; b.seq_id[i][0] = 0; b.logits[i] = 1; }
-    b.n_tokens = T;
+    llama_batch b = positions_batch(T, NULL);
 
     // 1. d1.h, temperature 0
     d1_sampler_desc d = d1_sampler_default_desc(G);
