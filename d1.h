@@ -413,13 +413,24 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    carries BF16's rounding of its operands (2^-9 relative each): a small
    random model's gradients stay within 3e-2 of FP32's (tests/test_bf16.c,
    2.5e-3 measured), but a trained model whose gradient is sensitive moves
-   further (tools/bf16_grad_check.c: 59% in L2 on the demo's Sudoku base and
-   random tokens, where rounding only the weights moves it 19%); the loss
-   the step sees is that of the BF16 forward. d1_model_backward is allowed
-   after any forward of this mode; on a GPU the model computes in FP32. */
+   further (tools/bf16_grad_check.c on the shipped Sudoku base and random
+   tokens: 22% in L2, 2026-12-07; an earlier base gave 59%, 19% of it from
+   rounding the weights alone, where the shipped one's weights are BF16
+   numbers already); the loss the step sees is that of the BF16 forward.
+   d1_model_backward is allowed after any forward of this mode; on a GPU
+   the model computes in FP32. */
 enum { D1_PRECISION_F32 = 0, D1_PRECISION_BF16 = 1, D1_PRECISION_BF16_MIXED = 2 };
 D1_API int d1_model_set_precision(d1_model *m, int precision);
 D1_API int d1_model_precision(const d1_model *m);  /* D1_PRECISION_*, or D1_ERR_ARG */
+/* Which kernel the BF16 GEMMs of this model run: D1_BF16_KERNEL_FAST (the
+   default: AVX512-BF16 or NEON where the build and the CPU have it, else
+   the scalar one) or D1_BF16_KERNEL_REFERENCE (the scalar kernel, the
+   definition, everywhere: slow). Both compute the same bits, so this changes
+   speed only; it is the way to check a fast kernel against the reference on
+   a whole model (tests/test_bf16.c). Any precision, a d1_model_load_bf16
+   model too; D1_ERR_ARG for another value. */
+enum { D1_BF16_KERNEL_FAST = 0, D1_BF16_KERNEL_REFERENCE = 1 };
+D1_API int d1_model_set_bf16_kernel(d1_model *m, int kernel);
 
 /* ---- LoRA ------------------------------------------------------------------
    d1_lora_attach allocates adapters (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0,
@@ -2971,6 +2982,7 @@ struct d1__state {
     d1__bf16w bw;            /* the BF16 copy (mem NULL when F32)           */
     int      bf16_resident;  /* d1_model_load_bf16: the matrices live in bw only,
                                 param_memory holds wte and the norms           */
+    int      bf16_ref;       /* D1_BF16_KERNEL_REFERENCE: bw.simd stays 0   */
 #if defined(D1_CUDA)
     struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
 #endif
@@ -3971,7 +3983,7 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
         mem = s->bw.mem ? s->bw.mem : (uint32_t *)d1__alloc(d1__bf16w_carve(&m->config, NULL, &bw) * sizeof(uint32_t));
         if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__bf16w_carve(&m->config, mem, &bw);
-        bw.simd = d1__cpu_bf16();
+        bw.simd = !s->bf16_ref && d1__cpu_bf16();
         d1__bf16w_pack(m, &bw);
         s->bw = bw;
         s->bf16_stale = 0;
@@ -3982,6 +3994,14 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
 
 D1_API int d1_model_precision(const d1_model *m) {
     return m && m->state ? m->state->precision : D1__FAIL(D1_ERR_ARG);
+}
+
+D1_API int d1_model_set_bf16_kernel(d1_model *m, int kernel) {
+    if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
+    if (kernel != D1_BF16_KERNEL_FAST && kernel != D1_BF16_KERNEL_REFERENCE) return D1__FAIL(D1_ERR_ARG);
+    m->state->bf16_ref = kernel == D1_BF16_KERNEL_REFERENCE;
+    m->state->bw.simd = !m->state->bf16_ref && d1__cpu_bf16(); /* a packed copy's, if any; the next one's */
+    return D1_OK;
 }
 
 /* The backward pass of d1__forward, from dlogits [B,T,V]; every parameter

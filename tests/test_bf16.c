@@ -298,7 +298,7 @@ static void test_bf16_forward_vs_f32(void) {
 
 /* D1_PRECISION_BF16_MIXED on a small model (GQA; untied and tied head, so
    the tied embedding's two gradients meet): the forward that back-propagates
-   is the BF16 one, bit for bit; every parameter gradient from a fixed
+   has BF16 linear layers and FP32 attention; every parameter gradient from a fixed
    dlogits agrees with FP32's to 3e-2 of its scale (each product's operands
    carry BF16's 2^-9 relative rounding) and is not FP32's; 1 and 2 threads
    give the same bits; LoRA adapters get their (FP32) gradients on the BF16
@@ -531,6 +531,53 @@ static void fresh_copy(d1_model *f, const d1_model *m) {
    forward equals (bit for bit) that of a fresh model set to BF16 with the new
    weights. Writing param_memory without d1_model_push leaves the copy stale
    (the documented contract). */
+/* d1_model_set_bf16_kernel: the reference (scalar) kernel and the fast one
+   give the same bits on a whole model, not only per GEMM: the BF16 logits,
+   the BF16_MIXED gradients, and the sampler's tokens with the dual KV cache;
+   a bad value is refused and changes nothing. */
+static void test_bf16_kernel_choice(void) {
+    enum { B = 3, T = 19, V = 37, P = 8, G = 8 };
+    int tok[B * T], prompts[2 * P], out[2][2 * (P + G)], k;
+    float *dl = randv((size_t)B * T * V, 0.1f), *lg[2], *gr[2];
+    d1_config c;
+    d1_model m;
+    small_config(&c, 0);
+    CHECK(d1_model_init(&m, &c, 41) == D1_OK, "init");
+    rand_tokens(tok, (size_t)B * T, 35);
+    rand_tokens(prompts, 2 * P, 35);
+    CHECK(d1_model_set_bf16_kernel(NULL, D1_BF16_KERNEL_REFERENCE) == D1_ERR_ARG, "NULL model");
+    for (k = 0; k < 2; k++) { /* k 0: the fast kernel (the default), 1: the reference */
+        d1_sampler_desc d = d1_sampler_default_desc(G);
+        d1_rng r;
+        size_t n = (size_t)B * T * V;
+        lg[k] = (float *)malloc(n * sizeof(float)); gr[k] = (float *)malloc(m.num_params * sizeof(float));
+        if (k) CHECK(d1_model_set_bf16_kernel(&m, D1_BF16_KERNEL_REFERENCE) == D1_OK, "reference kernel");
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16) == D1_OK, "BF16");
+        CHECK(m.state->bw.simd == (!k && have_fast), "the kernel the model runs");
+        CHECK(d1__ensure(&m, B, T) == D1_OK, "buffers"); /* the internal pass below does not size them */
+        d1__forward_nograd(&m, tok, B, T, NULL);
+        memcpy(lg[k], m.logits, n * sizeof(float));
+        d.block_len = 4; d.steps = 4; d.kv_cache = D1_KV_DUAL;
+        d1_rng_seed(&r, 5);
+        CHECK(d1_sampler_generate(&m, &d, prompts, 2, P, NULL, &r, out[k], NULL) == D1_OK, "sampler");
+        CHECK(d1_model_set_precision(&m, D1_PRECISION_BF16_MIXED) == D1_OK, "BF16_MIXED");
+        mixed_grads(&m, tok, B, T, dl, gr[k]);
+    }
+    CHECK(memcmp(lg[0], lg[1], (size_t)B * T * V * sizeof(float)) == 0, "BF16 logits: fast and reference kernels");
+    CHECK(memcmp(gr[0], gr[1], m.num_params * sizeof(float)) == 0, "BF16_MIXED gradients: fast and reference");
+    CHECK(memcmp(out[0], out[1], sizeof out[0]) == 0, "sampler tokens (dual cache): fast and reference");
+    CHECK(d1_model_set_bf16_kernel(&m, 2) == D1_ERR_ARG && d1_model_set_bf16_kernel(&m, -1) == D1_ERR_ARG &&
+              m.state->bf16_ref == 1 && m.state->bw.simd == 0,
+          "a bad kernel value is refused, the choice unchanged");
+    CHECK(d1_model_set_bf16_kernel(&m, D1_BF16_KERNEL_FAST) == D1_OK && m.state->bw.simd == have_fast,
+          "back to the fast kernel");
+    printf("  the %s and reference kernels: the same logits, gradients and tokens%s\n", FAST_NAME,
+           have_fast ? "" : " (no fast kernel here: both scalar)");
+    d1_model_free(&m);
+    for (k = 0; k < 2; k++) { free(lg[k]); free(gr[k]); }
+    free(dl);
+}
+
 static void test_bf16_refresh(void) {
     enum { B = 2, T = 17, V = 37 };
     d1_config c;
@@ -762,6 +809,7 @@ int main(void) {
     RUN(test_bf16_forward_vs_f32);
     RUN(test_bf16_logprobs_and_forward_api);
     RUN(test_bf16_mixed_training);
+    RUN(test_bf16_kernel_choice);
     RUN(test_bf16_refresh);
     RUN(test_bf16_contract);
     RUN(test_bf16_resident_load);
