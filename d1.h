@@ -2283,8 +2283,9 @@ D1__BF16_TARGET static void d1__bf16_pack_a_avx512(int mc, int kc, const float *
 /* The same sums on Armv8.6 (FEAT_BF16). BFMLALT multiplies the odd (top)
    bfloat16 of each dword pair and adds it to the FP32 lane, BFMLALB the even
    (bottom) one: each one fused multiply-add rounded to nearest even, so
-   "T then B" is the definition's order. Subnormals: FPCR.FZ, which the GEMMs
-   set while they run (d1__fz_on), flushes them in and out as vdpbf16ps does.
+   "T then B" is the definition's order. Subnormals: FPCR.FZ, which
+   d1__bf16_tiles sets while the kernel runs (d1__fz_on), flushes them in and
+   out as vdpbf16ps does.
    (BFDOT and BFMMLA would do twice the work per instruction but round their
    two products' sum their own way, so they would not give the definition's
    bits.) The 12 x 32 tile runs as 2 x 2 sub-tiles of 6 rows x 16 columns:
@@ -2397,6 +2398,9 @@ static void d1__bf16_tiles(int mc, int nc, int kcp, const uint32_t *a, const uin
 #if !defined(D1__BF16_SIMD)
     (void)simd;
 #endif
+#if defined(D1__BF16_NEON)
+    uint64_t fpcr = simd ? d1__fz_on() : 0; /* the NEON kernel's flush-to-zero, for these tiles */
+#endif
     for (jr = 0; jr < nc; jr += D1__BF_NR)
         for (ir = 0; ir < mc; ir += D1__BF_MR) {
             int mr = D1__MIN(D1__BF_MR, mc - ir), nr = D1__MIN(D1__BF_NR, nc - jr);
@@ -2408,6 +2412,9 @@ static void d1__bf16_tiles(int mc, int nc, int kcp, const uint32_t *a, const uin
 #endif
                 d1__ukernel_bf16_scalar(kcp, ai, kcp, bj, cij, ldc, acc, mr, nr);
         }
+#if defined(D1__BF16_NEON)
+    if (simd) d1__fz_restore(fpcr);
+#endif
 }
 
 /* The blocked BF16 GEMM on one thread: C[M,N] = A[M,K] . W^T from W packed by
@@ -2425,9 +2432,6 @@ static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, co
 #if !defined(D1__BF16_SIMD)
     (void)simd;
 #endif
-#if defined(D1__BF16_NEON)
-    uint64_t fpcr = simd ? d1__fz_on() : 0;
-#endif
     for (pc = 0; pc < K; pc += D1__BF_KC) {
         int kc = D1__MIN(D1__BF_KC, K - pc), kcp = (kc + 1) / 2;
         for (ic = 0; ic < M; ic += D1__BF_MC) {
@@ -2444,9 +2448,6 @@ static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, co
                            C + (ptrdiff_t)ic * ldc, ldc, pc > 0, simd);
         }
     }
-#if defined(D1__BF16_NEON)
-    if (simd) d1__fz_restore(fpcr);
-#endif
 }
 
 /* The BF16 GEMM across the pool, cut like d1__gemm_task: by rows of C (in
@@ -2624,9 +2625,6 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
 #if !defined(D1__BF16_SIMD)
     (void)simd;
 #endif
-#if defined(D1__BF16_NEON)
-    uint64_t fpcr = simd ? d1__fz_on() : 0;
-#endif
     for (jc = 0; jc < N; jc += D1__BF_NC) {
         int nc = D1__MIN(D1__BF_NC, N - jc);
         for (pc = 0; pc < K; pc += D1__BF_KC) {
@@ -2655,9 +2653,6 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
             }
         }
     }
-#if defined(D1__BF16_NEON)
-    if (simd) d1__fz_restore(fpcr);
-#endif
 }
 
 /* d1__gemm_bf16_gs across the pool, cut as d1__gemm_task cuts d1__gemm. */
@@ -2998,6 +2993,8 @@ static void d1__weights_changed(d1_model *m) {
 /* A model of d1_model_load_bf16 holds its matrices in BF16 only: the calls
    that read or change the FP32 matrices refuse it (D1__REFUSE_RESIDENT). */
 static int d1__resident(const d1_model *m) { return m && m->state && m->state->bf16_resident; }
+/* the kernel a model's BF16 GEMMs run: fast where it can, unless the reference is asked for */
+static int d1__bf16_simd(const struct d1__state *s) { return !s->bf16_ref && d1__cpu_bf16(); }
 #define D1__REFUSE_RESIDENT(m)                                                                              \
     do {                                                                                                    \
         if (d1__resident(m))                                                                                \
@@ -3984,7 +3981,7 @@ D1_API int d1_model_set_precision(d1_model *m, int precision) {
         mem = s->bw.mem ? s->bw.mem : (uint32_t *)d1__alloc(d1__bf16w_carve(&m->config, NULL, &bw) * sizeof(uint32_t));
         if (!mem) return D1__FAIL(D1_ERR_NOMEM);
         d1__bf16w_carve(&m->config, mem, &bw);
-        bw.simd = !s->bf16_ref && d1__cpu_bf16();
+        bw.simd = d1__bf16_simd(s);
         d1__bf16w_pack(m, &bw);
         s->bw = bw;
         s->bf16_stale = 0;
@@ -4001,7 +3998,7 @@ D1_API int d1_model_set_bf16_kernel(d1_model *m, int kernel) {
     if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
     if (kernel != D1_BF16_KERNEL_FAST && kernel != D1_BF16_KERNEL_REFERENCE) return D1__FAIL(D1_ERR_ARG);
     m->state->bf16_ref = kernel == D1_BF16_KERNEL_REFERENCE;
-    m->state->bw.simd = !m->state->bf16_ref && d1__cpu_bf16(); /* a packed copy's, if any; the next one's */
+    m->state->bw.simd = d1__bf16_simd(m->state); /* a packed copy's, if any; the next one's */
     return D1_OK;
 }
 
@@ -8025,7 +8022,7 @@ static int d1__model_alloc_resident(d1_model *m, const d1_config *c) {
     }
     memset(tmp.state->bw.mem, 0, words * sizeof(uint32_t));
     d1__bf16w_carve(c, tmp.state->bw.mem, &tmp.state->bw);
-    tmp.state->bw.simd = d1__cpu_bf16();
+    tmp.state->bw.simd = d1__bf16_simd(tmp.state);
     tmp.state->precision = D1_PRECISION_BF16;
     tmp.state->bf16_resident = 1;
     tmp.params.wte = tmp.param_memory;

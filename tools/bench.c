@@ -14,7 +14,7 @@
    loss; the BF16 weight copy repacked after each AdamW step, inside the timed
    step) and the forward under D1_PRECISION_BF16 (d1__forward_nograd over the
    whole [B, T]: the sampler's pass, the same work as d1_model_forward with the
-   linear layers as BF16 GEMMs). The child's peak RSS includes the packed BF16
+   linear layers and attention's two products as BF16 GEMMs). The child's peak RSS includes the packed BF16
    weight copy beside the FP32 ones. Where the build has no fast BF16 kernel
    for this CPU (d1_build_info: "scalar"), the BF16 rows are skipped with a
    note: the scalar kernel is the reference, not a fast path.
@@ -115,7 +115,8 @@ static int forward_step(void *p) {
     return d1_model_forward(&r->m, r->tok, r->B, r->T, NULL);
 }
 /* The BF16 forward: d1_model_forward's checks, then the no-gradient pass in
-   the model's precision (D1_PRECISION_BF16: the linear layers as BF16 GEMMs). */
+   the model's precision (D1_PRECISION_BF16: the linear layers and attention's
+   products as BF16 GEMMs). */
 static int forward_step_bf16(void *p) {
     run *r = (run *)p;
     int rc = d1__check_batch(&r->m, r->tok, r->B, r->T, NULL);
