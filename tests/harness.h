@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int th_passed, th_failed, th_cur_failed;
 static const char *th_cur_name = "";
@@ -24,13 +25,18 @@ static const char *th_cur_name = "";
         }                                                                         \
     } while (0)
 
+/* Each test's line carries the processor time it took (clock(): every thread
+   of the process), so a slow suite shows where its minutes go; no claim is
+   made of it. */
 #define RUN(fn)                                                                   \
     do {                                                                          \
+        clock_t th_c0 = clock();                                                  \
         th_cur_name = #fn;                                                        \
         th_cur_failed = 0;                                                        \
         fn();                                                                     \
         if (th_cur_failed) th_failed++;                                           \
-        else { th_passed++; printf("ok   %s\n", #fn); }                           \
+        else { th_passed++; printf("ok   %s (%.1f s cpu)\n", #fn,                \
+                                   (double)(clock() - th_c0) / CLOCKS_PER_SEC); } \
         fflush(stdout);                                                           \
     } while (0)
 
