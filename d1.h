@@ -196,6 +196,11 @@ D1_API const char *d1_last_error(void);
    "bit for bit" hold within one such build on one CPU type: the SIMD path sets
    the order of every sum, so builds with different lines round differently. */
 D1_API const char *d1_build_info(void);
+/* 1 when this build on this CPU runs the BF16 GEMMs of D1_PRECISION_BF16 and
+   _BF16_MIXED with a SIMD kernel (AVX512-BF16, NEON BF16: the bf16 entry of
+   d1_build_info that is not "scalar"), 0 when only the scalar reference
+   kernel is there (same bits, but slower than FP32: keep FP32 there). */
+D1_API int d1_bf16_simd_available(void);
 
 /* ---- random numbers: xoshiro256**, seeded by splitmix64 ------------------ */
 typedef struct d1_rng { uint64_t s[4]; } d1_rng;
@@ -1229,6 +1234,8 @@ D1_API const char *d1_build_info(void) {
     return D1__BUILD_LINE("scalar");
 #endif
 }
+
+D1_API int d1_bf16_simd_available(void) { return d1__cpu_bf16(); }
 
 D1_API const char *d1_strerror(int status) {
     switch (status) {

@@ -18,7 +18,7 @@
                [--rl-prompts N] [--rl-group G] [--rl-inner N]
                [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda]
-               [--dim N] [--layers N] [--train-precision f32|mixed]
+               [--dim N] [--layers N] [--train-precision f32|mixed] [--precision auto|f32|bf16]
 
    --task NAME  one task of tasks.h's table (sudoku, countdown); all: each of them
    --full   train base and SFT from scratch (demo-full); without it the RL
@@ -34,6 +34,14 @@
    --train-precision mixed  base and SFT train with D1_PRECISION_BF16_MIXED
             (BF16 operands in the forward and backward matmuls, FP32
             weights, gradients and moments); evaluation stays FP32
+   --precision bf16  the RL arms and the evaluation in BF16: rollouts,
+            log-prob passes and evaluation D1_PRECISION_BF16, the arms'
+            updates D1_PRECISION_BF16_MIXED (FP32 weights, gradients and
+            moments); f32: all FP32; auto (the default): bf16 where
+            d1_bf16_simd_available() (AVX512-BF16, NEON BF16), else f32
+            (the scalar BF16 kernel is slower than FP32). The two tables
+            differ by BF16's rounding (README); on a GPU (--device cuda)
+            everything is FP32
    Every stage saves its checkpoint as it goes (an interrupted run resumes
    where it stopped; a finished stage is skipped), logs each step to
    OUT/TASK/STAGE.csv and draws OUT/TASK/STAGE.svg. OUT/TASK/settings.txt
@@ -107,6 +115,9 @@ typedef struct settings {
     int  base_steps, sft_steps, batch;
     float base_lr, sft_lr;
     int  train_mixed;          /* 1: base and SFT train in D1_PRECISION_BF16_MIXED (--train-precision mixed) */
+    int  bf16;                 /* 1: the RL arms and the evaluation in BF16 (--precision): rollouts,
+                                  log-prob passes and evaluation D1_PRECISION_BF16, the arms' updates
+                                  D1_PRECISION_BF16_MIXED; 0: all FP32 */
     /* diffu-GRPO */
     int  rl_iters, rl_prompts, rl_group, rl_kv_cache;
     float rl_threshold;
@@ -275,6 +286,7 @@ static int settings_match(const settings *S, int record) {
                  (double)S->sft_lr, S->rl_iters, S->rl_prompts, S->rl_group, S->rl_kv_cache, (double)S->rl_threshold,
                  S->block, S->eval_n, S->monitor_n, S->monitor_every);
     if (S->train_mixed) n += snprintf(now + n, sizeof now - (size_t)n, "train precision bf16 mixed\n");
+    if (S->bf16) n += snprintf(now + n, sizeof now - (size_t)n, "rl and eval precision bf16\n");
     if (S->variant) n += snprintf(now + n, sizeof now - (size_t)n, "variant %s\n", S->variant);
     for (k = 0; k < 2; k++) {
         const rl_recipe *r = k ? &S->rlx : &S->rl;
@@ -318,6 +330,14 @@ static int settings_match(const settings *S, int record) {
    made or loaded (a build with -DD1_CUDA: make cuda). */
 static int place(const settings *S, d1_model *m) {
     return S->device == D1_DEVICE_CPU ? D1_OK : check(d1_model_set_device(m, S->device), "--device cuda");
+}
+/* place, then the precision of the RL arms and the evaluation (--precision):
+   precision is D1_PRECISION_BF16 (models that only infer) or _BF16_MIXED (a
+   policy that trains); FP32 unless the run is in BF16 */
+static int place_in(const settings *S, d1_model *m, int precision) {
+    int rc = place(S, m);
+    if (rc == D1_OK && S->bf16) rc = check(d1_model_set_precision(m, precision), "--precision bf16");
+    return rc;
 }
 
 /* A progress bar on stderr: stage, step/total, a value, tokens/s, ETA. */
@@ -782,15 +802,16 @@ static int stage_rl(const settings *S, int stage) {
     FILE *csv;
     if (stage_paths(S, stage, final_dir, ckpt_dir, csv_path, svg_path)) return 0; /* done already */
     model_dir(src, sizeof src, S, from);
-    if (check(d1_model_load(&ref, src), src) != D1_OK || place(S, &ref) != D1_OK) return 1;
+    if (check(d1_model_load(&ref, src), src) != D1_OK || place_in(S, &ref, D1_PRECISION_BF16) != D1_OK) return 1;
 
     /* d1's optimizer for RL: AdamW (0.9, 0.99), clip 0.2; lr and weight decay the recipe's */
     od.lr = rr->lr; od.beta1 = 0.9f; od.beta2 = 0.99f; od.weight_decay = rr->wd; od.grad_clip = 0.2f;
     if (resume_from(ckpt_dir, &policy, &opt, &od, rngs)) {
-        if (place(S, &policy) != D1_OK) return 1;
+        if (place_in(S, &policy, D1_PRECISION_BF16_MIXED) != D1_OK) return 1;
         fprintf(stderr, "%s %s: resuming at iteration %d\n", t->name, stage_names[stage], (int)(opt.step / rr->inner));
     } else {
-        if (check(d1_model_load(&policy, src), src) != D1_OK || place(S, &policy) != D1_OK) return 1;
+        if (check(d1_model_load(&policy, src), src) != D1_OK || place_in(S, &policy, D1_PRECISION_BF16_MIXED) != D1_OK)
+            return 1;
         d1_adamw_init(&opt, &policy, &od);
         d1_rng_seed(&rngs[0], S->seed * 1000 + 30 + stage);
         d1_rng_seed(&rngs[1], S->seed * 1000 + 40 + stage);
@@ -916,7 +937,7 @@ static int stage_eval(const settings *S, int stage) {
         fprintf(stderr, "%s %s: no model at %s, not evaluated\n", t->name, stage_names[stage], dir);
         return 0;
     }
-    if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
+    if (check(d1_model_load(&m, dir), dir) != D1_OK || place_in(S, &m, D1_PRECISION_BF16) != D1_OK) return 1;
     for (i = 0; i < 2; i++) { /* the test split's prompts and d1's protocol's */
         prompts[i] = (int *)malloc(sizeof(int) * S->eval_n * t->prompt_len);
         n[i] = heldout_prompts(t, S->eval_n, 2024, i == 0 ? SPLIT_TEST : SPLIT_ANY, prompts[i]);
@@ -1018,7 +1039,8 @@ static void print_table(const settings *S) {
 /* OUT/summary.json: every evaluated cell of every task in this run, for
    scripts: task, row, split ("test": no solution grid seen in training;
    "any": d1's protocol), gen_len, block, prompts, mean reward and its
-   standard error, exact share and its standard error, answers missing. */
+   standard error, exact share and its standard error, answers missing;
+   and the precision of the RL arms and evaluation ("bf16" or "f32"). */
 static void write_summary(const settings *S, int n_tasks) {
     char path[512], tmp[520];
     int k, r, i, first = 1;
@@ -1026,7 +1048,7 @@ static void write_summary(const settings *S, int n_tasks) {
     snprintf(path, sizeof path, "%s/summary.json", S[0].out);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (mkdirs(S[0].out) != 0 || (f = fopen(tmp, "w")) == NULL) return;
-    fprintf(f, "{\"cells\": [");
+    fprintf(f, "{\"precision\": \"%s\", \"cells\": [", S[0].bf16 ? "bf16" : "f32");
     for (k = 0; k < n_tasks; k++) {
         eval_cell cells[MAX_CELLS];
         int n_cells = eval_cells(&S[k], cells);
@@ -1127,7 +1149,7 @@ typedef struct cli {
     int block_n;       /* parsed from block (-1: not given) */
     float rope_theta;
     int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
-    int dim, layers, rl_prompts, rl_group, device, train_mixed;
+    int dim, layers, rl_prompts, rl_group, device, train_mixed, precision;
     uint64_t seed;
 } cli;
 enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
@@ -1160,6 +1182,10 @@ static const cli_option cli_options[] = {
     {"--layers", OPT_INT, CLI(layers), "N", NULL},
     {"--block", OPT_STR, CLI(block), "N|all", NULL},
     {"--train-precision", OPT_CHOICE, CLI(train_mixed), "f32|mixed", "--train-precision: base and SFT in FP32, or with BF16 operands in the matmuls"},
+    {"--precision", OPT_CHOICE, CLI(precision), "auto|f32|bf16",
+     "--precision: the RL arms and the evaluation in BF16 (rollouts, log-prob passes, evaluation; the arms'\n"
+     "    updates with BF16 operands, FP32 weights), all in FP32, or auto (the default): bf16 where this CPU\n"
+     "    has a BF16 SIMD kernel (d1_bf16_simd_available: AVX512-BF16, NEON BF16), else f32"},
 };
 
 static void usage(void) {
@@ -1320,6 +1346,8 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
         if (c->layers > 0) S[n].layers = c->layers;
         S[n].device = c->device;
         S[n].train_mixed = c->train_mixed;
+        S[n].bf16 = c->device == D1_DEVICE_CPU &&
+                    (c->precision == 2 || (c->precision == 0 && d1_bf16_simd_available()));
         S[n].rl = *rl; S[n].rlx = *rlx;
         if (c->block_n >= 0) S[n].block = c->block_n;
         S[n].seed = c->seed; S[n].out = c->out; S[n].full = c->full; S[n].ship = c->ship;
@@ -1398,8 +1426,9 @@ int main(int argc, char **argv) {
     if ((failed = run_stages(&c, S, n_tasks)) < 0) { usage(); return 2; }
     for (k = 0; k < n_tasks; k++) print_table(&S[k]);
     write_summary(S, n_tasks);
-    printf("\nwall time %.0f s (%s%s, seed %llu, outputs in %s)\n", now_s() - t0, c.full ? "--full" : "from shipped base/SFT",
-           c.quick ? ", --quick" : "", (unsigned long long)c.seed, c.out);
+    printf("\nwall time %.0f s (%s%s, seed %llu, RL and evaluation in %s, outputs in %s)\n", now_s() - t0,
+           c.full ? "--full" : "from shipped base/SFT", c.quick ? ", --quick" : "", (unsigned long long)c.seed,
+           S[0].bf16 ? "BF16" : "FP32", c.out);
     return failed ? 1 : 0;
 }
 #endif /* D1_DEMO_NO_MAIN */

@@ -772,6 +772,16 @@ static void test_bf16_resident_load(void) {
     }
 }
 
+/* d1_bf16_simd_available says what d1_build_info's bf16 entry says: 1 when
+   that entry names a SIMD kernel, 0 when it is "scalar ..." */
+static void test_bf16_simd_available(void) {
+    const char *b = strstr(d1_build_info(), ", bf16 ");
+    int scalar = b && !strncmp(b + 7, "scalar", 6);
+    CHECK(b != NULL, "no bf16 entry in \"%s\"", d1_build_info());
+    CHECK(d1_bf16_simd_available() == !scalar, "d1_bf16_simd_available %d, build line \"%s\"",
+          d1_bf16_simd_available(), d1_build_info());
+}
+
 int main(void) {
     TH_BANNER();
     d1_rng_seed(&rng, 1);
@@ -803,6 +813,7 @@ int main(void) {
     printf("model passes: %s; the sampler test runs %d rows\n", have_fast ? FAST_NAME : "scalar (slow)",
            sampler_rows());
     RUN(test_bf16_round);
+    RUN(test_bf16_simd_available);
     RUN(test_bf16_gemm_vs_definition);
     RUN(test_bf16_gemm_gs_vs_definition);
     RUN(test_bf16_gemm_threads_bitwise);
