@@ -115,7 +115,8 @@
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
      LoRA adapters                                 d1_lora_attach / _merge
      BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16;
-                                                   d1_model_set_bf16_kernel (the reference kernel)
+                                                   d1_model_set_bf16_kernel (the reference kernel),
+                                                   d1_bf16_simd_available (a SIMD kernel here?)
      a model held in BF16 only (8B-class)          d1_model_load_bf16; d1__resident_put
      mixed-precision training (BF16 operands)      D1_PRECISION_BF16_MIXED; d1__linear_backward,
                                                    d1__gemm_bf16_gs
