@@ -211,8 +211,11 @@ static void model_dir(char *buf, size_t cap, const settings *S, int stage) {
     path_of(buf, cap, S, stage_names[stage], "/final");
 }
 
+/* the program's name in its messages (tools/demo_measure.c sets its own) */
+static const char *demo_prog = "d1_demo";
+
 static int check(int rc, const char *what) {
-    if (rc != D1_OK) fprintf(stderr, "d1_demo: %s: %s (%s)\n", what, d1_strerror(rc), d1_last_error());
+    if (rc != D1_OK) fprintf(stderr, "%s: %s: %s (%s)\n", demo_prog, what, d1_strerror(rc), d1_last_error());
     return rc;
 }
 
@@ -224,7 +227,7 @@ static int resume_from(const char *dir, d1_model *m, d1_adamw *opt, const d1_ada
     int rc = d1_model_load(m, dir);
     if (rc != D1_OK) {
         if (rc != D1_ERR_NOT_FOUND)
-            fprintf(stderr, "d1_demo: %s: %s (%s); the stage starts over\n", dir, d1_strerror(rc), d1_last_error());
+            fprintf(stderr, "%s: %s: %s (%s); the stage starts over\n", demo_prog, dir, d1_strerror(rc), d1_last_error());
         return 0;
     }
     if ((rc = d1_adamw_init(opt, m, od)) == D1_OK) {
@@ -232,7 +235,7 @@ static int resume_from(const char *dir, d1_model *m, d1_adamw *opt, const d1_ada
         if (rc != D1_OK) d1_adamw_free(opt);
     }
     if (rc != D1_OK) {
-        fprintf(stderr, "d1_demo: %s: training state: %s (%s); the stage starts over\n", dir, d1_strerror(rc),
+        fprintf(stderr, "%s: %s: training state: %s (%s); the stage starts over\n", demo_prog, dir, d1_strerror(rc),
                 d1_last_error());
         d1_model_free(m);
         return 0;
@@ -310,7 +313,7 @@ static int settings_match(const settings *S, int record) {
         old[got] = '\0';
         fclose(f);
         if (strcmp(old, now) == 0) return 1;
-        fprintf(stderr, "d1_demo: %s holds results made with other settings:\n", dir);
+        fprintf(stderr, "%s: %s holds results made with other settings:\n", demo_prog, dir);
         lines_missing("there:", old, now);
         lines_missing("now:  ", now, old);
         fprintf(stderr, "Use another --out, or remove %s to start over.\n", dir);
@@ -318,7 +321,7 @@ static int settings_match(const settings *S, int record) {
     }
     if (!record) return 1;
     if (mkdirs(dir) != 0 || (f = fopen(path, "wb")) == NULL) {
-        fprintf(stderr, "d1_demo: cannot write %s\n", path);
+        fprintf(stderr, "%s: cannot write %s\n", demo_prog, path);
         return 0;
     }
     fputs(now, f);
@@ -480,7 +483,7 @@ static void svg_plot(const char *path, const char *title, const series *s, int n
 static int encode(const task *t, const char *text, int *ids, int cap, int want) {
     int n = tok_encode(t, text, ids, cap);
     if (n < 0 || (want >= 0 && n != want)) {
-        fprintf(stderr, "d1_demo: task %s: \"%s\" %s\n", t->name, text,
+        fprintf(stderr, "%s: task %s: \"%s\" %s\n", demo_prog, t->name, text,
                 n < 0 ? "has a character its vocabulary lacks, or does not fit" : "is not prompt_len tokens long");
         exit(1);
     }
@@ -1018,7 +1021,7 @@ static void print_table(const settings *S) {
             }
             fprintf(f, "\n");
         }
-        fprintf(f, "(%d prompts per cell; \"d1's split\": puzzles from every solution grid, as d1's own test set%s)\n", n,
+        fprintf(f, "(%d prompts per cell; \"d1's split\": %s%s)\n", n, t->any_split,
                 S->block != t->block_len ? "; \"block 8\": the earlier demo's decoding" : "");
         /* how many completions had no <answer>...</answer> at all: a format
            failure, as opposed to a wrong answer */

@@ -371,11 +371,14 @@ typedef struct task {
     const char *chars;         /* the vocabulary: these characters (UTF-8), ids 0, 1, ... */
     const char *const *tags;   /* then these, one token each; "<eos>" and "<mask>" among them */
     int   n_tags;
+    const char *any_split;     /* what SPLIT_ANY draws from, for the table's footnote  */
 } task;
 
 static const task tasks[] = {
-    {"sudoku", 16, {56, 64, 0}, 2, 8, 1, sudoku_example, sudoku_reward_text, demo_chars, demo_tags, 6},
-    {"countdown", 8, {32, 48, 0}, 2, 8, 0, countdown_example, countdown_reward_text, demo_chars, demo_tags, 6},
+    {"sudoku", 16, {56, 64, 0}, 2, 8, 1, sudoku_example, sudoku_reward_text, demo_chars, demo_tags, 6,
+     "puzzles from every solution grid, as d1's own test set"},
+    {"countdown", 8, {32, 48, 0}, 2, 8, 0, countdown_example, countdown_reward_text, demo_chars, demo_tags, 6,
+     "problems from every number set and target, the training ones too"},
 };
 enum { N_TASKS = sizeof tasks / sizeof tasks[0] };
 

@@ -182,6 +182,7 @@ int main(int argc, char **argv) {
     rl_recipe rl, rlx;
     settings S[N_TASKS];
     int i, k, n_tasks, failed = 0, threshold, measure;
+    demo_prog = "demo_measure";
     if (!task_tokenizers_init()) { fprintf(stderr, "demo_measure: the tasks' tokenizers: %s\n", d1_last_error()); return 1; }
     if ((argc = variant_flags(argc, argv)) < 0) {
         fprintf(stderr, "demo_measure: --train-holes LO-HI (1 <= LO <= HI <= 11) or --rl-pool N (N >= 1)\n");

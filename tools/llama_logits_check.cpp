@@ -1,9 +1,9 @@
 // llama_logits_check.cpp - the logits llama.cpp computes for a GGUF that `d1 export-gguf`
 // wrote, against the logits d1.h computes for the same checkpoint: the check that the export
 // (names, shapes, the q/k row order for llama.cpp's pairwise RoPE) is the same function.
-// Not part of the build (it links llama.cpp); build it against a llama.cpp checkout:
+// Not part of the build (it links llama.cpp); build it against a llama.cpp checkout (one command):
 //
-//   c++ -O3 -march=native -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp \
+//   c++ -O3 -march=native -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include tools/llama_logits_check.cpp
 //       -o build/llama_logits_check -LLLAMA/build/bin -lllama -lggml -lggml-base -lm -lpthread
 //   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_logits_check DIR model.gguf 1,2,3,... [N] [bf16]
 //

@@ -18,11 +18,11 @@
 //            by the step callback (they would cost one pass each and reveal nothing).
 //
 // Not part of the build (it links llama.cpp); `make bench-compare LLAMA_CPP=BUILD_DIR` builds
-// and runs it; by hand (LLAMA: a llama.cpp checkout built in LLAMA/build):
+// and runs it; by hand (LLAMA: a llama.cpp checkout built in LLAMA/build; one command):
 //
-//   c++ -O3 -march=native -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include -ILLAMA/examples/diffusion \
-//       -ILLAMA/common tools/llama_sampler_check.cpp -o build/llama_sampler_check \
-//       LLAMA/build/examples/diffusion/libllama-diffusion.a -LLLAMA/build/bin -lllama-common \
+//   c++ -O3 -march=native -std=c++17 -I. -ILLAMA/include -ILLAMA/ggml/include -ILLAMA/examples/diffusion
+//       -ILLAMA/common tools/llama_sampler_check.cpp -o build/llama_sampler_check
+//       LLAMA/build/examples/diffusion/libllama-diffusion.a -LLLAMA/build/bin -lllama-common
 //       LLAMA/build/common/libllama-common-base.a -LLLAMA/build/bin -lllama -lggml -lggml-base -lm -lpthread
 //   LD_LIBRARY_PATH=LLAMA/build/bin build/llama_sampler_check DIR model.gguf PROMPT GEN BLOCK STEPS f32|bf16 [N]
 //
