@@ -2226,10 +2226,16 @@ static void d1__ukernel_bf16_scalar(int kcp, const uint32_t *a, ptrdiff_t lda, c
 /* 12 x 32 with vdpbf16ps: 24 zmm accumulators (16 sums of 2 pairs each), 2 for
    the W pairs, 1 broadcast A pair. Loads and stores only mr rows and nr
    columns (masked), so edge tiles need no copy. Row i of a is at
-   r[i / 3] + (i % 3) lda: four pointers and one stride reach all twelve. */
+   r[i / 3] + (i % 3) lda: four pointers and one stride reach all twelve.
+   d1__ukernel_bf16_avx512_rows computes the first `rows` rows only (a
+   constant where it is inlined: 12, 8 or 4); the kernel picks the smallest
+   that holds mr, so a tile of a few rows (a short prompt, the 8-token pass of
+   an 8B model, whose time is reading W) does not multiply the 12. Each sum is
+   the same chain of vdpbf16ps whatever `rows` is: the same bits. */
 #define D1__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-D1__BF16_TARGET static void d1__ukernel_bf16_avx512(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b,
-                                                    float *c, ptrdiff_t ldc, int acc, int mr, int nr) {
+D1__BF16_TARGET static inline __attribute__((always_inline)) void
+d1__ukernel_bf16_avx512_rows(int rows, int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, float *c,
+                             ptrdiff_t ldc, int acc, int mr, int nr) {
     const uint32_t *r0 = a, *r1 = a + 3 * lda, *r2 = a + 6 * lda, *r3 = a + 9 * lda;
     __mmask16 m0 = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
     __mmask16 m1 = (__mmask16)(nr >= 32 ? 0xFFFF : nr <= 16 ? 0 : (1u << (nr - 16)) - 1);
@@ -2245,7 +2251,7 @@ D1__BF16_TARGET static void d1__ukernel_bf16_avx512(int kcp, const uint32_t *a, 
         __m512bh b0 = (__m512bh)_mm512_load_si512((const void *)b);
         __m512bh b1 = (__m512bh)_mm512_load_si512((const void *)(b + 16));
 #define D1__STEP(i)                                                                \
-    {                                                                              \
+    if ((i) < rows) {                                                              \
         const uint32_t *ri = (i) < 3 ? r0 : (i) < 6 ? r1 : (i) < 9 ? r2 : r3;      \
         __m512bh ai = (__m512bh)_mm512_set1_epi32((int)ri[q + (i) % 3 * lda]);     \
         c##i##a = _mm512_dpbf16_ps(c##i##a, ai, b0);                               \
@@ -2263,6 +2269,12 @@ D1__BF16_TARGET static void d1__ukernel_bf16_avx512(int kcp, const uint32_t *a, 
 #undef D1__STEP
 #undef D1__SAVE
 #undef D1__ROWS
+}
+D1__BF16_TARGET static void d1__ukernel_bf16_avx512(int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b,
+                                                    float *c, ptrdiff_t ldc, int acc, int mr, int nr) {
+    if (mr > 8) d1__ukernel_bf16_avx512_rows(12, kcp, a, lda, b, c, ldc, acc, mr, nr);
+    else if (mr > 4) d1__ukernel_bf16_avx512_rows(8, kcp, a, lda, b, c, ldc, acc, mr, nr);
+    else d1__ukernel_bf16_avx512_rows(4, kcp, a, lda, b, c, ldc, acc, mr, nr);
 }
 
 /* d1__bf16_pack_a_scalar with vcvtne2ps2bf16: 32 floats of a row become 16
