@@ -124,6 +124,7 @@ ckpt-torch: $(BUILD)/test_checkpoint
 # RUNNER runs each test binary through an emulator, e.g. for the arm64 build:
 #   make test CC=aarch64-linux-gnu-gcc CFLAGS=-O2 BUILD=build/arm64 \
 #             RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+# D1_TEST_JOBS=2 in the environment runs two test binaries at once (outputs in order)
 test: $(TESTS)
 	@RUNNER="$(RUNNER)" sh tests/run.sh $(TESTS)
 
