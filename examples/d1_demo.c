@@ -1152,9 +1152,10 @@ typedef struct cli {
     int block_n;       /* parsed from block (-1: not given) */
     float rope_theta;
     int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
-    int dim, layers, rl_prompts, rl_group, device, train_mixed, precision;
+    int dim, layers, rl_prompts, rl_group, device, train_mixed, precision; /* precision: PRECISION_* */
     uint64_t seed;
 } cli;
+enum { PRECISION_AUTO, PRECISION_F32, PRECISION_BF16 }; /* --precision's choices, in its order */
 enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
 typedef struct cli_option {
     const char *name;
@@ -1350,7 +1351,7 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
         S[n].device = c->device;
         S[n].train_mixed = c->train_mixed;
         S[n].bf16 = c->device == D1_DEVICE_CPU &&
-                    (c->precision == 2 || (c->precision == 0 && d1_bf16_simd_available()));
+                    (c->precision == PRECISION_BF16 || (c->precision == PRECISION_AUTO && d1_bf16_simd_available()));
         S[n].rl = *rl; S[n].rlx = *rlx;
         if (c->block_n >= 0) S[n].block = c->block_n;
         S[n].seed = c->seed; S[n].out = c->out; S[n].full = c->full; S[n].ship = c->ship;

@@ -478,7 +478,7 @@ int main(int argc, char **argv) {
         g_bf16 = 0; /* BF16 is CPU-only (d1_model_set_precision: D1_ERR_UNSUPPORTED on a GPU) */
         if (!configs) configs = "BCD";
     }
-    if (g_bf16 && !bf16 && !d1__cpu_bf16()) { /* the scalar BF16 kernel is the reference, not a fast path */
+    if (g_bf16 && !bf16 && !d1_bf16_simd_available()) { /* the scalar BF16 kernel is the reference, not a fast path */
         fprintf(stderr, "bench: no fast BF16 kernel in this build on this CPU (%s): no d1-bf16 rows\n",
                 d1_build_info());
         g_bf16 = 0;
