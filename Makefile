@@ -16,7 +16,8 @@ RUNNER ?=
 
 TESTS    = $(BUILD)/test_kernels $(BUILD)/test_grad $(BUILD)/test_model $(BUILD)/test_sampler \
            $(BUILD)/test_recipe $(BUILD)/test_lora $(BUILD)/test_checkpoint $(BUILD)/test_config $(BUILD)/test_malformed \
-           $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_examples $(BUILD)/test_tokenizer \
+           $(BUILD)/test_resume $(BUILD)/test_contract $(BUILD)/test_bf16 $(BUILD)/test_bf16_amx $(BUILD)/test_examples \
+           $(BUILD)/test_tokenizer \
            $(BUILD)/fuzz_replay \
            $(BUILD)/fuzz_dir_replay \
            $(BUILD)/fuzz_tokenizer_replay
@@ -38,6 +39,11 @@ $(BUILD):
 
 $(BUILD)/test_%: tests/test_%.c d1.h tests/harness.h tests/refdata.h tests/count_alloc.h tests/ckpt_common.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
+# test_bf16 again, its AMX kernel on tests/amx_emu.h's model of the tile instructions (any x86-64 with
+# AVX512-BF16; elsewhere it says skipped)
+$(BUILD)/test_bf16_amx: tests/test_bf16.c tests/amx_emu.h d1.h tests/harness.h tests/ckpt_common.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -DD1_AMX_EMULATE $< -o $@ $(LDLIBS)
 
 $(BUILD)/hello: examples/hello.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)

@@ -52,6 +52,8 @@
      D1_USE_BLIS          matmuls through BLIS (bli_sgemm; link -lblis)
      D1_CUDA              the CUDA backend (tools/d1_cuda.h, d1_cuda.cu; link
                           the .cu object, -lcublas -lcudart): d1_model_set_device
+     D1_AMX_EMULATE       tests only: the AMX kernel on tests/amx_emu.h's scalar
+                          model of the tile instructions (include it first)
 
    SIMD paths are chosen from the compiler's macros: __AVX512F__ (AVX-512),
    __AVX2__ with __FMA__ (AVX2), __ARM_NEON with __aarch64__ (NEON); build
@@ -59,7 +61,9 @@
    GEMM of D1_PRECISION_BF16 uses AVX512-BF16 when __AVX512BF16__ is defined,
    and on other x86-64 gcc / clang builds after a CPUID check at run time;
    on arm64, NEON's BF16 instructions when __ARM_FEATURE_BF16_VECTOR_ARITHMETIC
-   is defined, and on other arm64 Linux gcc builds after a HWCAP2 check.
+   is defined, and on other arm64 Linux gcc builds after a HWCAP2 check; on
+   x86-64 Linux (gcc >= 11, clang >= 12), AMX-BF16 tiles where CPUID reports
+   them and Linux grants the process their state (checked at run time).
 
    LEGEND (the names used in shapes and formulas throughout)
 
@@ -193,12 +197,13 @@ D1_API const char *d1_last_error(void);
    D1_PRECISION_BF16: avx512bf16 | neon-bf16 | scalar, or on x86-64 builds
    without -mavx512bf16 "avx512bf16 (cpuid)" | "scalar (cpuid: no
    avx512bf16)", on arm64 Linux builds without +bf16 "neon-bf16 (hwcap)" |
-   "scalar (hwcap: no bf16)", as this CPU answers). Results that hold
+   "scalar (hwcap: no bf16)", and on x86-64 Linux "amx-bf16 (cpuid)" where
+   the CPU and the OS have AMX, as this CPU answers). Results that hold
    "bit for bit" hold within one such build on one CPU type: the SIMD path sets
    the order of every sum, so builds with different lines round differently. */
 D1_API const char *d1_build_info(void);
 /* 1 when this build on this CPU runs the BF16 GEMMs of D1_PRECISION_BF16 and
-   _BF16_MIXED with a SIMD kernel (AVX512-BF16, NEON BF16: the bf16 entry of
+   _BF16_MIXED with a SIMD kernel (AMX-BF16, AVX512-BF16, NEON BF16: the bf16 entry of
    d1_build_info that is not "scalar"), 0 when only the scalar reference
    kernel is there (same bits, but slower than FP32: keep FP32 there). */
 D1_API int d1_bf16_simd_available(void);
@@ -397,7 +402,11 @@ D1_API int d1_model_push(d1_model *m);  /* the host mirror's parameters -> the d
    on arm64 NEON's BFMLALB/BFMLALT (FEAT_BF16), compiled in or, on Linux
    gcc builds, found at run time (HWCAP2_BF16); elsewhere (and with
    D1_NO_SIMD) a scalar kernel that computes the same bits, slowly: it is
-   the reference, not a fast path. d1_build_info names it. No AMX kernel yet.
+   the reference, not a fast path. On x86-64 Linux, where CPUID reports
+   AMX-BF16 and the OS grants the tile state, the tile kernel (TDPBF16PS)
+   runs instead: its sums round in the instruction's own order, close to
+   but not the definition's bits (d1_model_set_bf16_kernel).
+   d1_build_info names the kernel.
    The BF16 copy costs 2 bytes per matrix weight, allocated here (setting
    F32 frees it). It is refreshed at the next BF16 pass after a library call
    that changes the weights (d1_adamw_step, d1_model_copy_weights into the
@@ -430,13 +439,17 @@ enum { D1_PRECISION_F32 = 0, D1_PRECISION_BF16 = 1, D1_PRECISION_BF16_MIXED = 2 
 D1_API int d1_model_set_precision(d1_model *m, int precision);
 D1_API int d1_model_precision(const d1_model *m);  /* D1_PRECISION_*, or D1_ERR_ARG */
 /* Which kernel the BF16 GEMMs of this model run: D1_BF16_KERNEL_FAST (the
-   default: AVX512-BF16 or NEON where the build and the CPU have it, else
-   the scalar one) or D1_BF16_KERNEL_REFERENCE (the scalar kernel, the
-   definition, everywhere: slow). Both compute the same bits, so this changes
-   speed only; it is the way to check a fast kernel against the reference on
-   a whole model (tests/test_bf16.c). Any precision, a d1_model_load_bf16
-   model too; D1_ERR_ARG for another value. */
-enum { D1_BF16_KERNEL_FAST = 0, D1_BF16_KERNEL_REFERENCE = 1 };
+   default: the fastest the build and the CPU have: AMX-BF16, else
+   AVX512-BF16 or NEON, else the scalar one), D1_BF16_KERNEL_VECTOR
+   (AVX512-BF16 or NEON even where AMX is, else the scalar one) or
+   D1_BF16_KERNEL_REFERENCE (the scalar kernel, the definition, everywhere:
+   slow). The vector kernels compute the definition's bits, so between them
+   and the reference this changes speed only: the way to check a fast kernel
+   against the reference on a whole model (tests/test_bf16.c). AMX sums in
+   its own order (see d1__bf16_tiles_amx): its results differ from the
+   definition's by rounding, within a K-term sum's error bound. Any
+   precision, a d1_model_load_bf16 model too; D1_ERR_ARG for another value. */
+enum { D1_BF16_KERNEL_FAST = 0, D1_BF16_KERNEL_REFERENCE = 1, D1_BF16_KERNEL_VECTOR = 2 };
 D1_API int d1_model_set_bf16_kernel(d1_model *m, int kernel);
 
 /* ---- LoRA ------------------------------------------------------------------
@@ -1167,6 +1180,42 @@ D1_API int  d1_tokenizer_save(const d1_tokenizer *tok, const d1_config *cfg, con
 #define D1__BF16_SIMD 1
 #endif
 
+/* The AMX-BF16 kernel (TDPBF16PS on 16 x 16 tiles: Sapphire Rapids and later
+   Xeons): D1__AMX on x86-64 Linux builds that have the AVX512-BF16 kernel
+   (its packers feed the tiles), by gcc >= 11 or clang >= 12, compiled with a
+   target attribute and used only where CPUID reports AMX-TILE and AMX-BF16,
+   the OS enables the tile state (XCR0 bits 17, 18) and grants this process
+   the tile data (arch_prctl ARCH_REQ_XCOMP_PERM, Linux >= 5.16): d1__cpu_amx.
+   D1_AMX_EMULATE (tests only, tests/amx_emu.h): the same kernel runs on a
+   scalar model of the six tile instructions it uses, on any CPU that has
+   the AVX512-BF16 kernel, so its tiling is tested where no AMX is. */
+#if defined(D1__BF16_AVX) && defined(D1_AMX_EMULATE)
+#define D1__AMX 1
+#define D1__AMX_TARGET D1__BF16_TARGET
+#define D1__TILE_CONFIG(cfg) d1_emu_tile_config(cfg)
+#define D1__TILE_LOADD(t, p, stride) d1_emu_tile_loadd(t, p, stride)
+#define D1__TILE_STORED(t, p, stride) d1_emu_tile_stored(t, p, stride)
+#define D1__TILE_ZERO(t) d1_emu_tile_zero(t)
+#define D1__TILE_DP(c, a, b) d1_emu_tile_dpbf16ps(c, a, b)
+#define D1__TILE_RELEASE() d1_emu_tile_release()
+#elif defined(D1__BF16_AVX) && defined(__linux__) && \
+    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#define D1__AMX 2
+#define D1__AMX_TARGET __attribute__((target("avx512f,avx512bf16,amx-tile,amx-bf16")))
+#include <cpuid.h>
+/* The tile instructions as gcc and clang spell them. gcc's are asm statements
+   that name only the pointer, not the memory behind it: the empty asm with a
+   "memory" clobber keeps the compiler from moving or dropping the stores a
+   tile load reads and the loads after a tile store. */
+#define D1__MEMBAR() __asm__ volatile("" ::: "memory")
+#define D1__TILE_CONFIG(cfg) do { D1__MEMBAR(); _tile_loadconfig(cfg); } while (0)
+#define D1__TILE_LOADD(t, p, stride) do { D1__MEMBAR(); _tile_loadd(t, p, stride); } while (0)
+#define D1__TILE_STORED(t, p, stride) do { _tile_stored(t, p, stride); D1__MEMBAR(); } while (0)
+#define D1__TILE_ZERO(t) _tile_zero(t)
+#define D1__TILE_DP(c, a, b) _tile_dpbf16ps(c, a, b)
+#define D1__TILE_RELEASE() _tile_release()
+#endif
+
 /* 1 when this build can run its fast BF16 kernel on this CPU: always with
    D1__BF16_AVX 1 or D1__BF16_NEON 1; with D1__BF16_AVX 2, when CPUID reports
    AVX512F and AVX512_BF16 and the OS saves the ZMM state (XCR0 bits 1, 2, 5,
@@ -1185,6 +1234,33 @@ static int d1__cpu_bf16(void) {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return 0; /* AVX512F */
     __get_cpuid_count(7, 1, &a, &b, &c, &d);
     return (a >> 5) & 1; /* AVX512_BF16 */
+#else
+    return 0;
+#endif
+}
+
+/* 1 when the AMX kernel can run here (see D1__AMX): the AVX512-BF16 kernel
+   can, CPUID leaf 7 reports AMX-BF16 (EDX bit 22) and AMX-TILE (bit 24),
+   XCR0 has the tile configuration and data (bits 17, 18), and Linux grants
+   this process the tile data (the request is idempotent; asked at each call,
+   which is rare: when a model picks its kernel). Under D1_AMX_EMULATE: when
+   the AVX512-BF16 kernel can run. */
+static int d1__cpu_amx(void) {
+#if defined(D1__AMX) && D1__AMX == 1
+    return d1__cpu_bf16();
+#elif defined(D1__AMX)
+    unsigned a, b, c, d, lo, hi;
+    if (!d1__cpu_bf16() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!(d & (1u << 22)) || !(d & (1u << 24))) return 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0x60000u) != 0x60000u) return 0;
+    { /* arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), as the raw system call (158 on x86-64):
+         libc's syscall() is not declared under strict C99 */
+        long rc;
+        __asm__ volatile("syscall" : "=a"(rc) : "0"(158L), "D"(0x1023L), "S"(18L) : "rcx", "r11", "memory");
+        return rc == 0;
+    }
 #else
     return 0;
 #endif
@@ -1223,6 +1299,11 @@ static int d1__cpu_bf16(void) {
 #endif
 #define D1__BUILD_LINE(bf16) D1__BUILD_SIMD D1__BUILD_GEMM D1__BUILD_THREADS ", bf16 " bf16 D1__BUILD_CUDA
 D1_API const char *d1_build_info(void) {
+#if defined(D1__AMX) && D1__AMX == 1
+    if (d1__cpu_amx()) return D1__BUILD_LINE("amx-bf16 (emulated)");
+#elif defined(D1__AMX)
+    if (d1__cpu_amx()) return D1__BUILD_LINE("amx-bf16 (cpuid)");
+#endif
 #if defined(D1__BF16_AVX) && D1__BF16_AVX == 1
     return D1__BUILD_LINE("avx512bf16");
 #elif defined(D1__BF16_AVX)
@@ -1783,7 +1864,7 @@ static void d1__gemm(int M, int N, int K, const float *A, ptrdiff_t rsa, ptrdiff
 #endif
 typedef struct d1__gemm_args {
     int M, N, K, acc;
-    int simd; /* d1__gemm_bf16_gs_task: 1 runs the fast BF16 kernels (AVX512-BF16 or NEON) */
+    int simd; /* d1__gemm_bf16_gs_task: 0 the scalar BF16 kernels, 1 AVX512-BF16 or NEON, 2 AMX */
     const float *A, *B;
     float *C;
     ptrdiff_t rsa, csa, rsb, csb, ldc;
@@ -2299,6 +2380,152 @@ D1__BF16_TARGET static void d1__bf16_pack_a_avx512(int mc, int kc, const float *
 }
 #endif
 
+#if defined(D1__AMX)
+/* AMX-BF16. Eight tile registers of 16 rows x 64 bytes: C as 2 x 2 tiles of
+   16 x 16 floats (tmm0-3), two A tiles of 16 rows x 16 pairs (tmm4, 5), two
+   B tiles of 16 pairs x 16 columns (tmm6, 7): a 32 x 32 block of C per
+   micro-kernel, 16 pairs of k per step. The packed operands are already
+   the tiles' layouts: a row of the converted A block holds its pairs
+   contiguous (a tile row of A, row stride kcp), and a row of a W panel holds
+   one pair for each of its 32 columns (two tile rows of B, row stride NR).
+   TDPBF16PS (Intel's intrinsics guide):
+       for m, for k < 16, for n:  C[m][n] += a[m][2k] b[k][2n];  C[m][n] += a[m][2k+1] b[k][2n+1]
+   with DAZ, FTZ and round to nearest even: the even element first, where
+   vdpbf16ps takes the odd one first, so its sums round differently from
+   the definition's (and Intel's manual describes another order: separate
+   sums of the even and the odd products, added to C at the end). The AMX
+   kernel's bits are its own: tests/test_bf16.c bounds its distance from the
+   definition by the rounding of a K-term sum (and, under D1_AMX_EMULATE,
+   checks the guide's order bit for bit). D1_BF16_KERNEL_VECTOR keeps the
+   definition's bits on an AMX CPU, with the AVX512-BF16 kernel. Each sum is
+   one chain whatever the blocking or the threads, so AMX results are
+   deterministic too. */
+#define D1__AMX_MC 224 /* rows per converted A block: a multiple of 32, <= D1__BF_MC (the scratch) */
+#if D1__AMX_MC % 32 || D1__AMX_MC > D1__BF_MC
+#error "D1__AMX_MC must be a multiple of 32 and at most D1__BF_MC"
+#endif
+typedef struct d1__tilecfg { /* LDTILECFG's 64 bytes, palette 1 */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} d1__tilecfg;
+
+/* One 16 x 16 C tile (rows r0.., columns j0..) of the mr x nr block at c:
+   loaded from c (acc) or zeroed, and stored back, through a buffer where
+   the tile crosses mr or nr. */
+#define D1__AMX_C_LOAD(t, r0, j0)                                                                   \
+    do {                                                                                           \
+        if (!acc) D1__TILE_ZERO(t);                                                                \
+        else if (mr >= (r0) + 16 && nr >= (j0) + 16) D1__TILE_LOADD(t, c + (r0) * ldc + (j0), ldc * 4); \
+        else {                                                                                     \
+            memset(buf, 0, sizeof buf);                                                            \
+            for (i = (r0); i < D1__MIN(mr, (r0) + 16); i++)                                       \
+                for (j = (j0); j < D1__MIN(nr, (j0) + 16); j++) buf[(i - (r0)) * 16 + j - (j0)] = c[i * ldc + j]; \
+            D1__TILE_LOADD(t, buf, 64);                                                            \
+        }                                                                                          \
+    } while (0)
+#define D1__AMX_C_STORE(t, r0, j0)                                                                  \
+    do {                                                                                           \
+        if (mr >= (r0) + 16 && nr >= (j0) + 16) D1__TILE_STORED(t, c + (r0) * ldc + (j0), ldc * 4); \
+        else if (mr > (r0) && nr > (j0)) {                                                         \
+            D1__TILE_STORED(t, buf, 64);                                                           \
+            for (i = (r0); i < D1__MIN(mr, (r0) + 16); i++)                                       \
+                for (j = (j0); j < D1__MIN(nr, (j0) + 16); j++) c[i * ldc + j] = buf[(i - (r0)) * 16 + j - (j0)]; \
+        }                                                                                          \
+    } while (0)
+
+/* c[mr,nr] (acc: c +) = a [32, kcp] (row stride lda) . b [kcp, 32] (row
+   stride NR), for mr <= 32 (two A tiles when `two`, else rows 0-15 only),
+   nr <= 32. The k steps of 16 pairs read a and b in place; the last, partial
+   step (kcp % 16 pairs) reads brem (that step's rows of b, zero-padded to
+   16 by the caller) and a copy of a's pairs zero-padded here, so no tile
+   reads past the operands and the padding multiplies zeros only. Rows of a
+   past mr are read (the caller's block has them: D1__AMX_MC) but never
+   stored. */
+D1__AMX_TARGET static inline __attribute__((always_inline)) void
+d1__ukernel_bf16_amx_rows(int two, int kcp, const uint32_t *a, ptrdiff_t lda, const uint32_t *b,
+                          const uint32_t *brem, float *c, ptrdiff_t ldc, int acc, int mr, int nr) {
+    float buf[16 * 16] __attribute__((aligned(64)));
+    uint32_t arem[32 * 16] __attribute__((aligned(64)));
+    int kf = kcp - kcp % 16, q, i, j;
+    D1__AMX_C_LOAD(0, 0, 0);
+    D1__AMX_C_LOAD(1, 0, 16);
+    if (two) {
+        D1__AMX_C_LOAD(2, 16, 0);
+        D1__AMX_C_LOAD(3, 16, 16);
+    }
+    for (q = 0; q < kcp; q += 16) {
+        const uint32_t *ap = a + q, *bp = b + (size_t)q * D1__BF_NR;
+        ptrdiff_t ast = lda * 4;
+        if (q == kf) { /* the partial step */
+            memset(arem, 0, sizeof arem);
+            for (i = 0; i < (two ? 32 : 16); i++)
+                for (j = 0; j < kcp - kf; j++) arem[i * 16 + j] = a[i * lda + q + j];
+            ap = arem; ast = 64; bp = brem;
+        }
+        D1__TILE_LOADD(6, bp, D1__BF_NR * 4);
+        D1__TILE_LOADD(7, bp + 16, D1__BF_NR * 4);
+        D1__TILE_LOADD(4, ap, ast);
+        D1__TILE_DP(0, 4, 6);
+        D1__TILE_DP(1, 4, 7);
+        if (two) {
+            D1__TILE_LOADD(5, (const char *)ap + 16 * ast, ast);
+            D1__TILE_DP(2, 5, 6);
+            D1__TILE_DP(3, 5, 7);
+        }
+    }
+    D1__AMX_C_STORE(0, 0, 0);
+    D1__AMX_C_STORE(1, 0, 16);
+    if (two) {
+        D1__AMX_C_STORE(2, 16, 0);
+        D1__AMX_C_STORE(3, 16, 16);
+    }
+}
+#undef D1__AMX_C_LOAD
+#undef D1__AMX_C_STORE
+
+/* The rows of a converted A block from the packer's padding (to a multiple
+   of MR) up to a multiple of 32 set to zero: the AMX kernel reads them. */
+static void d1__amx_pad_rows(int mc, int kcp, uint32_t *Ap) {
+    int i = (mc + D1__BF_MR - 1) / D1__BF_MR * D1__BF_MR, end = (mc + 31) / 32 * 32;
+    for (; i < end; i++) memset(Ap + (size_t)i * kcp, 0, (size_t)kcp * sizeof(uint32_t));
+}
+
+/* d1__bf16_tiles with AMX: the tile configuration loaded once for the
+   block (all eight tiles 16 rows x 64 bytes) and released at the end; per
+   panel of W, its last partial step of k copied zero-padded (brem). The
+   block a has its rows up to the next multiple of 32 (D1__AMX_MC). */
+D1__AMX_TARGET static void d1__bf16_tiles_amx(int mc, int nc, int kcp, const uint32_t *a, const uint32_t *b,
+                                              size_t panel, float *c, ptrdiff_t ldc, int acc) {
+    uint32_t brem[16 * D1__BF_NR] __attribute__((aligned(64)));
+    d1__tilecfg cfg;
+    int kf = kcp - kcp % 16, t, jr, ir;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    D1__TILE_CONFIG(&cfg);
+    for (jr = 0; jr < nc; jr += D1__BF_NR) {
+        const uint32_t *bj = b + (size_t)(jr / D1__BF_NR) * panel;
+        int nr = D1__MIN(D1__BF_NR, nc - jr);
+        if (kf < kcp) {
+            memset(brem, 0, sizeof brem);
+            memcpy(brem, bj + (size_t)kf * D1__BF_NR, (size_t)(kcp - kf) * D1__BF_NR * sizeof(uint32_t));
+        }
+        for (ir = 0; ir < mc; ir += 32) {
+            int mr = D1__MIN(32, mc - ir);
+            const uint32_t *ai = a + (size_t)ir * kcp;
+            float *cij = c + (ptrdiff_t)ir * ldc + jr;
+            if (mr > 16) d1__ukernel_bf16_amx_rows(1, kcp, ai, kcp, bj, brem, cij, ldc, acc, mr, nr);
+            else d1__ukernel_bf16_amx_rows(0, kcp, ai, kcp, bj, brem, cij, ldc, acc, mr, nr);
+        }
+    }
+    D1__TILE_RELEASE();
+}
+#endif
+
 #if defined(D1__BF16_NEON)
 /* The same sums on Armv8.6 (FEAT_BF16). BFMLALT multiplies the odd (top)
    bfloat16 of each dword pair and adds it to the FP32 lane, BFMLALB the even
@@ -2418,6 +2645,12 @@ static void d1__bf16_tiles(int mc, int nc, int kcp, const uint32_t *a, const uin
 #if !defined(D1__BF16_SIMD)
     (void)simd;
 #endif
+#if defined(D1__AMX)
+    if (simd == 2) {
+        d1__bf16_tiles_amx(mc, nc, kcp, a, b, panel, c, ldc, acc);
+        return;
+    }
+#endif
 #if defined(D1__BF16_NEON)
     uint64_t fpcr = simd ? d1__fz_on() : 0; /* the NEON kernel's flush-to-zero, for these tiles */
 #endif
@@ -2439,11 +2672,11 @@ static void d1__bf16_tiles(int mc, int nc, int kcp, const uint32_t *a, const uin
 
 /* The blocked BF16 GEMM on one thread: C[M,N] = A[M,K] . W^T from W packed by
    d1__bf16_pack_w (all N columns, K = the width it was packed with); ws holds
-   D1__BF_WS uint32s (64-aligned); simd: 1 runs the fast kernels, AVX512-BF16 or NEON (the
+   D1__BF_WS uint32s (64-aligned); simd: 1 runs the vector kernels, AVX512-BF16 or NEON, 2 AMX (the
    caller checked d1__cpu_bf16), 0 the scalar ones. */
 static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, const uint32_t *Wp, float *C,
                           ptrdiff_t ldc, uint32_t *ws, int simd) {
-    int Kp = (K + 1) / 2, pc, ic, i;
+    int Kp = (K + 1) / 2, pc, ic, i, mcb = D1__BF_MC;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (i = 0; i < M; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
@@ -2452,10 +2685,13 @@ static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, co
 #if !defined(D1__BF16_SIMD)
     (void)simd;
 #endif
+#if defined(D1__AMX)
+    if (simd == 2) mcb = D1__AMX_MC;
+#endif
     for (pc = 0; pc < K; pc += D1__BF_KC) {
         int kc = D1__MIN(D1__BF_KC, K - pc), kcp = (kc + 1) / 2;
-        for (ic = 0; ic < M; ic += D1__BF_MC) {
-            int mc = D1__MIN(D1__BF_MC, M - ic);
+        for (ic = 0; ic < M; ic += mcb) {
+            int mc = D1__MIN(mcb, M - ic);
 #if defined(D1__BF16_AVX)
             if (simd) d1__bf16_pack_a_avx512(mc, kc, A + ic * lda + pc, lda, ws);
             else
@@ -2464,6 +2700,9 @@ static void d1__gemm_bf16(int M, int N, int K, const float *A, ptrdiff_t lda, co
             else
 #endif
                 d1__bf16_pack_a_scalar(mc, kc, A + ic * lda + pc, lda, ws);
+#if defined(D1__AMX)
+            if (simd == 2) d1__amx_pad_rows(mc, kcp, ws);
+#endif
             d1__bf16_tiles(mc, N, kcp, ws, Wp + (size_t)(pc / 2) * D1__BF_NR, (size_t)D1__BF_NR * Kp,
                            C + (ptrdiff_t)ic * ldc, ldc, pc > 0, simd);
         }
@@ -2635,7 +2874,7 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
                              ptrdiff_t rsb, ptrdiff_t csb, float *C, ptrdiff_t ldc, int acc, uint32_t *ws,
                              int simd) {
     uint32_t *wa = ws, *wb = ws + D1__BF_WS;
-    int jc, pc, ic, i;
+    int jc, pc, ic, i, mcb = D1__BF_MC;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!acc)
@@ -2644,6 +2883,9 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
     }
 #if !defined(D1__BF16_SIMD)
     (void)simd;
+#endif
+#if defined(D1__AMX)
+    if (simd == 2) mcb = D1__AMX_MC;
 #endif
     for (jc = 0; jc < N; jc += D1__BF_NC) {
         int nc = D1__MIN(D1__BF_NC, N - jc);
@@ -2656,8 +2898,8 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
             else
 #endif
                 d1__bf16_pack_b_gs(kc, nc, Bb, rsb, csb, wb);
-            for (ic = 0; ic < M; ic += D1__BF_MC) {
-                int mc = D1__MIN(D1__BF_MC, M - ic);
+            for (ic = 0; ic < M; ic += mcb) {
+                int mc = D1__MIN(mcb, M - ic);
                 const float *Ab = A + ic * rsa + pc * csa;
 #if defined(D1__BF16_AVX)
                 if (simd && csa == 1) d1__bf16_pack_a_avx512(mc, kc, Ab, rsa, wa);
@@ -2668,6 +2910,9 @@ static void d1__gemm_bf16_gs(int M, int N, int K, const float *A, ptrdiff_t rsa,
                 else
 #endif
                     d1__bf16_pack_a_gs(mc, kc, Ab, rsa, csa, wa);
+#if defined(D1__AMX)
+                if (simd == 2) d1__amx_pad_rows(mc, kcp, wa);
+#endif
                 d1__bf16_tiles(mc, nc, kcp, wa, wb, (size_t)D1__BF_NR * kcp, C + (ptrdiff_t)ic * ldc + jc, ldc,
                                acc || pc > 0, simd);
             }
@@ -2998,7 +3243,7 @@ struct d1__state {
     d1__bf16w bw;            /* the BF16 copy (mem NULL when F32)           */
     int      bf16_resident;  /* d1_model_load_bf16: the matrices live in bw only,
                                 param_memory holds wte and the norms           */
-    int      bf16_ref;       /* D1_BF16_KERNEL_REFERENCE: bw.simd stays 0   */
+    int      bf16_kernel;    /* D1_BF16_KERNEL_* (d1_model_set_bf16_kernel) */
 #if defined(D1_CUDA)
     struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
 #endif
@@ -3013,8 +3258,12 @@ static void d1__weights_changed(d1_model *m) {
 /* A model of d1_model_load_bf16 holds its matrices in BF16 only: the calls
    that read or change the FP32 matrices refuse it (D1__REFUSE_RESIDENT). */
 static int d1__resident(const d1_model *m) { return m && m->state && m->state->bf16_resident; }
-/* the kernel a model's BF16 GEMMs run: fast where it can, unless the reference is asked for */
-static int d1__bf16_simd(const struct d1__state *s) { return !s->bf16_ref && d1__cpu_bf16(); }
+/* the kernel a model's BF16 GEMMs run (bw.simd): 0 the scalar reference, 1 the vector kernel
+   (AVX512-BF16, NEON), 2 AMX; the fastest this CPU has, unless another is asked for */
+static int d1__bf16_simd(const struct d1__state *s) {
+    if (s->bf16_kernel == D1_BF16_KERNEL_REFERENCE || !d1__cpu_bf16()) return 0;
+    return s->bf16_kernel == D1_BF16_KERNEL_FAST && d1__cpu_amx() ? 2 : 1;
+}
 #define D1__REFUSE_RESIDENT(m)                                                                              \
     do {                                                                                                    \
         if (d1__resident(m))                                                                                \
@@ -4016,8 +4265,9 @@ D1_API int d1_model_precision(const d1_model *m) {
 
 D1_API int d1_model_set_bf16_kernel(d1_model *m, int kernel) {
     if (!m || !m->state) return D1__FAIL(D1_ERR_ARG);
-    if (kernel != D1_BF16_KERNEL_FAST && kernel != D1_BF16_KERNEL_REFERENCE) return D1__FAIL(D1_ERR_ARG);
-    m->state->bf16_ref = kernel == D1_BF16_KERNEL_REFERENCE;
+    if (kernel != D1_BF16_KERNEL_FAST && kernel != D1_BF16_KERNEL_REFERENCE && kernel != D1_BF16_KERNEL_VECTOR)
+        return D1__FAIL(D1_ERR_ARG);
+    m->state->bf16_kernel = kernel;
     m->state->bw.simd = d1__bf16_simd(m->state); /* a packed copy's, if any; the next one's */
     return D1_OK;
 }
