@@ -2400,9 +2400,9 @@ D1__BF16_TARGET static void d1__bf16_pack_a_avx512(int mc, int kc, const float *
    definition's bits on an AMX CPU, with the AVX512-BF16 kernel. Each sum is
    one chain whatever the blocking or the threads, so AMX results are
    deterministic too. */
-#define D1__AMX_MC 224 /* rows per converted A block: a multiple of 32, <= D1__BF_MC (the scratch) */
-#if D1__AMX_MC % 32 || D1__AMX_MC > D1__BF_MC
-#error "D1__AMX_MC must be a multiple of 32 and at most D1__BF_MC"
+#define D1__AMX_MC (D1__BF_MC / 32 * 32) /* rows per converted A block: a multiple of 32 the scratch holds */
+#if D1__BF_MC < 32
+#error "the AMX kernel needs D1__BF_MC >= 32"
 #endif
 typedef struct d1__tilecfg { /* LDTILECFG's 64 bytes, palette 1 */
     uint8_t palette, start_row, reserved[14];
