@@ -4038,26 +4038,63 @@ typedef struct d1__block {
     int            nograd;     /* 1: no backward follows (with BF16 weights, attention's products BF16 too) */
 } d1__block;
 
-static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k) {
+/* The block's first part, over all N rows: n1 = RMSNorm(x), qkv = [q|k|v]
+   n1 (+ LoRA), q and k rotated. */
+static void d1__block_qkv(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k, d1_lora *lora,
+                          const d1__lora_site *ls, int ldu) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
-    d1__ctx *cx = &s->cx;
     const d1_params *w = &m->params;
-    int N = k->B * k->Tq, C = c->dim, F = c->ffn_dim, H = c->n_heads, KV = c->n_kv_heads;
-    int D = C / H, KVD = KV * D, QW = d1__qw(c), b, i;
-    size_t L = (size_t)l, NC = (size_t)N * C;
+    int N = k->B * k->Tq, C = c->dim, QW = d1__qw(c);
+    size_t L = (size_t)l;
+    d1__rmsnorm_forward(k->n1, k->r1, k->x, w->attn_norm + L * C, N, C, c->norm_eps);
+    d1__linear_forward(&s->cx, bw, k->qkv, k->n1, D1__W32(qkv, L * QW * C), D1__BW(qkv), N, C, QW);
+    if (lora) d1__lora_forward(&s->cx, lora, &ls[0], k->n1, k->qkv, k->lu + ls[0].u0, ldu, N);
+    d1__rope(k->qkv, QW, N, k->Tq, k->pos0, c->n_heads + c->n_kv_heads, C / c->n_heads, s->rope_cos,
+             s->rope_sin, 1.0f); /* q and k heads */
+}
+/* Attention over the prepared arguments (at.q, k, v, shapes), its
+   probabilities into k->att and output into k->y, in the pass's precision. */
+static void d1__block_attend(d1_model *m, const d1__bf16w *bw, const d1__block *k, d1__attn_args *at) {
+    at->att_w = k->att; at->y = k->y; at->key_mask = k->key_mask;
+    at->bf16 = bw != NULL && k->nograd; at->simd = bw ? bw->simd : 0; /* BF16 and no gradient to follow */
+    d1__parallel(m->state->cx.pool, d1__attention_forward_task, at);
+}
+/* The rest, over Nq rows: xa = res + attn_out y (+ LoRA), then the MLP
+   sub-block into xo. res [Nq, C]: the residual stream those rows entered with
+   (k->x itself, or its rows gathered). */
+static void d1__block_out(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k, const float *res, int Nq,
+                          d1_lora *lora, const d1__lora_site *ls, int ldu) {
+    const d1_config *c = &m->config;
+    d1__ctx *cx = &m->state->cx;
+    const d1_params *w = &m->params;
+    int C = c->dim, F = c->ffn_dim;
+    size_t L = (size_t)l, NC = (size_t)Nq * C;
+    d1__swiglu_args sw;
+    d1__linear_forward(cx, bw, k->xa, k->y, D1__W32(attn_out, L * C * C), D1__BW(attn_out), Nq, C, C);
+    if (lora) d1__lora_forward(cx, lora, &ls[1], k->y, k->xa, k->lu + ls[1].u0, ldu, Nq);
+    d1__residual_add(k->xa, res, NC);
+    /* MLP sub-block */
+    d1__rmsnorm_forward(k->n2, k->r2, k->xa, w->ff_norm + L * C, Nq, C, c->norm_eps);
+    d1__linear_forward(cx, bw, k->gu, k->n2, D1__W32(gate_up, L * 2 * F * C), D1__BW(gate_up), Nq, C, 2 * F);
+    if (lora) d1__lora_forward(cx, lora, &ls[2], k->n2, k->gu, k->lu + ls[2].u0, ldu, Nq);
+    sw.out = k->hm; sw.gu = k->gu; sw.dh = NULL; sw.N = Nq; sw.F = F; sw.cx = cx;
+    d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
+    d1__linear_forward(cx, bw, k->xo, k->hm, D1__W32(ff_out, L * C * F), D1__BW(ff_out), Nq, F, C);
+    if (lora) d1__lora_forward(cx, lora, &ls[3], k->hm, k->xo, k->lu + ls[3].u0, ldu, Nq);
+    d1__residual_add(k->xo, k->xa, NC);
+}
+
+static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k) {
+    const d1_config *c = &m->config;
+    int C = c->dim, KVD = c->n_kv_heads * (C / c->n_heads), QW = d1__qw(c), b, i;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     int ldu = lora ? 7 * lora->rank : 0;
     d1__lora_site ls[4];
     d1__attn_args at;
-    d1__swiglu_args sw;
     if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
-    /* attention sub-block */
-    d1__rmsnorm_forward(k->n1, k->r1, k->x, w->attn_norm + L * C, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, k->qkv, k->n1, D1__W32(qkv, L * QW * C), D1__BW(qkv), N, C, QW);
-    if (lora) d1__lora_forward(cx, lora, &ls[0], k->n1, k->qkv, k->lu + ls[0].u0, ldu, N);
-    d1__rope(k->qkv, QW, N, k->Tq, k->pos0, H + KV, D, s->rope_cos, s->rope_sin, 1.0f); /* q and k heads */
-    d1__attn_setup(&at, k->qkv, QW, c, k->B, k->Tq, cx);
+    d1__block_qkv(m, bw, l, k, lora, ls, ldu);
+    d1__attn_setup(&at, k->qkv, QW, c, k->B, k->Tq, &m->state->cx);
     if (k->kv) { /* refresh these positions' keys and values in the cache; attend over all Tk */
         for (b = 0; b < k->B; b++)
             for (i = 0; i < k->Tq; i++)
@@ -4065,21 +4102,40 @@ static void d1__block_forward(d1_model *m, const d1__bf16w *bw, int l, const d1_
                        (size_t)2 * KVD * sizeof(float));
         at.k = k->kv; at.v = k->kv + KVD; at.ldk = 2 * KVD; at.Tk = k->Tk;
     }
-    at.att_w = k->att; at.y = k->y; at.key_mask = k->key_mask;
-    at.bf16 = bw != NULL && k->nograd; at.simd = bw ? bw->simd : 0; /* BF16 and no gradient to follow */
-    d1__parallel(cx->pool, d1__attention_forward_task, &at);
-    d1__linear_forward(cx, bw, k->xa, k->y, D1__W32(attn_out, L * C * C), D1__BW(attn_out), N, C, C);
-    if (lora) d1__lora_forward(cx, lora, &ls[1], k->y, k->xa, k->lu + ls[1].u0, ldu, N);
-    d1__residual_add(k->xa, k->x, NC);
-    /* MLP sub-block */
-    d1__rmsnorm_forward(k->n2, k->r2, k->xa, w->ff_norm + L * C, N, C, c->norm_eps);
-    d1__linear_forward(cx, bw, k->gu, k->n2, D1__W32(gate_up, L * 2 * F * C), D1__BW(gate_up), N, C, 2 * F);
-    if (lora) d1__lora_forward(cx, lora, &ls[2], k->n2, k->gu, k->lu + ls[2].u0, ldu, N);
-    sw.out = k->hm; sw.gu = k->gu; sw.dh = NULL; sw.N = N; sw.F = F; sw.cx = cx;
-    d1__parallel(cx->pool, d1__swiglu_forward_task, &sw);
-    d1__linear_forward(cx, bw, k->xo, k->hm, D1__W32(ff_out, L * C * F), D1__BW(ff_out), N, F, C);
-    if (lora) d1__lora_forward(cx, lora, &ls[3], k->hm, k->xo, k->lu + ls[3].u0, ldu, N);
-    d1__residual_add(k->xo, k->xa, NC);
+    d1__block_attend(m, bw, k, &at);
+    d1__block_out(m, bw, l, k, k->x, k->B * k->Tq, lora, ls, ldu);
+}
+
+/* The last block for the rows whose logits are read only (the sampler's
+   masked positions): keys and values come from all T positions of each
+   sequence, as in d1__block_forward, but the queries, the attention output,
+   attn_out, the MLP (and then the head) run for S positions per sequence,
+   idx [B, S] (strictly increasing within a row). The output xo holds those
+   B*S rows, row-major [B, S, C]. Each row's sums are the ones the full block
+   computes (tests/test_sampler.c: the sampler's tokens are unchanged).
+   n1 and n2 serve as scratch for the gathered residual and queries (both
+   are free at those times; their per-layer slices hold N >= B*S rows). */
+static void d1__block_forward_rows(d1_model *m, const d1__bf16w *bw, int l, const d1__block *k, const int *idx,
+                                   int S) {
+    const d1_config *c = &m->config;
+    int C = c->dim, QW = d1__qw(c), b, j;
+    d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
+    int ldu = lora ? 7 * lora->rank : 0;
+    d1__lora_site ls[4];
+    d1__attn_args at;
+    float *xs = k->n1, *qs = k->n2;
+    if (lora) d1__lora_sites(c, lora->rank, lora->targets, l, ls);
+    d1__block_qkv(m, bw, l, k, lora, ls, ldu);
+    for (b = 0; b < k->B; b++)
+        for (j = 0; j < S; j++) {
+            size_t r = (size_t)b * k->Tq + idx[b * S + j], o = ((size_t)b * S + j) * C;
+            memcpy(qs + o, k->qkv + r * QW, (size_t)C * sizeof(float));
+            memcpy(xs + o, k->x + r * C, (size_t)C * sizeof(float));
+        }
+    d1__attn_setup(&at, k->qkv, QW, c, k->B, k->Tq, &m->state->cx);
+    at.q = qs; at.ldq = C; at.Tq = S; /* S queries per sequence against its Tq keys */
+    d1__block_attend(m, bw, k, &at);
+    d1__block_out(m, bw, l, k, xs, k->B * S, lora, ls, ldu);
 }
 
 /* logits [N, V] = RMSNorm(x) ln_f . head^T, x [N, C] leaving the last block. */
@@ -4118,11 +4174,11 @@ static d1__block d1__block_at(const d1__acts *a, const d1_config *c, int l, int 
    with nograd, for passes no backward follows (d1__forward_nograd),
    attention's two products too. */
 static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
-                          const d1__bf16w *bw, int nograd) {
+                          const d1__bf16w *bw, int nograd, const int *idx, int S) {
     const d1_config *c = &m->config;
     struct d1__state *s = m->state;
     d1__acts *a = &s->a;
-    int N = B * T, C = c->dim, l;
+    int N = B * T, C = c->dim, V = c->vocab_size, l, r;
     d1_lora *lora = m->lora && m->lora->enabled ? m->lora : NULL;
     s->bf16_last = bw != NULL && s->precision == D1_PRECISION_BF16;
     D1__GPU_DO(m, d1__gpu_forward(m, tokens, B, T, key_mask));
@@ -4131,10 +4187,21 @@ static void d1__forward_w(d1_model *m, const int *tokens, int B, int T, const ui
     for (l = 0; l < c->n_layers; l++) { /* every layer keeps its activations for the backward */
         d1__block k = d1__block_at(a, c, l, B, T, lora ? lora->rank : 0);
         k.key_mask = key_mask; k.nograd = nograd;
-        d1__block_forward(m, bw, l, &k);
+        if (idx && l == c->n_layers - 1) d1__block_forward_rows(m, bw, l, &k, idx, S);
+        else d1__block_forward(m, bw, l, &k);
     }
-    d1__head_forward(m, bw, a->x + (size_t)c->n_layers * N * C, N);
-    m->B = B;
+    if (idx) { /* the head for the B*S rows, then each logits row to its place: row b*S + j to b*T + idx;
+                  the destinations rise with the source (idx rises, T >= S), so from the last row down no
+                  row is overwritten before it moves */
+        d1__head_forward(m, bw, a->x + (size_t)c->n_layers * N * C, B * S);
+        for (r = B * S - 1; r >= 0; r--) {
+            size_t to = (size_t)(r / S) * T + idx[r];
+            if (to != (size_t)r) memcpy(a->logits + to * V, a->logits + (size_t)r * V, (size_t)V * sizeof(float));
+        }
+    } else {
+        d1__head_forward(m, bw, a->x + (size_t)c->n_layers * N * C, N);
+    }
+    m->B = idx ? 0 : B; /* a pass of some rows only cannot be back-propagated */
     m->T = T;
     m->logits = a->logits;
 }
@@ -4176,7 +4243,8 @@ static void d1__forward_cached(d1_model *m, const int *canvas, int B, int T, int
 static void d1__forward(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
     int resident = m->state->bf16_resident; /* its backward refuses: a no-gradient pass */
     d1__forward_w(m, tokens, B, T, key_mask,
-                  m->state->precision == D1_PRECISION_BF16_MIXED || resident ? d1__bf16_weights(m) : NULL, resident);
+                  m->state->precision == D1_PRECISION_BF16_MIXED || resident ? d1__bf16_weights(m) : NULL, resident,
+                  NULL, 0);
 }
 
 /* Carves the BF16 copy's buffer (base may be NULL: sizes only); returns its
@@ -4230,7 +4298,18 @@ static const d1__bf16w *d1__bf16_weights(d1_model *m) {
 /* A forward pass that no backward pass follows (the sampler, the log-prob
    passes of diffu-GRPO): in the model's precision. */
 static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask) {
-    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m), 1);
+    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m), 1, NULL, 0);
+}
+/* The same, when only some rows' logits are read: idx [B, S], S < T
+   positions per sequence, strictly increasing in each row. The logits of
+   those rows land where the full pass puts them (row b*T + idx); the other
+   rows of m->logits hold nothing meaningful. Every layer but the last runs
+   in full (each position's keys and values feed every query); the last runs
+   its queries, attention output, MLP and the head for the S rows only
+   (d1__block_forward_rows). */
+static void d1__forward_nograd_rows(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
+                                    const int *idx, int S) {
+    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m), 1, idx, S);
 }
 
 D1_API int d1_model_set_precision(d1_model *m, int precision) {
@@ -4793,6 +4872,7 @@ struct d1__sampler {
     size_t    BT;
     int      *out;        /* [B, T] the canvas                                      */
     int      *twin;       /* [2B, T] the canvas and its unconditional twin (CFG)     */
+    int      *rows;       /* [B, S] the positions whose logits a step reads          */
     int      *at_start;   /* [B] masks of the current block when it started          */
     uint8_t  *key_mask;   /* [2B, T] 0 at left padding                               */
     uint8_t  *revealed;   /* [B, T] revealed at this step                            */
@@ -4801,10 +4881,36 @@ struct d1__sampler {
     float    *kv;         /* [L, B*T, 2 KVD] the KV cache, or NULL                   */
 };
 
+/* The positions a step reads logits at: each row's masks in the block
+   [b0, b1), topped up to S (the most any row has) with the row's first
+   other positions, in order, into s->rows [B, S]. Returns S. */
+static int d1__sampler_rows(d1__sampler *s, int b0, int b1) {
+    int mask_id = s->m->config.mask_id, S = 0, b, i;
+    for (b = 0; b < s->B; b++) {
+        int n = 0;
+        for (i = b0; i < b1; i++) n += s->out[(size_t)b * s->T + i] == mask_id;
+        S = D1__MAX(S, n);
+    }
+    for (b = 0; b < s->B; b++) {
+        int n = 0, fill = S, *r = s->rows + (size_t)b * S;
+        for (i = b0; i < b1; i++) fill -= s->out[(size_t)b * s->T + i] == mask_id;
+        for (i = 0; i < s->T && n < S; i++) {
+            int need = i >= b0 && i < b1 && s->out[(size_t)b * s->T + i] == mask_id;
+            if (need || fill > 0) {
+                fill -= !need;
+                r[n++] = i;
+            }
+        }
+    }
+    return S;
+}
+
 /* One forward pass for a step of the block [b0, b1): over the canvas and its
    unconditional twin (CFG), over the block (and what follows) against the
    cache, or over the whole canvas (refreshing the cache at a block's first
-   step). Returns the logits; position i of row b is at row (b*rs + i - off). */
+   step), its last layer for the masked positions of the block only
+   (d1__forward_nograd_rows: the logits of the others are never read).
+   Returns the logits; position i of row b is at row (b*rs + i - off). */
 static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int first_step, int *off, int *rs) {
     d1_model *m = s->m;
     size_t BT = s->BT;
@@ -4824,8 +4930,10 @@ static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int firs
         *off = b0;
         *rs = end - b0;
     } else {
-        d1__forward_nograd(m, s->out, s->B, s->T, s->key_mask);
-        if (s->kv) d1__kv_cache_fill(m, s->kv, BT);
+        int S = d1__sampler_rows(s, b0, b1);
+        if (S < s->T) d1__forward_nograd_rows(m, s->out, s->B, s->T, s->key_mask, s->rows, S);
+        else d1__forward_nograd(m, s->out, s->B, s->T, s->key_mask);
+        if (s->kv) d1__kv_cache_fill(m, s->kv, BT); /* every layer's keys and values ran in full */
     }
     return m->state->a.logits;
 }
@@ -4936,14 +5044,15 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
        `prompts`) and *rng are written only on success. */
     if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
     scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
-                        3 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
+                        4 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
     if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     s.kv = kv_floats ? (float *)scratch : NULL;
     s.cand = (d1__cand *)((float *)scratch + kv_floats);
     s.at_start = (int *)(s.cand + (size_t)B * s.bl);
     s.out = s.at_start + B;
     s.twin = s.out + s.BT;
-    s.key_mask = (uint8_t *)(s.twin + 2 * s.BT);
+    s.rows = s.twin + 2 * s.BT;
+    s.key_mask = (uint8_t *)(s.rows + s.BT);
     s.revealed = s.key_mask + 2 * s.BT;
     s.done = s.revealed + s.BT;
 
@@ -5089,15 +5198,28 @@ static int d1__grpo_batch_check(const d1_model *m, const d1_grpo_batch *b) {
 }
 
 /* One forward pass over the masked input: x_t = tokens with input_mask set to
-   [MASK]; nograd: no backward follows (in the model's precision). */
+   [MASK]; nograd: no backward follows (in the model's precision), and its
+   last layer runs for the completion's rows [P, T) only, the rows the
+   log-probs read (d1__forward_nograd_rows; all rows if the index does not
+   fit in memory). */
 static void d1__grpo_forward(d1_model *m, const d1_grpo_batch *b, int nograd) {
     struct d1__state *s = m->state;
     size_t N = (size_t)b->B * b->T, i;
+    int Lc = b->T - b->P, *idx = NULL, r, k;
     for (i = 0; i < N; i++) s->noisy[i] = b->input_mask[i] ? m->config.mask_id : b->tokens[i];
-    if (nograd)
-        d1__forward_nograd(m, s->noisy, b->B, b->T, b->key_mask);
-    else
+    if (!nograd) {
         d1__forward(m, s->noisy, b->B, b->T, b->key_mask);
+        return;
+    }
+    if (b->P > 0) idx = (int *)d1__alloc(sizeof(int) * (size_t)b->B * Lc);
+    if (idx) {
+        for (r = 0; r < b->B; r++)
+            for (k = 0; k < Lc; k++) idx[(size_t)r * Lc + k] = b->P + k;
+        d1__forward_nograd_rows(m, s->noisy, b->B, b->T, b->key_mask, idx, Lc);
+        d1__free(idx);
+    } else {
+        d1__forward_nograd(m, s->noisy, b->B, b->T, b->key_mask);
+    }
 }
 
 /* log softmax(l)[target] for one row of logits [V]; p [V] receives the
