@@ -43,6 +43,9 @@ static int amx_emu_tile_ok(int t) {
     if (t < 0 || t > 7 || amx_emu.rows[t] == 0) { amx_emu_fault("tile not configured", t); return 0; }
     return 1;
 }
+/* BF16 in (DAZ) and FP32 out (FTZ): d1__bf16_value and d1__ftz again, written
+   apart on purpose (the model of the instruction shares no code with what
+   it checks) */
 static float amx_emu_bf16(uint16_t h) { /* DAZ */
     uint32_t u = (uint32_t)h << 16;
     float f;
