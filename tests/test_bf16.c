@@ -195,6 +195,8 @@ static void test_bf16_gemm_vs_definition(void) {
             for (k = 0; k < 11; k += 3) bf16_gemm_case(sizes[i], sizes[j], sizes[k], 1.0f, ws);
     bf16_gemm_case(251, 70, 1101, 1.0f, ws); /* several MC blocks and three K slices, K odd */
     bf16_gemm_case(13, 45, 1024, 1.0f, ws);  /* K slices exactly */
+    bf16_gemm_case(7, 45, 1101, 1.0f, ws);   /* M <= 8: K in one slice, odd */
+    bf16_gemm_case(1, 70, 2048, 1.0f, ws);   /* M <= 8, K past the default slice */
     bf16_gemm_case(17, 35, 33, 3e-20f, ws);  /* products and sums below FLT_MIN: flushed */
     bf16_gemm_case(9, 40, 15, 1e19f, ws);    /* overflow to infinity */
     bf16_gemm_case(5, 7, 0, 1.0f, ws);       /* K = 0: zeros */
