@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* unused where d1.h has no AMX kernel to call them (arm64, D1_NO_SIMD) */
+#define AMX_EMU_FN static __attribute__((unused))
+
 typedef struct {
     int configured;
     int rows[8], colsb[8];
@@ -61,7 +64,7 @@ static float amx_emu_ftz(float r) {
     return r;
 }
 
-static void d1_emu_tile_config(const void *cfg) {
+AMX_EMU_FN void d1_emu_tile_config(const void *cfg) {
     const unsigned char *p = (const unsigned char *)cfg;
     int t, i;
     memset(&amx_emu, 0, sizeof amx_emu);
@@ -76,23 +79,23 @@ static void d1_emu_tile_config(const void *cfg) {
     }
     amx_emu.configured = 1;
 }
-static void d1_emu_tile_loadd(int t, const void *base, long stride) {
+AMX_EMU_FN void d1_emu_tile_loadd(int t, const void *base, long stride) {
     int r;
     if (!amx_emu_tile_ok(t)) return;
     memset(amx_emu.data[t], 0, 1024);
     for (r = 0; r < amx_emu.rows[t]; r++)
         memcpy(amx_emu.data[t] + r * 64, (const char *)base + (long)r * stride, (size_t)amx_emu.colsb[t]);
 }
-static void d1_emu_tile_stored(int t, void *base, long stride) {
+AMX_EMU_FN void d1_emu_tile_stored(int t, void *base, long stride) {
     int r;
     if (!amx_emu_tile_ok(t)) return;
     for (r = 0; r < amx_emu.rows[t]; r++)
         memcpy((char *)base + (long)r * stride, amx_emu.data[t] + r * 64, (size_t)amx_emu.colsb[t]);
 }
-static void d1_emu_tile_zero(int t) {
+AMX_EMU_FN void d1_emu_tile_zero(int t) {
     if (amx_emu_tile_ok(t)) memset(amx_emu.data[t], 0, 1024);
 }
-static void d1_emu_tile_dpbf16ps(int c, int a, int b) {
+AMX_EMU_FN void d1_emu_tile_dpbf16ps(int c, int a, int b) {
     int m, n, k;
     if (!amx_emu_tile_ok(c) || !amx_emu_tile_ok(a) || !amx_emu_tile_ok(b)) return;
     if (c == a || c == b || a == b) { amx_emu_fault("TDPBF16PS with a tile twice", c); return; }
@@ -118,5 +121,5 @@ static void d1_emu_tile_dpbf16ps(int c, int a, int b) {
             memcpy(amx_emu.data[c] + m * 64 + 4 * n, &s, 4);
         }
 }
-static void d1_emu_tile_release(void) { memset(&amx_emu, 0, sizeof amx_emu); }
+AMX_EMU_FN void d1_emu_tile_release(void) { memset(&amx_emu, 0, sizeof amx_emu); }
 #endif
