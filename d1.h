@@ -4316,10 +4316,18 @@ static void d1__forward_nograd(d1_model *m, const int *tokens, int B, int T, con
    rows of m->logits hold nothing meaningful. Every layer but the last runs
    in full (each position's keys and values feed every query); the last runs
    its queries, attention output, MLP and the head for the S rows only
-   (d1__block_forward_rows). */
+   (d1__block_forward_rows). In FP32 under D1_USE_BLIS: the full pass. */
 static void d1__forward_nograd_rows(d1_model *m, const int *tokens, int B, int T, const uint8_t *key_mask,
                                     const int *idx, int S) {
-    d1__forward_w(m, tokens, B, T, key_mask, d1__bf16_weights(m), 1, idx, S);
+    const d1__bf16w *bw = d1__bf16_weights(m);
+#if defined(D1_USE_BLIS)
+    if (!bw) { /* BLIS's FP32 sums for a row depend on how many rows the matrix has: the full pass keeps
+                  the read rows' bits (the BF16 GEMMs are ours, so BF16 takes the rows) */
+        d1__forward_w(m, tokens, B, T, key_mask, NULL, 1, NULL, 0);
+        return;
+    }
+#endif
+    d1__forward_w(m, tokens, B, T, key_mask, bw, 1, idx, S);
 }
 
 D1_API int d1_model_set_precision(d1_model *m, int precision) {
