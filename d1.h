@@ -582,6 +582,8 @@ typedef struct d1_sample_stats {
     int forward_passes;  /* model evaluations (a CFG step counts one, over 2B rows)     */
     int steps;           /* denoising steps taken                                        */
     int revealed;        /* tokens revealed                                              */
+    long forward_rows;   /* canvases the passes computed: rows whose canvases are equal
+                            share one (G rollouts of a prompt agree until they differ)   */
 } d1_sample_stats;
 
 /* prompts [B, P] -> out [B, P + gen_len] (prompt copied, completion generated).
@@ -3254,6 +3256,8 @@ struct d1__state {
     int      bf16_resident;  /* d1_model_load_bf16: the matrices live in bw only,
                                 param_memory holds wte and the norms           */
     int      bf16_kernel;    /* D1_BF16_KERNEL_* (d1_model_set_bf16_kernel) */
+    int      no_share;       /* 1: the sampler computes every row, equal or not
+                                (tests compare the shared passes against it)   */
 #if defined(D1_CUDA)
     struct d1__dev *dev;     /* the model's GPU side (>>cuda); NULL: on the CPU */
 #endif
@@ -4330,6 +4334,21 @@ static void d1__forward_nograd_rows(d1_model *m, const int *tokens, int B, int T
     d1__forward_w(m, tokens, B, T, key_mask, bw, 1, idx, S);
 }
 
+/* 1 when a no-gradient pass gives each row's logits the same bits whatever
+   else the batch holds: our kernels sum each output in an order fixed by
+   its own row (the tile bodies, the K slices and the threads' shares do not
+   change it; test_batch_invariant checks FP32, BF16 and both thread
+   counts). Not BLIS's FP32 GEMM, whose sums depend on the row count, and
+   not the GPU's libraries. */
+static int d1__batch_invariant(d1_model *m) {
+    (void)m;
+    if (d1__on_gpu(m)) return 0;
+#if defined(D1_USE_BLIS)
+    if (!d1__bf16_weights(m)) return 0;
+#endif
+    return 1;
+}
+
 D1_API int d1_model_set_precision(d1_model *m, int precision) {
     struct d1__state *s;
     if (!m || !m->state || !m->param_memory) return D1__FAIL(D1_ERR_ARG);
@@ -4891,6 +4910,10 @@ struct d1__sampler {
     int      *out;        /* [B, T] the canvas                                      */
     int      *twin;       /* [2B, T] the canvas and its unconditional twin (CFG)     */
     int      *rows;       /* [B, S] the positions whose logits a step reads          */
+    int      *src;        /* [B] the logits row that row b reads (equal canvases share) */
+    int      *ucanvas;    /* [B, T] a step's distinct canvases                       */
+    uint8_t  *ukey;       /* [B, T] and their key masks                              */
+    int       share;      /* 1: rows with equal canvases share one row of the pass   */
     int      *at_start;   /* [B] masks of the current block when it started          */
     uint8_t  *key_mask;   /* [2B, T] 0 at left padding                               */
     uint8_t  *revealed;   /* [B, T] revealed at this step                            */
@@ -4902,18 +4925,18 @@ struct d1__sampler {
 /* The positions a step reads logits at: each row's masks in the block
    [b0, b1), topped up to S (the most any row has) with the row's first
    other positions, in order, into s->rows [B, S]. Returns S. */
-static int d1__sampler_rows(d1__sampler *s, int b0, int b1) {
+static int d1__sampler_rows(d1__sampler *s, const int *canvas, int B, int b0, int b1) {
     int mask_id = s->m->config.mask_id, S = 0, b, i;
-    for (b = 0; b < s->B; b++) {
+    for (b = 0; b < B; b++) {
         int n = 0;
-        for (i = b0; i < b1; i++) n += s->out[(size_t)b * s->T + i] == mask_id;
+        for (i = b0; i < b1; i++) n += canvas[(size_t)b * s->T + i] == mask_id;
         S = D1__MAX(S, n);
     }
-    for (b = 0; b < s->B; b++) {
+    for (b = 0; b < B; b++) {
         int n = 0, fill = S, *r = s->rows + (size_t)b * S;
-        for (i = b0; i < b1; i++) fill -= s->out[(size_t)b * s->T + i] == mask_id;
+        for (i = b0; i < b1; i++) fill -= canvas[(size_t)b * s->T + i] == mask_id;
         for (i = 0; i < s->T && n < S; i++) {
-            int need = i >= b0 && i < b1 && s->out[(size_t)b * s->T + i] == mask_id;
+            int need = i >= b0 && i < b1 && canvas[(size_t)b * s->T + i] == mask_id;
             if (need || fill > 0) {
                 fill -= !need;
                 r[n++] = i;
@@ -4923,13 +4946,42 @@ static int d1__sampler_rows(d1__sampler *s, int b0, int b1) {
     return S;
 }
 
+/* Rows with equal canvases (and key masks) share one row of the pass: the
+   G rollouts of a prompt start equal and, under low-confidence remasking,
+   mostly reveal the same confident tokens until their last steps. Every
+   row's logits are the same bits in any batch (d1__batch_invariant), so
+   sharing changes no result. Fills s->src [B] (row b reads the logits of
+   distinct canvas src[b]) and the distinct canvases and key masks in
+   s->ucanvas / s->ukey; returns their count U. */
+static int d1__sampler_distinct(d1__sampler *s) {
+    int T = s->T, U = 0, b, u;
+    for (b = 0; b < s->B; b++) {
+        const int *row = s->out + (size_t)b * T;
+        const uint8_t *km = s->key_mask + (size_t)b * T;
+        for (u = 0; u < U; u++)
+            if (!memcmp(row, s->ucanvas + (size_t)u * T, (size_t)T * sizeof(int)) &&
+                !memcmp(km, s->ukey + (size_t)u * T, (size_t)T))
+                break;
+        if (u == U) {
+            memcpy(s->ucanvas + (size_t)U * T, row, (size_t)T * sizeof(int));
+            memcpy(s->ukey + (size_t)U * T, km, (size_t)T);
+            U++;
+        }
+        s->src[b] = u;
+    }
+    return U;
+}
+
 /* One forward pass for a step of the block [b0, b1): over the canvas and its
    unconditional twin (CFG), over the block (and what follows) against the
    cache, or over the whole canvas (refreshing the cache at a block's first
    step), its last layer for the masked positions of the block only
-   (d1__forward_nograd_rows: the logits of the others are never read).
-   Returns the logits; position i of row b is at row (b*rs + i - off). */
-static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int first_step, int *off, int *rs) {
+   (d1__forward_nograd_rows: the logits of the others are never read), and
+   over each distinct canvas once (d1__sampler_distinct). Returns the
+   logits; position i of row b is at row (s->src[b]*rs + i - off); the
+   canvases the pass computed are added to *rows_run. */
+static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int first_step, int *off, int *rs,
+                                        long *rows_run) {
     d1_model *m = s->m;
     size_t BT = s->BT;
     int b, i;
@@ -4942,16 +4994,22 @@ static const float *d1__sampler_forward(d1__sampler *s, int b0, int b1, int firs
             for (i = s->P - (s->prompt_lens ? s->prompt_lens[b] : s->P); i < s->P; i++)
                 s->twin[BT + (size_t)b * s->T + i] = m->config.mask_id;
         d1__forward_nograd(m, s->twin, 2 * s->B, s->T, s->key_mask);
+        *rows_run += 2 * s->B;
     } else if (s->kv && !first_step) {
         int end = s->d->kv_cache == D1_KV_DUAL ? b1 : s->T;
         d1__forward_cached(m, s->out, s->B, s->T, b0, end, s->key_mask, s->kv);
         *off = b0;
         *rs = end - b0;
-    } else {
-        int S = d1__sampler_rows(s, b0, b1);
-        if (S < s->T) d1__forward_nograd_rows(m, s->out, s->B, s->T, s->key_mask, s->rows, S);
-        else d1__forward_nograd(m, s->out, s->B, s->T, s->key_mask);
+        *rows_run += s->B;
+    } else { /* share: src[b] = the distinct canvas of row b; else src[b] = b throughout */
+        int U = s->share ? d1__sampler_distinct(s) : s->B, S;
+        const int *canvas = s->share ? s->ucanvas : s->out;
+        const uint8_t *km = s->share ? s->ukey : s->key_mask;
+        S = d1__sampler_rows(s, canvas, U, b0, b1);
+        if (S < s->T) d1__forward_nograd_rows(m, canvas, U, s->T, km, s->rows, S);
+        else d1__forward_nograd(m, canvas, U, s->T, km);
         if (s->kv) d1__kv_cache_fill(m, s->kv, BT); /* every layer's keys and values ran in full */
+        *rows_run += U;
     }
     return m->state->a.logits;
 }
@@ -4965,7 +5023,7 @@ static int d1__sampler_reveal_row(d1__sampler *s, int b, int b0, int b1, const f
     d1__cand *cb = s->cand + (size_t)b * s->bl;
     int V = s->V, mask_id = s->m->config.mask_id, n = 0, k, j, i, rc;
     for (i = b0; i < b1; i++) {
-        float *l = (float *)logits + ((size_t)b * rs + (size_t)(i - off)) * V;
+        float *l = (float *)logits + ((size_t)s->src[b] * rs + (size_t)(i - off)) * V;
         if (s->out[(size_t)b * s->T + i] != mask_id) continue;
         if (s->cfg) { /* guided logits: un + (s+1)(cond - un) */
             const float *ul = logits + (s->BT + (size_t)b * s->T + i) * V;
@@ -5061,18 +5119,25 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
        done flags. The canvas is ours until the end: `out` (which may alias
        `prompts`) and *rng are written only on success. */
     if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
-    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(int) +
-                        4 * s.BT * sizeof(int) + 2 * s.BT + s.BT + (size_t)B);
+    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + 2 * (size_t)B * sizeof(int) +
+                        5 * s.BT * sizeof(int) + 2 * s.BT + s.BT + s.BT + (size_t)B);
     if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     s.kv = kv_floats ? (float *)scratch : NULL;
     s.cand = (d1__cand *)((float *)scratch + kv_floats);
     s.at_start = (int *)(s.cand + (size_t)B * s.bl);
-    s.out = s.at_start + B;
+    s.src = s.at_start + B;
+    s.out = s.src + B;
     s.twin = s.out + s.BT;
     s.rows = s.twin + 2 * s.BT;
-    s.key_mask = (uint8_t *)(s.rows + s.BT);
+    s.ucanvas = s.rows + s.BT;
+    s.key_mask = (uint8_t *)(s.ucanvas + s.BT);
     s.revealed = s.key_mask + 2 * s.BT;
-    s.done = s.revealed + s.BT;
+    s.ukey = s.revealed + s.BT;
+    s.done = s.ukey + s.BT;
+    /* sharing a pass among equal canvases needs each row's logits to be the
+       same bits in any batch, and no per-row state (the prefix cache, CFG) */
+    s.share = !s.cfg && !s.kv && !m->state->no_share && d1__batch_invariant(m);
+    for (b = 0; b < B; b++) s.src[b] = b;
 
     /* the canvas: prompt ⊕ gen_len masks; left padding is no query's key */
     for (b = 0; b < B; b++) {
@@ -5097,7 +5162,7 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
             for (b = 0; b < B && !any; b++)
                 for (i = b0; i < b1 && !any; i++) any = s.out[(size_t)b * s.T + i] == c->mask_id;
             if (!any) break; /* the block is complete (threshold mode ends here) */
-            logits = d1__sampler_forward(&s, b0, b1, step == 0, &off, &rs);
+            logits = d1__sampler_forward(&s, b0, b1, step == 0, &off, &rs, &st.forward_rows);
             st.forward_passes++;
             memset(s.revealed, 0, s.BT);
             if ((n = d1__sampler_reveal(&s, b0, b1, logits, off, rs, step)) < 0) {

@@ -273,6 +273,134 @@ static void test_forward_rows_exact(void) {
     free(full);
 }
 
+/* A pass gives each row the same logits bits whatever else the batch holds
+   (d1__batch_invariant; what lets the sampler run equal canvases once):
+   every row of a 7-row batch against the same row in batches of one, two,
+   four and 14 rows (the 7 twice, reversed), for the full pass and the
+   sampler's pass of some rows; FP32 and BF16, GQA, LoRA, 1 and 2 threads.
+   Under D1_USE_BLIS FP32 is not invariant and the sampler does not share. */
+static void test_batch_invariant(void) {
+    enum { B = 7, T = 19, V = 37, S = 4, NSUB = 4 };
+    static const int subs[NSUB][2 * B] = {{3}, {6, 0}, {1, 2, 4, 5}, {6, 5, 4, 3, 2, 1, 0, 6, 5, 4, 3, 2, 1, 0}};
+    static const int nsub[NSUB] = {1, 2, 4, 2 * B};
+    d1_config c;
+    d1_model m;
+    d1_rng rng;
+    int tok[B * T], sub_tok[2 * B * T], idx[2 * B * S], prec, lora, nth, k, j, i, rows;
+    uint8_t km[B * T], sub_km[2 * B * T];
+    float *full = (float *)malloc(sizeof(float) * B * T * V);
+    memset(&c, 0, sizeof c);
+    c.vocab_size = V; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 99;
+    c.max_seq_len = 24; c.mask_id = 36; c.eos_id = 35;
+    d1_rng_seed(&rng, 21);
+    for (i = 0; i < B * T; i++) {
+        tok[i] = (int)(d1_rng_u64(&rng) % 37);
+        km[i] = (uint8_t)(i % T >= (i / T) % 3); /* 0-2 positions of left padding */
+    }
+    for (j = 0; j < 2 * B * S; j++) idx[j] = 3 + 4 * (j % S); /* positions 3, 7, 11, 15 of each row */
+    for (lora = 0; lora < 2; lora++)
+        for (prec = 0; prec < 2; prec++)
+            for (nth = 1; nth <= 2; nth++)
+                for (rows = 0; rows < 2; rows++) {
+                    CHECK(d1_model_init(&m, &c, 5) == D1_OK, "init");
+                    if (lora) {
+                        size_t q;
+                        CHECK(d1_lora_attach(&m, 4, 8.0f, 5) == D1_OK, "lora");
+                        for (q = 0; q < m.lora->num_params; q++)
+                            m.lora->param_memory[q] = 0.1f * (2.0f * d1_rng_uniform(&rng) - 1.0f);
+                    }
+                    CHECK(d1_model_set_precision(&m, prec ? D1_PRECISION_BF16 : D1_PRECISION_F32) == D1_OK, "precision");
+#ifndef D1_NO_THREADS
+                    CHECK(d1_model_set_threads(&m, nth) == D1_OK, "threads");
+#endif
+                    CHECK(d1__ensure(&m, 2 * B, T) == D1_OK, "buffers");
+#if defined(D1_USE_BLIS)
+                    if (!prec) {
+                        CHECK(!d1__batch_invariant(&m), "BLIS FP32: not batch invariant, the sampler must not share");
+                        d1_model_free(&m);
+                        continue;
+                    }
+#endif
+                    CHECK(d1__batch_invariant(&m), "our kernels: batch invariant");
+                    if (rows) d1__forward_nograd_rows(&m, tok, B, T, km, idx, S);
+                    else d1__forward_nograd(&m, tok, B, T, km);
+                    memcpy(full, m.logits, sizeof(float) * B * T * V);
+                    for (k = 0; k < NSUB; k++) {
+                        long bad = -1;
+                        for (j = 0; j < nsub[k]; j++) {
+                            memcpy(sub_tok + j * T, tok + subs[k][j] * T, sizeof(int) * T);
+                            memcpy(sub_km + j * T, km + subs[k][j] * T, T);
+                        }
+                        if (rows) d1__forward_nograd_rows(&m, sub_tok, nsub[k], T, sub_km, idx, S);
+                        else d1__forward_nograd(&m, sub_tok, nsub[k], T, sub_km);
+                        for (j = 0; j < nsub[k] && bad < 0; j++)
+                            for (i = 0; i < T && bad < 0; i++) {
+                                size_t at = (size_t)j * T + i, was = (size_t)subs[k][j] * T + i;
+                                if (rows && (i % 4 != 3 || i > 15)) continue; /* not computed */
+                                if (memcmp(m.logits + at * V, full + was * V, sizeof(float) * V)) bad = (long)at;
+                            }
+                        CHECK(bad < 0, "%s%s, %d thread(s), %s pass, batch of %d: row %ld differs from the 7-row batch",
+                              prec ? "BF16" : "FP32", lora ? " + LoRA" : "", nth, rows ? "rows" : "full", nsub[k], bad);
+                    }
+                    d1_model_free(&m);
+                }
+    free(full);
+}
+
+/* The sampler runs rows with equal canvases once (d1__sampler_distinct) and
+   changes no token: 12 rows over 5 prompts, interleaved (two of them the
+   same tokens, one with its first position as left padding: equal canvases,
+   unequal key masks), against the same call computing every row (the
+   internal no_share), in every remasking mode, temperature 0 and 0.8, one
+   block and blocks of 8, FP32 and BF16. At temperature 0 equal prompts stay
+   equal, so each pass computes exactly the 5 distinct canvases. */
+static void test_sampler_share(void) {
+    enum { B = 12, P = 5, GEN = 16, T = P + GEN };
+    static const int which[B] = {0, 1, 0, 2, 3, 1, 4, 2, 2, 1, 3, 0};
+    static const int base[4][P] = {{1, 2, 3, 4, 5}, {6, 7, 8, 9, 10}, {5, 4, 3, 2, 1}, {17, 2, 3, 4, 5}};
+    d1_config c = tiny();
+    d1_model m;
+    d1_sampler_desc d;
+    d1_sample_stats s1, s2;
+    int prompts[B * P], lens[B], a[B * T], b2[B * T], mode, hot, blk, prec, i;
+    for (i = 0; i < B; i++) { /* prompt 4: prompt 3's tokens (17 = pad_id), no padding */
+        memcpy(prompts + i * P, base[which[i] < 4 ? which[i] : 3], sizeof base[0]);
+        lens[i] = which[i] == 3 ? P - 1 : P;
+    }
+    d1_model_init(&m, &c, 13);
+    for (prec = 0; prec < 2; prec++) {
+        CHECK(d1_model_set_precision(&m, prec ? D1_PRECISION_BF16 : D1_PRECISION_F32) == D1_OK, "precision");
+        for (mode = 0; mode <= D1_REMASK_ENTROPY; mode++)
+            for (hot = 0; hot < 2; hot++)
+                for (blk = 0; blk < 2; blk++) {
+                    d1_rng r1, r2;
+                    int shares = d1__batch_invariant(&m);
+                    memset(&d, 0, sizeof d);
+                    d.gen_len = GEN; d.block_len = blk ? 8 : GEN; d.steps = 8; d.remasking = mode;
+                    d.temperature = hot ? 0.8f : 0.0f;
+                    d1_rng_seed(&r1, 77);
+                    d1_rng_seed(&r2, 77);
+                    m.state->no_share = 1;
+                    CHECK(d1_sampler_generate(&m, &d, prompts, B, P, lens, &r1, a, &s1) == D1_OK, "unshared");
+                    m.state->no_share = 0;
+                    CHECK(d1_sampler_generate(&m, &d, prompts, B, P, lens, &r2, b2, &s2) == D1_OK, "shared");
+                    CHECK(!memcmp(a, b2, sizeof a) && !memcmp(&r1, &r2, sizeof r1),
+                          "%s, mode %d, T %.1f, block %d: sharing changed the sample", prec ? "BF16" : "FP32", mode,
+                          d.temperature, d.block_len);
+                    CHECK(s1.forward_passes == s2.forward_passes && s1.steps == s2.steps && s1.revealed == s2.revealed,
+                          "the same passes, steps and reveals");
+                    CHECK(s1.forward_rows == (long)B * s1.forward_passes, "unshared: %ld rows", s1.forward_rows);
+                    if (!shares) CHECK(s2.forward_rows == s1.forward_rows, "not batch invariant: no sharing");
+                    else if (mode != D1_REMASK_RANDOM && !hot)
+                        CHECK(s2.forward_rows == 5L * s2.forward_passes, "T 0: %ld rows in %d passes, not 5 a pass",
+                              s2.forward_rows, s2.forward_passes);
+                    else CHECK(s2.forward_rows >= 5L * s2.forward_passes && s2.forward_rows < s1.forward_rows,
+                               "%ld rows shared of %ld", s2.forward_rows, s1.forward_rows);
+                }
+    }
+    d1_model_free(&m);
+}
+
 static void test_bad_settings(void) {
     d1_config c = tiny();
     d1_model m;
@@ -323,6 +451,8 @@ int main(void) {
     RUN(test_reference_generate);
     RUN(test_kv_cache_matches_full_forward);
     RUN(test_forward_rows_exact);
+    RUN(test_batch_invariant);
+    RUN(test_sampler_share);
     RUN(test_properties);
     RUN(test_stop_at_eos);
     RUN(test_callback);

@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
         int cache;
         for (cache = skip_nocache ? 1 : 0; cache < 2; cache++) {
             d1_sampler_desc d = d1_sampler_default_desc(G);
-            d1_sample_stats st = {0, 0, 0};
+            d1_sample_stats st = {0};
             d1_rng rng;
             d.block_len = block; d.steps = G; d.kv_cache = cache ? D1_KV_DUAL : D1_KV_NONE;
             d1_rng_seed(&rng, 1);
