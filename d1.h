@@ -746,6 +746,8 @@ typedef struct d1_grpo_stats {
     float  loss, kl, clip_frac, grad_norm;     /* means over the mu updates        */
     float  completion_len;  /* mean tokens up to and including the first EOS        */
     int    forward_passes;  /* sampler + log-prob passes + updates                  */
+    long   rollout_rows;    /* canvases the sampler's passes computed (rows with
+                               equal canvases share one: d1_sample_stats)          */
     double t_generate, t_logp, t_update;       /* wall seconds per phase            */
     int    updates;         /* AdamW updates applied: mu on success; on an error,
                                how many reached the weights before it               */
@@ -5963,7 +5965,10 @@ static int d1__grpo_rollout(d1__grpo_work *w, const int *prompts, const int *pro
     t0 = d1__now();
     rc = d1_sampler_generate(w->policy, &sd, w->rp, w->R, w->P, w->rl, w->rng, w->canvas, &ss);
     w->st.t_generate = d1__now() - t0;
-    if (rc == D1_OK) w->st.forward_passes += ss.forward_passes;
+    if (rc == D1_OK) {
+        w->st.forward_passes += ss.forward_passes;
+        w->st.rollout_rows = ss.forward_rows;
+    }
     return rc;
 }
 
