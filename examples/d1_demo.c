@@ -74,12 +74,14 @@ typedef struct rl_recipe {
                                   leave_one_out, scale_rewards, inner_steps           */
     float lr, wd, beta, eps;   /* AdamW's lr and weight decay; the KL weight; clip eps */
     float temperature;         /* the rollouts' (d1: 0.9; d2 and SPG on Sudoku: 0.3)  */
+    int   remasking;           /* the rollouts' D1_REMASK_* (d1: low_confidence)      */
 } rl_recipe;
 
 /* d1's (d1_grpo_default_desc, its optimizer), mu 4 for the 2-core budget and
    lr 3e-4 for these full-parameter tiny models (d1: 3e-6 on LoRA adapters). */
 static rl_recipe recipe_d1(void) {
-    rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f, 0.9f};
+    rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f, 0.9f,
+                   D1_REMASK_LOW_CONFIDENCE};
     return r;
 }
 /* A successor's (DESIGN 7b), by estimator, with what differs from d1's as its
@@ -298,6 +300,9 @@ static int settings_match(const settings *S, int record) {
                       "temperature %g\n",
                       k ? "rl after d1" : "rl d1", r->name, r->estimator, r->kl, r->mc, r->loo, r->scale, r->inner,
                       (double)r->lr, (double)r->wd, (double)r->beta, (double)r->eps, (double)r->temperature);
+        if (r->remasking != D1_REMASK_LOW_CONFIDENCE) /* (the default adds nothing: earlier OUTs stay valid) */
+            n += snprintf(now + n, sizeof now - (size_t)n, "%s remasking %d\n", k ? "rl after d1" : "rl d1",
+                          r->remasking);
     }
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
@@ -828,6 +833,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.group_size = S->rl_group;
     gd.sampler = rollout_sampler(S, gen_len);
     gd.sampler.temperature = rr->temperature;
+    gd.sampler.remasking = rr->remasking;
     gd.inner_steps = rr->inner; gd.beta = rr->beta; gd.estimator = rr->estimator; gd.scale_rewards = rr->scale;
     gd.kl = rr->kl; gd.mc_draws = rr->mc; gd.leave_one_out = rr->loo; gd.clip_eps = rr->eps;
     if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
@@ -1213,6 +1219,7 @@ static void usage(void) {
                     "               [--rl-estimator|--x-estimator one-step|coupled|partial|elbo|trajectory|spg]\n"
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-inner N] [--rl-lr X] [--rl-wd X]\n"
                     "               [--rl-beta X] [--rl-eps X] [--rl-temperature X] [--rl-advantages scaled|centered]\n"
+                    "               [--rl-remasking low_confidence|random] (the rollouts' order of reveals)\n"
                     "               (and --x-kl ... alike)\n");
 }
 
@@ -1294,7 +1301,10 @@ static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r
     else if (!strcmp(name, "beta")) r->beta = (float)atof(val);
     else if (!strcmp(name, "eps")) r->eps = (float)atof(val);
     else if (!strcmp(name, "temperature")) r->temperature = (float)atof(val);
-    else return 0;
+    else if (!strcmp(name, "remasking")) {
+        if (strcmp(val, "low_confidence") && strcmp(val, "random")) return -1;
+        r->remasking = !strcmp(val, "random") ? D1_REMASK_RANDOM : D1_REMASK_LOW_CONFIDENCE;
+    } else return 0;
     return r->inner >= 1 && r->lr > 0.0f && r->wd >= 0.0f && r->beta >= 0.0f && r->eps > 0.0f && r->mc >= 0 &&
                    r->temperature >= 0.0f
                ? 2
