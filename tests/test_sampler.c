@@ -207,6 +207,34 @@ static void test_callback(void) {
     d1_model_free(&m);
 }
 
+/* The rows tests' config: V 37, dim 64, GQA (4 heads over 2), ffn 99. */
+static d1_config rows_config(void) {
+    d1_config c;
+    memset(&c, 0, sizeof c);
+    c.vocab_size = 37; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 99;
+    c.max_seq_len = 24; c.mask_id = 36; c.eos_id = 35;
+    return c;
+}
+
+/* The rows tests' model: c with seed `seed`, LoRA adapters of nonzero
+   weights when lora, in FP32 or BF16, on nth threads, buffers for B x T. */
+static void rows_model(d1_model *m, const d1_config *c, uint64_t seed, int lora, int prec, int nth, d1_rng *rng,
+                       int B, int T) {
+    CHECK(d1_model_init(m, c, seed) == D1_OK, "init");
+    if (lora) {
+        size_t k;
+        CHECK(d1_lora_attach(m, 4, 8.0f, 5) == D1_OK, "lora");
+        for (k = 0; k < m->lora->num_params; k++) m->lora->param_memory[k] = 0.1f * (2.0f * d1_rng_uniform(rng) - 1.0f);
+    }
+    CHECK(d1_model_set_precision(m, prec ? D1_PRECISION_BF16 : D1_PRECISION_F32) == D1_OK, "precision");
+#ifndef D1_NO_THREADS
+    CHECK(d1_model_set_threads(m, nth) == D1_OK, "threads");
+#else
+    (void)nth;
+#endif
+    CHECK(d1__ensure(m, B, T) == D1_OK, "buffers");
+}
+
 /* The sampler's pass over some rows (d1__forward_nograd_rows: the last layer
    for the read positions only) gives those rows the full pass's logits bit
    for bit: FP32 and BF16, GQA, with LoRA adapters (nonzero), 1 and 2
@@ -221,9 +249,7 @@ static void test_forward_rows_exact(void) {
     int tok[B * T], idx[B * T], prec, lora, nth, trial, b, i, j;
     uint8_t km[B * T];
     float *full = (float *)malloc(sizeof(float) * B * T * V);
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 99;
-    c.max_seq_len = 24; c.mask_id = 36; c.eos_id = 35;
+    c = rows_config();
     d1_rng_seed(&rng, 12);
     for (i = 0; i < B * T; i++) {
         tok[i] = (int)(d1_rng_u64(&rng) % 37);
@@ -232,18 +258,7 @@ static void test_forward_rows_exact(void) {
     for (lora = 0; lora < 2; lora++)
         for (prec = 0; prec < 2; prec++)
             for (nth = 1; nth <= 2; nth++) {
-                CHECK(d1_model_init(&m, &c, 3) == D1_OK, "init");
-                if (lora) {
-                    size_t k;
-                    CHECK(d1_lora_attach(&m, 4, 8.0f, 5) == D1_OK, "lora");
-                    for (k = 0; k < m.lora->num_params; k++)
-                        m.lora->param_memory[k] = 0.1f * (2.0f * d1_rng_uniform(&rng) - 1.0f);
-                }
-                CHECK(d1_model_set_precision(&m, prec ? D1_PRECISION_BF16 : D1_PRECISION_F32) == D1_OK, "precision");
-#ifndef D1_NO_THREADS
-                CHECK(d1_model_set_threads(&m, nth) == D1_OK, "threads");
-#endif
-                CHECK(d1__ensure(&m, B, T) == D1_OK, "buffers");
+                rows_model(&m, &c, 3, lora, prec, nth, &rng, B, T);
                 d1__forward_nograd(&m, tok, B, T, km);
                 memcpy(full, m.logits, sizeof(float) * B * T * V);
                 for (trial = 0; trial < 4; trial++) {
@@ -289,9 +304,7 @@ static void test_batch_invariant(void) {
     int tok[B * T], sub_tok[2 * B * T], idx[2 * B * S], prec, lora, nth, k, j, i, rows;
     uint8_t km[B * T], sub_km[2 * B * T];
     float *full = (float *)malloc(sizeof(float) * B * T * V);
-    memset(&c, 0, sizeof c);
-    c.vocab_size = V; c.dim = 64; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.ffn_dim = 99;
-    c.max_seq_len = 24; c.mask_id = 36; c.eos_id = 35;
+    c = rows_config();
     d1_rng_seed(&rng, 21);
     for (i = 0; i < B * T; i++) {
         tok[i] = (int)(d1_rng_u64(&rng) % 37);
@@ -302,18 +315,7 @@ static void test_batch_invariant(void) {
         for (prec = 0; prec < 2; prec++)
             for (nth = 1; nth <= 2; nth++)
                 for (rows = 0; rows < 2; rows++) {
-                    CHECK(d1_model_init(&m, &c, 5) == D1_OK, "init");
-                    if (lora) {
-                        size_t q;
-                        CHECK(d1_lora_attach(&m, 4, 8.0f, 5) == D1_OK, "lora");
-                        for (q = 0; q < m.lora->num_params; q++)
-                            m.lora->param_memory[q] = 0.1f * (2.0f * d1_rng_uniform(&rng) - 1.0f);
-                    }
-                    CHECK(d1_model_set_precision(&m, prec ? D1_PRECISION_BF16 : D1_PRECISION_F32) == D1_OK, "precision");
-#ifndef D1_NO_THREADS
-                    CHECK(d1_model_set_threads(&m, nth) == D1_OK, "threads");
-#endif
-                    CHECK(d1__ensure(&m, 2 * B, T) == D1_OK, "buffers");
+                    rows_model(&m, &c, 5, lora, prec, nth, &rng, 2 * B, T);
 #if defined(D1_USE_BLIS)
                     if (!prec) {
                         CHECK(!d1__batch_invariant(&m), "BLIS FP32: not batch invariant, the sampler must not share");

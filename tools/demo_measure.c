@@ -64,16 +64,22 @@ static int stage_threshold(const settings *S, int stage) {
 
 /* What GRPO has to select from: G rollouts per held-out prompt, sampled as
    the RL arms sample them (d1's rollout settings: temperature 0.9,
-   low_confidence, steps = gen_len / 2), scored; per row, the mean reward of
-   the samples, of the best and the worst of each group (best-of-G: what a
-   policy that always wrote its group's best completion would score), and the
-   share of groups whose rewards are all equal (no signal). */
+   low_confidence, steps = gen_len / 2; or the arm's recipe's temperature and
+   remasking), scored; per row, the mean reward of the samples, of the best
+   and the worst of each group (best-of-G: what a policy that always wrote its
+   group's best completion would score), the share of groups whose rewards
+   are all equal (no signal), and how far a group's completions are apart:
+   the reward's standard deviation within a group, the distinct completions
+   of a group, the tokens in which two of them differ (mean over pairs), and
+   the share of the G rows' canvases the sampler's passes computed (the rest
+   were equal to another row's at that step). */
 static int stage_headroom(const settings *S, int stage) {
     const task *t = S->t;
     char dir[512];
     int G = S->rl_group, P = t->prompt_len, gen = t->gen_lens[0], T = P + gen, n, i, g;
     int *prompts, *group, *out;
-    double sum = 0, best = 0, worst = 0, flat = 0, t0 = now_s();
+    float *rs;
+    double sum = 0, best = 0, worst = 0, flat = 0, sd = 0, distinct = 0, apart = 0, rows = 0, t0 = now_s();
     d1_grpo_desc gd = d1_grpo_default_desc(gen);
     d1_sample_stats st;
     d1_rng rng;
@@ -86,32 +92,51 @@ static int stage_headroom(const settings *S, int stage) {
     if (check(d1_model_load(&m, dir), dir) != D1_OK || place(S, &m) != D1_OK) return 1;
     gd.sampler = rollout_sampler(S, gen);
     gd.sampler.temperature = recipe_of(S, stage)->temperature; /* the arm's (the base and SFT rows: d1's) */
+    gd.sampler.remasking = recipe_of(S, stage)->remasking;
     prompts = (int *)malloc(sizeof(int) * S->eval_n * P);
     group = (int *)malloc(sizeof(int) * G * P);
     out = (int *)malloc(sizeof(int) * G * T);
+    rs = (float *)malloc(sizeof(float) * G);
     n = heldout_prompts(t, S->eval_n, 2024, SPLIT_TEST, prompts);
     d1_rng_seed(&rng, S->seed * 1000 + 50 + stage);
     for (i = 0; i < n; i++) {
         float hi = -1.0f, lo = 2.0f;
+        double mean = 0, var = 0;
+        int h, k, diff;
         for (g = 0; g < G; g++) memcpy(group + (size_t)g * P, prompts + (size_t)i * P, sizeof(int) * P);
         if (check(d1_sampler_generate(&m, &gd.sampler, group, G, P, NULL, &rng, out, &st), "sample") != D1_OK) break;
+        rows += (double)st.forward_rows / ((double)G * st.forward_passes) / n;
         for (g = 0; g < G; g++) {
             const int *row = out + (size_t)g * T;
             d1_rollout ro;
             float r;
+            int equal = 0;
+            for (h = 0; h < g; h++) { /* the tokens in which completions g and h differ */
+                for (k = P, diff = 0; k < T; k++) diff += row[k] != out[(size_t)h * T + k];
+                apart += diff / (G * (G - 1) / 2.0) / n;
+                equal |= diff == 0;
+            }
+            distinct += !equal / (double)n;
             ro.prompt = row; ro.prompt_len = P; ro.completion = row + P; ro.prompt_index = i; ro.member = g;
             for (ro.completion_len = 0; ro.completion_len < gen && row[P + ro.completion_len] != m.config.eos_id;
                  ro.completion_len++) {}
             r = reward_tokens(&ro, (void *)t);
+            rs[g] = r;
+            mean += r / (double)G;
             sum += r / G;
             hi = r > hi ? r : hi; lo = r < lo ? r : lo;
         }
         best += hi; worst += lo; flat += hi == lo;
+        for (g = 0; g < G; g++) var += (rs[g] - mean) * (rs[g] - mean) / (G - 1);
+        sd += sqrt(var) / n;
     }
-    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %d prompts: sample mean %.3f, best-of-G %.3f, "
-           "worst-of-G %.3f, groups all equal %.2f (%.0f s)\n", t->name, stage_names[stage], gen, G,
-           (double)gd.sampler.temperature, n, sum / n, best / n, worst / n, flat / n, now_s() - t0);
-    free(prompts); free(group); free(out);
+    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %s remasking, %d prompts: sample mean %.3f, "
+           "best-of-G %.3f, worst-of-G %.3f, groups all equal %.2f; within a group: reward sd %.3f, %.2f distinct "
+           "completions, %.2f tokens apart; rows computed %.0f%% (%.0f s)\n",
+           t->name, stage_names[stage], gen, G, (double)gd.sampler.temperature,
+           gd.sampler.remasking == D1_REMASK_RANDOM ? "random" : "low_confidence", n, sum / n, best / n, worst / n,
+           flat / n, sd, distinct, apart, 100.0 * rows, now_s() - t0);
+    free(prompts); free(group); free(out); free(rs);
     d1_model_free(&m);
     return 0;
 }
