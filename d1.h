@@ -594,7 +594,10 @@ typedef struct d1_sample_stats {
    *rng and *stats are as they were; D1_ERR_NONFINITE when a step's logits
    hold a NaN or +inf (a model whose weights went non-finite), D1_ERR_CONFIG
    when the vocabulary has no token to reveal (only mask and suppressed EOS).
-   The model's activations (the logits) are scratch and may change. */
+   The model's activations (the logits) are scratch and may change. Rows
+   whose canvases are equal at a step (a prompt repeated G times, until its
+   samples part) share one row of that step's pass: the same tokens, bit for
+   bit, in less time (stats->forward_rows counts the rows computed). */
 D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const int *prompts, int B,
                                int P, const int *prompt_lens, d1_rng *rng, int *out,
                                d1_sample_stats *stats);
