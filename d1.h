@@ -4918,6 +4918,7 @@ struct d1__sampler {
     int      *src;        /* [B] the logits row that row b reads (equal canvases share) */
     int      *ucanvas;    /* [B, T] a step's distinct canvases                       */
     uint8_t  *ukey;       /* [B, T] and their key masks                              */
+    uint64_t *uhash;      /* [B] and their hashes                                    */
     int       share;      /* 1: rows with equal canvases share one row of the pass   */
     int      *at_start;   /* [B] masks of the current block when it started          */
     uint8_t  *key_mask;   /* [2B, T] 0 at left padding                               */
@@ -4957,20 +4958,24 @@ static int d1__sampler_rows(d1__sampler *s, const int *canvas, int B, int b0, in
    row's logits are the same bits in any batch (d1__batch_invariant), so
    sharing changes no result. Fills s->src [B] (row b reads the logits of
    distinct canvas src[b]) and the distinct canvases and key masks in
-   s->ucanvas / s->ukey; returns their count U. */
+   s->ucanvas / s->ukey; returns their count U. A row is compared in full
+   only with the distinct canvases of its hash (FNV-1a over tokens and key
+   mask), so the search costs O(B T) reads and O(B U) integer compares. */
 static int d1__sampler_distinct(d1__sampler *s) {
-    int T = s->T, U = 0, b, u;
+    int T = s->T, U = 0, b, u, i;
     for (b = 0; b < s->B; b++) {
         const int *row = s->out + (size_t)b * T;
         const uint8_t *km = s->key_mask + (size_t)b * T;
+        uint64_t h = 14695981039346656037ULL;
+        for (i = 0; i < T; i++) h = (h ^ ((uint64_t)(uint32_t)row[i] << 1 | km[i])) * 1099511628211ULL;
         for (u = 0; u < U; u++)
-            if (!memcmp(row, s->ucanvas + (size_t)u * T, (size_t)T * sizeof(int)) &&
+            if (s->uhash[u] == h && !memcmp(row, s->ucanvas + (size_t)u * T, (size_t)T * sizeof(int)) &&
                 !memcmp(km, s->ukey + (size_t)u * T, (size_t)T))
                 break;
         if (u == U) {
             memcpy(s->ucanvas + (size_t)U * T, row, (size_t)T * sizeof(int));
             memcpy(s->ukey + (size_t)U * T, km, (size_t)T);
-            U++;
+            s->uhash[U++] = h;
         }
         s->src[b] = u;
     }
@@ -5119,17 +5124,20 @@ D1_API int d1_sampler_generate(d1_model *m, const d1_sampler_desc *desc, const i
     s.BT = (size_t)B * s.T;
     kv_floats = desc->kv_cache && !s.cfg ? (size_t)c->n_layers * s.BT * 2 * c->n_kv_heads * (c->dim / c->n_heads) : 0;
 
-    /* one allocation for the call: the KV cache, candidates, masks per row at
-       block start, the canvas, the CFG twin canvas, key mask, revealed and
-       done flags. The canvas is ours until the end: `out` (which may alias
+    /* one allocation for the call: the KV cache, candidates, the distinct
+       canvases' hashes, masks per row at block start, each row's distinct
+       canvas, the canvas, the CFG twin canvas, the rows read, the distinct
+       canvases, key mask, revealed flags, the distinct key masks and done
+       flags. The canvas is ours until the end: `out` (which may alias
        `prompts`) and *rng are written only on success. */
     if ((rc = d1__ensure(m, s.cfg ? 2 * B : B, s.T)) != D1_OK) return rc;
-    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + 2 * (size_t)B * sizeof(int) +
-                        5 * s.BT * sizeof(int) + 2 * s.BT + s.BT + s.BT + (size_t)B);
+    scratch = d1__alloc(kv_floats * sizeof(float) + (size_t)B * s.bl * sizeof(d1__cand) + (size_t)B * sizeof(uint64_t) +
+                        2 * (size_t)B * sizeof(int) + 5 * s.BT * sizeof(int) + 2 * s.BT + s.BT + s.BT + (size_t)B);
     if (!scratch) return D1__FAIL(D1_ERR_NOMEM);
     s.kv = kv_floats ? (float *)scratch : NULL;
     s.cand = (d1__cand *)((float *)scratch + kv_floats);
-    s.at_start = (int *)(s.cand + (size_t)B * s.bl);
+    s.uhash = (uint64_t *)(s.cand + (size_t)B * s.bl);
+    s.at_start = (int *)(s.uhash + B);
     s.src = s.at_start + B;
     s.out = s.src + B;
     s.twin = s.out + s.BT;
