@@ -68,7 +68,8 @@ static int stage_threshold(const settings *S, int stage) {
    remasking), scored; per row, the mean reward of the samples, of the best
    and the worst of each group (best-of-G: what a policy that always wrote its
    group's best completion would score), the share of groups whose rewards
-   are all equal (no signal), and how far a group's completions are apart:
+   are all equal (no signal; the sample mean's standard error takes each
+   prompt's group mean as one draw), and how far a group's completions are apart:
    the reward's standard deviation within a group, the distinct completions
    of a group, the tokens in which two of them differ (mean over pairs), and
    the share of the G rows' canvases the sampler's passes computed (the rest
@@ -79,7 +80,7 @@ static int stage_headroom(const settings *S, int stage) {
     int G = S->rl_group, P = t->prompt_len, gen = t->gen_lens[0], T = P + gen, n, i, g;
     int *prompts, *group, *out;
     float *rs;
-    double sum = 0, best = 0, worst = 0, flat = 0, sd = 0, distinct = 0, apart = 0, rows = 0, t0 = now_s();
+    double sum = 0, sum2 = 0, best = 0, worst = 0, flat = 0, sd = 0, distinct = 0, apart = 0, rows = 0, t0 = now_s();
     d1_grpo_desc gd = d1_grpo_default_desc(gen);
     d1_sample_stats st;
     d1_rng rng;
@@ -126,15 +127,17 @@ static int stage_headroom(const settings *S, int stage) {
             sum += r / G;
             hi = r > hi ? r : hi; lo = r < lo ? r : lo;
         }
+        sum2 += mean * mean;
         best += hi; worst += lo; flat += hi == lo;
         for (g = 0; g < G; g++) var += (rs[g] - mean) * (rs[g] - mean) / (G - 1);
         sd += sqrt(var) / n;
     }
-    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %s remasking, %d prompts: sample mean %.3f, "
+    printf("%-9s %-8s gen_len %3d, G %d at temperature %.1f, %s remasking, %d prompts: sample mean %.3f +- %.3f, "
            "best-of-G %.3f, worst-of-G %.3f, groups all equal %.2f; within a group: reward sd %.3f, %.2f distinct "
            "completions, %.2f tokens apart; rows computed %.0f%% (%.0f s)\n",
            t->name, stage_names[stage], gen, G, (double)gd.sampler.temperature,
-           gd.sampler.remasking == D1_REMASK_RANDOM ? "random" : "low_confidence", n, sum / n, best / n, worst / n,
+           gd.sampler.remasking == D1_REMASK_RANDOM ? "random" : "low_confidence", n, sum / n,
+           n > 1 ? sqrt((sum2 - sum * sum / n) / (n - 1) / n) : 0.0, best / n, worst / n,
            flat / n, sd, distinct, apart, 100.0 * rows, now_s() - t0);
     free(prompts); free(group); free(out); free(rs);
     d1_model_free(&m);
