@@ -65,11 +65,11 @@ static int stage_threshold(const settings *S, int stage) {
 /* What GRPO has to select from: G rollouts per held-out prompt, sampled as
    the RL arms sample them (d1's rollout settings: temperature 0.9,
    low_confidence, steps = gen_len / 2; or the arm's recipe's temperature and
-   remasking), scored; per row, the mean reward of the samples, of the best
-   and the worst of each group (best-of-G: what a policy that always wrote its
+   remasking), scored; per row, the mean reward of the samples (its standard
+   error takes each prompt's group mean as one draw), of the best and the
+   worst of each group (best-of-G: what a policy that always wrote its
    group's best completion would score), the share of groups whose rewards
-   are all equal (no signal; the sample mean's standard error takes each
-   prompt's group mean as one draw), and how far a group's completions are apart:
+   are all equal (no signal), and how far a group's completions are apart:
    the reward's standard deviation within a group, the distinct completions
    of a group, the tokens in which two of them differ (mean over pairs), and
    the share of the G rows' canvases the sampler's passes computed (the rest
@@ -124,10 +124,9 @@ static int stage_headroom(const settings *S, int stage) {
             r = reward_tokens(&ro, (void *)t);
             rs[g] = r;
             mean += r / (double)G;
-            sum += r / G;
             hi = r > hi ? r : hi; lo = r < lo ? r : lo;
         }
-        sum2 += mean * mean;
+        sum += mean; sum2 += mean * mean;
         best += hi; worst += lo; flat += hi == lo;
         for (g = 0; g < G; g++) var += (rs[g] - mean) * (rs[g] - mean) / (G - 1);
         sd += sqrt(var) / n;
