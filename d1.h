@@ -117,6 +117,8 @@
        ESPO: sequence ELBO, sequence ratio, k2     d1__grpo_masks_elbo, d1__grpo_loss_seq
        d2 StepMerge: trajectory segments           d1__grpo_masks_trajectory, d1__grpo_record_reveals
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
+     d1.h's own: a group's rows share their masks  d1_grpo_desc.group_masks, d1__grpo_row_stream
+       (common random numbers: shared tokens cancel)
      LoRA adapters                                 d1_lora_attach / _merge
      BF16 inference (sampler, log-prob passes)     d1_model_set_precision; d1__gemm_bf16;
                                                    d1_model_set_bf16_kernel (the reference kernel),
@@ -716,6 +718,14 @@ typedef struct d1_grpo_desc {
                                1.5 GSM8K/MATH, 2.0 Countdown); 0 means 1            */
     float eubo_mix;         /* D1_GRPO_SPG: weight of the EUBO for A <= 0, in [0,1]
                                (SPG "eubo": 1, "mix": 0.5; 0: the ELBO, "elbo")     */
+    int   group_masks;      /* 1: the G rows of a group draw the same masks (common
+                               random numbers; d1.h's own option, no reference has
+                               it): a token the rows share, seen in the same context,
+                               gets the same log-prob in every row, so with advantages
+                               that sum to zero over the group its gradient cancels and
+                               the update learns from the tokens where rollouts differ.
+                               ELBO: counts stratified over groups; trajectory: one
+                               segment per group. 0: each row its own (the references) */
     d1_sampler_desc sampler;/* rollouts (d1: temperature 0.9, low_confidence,
                                block 32, steps gen_len / 2; see the default below) */
     const d1_reward *rewards;
@@ -5667,15 +5677,25 @@ static void d1__grpo_prompt_draws(const d1_grpo_desc *d, int P, int pad, int app
     int i;
     for (i = 0; i < P; i++) in[i] = (uint8_t)(d1_rng_uniform(rng) < d->p_mask_prompt && i >= pad && apply);
 }
+/* group_masks: row r replays the random numbers its group's first row drew
+   (saved in *first), so all G rows of a group build the same masks; a no-op
+   otherwise. Call at the start of each row's draws. */
+static void d1__grpo_row_stream(const d1__grpo_work *w, int r, d1_rng *rng, d1_rng *first) {
+    if (!w->d->group_masks) return;
+    if (r % w->G == 0) *first = *rng;
+    else *rng = *first;
+}
 /* d1 (the one-step estimator): the prompt at p_mask_prompt, the whole
    completion masked, every completion token scored. One pass. */
 static double d1__grpo_masks_one_step(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input,
                                       uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
     double n = 0.0;
+    d1_rng first;
     (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
+        d1__grpo_row_stream(w, r, rng, &first);
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
         for (i = 0; i < Lc; i++) {
             in[P + i] = 1;
@@ -5691,12 +5711,14 @@ static double d1__grpo_masks_coupled(const d1__grpo_work *w, int it, d1_rng *rng
                                      uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
     double n = 0.0;
+    d1_rng first;
     (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *in2 = in + w->RT;
         uint8_t *sc = score + (size_t)r * Lc, *sc2 = sc + w->RL;
         const uint8_t *c = w->cm + (size_t)r * Lc;
         float t;
+        d1__grpo_row_stream(w, r, rng, &first);
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 0, rng, in);
         t = 0.2f + 0.6f * d1_rng_uniform(rng);
         for (i = 0; i < Lc; i++) {
@@ -5716,11 +5738,13 @@ static double d1__grpo_masks_partial(const d1__grpo_work *w, int it, d1_rng *rng
                                      uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc;
     double n = 0.0;
+    d1_rng first;
     (void)it; (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         const uint8_t *c = w->cm + (size_t)r * Lc;
         float t;
+        d1__grpo_row_stream(w, r, rng, &first);
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 0, rng, in);
         t = d1_rng_uniform(rng);
         for (i = 0; i < Lc; i++) {
@@ -5743,20 +5767,25 @@ static double d1__grpo_masks_partial(const d1__grpo_work *w, int it, d1_rng *rng
    draws (their mean). The prompt is never masked and every completion
    position is scored: no completion mask, the EOS padding is part of the
    ELBO. Two passes per draw. ESPO stratifies over each micro-batch of a
-   device (3 rows in its Sudoku recipe); d1.h over the whole batch of R. */
+   device (3 rows in its Sudoku recipe); d1.h over the whole batch of R
+   (group_masks: over the R / G groups, s = r / G, S = R / G). */
 static double d1__grpo_masks_elbo(const d1__grpo_work *w, int it, d1_rng *rng, uint8_t *input, uint8_t *score,
                                   float *weight) {
     int L = w->Lc, R = w->R, P = w->P, T = w->T, mc = w->passes / 2, dr, r, i;
+    uint64_t S = (uint64_t)(w->d->group_masks ? R / w->G : R);
+    d1_rng first;
     (void)it;
     for (dr = 0; dr < mc; dr++) {
         uint64_t k = d1_rng_u64(rng) % (uint64_t)(L + 1);
         for (r = 0; r < R; r++) {
             size_t o1 = 2 * (size_t)dr * w->RT + (size_t)r * T, o2 = o1 + w->RT;
             size_t s1 = 2 * (size_t)dr * w->RL + (size_t)r * L, s2 = s1 + w->RL;
-            uint64_t num = k * (uint64_t)R + (uint64_t)r * (uint64_t)(L + 1), q = num / R, rem = num % R;
+            uint64_t s = (uint64_t)(w->d->group_masks ? r / w->G : r);
+            uint64_t num = k * S + s * (uint64_t)(L + 1), q = num / S, rem = num % S;
             int x, left;
             float w1, w2;
-            if (2 * rem > (uint64_t)R || (2 * rem == (uint64_t)R && (q & 1))) q++; /* half to even */
+            d1__grpo_row_stream(w, r, rng, &first);
+            if (2 * rem > S || (2 * rem == S && (q & 1))) q++; /* half to even */
             x = (int)(q % (uint64_t)(L + 1));
             w1 = x > 0 ? (float)((L + 1.0) / (2.0 * mc * x)) : 0.0f;      /* 1/p / 2 / mc          */
             w2 = x < L ? (float)((L + 1.0) / (2.0 * mc * (L - x))) : 0.0f; /* 1/(L/(L+1)-p) / 2 / mc */
@@ -5783,7 +5812,8 @@ static double d1__grpo_masks_elbo(const d1__grpo_work *w, int it, d1_rng *rng, u
    a token revealed at step s belongs to segment k = #{j : b_j <= s}, and
    the canvas at the start of segment k shows exactly the tokens revealed
    before step b_k (b_0 = 0). Row r at inner iteration it scores segment
-   k = (r + it) mod N: the input is d1's prompt mask ⊕ that canvas, the
+   k = (r + it) mod N (group_masks: (r / G + it) mod N, one segment per
+   group): the input is d1's prompt mask ⊕ that canvas, the
    scored tokens those of segment k up to the first EOS, and the loss
    divides by (completion tokens) / N. (d2's trainer gives the j-th
    micro-batch of an optimizer step segment j mod N; d1.h has no
@@ -5796,11 +5826,14 @@ static double d1__grpo_masks_trajectory(const d1__grpo_work *w, int it, d1_rng *
                                         uint8_t *score, float *weight) {
     int r, i, P = w->P, T = w->T, Lc = w->Lc, N = w->n_seg;
     double n = 0.0;
+    d1_rng first;
     (void)weight;
     for (r = 0; r < w->R; r++) {
         uint8_t *in = input + (size_t)r * T, *sc = score + (size_t)r * Lc;
         const int *rev = w->rev + (size_t)r * Lc;
-        int k = (r + it) % N, b0 = d1__grpo_segment_start(w, k), b1 = d1__grpo_segment_start(w, k + 1);
+        int k = ((w->d->group_masks ? r / w->G : r) + it) % N;
+        int b0 = d1__grpo_segment_start(w, k), b1 = d1__grpo_segment_start(w, k + 1);
+        d1__grpo_row_stream(w, r, rng, &first);
         d1__grpo_prompt_draws(w->d, P, P - w->rl[r], 1, rng, in);
         for (i = 0; i < Lc; i++) {
             in[P + i] = (uint8_t)(rev[i] >= b0);                     /* not yet revealed at b0 */
@@ -5830,10 +5863,12 @@ static double d1__grpo_masks_block(const d1__grpo_work *w, int it, d1_rng *rng, 
     int bl = w->d->sampler.block_len ? w->d->sampler.block_len : L, nb = L / bl;
     int chosen[64]; /* nt <= 64 (mc_draws) */
     double den = 0.0;
+    d1_rng first;
     (void)it;
     for (r = 0; r < R; r++) {
         const uint8_t *cm = w->cm + (size_t)r * L;
         int n = 0, cnb;
+        d1__grpo_row_stream(w, r, rng, &first);
         for (i = 0; i < L; i++) n += cm[i];
         cnb = (n - 1) / bl + 1;
         den += n;
@@ -5928,9 +5963,13 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
             return D1__FAILF(D1_ERR_SETTING, "SPG: eubo_beta %g (finite, >= 0), eubo_mix %g (in [0, 1])",
                              d->eubo_beta, d->eubo_mix);
     }
-    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3) && d1__on_gpu(policy))
-        return D1__FAILF(D1_ERR_UNSUPPORTED, "estimator %d / kl %d on a GPU model (not yet checked on a GPU)",
-                         d->estimator, d->kl);
+    if (d->group_masks != 0 && d->group_masks != 1)
+        return D1__FAILF(D1_ERR_SETTING, "group_masks %d: must be 0 (each row its own masks) or 1 (per group)",
+                         d->group_masks);
+    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3 || d->group_masks) && d1__on_gpu(policy))
+        return D1__FAILF(D1_ERR_UNSUPPORTED,
+                         "estimator %d / kl %d / group_masks %d on a GPU model (not yet checked on a GPU)",
+                         d->estimator, d->kl, d->group_masks);
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS)
         return D1__FAILF(D1_ERR_ARG, "rewards %s, n_rewards %d: need 1..%d reward functions",
                          d->rewards ? "given" : "NULL", d->n_rewards, D1_MAX_REWARDS);

@@ -75,13 +75,14 @@ typedef struct rl_recipe {
     float lr, wd, beta, eps;   /* AdamW's lr and weight decay; the KL weight; clip eps */
     float temperature;         /* the rollouts' (d1: 0.9; d2 and SPG on Sudoku: 0.3)  */
     int   remasking;           /* the rollouts' D1_REMASK_* (d1: low_confidence)      */
+    int   group_masks;         /* d1_grpo_desc's: 1, a group's rows share their masks */
 } rl_recipe;
 
 /* d1's (d1_grpo_default_desc, its optimizer), mu 4 for the 2-core budget and
    lr 3e-4 for these full-parameter tiny models (d1: 3e-6 on LoRA adapters). */
 static rl_recipe recipe_d1(void) {
     rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f, 0.9f,
-                   D1_REMASK_LOW_CONFIDENCE};
+                   D1_REMASK_LOW_CONFIDENCE, 0};
     return r;
 }
 /* A successor's (DESIGN 7b), by estimator, with what differs from d1's as its
@@ -303,6 +304,8 @@ static int settings_match(const settings *S, int record) {
         if (r->remasking != D1_REMASK_LOW_CONFIDENCE) /* (the default adds nothing: earlier OUTs stay valid) */
             n += snprintf(now + n, sizeof now - (size_t)n, "%s remasking %d\n", k ? "rl after d1" : "rl d1",
                           r->remasking);
+        if (r->group_masks) /* (likewise) */
+            n += snprintf(now + n, sizeof now - (size_t)n, "%s group masks\n", k ? "rl after d1" : "rl d1");
     }
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
@@ -836,6 +839,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.sampler.remasking = rr->remasking;
     gd.inner_steps = rr->inner; gd.beta = rr->beta; gd.estimator = rr->estimator; gd.scale_rewards = rr->scale;
     gd.kl = rr->kl; gd.mc_draws = rr->mc; gd.leave_one_out = rr->loo; gd.clip_eps = rr->eps;
+    gd.group_masks = rr->group_masks;
     if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
         gd.objective = D1_GRPO_SPG; gd.beta = 0.0f; gd.eubo_beta = 1.0f; gd.eubo_mix = 0.5f;
     }
@@ -1220,6 +1224,7 @@ static void usage(void) {
                     "               [--rl-kl k3|k2|k1] [--rl-mc N] [--rl-loo] [--rl-inner N] [--rl-lr X] [--rl-wd X]\n"
                     "               [--rl-beta X] [--rl-eps X] [--rl-temperature X] [--rl-advantages scaled|centered]\n"
                     "               [--rl-remasking low_confidence|random] (the rollouts' order of reveals)\n"
+                    "               [--rl-group-masks] (a group's rows share their log-prob masks)\n"
                     "               (and --x-kl ... alike)\n");
 }
 
@@ -1282,6 +1287,7 @@ static int estimator_of(const char *e) {
 static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r) {
     if (!strcmp(name, "loo")) { r->loo = 1; return 1; }
     if (!strcmp(name, "scale-rewards")) { r->scale = 1; return 1; }
+    if (!strcmp(name, "group-masks")) { r->group_masks = 1; return 1; }
     if (!val) return 0;
     if (!strcmp(name, "estimator")) {
         int e = estimator_of(val);

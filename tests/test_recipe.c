@@ -843,6 +843,121 @@ static void test_other_estimators(void) {
     }
 }
 
+/* ---- group_masks: a group's rows share their masks ------------------------
+   Every estimator's masks with group_masks 1: each row's input, scored and
+   weight masks equal its group's first row's, the groups differ from each
+   other, ESPO's counts are stratified over the groups (x_g = round(k + g
+   (Lc+1)/S) mod (Lc+1), S groups) and the trajectory's segment is the
+   group's; with group_masks 0 the rows of a group differ (so the check can
+   fail). */
+static void test_group_masks(void) {
+    enum { R = 12, G = 3, P = 4, L = 8, T = P + L, PASSES = 4 };
+    static const char *const names[6] = {"one-step", "coupled", "partial", "elbo", "trajectory", "block"};
+    d1_grpo_desc d = d1_grpo_default_desc(L);
+    d1__grpo_work w;
+    uint8_t in[PASSES * R * T], sc[PASSES * R * L], cm[R * L];
+    float wt[PASSES * R * L];
+    int rl[R], rev[R * L], r, i, e, gm, rep, pass;
+    d1_rng rng;
+    memset(cm, 1, sizeof cm);
+    for (r = 0; r < R; r++) {
+        rl[r] = P - (r / G) % 2; /* a group's prompt, some left-padded */
+        for (i = 0; i < L; i++) rev[r * L + i] = (i * 3 + r / G) % 8; /* a group's rollouts: one trajectory */
+    }
+    for (e = D1_LOGP_ONE_STEP; e <= D1_LOGP_BLOCK; e++)
+        for (gm = 0; gm < 2; gm++) {
+            long rows_differ = 0, groups_differ = 0, strat_bad = 0;
+            const d1__grpo_estimator *est = &d1__grpo_estimators[e];
+            memset(&w, 0, sizeof w);
+            d.group_size = G; d.group_masks = gm; d.p_mask_prompt = 0.5f; d.mc_draws = 2;
+            d.sampler.block_len = 4; d.sampler.steps = 8;
+            w.d = &d; w.G = G; w.R = R; w.P = P; w.Lc = L; w.T = T; w.rl = rl; w.cm = cm; w.rev = rev;
+            w.n_seg = 4; w.n_steps = 8; w.seq = est->seq;
+            w.passes = e == D1_LOGP_ELBO ? 4 : e == D1_LOGP_BLOCK ? 2 : est->passes;
+            w.RT = (size_t)R * T; w.RL = (size_t)R * L;
+            d1_rng_seed(&rng, 40 + e);
+            for (rep = 0; rep < 200; rep++) {
+                memset(wt, 0, sizeof wt);
+                est->masks(&w, rep, &rng, in, sc, wt);
+                for (pass = 0; pass < w.passes; pass++)
+                    for (r = 0; r < R; r++) {
+                        int a = r % G ? r - r % G : (r + G) % R; /* the group's first row; for a first, the next group's */
+                        const uint8_t *x = in + ((size_t)pass * R + r) * T, *y = in + ((size_t)pass * R + a) * T;
+                        int same = !memcmp(x, y, T) &&
+                                   !memcmp(sc + ((size_t)pass * R + r) * L, sc + ((size_t)pass * R + a) * L, L) &&
+                                   !memcmp(wt + ((size_t)pass * R + r) * L, wt + ((size_t)pass * R + a) * L,
+                                           sizeof(float) * L);
+                        if (r % G) rows_differ += !same;
+                        else groups_differ += !same;
+                        if (e == D1_LOGP_ELBO && gm && pass % 2 == 0) { /* x_g from x_0 (= k) */
+                            int cnt = 0, x0 = 0, want;
+                            double v, fl;
+                            long q;
+                            for (i = 0; i < L; i++) {
+                                cnt += x[P + i];
+                                x0 += in[(size_t)pass * R * T + P + i];
+                            }
+                            v = x0 + (double)(r / G) * (L + 1) / (R / G); fl = floor(v); q = (long)fl;
+                            if (v - fl > 0.5 || (v - fl == 0.5 && (q & 1))) q++;
+                            want = (int)(q % (L + 1));
+                            strat_bad += cnt != want;
+                        }
+                    }
+            }
+            if (gm) {
+                CHECK(rows_differ == 0, "%s, group_masks 1: %ld rows differ from their group's first", names[e],
+                      rows_differ);
+                CHECK(groups_differ > 0, "%s, group_masks 1: every group has the same masks", names[e]);
+                CHECK(strat_bad == 0, "%s: %ld counts not stratified over the groups", names[e], strat_bad);
+            } else
+                CHECK(rows_differ > 0, "%s, group_masks 0: the rows of a group share their masks", names[e]);
+        }
+}
+
+/* The point of group_masks, end to end: rollouts at temperature 0 are equal
+   within a group, the reward tells the members apart (advantages -10, 0, 10,
+   summing to 0), so with shared masks every row's log-probs are equal and
+   the first update's gradient cancels (its norm ~ rounding); with each row's
+   own masks it does not. */
+static float member_reward(const d1_rollout *ro, void *user) {
+    (void)user;
+    return 10.0f * (float)ro->member;
+}
+static void test_group_masks_cancel(void) {
+    static const int ests[5] = {D1_LOGP_ONE_STEP, D1_LOGP_COUPLED, D1_LOGP_PARTIAL, D1_LOGP_ELBO, D1_LOGP_TRAJECTORY};
+    int k, gm;
+    for (k = 0; k < 5; k++) {
+        float gn[2];
+        for (gm = 0; gm < 2; gm++) {
+            d1_config c = bandit_config();
+            d1_model m;
+            d1_adamw opt;
+            d1_adamw_desc od = d1_adamw_default_desc();
+            d1_grpo_desc d = d1_grpo_default_desc(8);
+            d1_grpo_stats st;
+            d1_reward rw;
+            d1_rng rng;
+            int prompts[2 * 3] = {1, 2, 4, 5, 6, 7};
+            d1_model_init(&m, &c, 21);
+            d1_adamw_init(&opt, &m, &od);
+            rw.name = "member"; rw.fn = member_reward; rw.weight = 1.0f; rw.user = NULL;
+            d.rewards = &rw; d.n_rewards = 1; d.group_size = 3; d.inner_steps = 1; d.beta = 0.0f;
+            d.estimator = ests[k]; d.group_masks = gm; d.mc_draws = 2; d.segments = 4;
+            d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 0.0f;
+            d1_rng_seed(&rng, 9);
+            CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_OK, "step: %s",
+                  d1_last_error());
+            gn[gm] = st.grad_norm;
+            d1_adamw_free(&opt);
+            d1_model_free(&m);
+        }
+        printf("  estimator %d: first update's grad norm %.3g with each row's masks, %.3g with the group's\n",
+               ests[k], gn[0], gn[1]);
+        CHECK(gn[0] > 1e-3f && gn[1] < 1e-5f * gn[0], "estimator %d: grad norm %g (own masks) vs %g (group's)",
+              ests[k], gn[0], gn[1]);
+    }
+}
+
 static void test_bad_input(void) {
     d1_config c = bandit_config();
     d1_model m, ref;
@@ -890,7 +1005,8 @@ static void test_bad_input(void) {
              "D1_LOGP_ELBO goes with objective D1_GRPO_CLIPPED");
     GRPO_BAD((d.estimator = D1_LOGP_ONE_STEP, d.objective = D1_GRPO_CLIPPED, d.beta = NAN), D1_ERR_SETTING,
              "beta nan");
-    d.beta = 0.04f;
+    GRPO_BAD((d.beta = 0.04f, d.group_masks = 2), D1_ERR_SETTING, "group_masks 2: must be 0");
+    d.group_masks = 0;
 #undef GRPO_BAD
     d.n_rewards = 1;
     CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)), "a refused call moved weights");
@@ -952,6 +1068,8 @@ int main(void) {
     RUN(test_trajectory_canvas);
     RUN(test_reference_spg);
     RUN(test_block_masks);
+    RUN(test_group_masks);
+    RUN(test_group_masks_cancel);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);
