@@ -873,7 +873,7 @@ static void test_group_masks(void) {
             d.sampler.block_len = 4; d.sampler.steps = 8;
             w.d = &d; w.G = G; w.R = R; w.P = P; w.Lc = L; w.T = T; w.rl = rl; w.cm = cm; w.rev = rev;
             w.n_seg = 4; w.n_steps = 8; w.seq = est->seq;
-            w.passes = e == D1_LOGP_ELBO ? 4 : e == D1_LOGP_BLOCK ? 2 : est->passes;
+            w.passes = est->passes * (est->seq ? d.mc_draws : 1); /* as d1_grpo_step: <= PASSES */
             w.RT = (size_t)R * T; w.RL = (size_t)R * L;
             d1_rng_seed(&rng, 40 + e);
             for (rep = 0; rep < 200; rep++) {
