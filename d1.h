@@ -718,6 +718,14 @@ typedef struct d1_grpo_desc {
                                1.5 GSM8K/MATH, 2.0 Countdown); 0 means 1            */
     float eubo_mix;         /* D1_GRPO_SPG: weight of the EUBO for A <= 0, in [0,1]
                                (SPG "eubo": 1, "mix": 0.5; 0: the ELBO, "elbo")     */
+    float dual_clip;        /* dual-clip PPO's c (Ye et al. 2020, arXiv 1912.09729;
+                               verl's clip_ratio_c, 3 there by default), > 1, for
+                               D1_GRPO_CLIPPED: for A < 0 the surrogate is floored
+                               at c A, so a token (ESPO: a sequence) whose ratio
+                               passed c gives no gradient. d1's min() alone leaves
+                               rho unbounded when A < 0, and a token the one-step
+                               estimator scores low can rise several nats in one
+                               update (rho = e^5 ~ 150). 0: off (d1, ESPO, d2)     */
     int   group_masks;      /* 1: the G rows of a group draw the same masks (common
                                random numbers; d1.h's own option, no reference has
                                it): a token the rows share, seen in the same context,
@@ -809,14 +817,20 @@ typedef struct d1_grpo_batch {
        loss weight; denom = their sum) and the EUBO's settings */
     const float   *seq_len;    /* [n_seq]                                                  */
     float          eubo_beta, eubo_mix;
+    /* D1_GRPO_CLIPPED: dual-clip's c (> 1), or 0 for none (d1). For A < 0 the
+       surrogate is floored at c A: L = -max(min(rho A, clip(rho) A), c A), so a
+       token (ESPO: a sequence) with rho > c gives no gradient. A GPU model
+       takes 0 only. */
+    float          dual_clip;
 } d1_grpo_batch;
 /* logp [B, Lc] = log softmax(logits)[o] at every completion position, from one
    forward pass over the masked input. */
 D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *batch, float *logp);
 /* The objective's loss over the scored tokens of one pass (sum / denom), its
    gradient accumulated into m->grads; kl_sum and clipped (may be NULL)
-   receive the sums of KL_k and of the clipped indicator over scored tokens.
-   Sequence level (elbo_w set; objective D1_GRPO_CLIPPED only: ESPO): one
+   receive the sums of KL_k and of the clipped indicator over scored tokens
+   (a token counts when a clip, either side or dual-clip, removes its
+   gradient). Sequence level (elbo_w set; objective D1_GRPO_CLIPPED only: ESPO): one
    pass over all the rows gives each sequence's ELBO_s, then
        L = 1/denom sum_s [ -min(rho_s A_s, clip(rho_s, 1-eps, 1+eps) A_s) + beta KL_s / Lc ],
        rho_s = exp((ELBO_s - old_s) / Lc),  KL_s on d = ELBO_s - ref_s
@@ -5359,6 +5373,7 @@ D1_API int d1_grpo_logprobs(d1_model *m, const d1_grpo_batch *b, float *logp) {
 /* Per scored completion token, from logp (and old, ref, A):
      clipped (d1):  L = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta KL,  rho = exp(logp - old)
                     dL/dlogp = -rho A [unclipped branch selected] + beta dKL/dlogp
+                    (dual-clip c: for A < 0, L = -max(min(...), c A) + beta KL)
      wd1:           L = -omega logp + beta KL,   dL/dlogp = -omega + beta dKL/dlogp
    with KL one of (d = logp - ref)
      k3 (d1):       exp(-d) + d - 1,   dKL/dlogp = 1 - exp(-d)
@@ -5373,6 +5388,26 @@ static double d1__kl_of(int kind, double d, double *dkl) {
     case D1_KL_K2: *dkl = d; return 0.5 * d * d;
     default: *dkl = 1.0 - exp(-d); return exp(-d) + d - 1.0;
     }
+}
+
+/* The clipped surrogate of one ratio rho = exp(x - old) with advantage A:
+       S = -min(rho A, clip(rho, 1-eps, 1+eps) A)
+   and, with dual-clip c > 0 (verl/trainer/ppo/core_algos.py at b178a3c,
+   compute_policy_loss_vanilla, lines 1229-1235), for A < 0
+       S = min(-c A, -min(rho A, clip(rho) A)),
+   the ceiling that ends rho's pull once rho > c. Returns S; *g = dS/dx
+   (-rho A on the unclipped branch, 0 on a clipped one); *cut = 1 when a
+   clip removed the gradient. */
+static double d1__surrogate(double rho, double A, double eps, double c, double *g, int *cut) {
+    double l1 = rho * A, l2 = D1__MIN(D1__MAX(rho, 1.0 - eps), 1.0 + eps) * A, S = -D1__MIN(l1, l2);
+    *g = l1 <= l2 ? -rho * A : 0.0; /* the clipped branch is constant in theta */
+    *cut = l1 > l2;
+    if (c > 0.0 && A < 0.0 && -c * A < S) { /* dual-clip: the floor c A, constant */
+        S = -c * A;
+        *g = 0.0;
+        *cut = 1;
+    }
+    return S;
 }
 
 D1_API int d1_grpo_elbo(const d1_grpo_batch *b, const float *logp, float *elbo) {
@@ -5433,7 +5468,8 @@ static void d1__softmax_grad(float *d, int V, int target, double g) {
    logp into s->wts (free in a GRPO loss); ELBO_s summed as d1_grpo_elbo
    does; then, with c_s = dL/dELBO_s,
        dL/dl[r,k] = c_{r % n_seq} elbo_w[r,k] (onehot(o) - softmax)
-       c_s = ( -A_s rho_s / Lc [unclipped branch] + beta dKL/dd / Lc ) / denom */
+       c_s = ( -A_s rho_s / Lc [unclipped branch] + beta dKL/dd / Lc ) / denom
+   (the surrogate and its dual-clip as per token: d1__surrogate) */
 static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps, float beta, float *loss,
                              double *kl_sum, double *clipped) {
     d1__acts *a = &m->state->a;
@@ -5442,17 +5478,16 @@ static int d1__grpo_loss_seq(d1_model *m, const d1_grpo_batch *b, float clip_eps
     double total = 0.0, kls = 0.0, clips = 0.0;
     d1__seq_sweep(m, b, lp);
     for (s = 0; s < b->n_seq; s++) {
-        double A = b->adv[s], rho, l1, l2, c, kl = 0.0, dkl = 0.0, elbo;
+        double A = b->adv[s], rho, S, c, kl = 0.0, dkl = 0.0, elbo;
+        int cut;
         elbo = (float)d1__seq_elbo(b, lp, s); /* as stored for the old and reference policies */
         rho = exp((elbo - (b->old_logp ? (double)b->old_logp[s] : elbo)) / Lc);
-        l1 = rho * A;
-        l2 = D1__MIN(D1__MAX(rho, 1.0 - clip_eps), 1.0 + clip_eps) * A;
-        c = l1 <= l2 ? -rho * A / Lc : 0.0; /* the clipped branch is constant in theta */
-        clips += l1 > l2;
+        S = d1__surrogate(rho, A, clip_eps, b->dual_clip, &c, &cut); /* c = dS/d(ELBO / Lc) */
+        clips += cut;
         if (beta != 0.0f) kl = d1__kl_of(b->kl, elbo - (double)b->ref_logp[s], &dkl);
-        total += -D1__MIN(l1, l2) + beta * kl / Lc;
+        total += S + beta * kl / Lc;
         kls += kl / Lc;
-        c = (c + beta * dkl / Lc) / b->denom;
+        c = (c / Lc + beta * dkl / Lc) / b->denom;
         for (r = s; r < b->B; r += b->n_seq)
             for (k = 0; k < Lc; k++) {
                 size_t row = (size_t)r * b->T + b->P + k, t = (size_t)r * Lc + k;
@@ -5537,8 +5572,9 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
     size_t i;
     if (!loss || !b || !b->score_mask || !b->adv || !(b->denom > 0.0f) || (beta != 0.0f && !b->ref_logp) ||
         !(clip_eps >= 0.0f) || !isfinite(beta) || objective < D1_GRPO_CLIPPED || objective > D1_GRPO_SPG ||
-        b->kl < D1_KL_K3 || b->kl > D1_KL_K2)
-        return D1__FAIL(D1_ERR_ARG);
+        b->kl < D1_KL_K3 || b->kl > D1_KL_K2 ||
+        !(b->dual_clip == 0.0f || (b->dual_clip > 1.0f && isfinite(b->dual_clip) && objective == D1_GRPO_CLIPPED)))
+        return D1__FAIL(D1_ERR_ARG); /* dual-clip: c > 1, on the clipped ratio only */
     if (b->elbo_w && (objective == D1_GRPO_WD1 || b->n_seq <= 0 || b->B <= 0 || b->B % b->n_seq))
         return D1__FAIL(D1_ERR_ARG); /* the sequence level is ESPO's clipped ratio or SPG */
     if (objective == D1_GRPO_SPG && (!b->elbo_w || !b->seq_len || beta != 0.0f || !(b->eubo_beta > 0.0f) ||
@@ -5546,7 +5582,7 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
         return D1__FAIL(D1_ERR_ARG); /* SPG: sequences, their lengths, no KL */
     D1__REFUSE_RESIDENT(m);
     if ((rc = d1__grpo_batch_check(m, b)) != D1_OK) return rc;
-    if ((b->kl != D1_KL_K3 || b->elbo_w) && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
+    if ((b->kl != D1_KL_K3 || b->elbo_w || b->dual_clip != 0.0f) && d1__on_gpu(m)) return D1__FAIL(D1_ERR_UNSUPPORTED);
     /* every number that enters the loss, before the pass: a non-finite
        advantage, or old / reference log-prob of a scored token (a log-prob
        is <= 0), is the caller's error */
@@ -5593,14 +5629,10 @@ D1_API int d1_grpo_loss(d1_model *m, const d1_grpo_batch *b, float clip_eps, flo
                 L = -A * logp;
                 g = -A;
             } else {
-                double rho, l1, l2;
+                int cut;
                 old = b->old_logp ? (double)b->old_logp[t] : logp;
-                rho = exp(logp - old);
-                l1 = rho * A;
-                l2 = D1__MIN(D1__MAX(rho, 1.0 - clip_eps), 1.0 + clip_eps) * A;
-                L = -D1__MIN(l1, l2);
-                g = l1 <= l2 ? -rho * A : 0.0; /* the clipped branch is constant in theta */
-                clips += l1 > l2;
+                L = d1__surrogate(exp(logp - old), A, clip_eps, b->dual_clip, &g, &cut);
+                clips += cut;
             }
             L += beta * kl;
             g += beta * dkl;
@@ -5966,10 +5998,15 @@ static int d1__grpo_check(const d1_model *policy, const d1_model *ref, const d1_
     if (d->group_masks != 0 && d->group_masks != 1)
         return D1__FAILF(D1_ERR_SETTING, "group_masks %d: must be 0 (each row its own masks) or 1 (per group)",
                          d->group_masks);
-    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3 || d->group_masks) && d1__on_gpu(policy))
+    if (!(d->dual_clip == 0.0f || (d->dual_clip > 1.0f && isfinite(d->dual_clip))) ||
+        (d->dual_clip != 0.0f && d->objective != D1_GRPO_CLIPPED))
+        return D1__FAILF(D1_ERR_SETTING, "dual_clip %g with objective %d: 0 (off), or c > 1 with D1_GRPO_CLIPPED "
+                         "(the others take no ratio)", d->dual_clip, d->objective);
+    if ((d->estimator >= D1_LOGP_ELBO || d->kl != D1_KL_K3 || d->group_masks || d->dual_clip != 0.0f) &&
+        d1__on_gpu(policy))
         return D1__FAILF(D1_ERR_UNSUPPORTED,
-                         "estimator %d / kl %d / group_masks %d on a GPU model (not yet checked on a GPU)",
-                         d->estimator, d->kl, d->group_masks);
+                         "estimator %d / kl %d / group_masks %d / dual_clip %g on a GPU model (not yet checked on "
+                         "a GPU)", d->estimator, d->kl, d->group_masks, d->dual_clip);
     if (!d->rewards || d->n_rewards < 1 || d->n_rewards > D1_MAX_REWARDS)
         return D1__FAILF(D1_ERR_ARG, "rewards %s, n_rewards %d: need 1..%d reward functions",
                          d->rewards ? "given" : "NULL", d->n_rewards, D1_MAX_REWARDS);
@@ -6179,6 +6216,7 @@ static int d1__grpo_updates(d1__grpo_work *w) {
             gb.old_logp = it > 0 && d->objective == D1_GRPO_CLIPPED ? w->old_lp + (size_t)it * stride
                                                                      : NULL; /* at it = 0 old = the policy */
             gb.ref_logp = d->beta > 0.0f ? w->ref_lp + (size_t)it * stride : NULL;
+            gb.dual_clip = d->dual_clip;
             if ((rc = d1_grpo_loss(w->policy, &gb, d->clip_eps, d->beta, d->objective, &l, &w->kl, &w->clip)) !=
                 D1_OK)
                 return rc;

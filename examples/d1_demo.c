@@ -76,13 +76,14 @@ typedef struct rl_recipe {
     float temperature;         /* the rollouts' (d1: 0.9; d2 and SPG on Sudoku: 0.3)  */
     int   remasking;           /* the rollouts' D1_REMASK_* (d1: low_confidence)      */
     int   group_masks;         /* d1_grpo_desc's: 1, a group's rows share their masks */
+    float dual_clip;           /* d1_grpo_desc's: dual-clip's c (> 1), 0 off (d1)     */
 } rl_recipe;
 
 /* d1's (d1_grpo_default_desc, its optimizer), mu 4 for the 2-core budget and
    lr 3e-4 for these full-parameter tiny models (d1: 3e-6 on LoRA adapters). */
 static rl_recipe recipe_d1(void) {
     rl_recipe r = {"d1", D1_LOGP_ONE_STEP, D1_KL_K3, 0, 0, 0, 4, 3e-4f, 0.1f, 0.04f, 0.5f, 0.9f,
-                   D1_REMASK_LOW_CONFIDENCE, 0};
+                   D1_REMASK_LOW_CONFIDENCE, 0, 0.0f};
     return r;
 }
 /* A successor's (DESIGN 7b), by estimator, with what differs from d1's as its
@@ -306,6 +307,9 @@ static int settings_match(const settings *S, int record) {
                           r->remasking);
         if (r->group_masks) /* (likewise) */
             n += snprintf(now + n, sizeof now - (size_t)n, "%s group masks\n", k ? "rl after d1" : "rl d1");
+        if (r->dual_clip != 0.0f) /* (likewise) */
+            n += snprintf(now + n, sizeof now - (size_t)n, "%s dual clip %g\n", k ? "rl after d1" : "rl d1",
+                          (double)r->dual_clip);
     }
     for (k = STAGE_BASE; k <= STAGE_SFT && !S->full; k++) {
         char file[600];
@@ -839,7 +843,7 @@ static int stage_rl(const settings *S, int stage) {
     gd.sampler.remasking = rr->remasking;
     gd.inner_steps = rr->inner; gd.beta = rr->beta; gd.estimator = rr->estimator; gd.scale_rewards = rr->scale;
     gd.kl = rr->kl; gd.mc_draws = rr->mc; gd.leave_one_out = rr->loo; gd.clip_eps = rr->eps;
-    gd.group_masks = rr->group_masks;
+    gd.group_masks = rr->group_masks; gd.dual_clip = rr->dual_clip;
     if (gd.estimator == D1_LOGP_BLOCK) { /* SPG: its objective, no KL, the EUBO/ELBO mix of its Sudoku recipe */
         gd.objective = D1_GRPO_SPG; gd.beta = 0.0f; gd.eubo_beta = 1.0f; gd.eubo_mix = 0.5f;
     }
@@ -1225,6 +1229,7 @@ static void usage(void) {
                     "               [--rl-beta X] [--rl-eps X] [--rl-temperature X] [--rl-advantages scaled|centered]\n"
                     "               [--rl-remasking low_confidence|random] (the rollouts' order of reveals)\n"
                     "               [--rl-group-masks] (a group's rows share their log-prob masks)\n"
+                    "               [--rl-dual-clip C] (C > 1: for A < 0 no gradient once the ratio passes C)\n"
                     "               (and --x-kl ... alike)\n");
 }
 
@@ -1307,6 +1312,11 @@ static int recipe_flag(const char *name, const char *val, int is_x, rl_recipe *r
     else if (!strcmp(name, "beta")) r->beta = (float)atof(val);
     else if (!strcmp(name, "eps")) r->eps = (float)atof(val);
     else if (!strcmp(name, "temperature")) r->temperature = (float)atof(val);
+    else if (!strcmp(name, "dual-clip")) {
+        char *end;
+        r->dual_clip = (float)strtod(val, &end);
+        if (end == val || *end || !(r->dual_clip > 1.0f)) return -1;
+    }
     else if (!strcmp(name, "remasking")) {
         if (strcmp(val, "low_confidence") && strcmp(val, "random")) return -1;
         r->remasking = !strcmp(val, "random") ? D1_REMASK_RANDOM : D1_REMASK_LOW_CONFIDENCE;

@@ -139,13 +139,50 @@ static void test_reference_grpo_kl(void) {
     }
 }
 
+/* The clipped objective with dual-clip against the dump (tools/ref_recipe_dump.py,
+   part 7: part 2's inputs, c 2; one token with A < 0 has rho = e > c, so its
+   gradient drops out, and one has rho between 1 + eps and c, so it keeps
+   the ratio branch). The cap changes the loss; a c no ratio reaches
+   changes nothing; a c <= 1, or one with another objective, is refused. */
+static void test_reference_grpo_dual(void) {
+    const float *eb = (const float *)ref_get(&rec, "grpo.eps_beta")->data;
+    const ref_record *rc_ = ref_get(&rec, "dual.c"), *rl = ref_get(&rec, "grpo_dual.loss");
+    d1_model m;
+    grpo_case g;
+    float loss, want, base;
+    double clip = 0, clip0 = 0, worst;
+    CHECK(rc_ && rl, "grpo_dual records in the dump");
+    if (!rc_ || !rl) return;
+    want = *(const float *)rl->data;
+    CHECK(load_model(&m), "model");
+    grpo_case_load(&g);
+    g.b.dual_clip = *(const float *)rc_->data;
+    CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, NULL, &clip) == D1_OK, "loss");
+    CHECK(fabs(loss - want) <= 1e-4 * fabs(want), "dual-clip loss %.7f vs %.7f", loss, want);
+    CHECK(fabs(clip / g.b.denom - *(const float *)ref_get(&rec, "grpo_dual.clip_frac")->data) < 1e-6,
+          "clip fraction %g", clip / g.b.denom);
+    worst = check_grads(&m, "grpo_dual");
+    printf("  diffu-GRPO, dual-clip c %g: loss %.7f vs %.7f, clip %.4f, worst gradient rel err %.2g\n",
+           (double)g.b.dual_clip, loss, want, clip / g.b.denom, worst);
+    g.b.dual_clip = 1e6f; /* no ratio reaches it: the plain clipped loss */
+    CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &base, NULL, &clip0) == D1_OK, "loss, c 1e6");
+    CHECK(fabs(base - *(const float *)ref_get(&rec, "grpo.loss")->data) <= 1e-4 * fabs(base) && base != loss,
+          "c 1e6: %.7f, the plain clipped loss", base);
+    g.b.dual_clip = 1.0f;
+    CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_CLIPPED, &base, NULL, NULL) == D1_ERR_ARG, "c 1 refused");
+    g.b.dual_clip = 3.0f;
+    CHECK(d1_grpo_loss(&m, &g.b, eb[0], eb[1], D1_GRPO_WD1, &base, NULL, NULL) == D1_ERR_ARG, "c with wd1 refused");
+    d1_model_free(&m);
+}
+
 /* ESPO's sequence-level objective against the dump (tools/ref_recipe_dump.py,
    part 4): the batch holds, per Monte Carlo draw, the pass-1 copies of the 4
    sequences (the dump's masks) and their complements; each scored token
    weighs (Lc+1)/(2 MC x) in pass 1 and (Lc+1)/(2 MC (Lc-x)) in pass 2, x the
    row's masked count. Checked: d1_grpo_logprobs + d1_grpo_elbo against the
    ELBOs, d1_grpo_loss (k2, clipped ratio per sequence) against loss, KL,
-   clip share and every gradient; and the on-policy case (old = NULL). */
+   clip share and every gradient; the on-policy case (old = NULL); and
+   dual-clip (part 7: its own old, one A < 0 sequence's ratio past c). */
 static void test_reference_espo(void) {
     const ref_record *tk = ref_get(&rec, "grpo.tokens"), *mk = ref_get(&rec, "espo.mask");
     const float *eb = (const float *)ref_get(&rec, "espo.eps_beta")->data;
@@ -182,9 +219,9 @@ static void test_reference_espo(void) {
     b.adv = (const float *)ref_get(&rec, "espo.adv")->data;
     b.ref_logp = (const float *)ref_get(&rec, "espo.ref")->data;
     b.kl = D1_KL_K2;
-    for (on = 0; on < 2; on++) {
+    for (on = 0; on < 3; on++) { /* 0: off-policy, 1: on-policy, 2: off-policy with dual-clip */
         d1_model m;
-        const char *prefix = on ? "espo_onpolicy" : "espo";
+        const char *prefix = on == 2 ? "espo_dual" : on ? "espo_onpolicy" : "espo";
         char name[64];
         double kl = 0, clip = 0, worst, e = 0;
         float want;
@@ -194,16 +231,18 @@ static void test_reference_espo(void) {
         CHECK(d1_grpo_logprobs(&m, &b, logp) == D1_OK && d1_grpo_elbo(&b, logp, elbo) == D1_OK, "ELBO");
         for (r = 0; r < B; r++) e = D1__MAX(e, fabs(elbo[r] - elbo_ref[r]) / fabs(elbo_ref[r]));
         CHECK(e <= 1e-5, "ELBO rel err %.3g", e);
-        b.old_logp = on ? NULL : (const float *)ref_get(&rec, "espo.old")->data;
+        b.old_logp = on == 1 ? NULL : (const float *)ref_get(&rec, on ? "espo_dual.old" : "espo.old")->data;
+        b.dual_clip = on == 2 ? *(const float *)ref_get(&rec, "dual.c")->data : 0.0f;
         CHECK(d1_grpo_loss(&m, &b, eb[0], eb[1], D1_GRPO_CLIPPED, &loss, &kl, &clip) == D1_OK, "%s loss", prefix);
         CHECK(fabs(loss - want) <= 1e-4 * fabs(want) + 1e-6, "%s loss %.7f vs %.7f", prefix, loss, want);
-        if (!on) {
-            CHECK(fabs(clip / B - *(const float *)ref_get(&rec, "espo.clip_frac")->data) < 1e-6, "clip %g", clip / B);
+        if (on != 1) {
+            snprintf(name, sizeof name, "%s.clip_frac", prefix);
+            CHECK(fabs(clip / B - *(const float *)ref_get(&rec, name)->data) < 1e-6, "clip %g", clip / B);
             CHECK(fabs(kl / B - *(const float *)ref_get(&rec, "espo.kl")->data) < 1e-5 * (1 + kl / B), "KL %g", kl / B);
         }
         worst = check_grads(&m, prefix);
         printf("  ESPO%s: ELBO rel err %.2g, loss %.7f vs %.7f, clip %.2f, KL %.5f, worst gradient rel err %.2g\n",
-               on ? " (on-policy)" : "", e, loss, want, clip / B, kl / B, worst);
+               on == 2 ? " (dual-clip)" : on ? " (on-policy)" : "", e, loss, want, clip / B, kl / B, worst);
         d1_model_free(&m);
     }
 }
@@ -1007,6 +1046,10 @@ static void test_bad_input(void) {
              "beta nan");
     GRPO_BAD((d.beta = 0.04f, d.group_masks = 2), D1_ERR_SETTING, "group_masks 2: must be 0");
     d.group_masks = 0;
+    GRPO_BAD(d.dual_clip = 1.0f, D1_ERR_SETTING, "dual_clip 1 with objective 0: 0 (off), or c > 1");
+    GRPO_BAD(d.dual_clip = NAN, D1_ERR_SETTING, "dual_clip nan");
+    GRPO_BAD((d.dual_clip = 3.0f, d.objective = D1_GRPO_WD1), D1_ERR_SETTING, "dual_clip 3 with objective 1");
+    d.dual_clip = 0.0f; d.objective = D1_GRPO_CLIPPED;
 #undef GRPO_BAD
     d.n_rewards = 1;
     CHECK(!memcmp(w0, m.param_memory, m.num_params * sizeof(float)), "a refused call moved weights");
@@ -1060,6 +1103,7 @@ int main(void) {
     RUN(test_reference_sft);
     RUN(test_reference_grpo);
     RUN(test_reference_grpo_kl);
+    RUN(test_reference_grpo_dual);
     RUN(test_prompt_mask_padding);
     RUN(test_reference_wd1);
     RUN(test_reference_espo);

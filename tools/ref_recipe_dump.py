@@ -91,6 +91,17 @@ Part 3, wd1 (same inputs as part 2): per group, w+ = softmax(A), w- = softmax(-A
 group's rows, omega_b = w+_b - w-_b; tok = -omega_b logp + beta kl; loss = sum(tok*cm)/sum(cm).
     wd1.loss f32 [1]
     wd1.grad.<HF name>               every parameter
+
+Part 7, dual-clip PPO (Ye et al. 2020; verl/trainer/ppo/core_algos.py at b178a3c,
+compute_policy_loss_vanilla, lines 1229-1235): for A < 0 the surrogate -min(rho A, clip(rho) A)
+is capped at -c A, so a ratio past c gives no gradient.
+    dual.c f32 [1]                   c = 2.0
+    grpo_dual.loss f32 [1]           part 2's loss (its inputs) with the cap; grpo_dual.clip_frac the
+                                     share of completion tokens a clip (either) leaves without gradient
+    grpo_dual.grad.<HF name>         every parameter
+    espo_dual.old f32 [B]            part 4's with sequence 1 at rho = exp(3/Lc) and 3 at exp(5/Lc)
+    espo_dual.loss f32 [1]  espo_dual.clip_frac f32 [1]  espo_dual.grad.<HF name>: part 4's
+                                     objective with the cap and this old
 """
 
 import os
@@ -126,6 +137,7 @@ GR_T = GR_P + GR_LC
 P_MASK_PROMPT = 0.15
 ADV = [0.7, -0.7, 0.25, -0.25]
 EPS, BETA = 0.2, 0.04
+DUAL_C = 2.0                         # part 7's dual-clip c (verl's default is 3; 2 puts rho = e past it)
 EOS_AT = [(1, 3), (3, 0)]            # (row, completion position) forced to EOS
 # (row, k, delta) overriding the 0.3 N(0,1) old-logp offsets; rho = exp(-delta):
 FORCED_DELTA = [
@@ -290,16 +302,31 @@ def kl_of(kind, ref, logp):
     return k3(ref, logp)
 
 
-def grpo_terms(logp, old, ref, adv, cm, eps, beta, kind="k3"):
+def dual_clipped(l1, l2, A, c):
+    # PPO's surrogate -min(l1, l2) and, with c > 0, dual-clip's ceiling -c A where A < 0
+    # (verl/trainer/ppo/core_algos.py at b178a3c, lines 1229-1235); also which entries a clip
+    # leaves without gradient
+    pg = -torch.min(l1, l2)
+    cut = l1 > l2
+    if c > 0:
+        floor = A < 0
+        low = -A * c
+        cut = cut | (floor & (low < pg))
+        pg = torch.where(floor, torch.min(low, pg), pg)
+    return pg, cut
+
+
+def grpo_terms(logp, old, ref, adv, cm, eps, beta, kind="k3", c=0.0):
     rho = torch.exp(logp - old)
     A = adv[:, None]
     l1 = rho * A
     l2 = torch.clamp(rho, 1 - eps, 1 + eps) * A
     kl = kl_of(kind, ref, logp)
-    tok = -torch.min(l1, l2) + beta * kl
+    pg, cut = dual_clipped(l1, l2, A.expand_as(l1), c)
+    tok = pg + beta * kl
     n = cm.sum()
     loss = (tok * cm).sum() / n
-    clip_frac = (cm * (l1 > l2).double()).sum() / n
+    clip_frac = (cm * cut.double()).sum() / n
     mean_kl = (kl * cm).sum() / n
     return loss, clip_frac, mean_kl, rho
 
@@ -360,13 +387,14 @@ def espo_elbo(model, tokens, masks):
     return out / len(masks)
 
 
-def espo_loss_of(elbo, old, ref, adv, eps, beta):
+def espo_loss_of(elbo, old, ref, adv, eps, beta, c=0.0):
     B, Lc = GR_B, GR_LC
     rho = torch.exp((elbo - old) / Lc)
     l1, l2 = rho * adv, torch.clamp(rho, 1 - eps, 1 + eps) * adv
     kl = (elbo - ref) ** 2 / 2
-    loss = -torch.min(l1, l2).sum() / B + beta * kl.sum() / (B * Lc)
-    return loss, kl.sum() / (B * Lc), (l1 > l2).double().mean()
+    pg, cut = dual_clipped(l1, l2, adv, c)
+    loss = pg.sum() / B + beta * kl.sum() / (B * Lc)
+    return loss, kl.sum() / (B * Lc), cut.double().mean()
 
 
 # ---------------------------------------------------------------------------------------
@@ -578,7 +606,6 @@ def main():
     eo_grads = grads_of(model, eo_loss)
     fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), elbo0, e_ref, adv,
                                          e_eb[0], e_eb[1])[0], g, "espo on-policy")
-
     # ---- part 5: d2 StepMerge (one token revealed per step: a permutation per row)
     d2_rev = torch.stack([torch.randperm(GR_LC, generator=g) for _ in range(GR_B)])
     d2_old = f32(logp0 + 0.3 * torch.randn(GR_B, GR_LC, generator=g, dtype=torch.float64))
@@ -597,6 +624,35 @@ def main():
         spg_runs.append((kind, meta, l_s, grads_of(model, l_s)))
         fd_check(model, lambda: spg_loss_of(model, tokens, spg_m, adv, cm, meta[0], meta[1]), g,
                  "spg " + kind)
+
+    # ---- part 7: dual-clip (after every other part's random draws, which it leaves as they were)
+    # the clipped objective with dual-clip c: one A < 0 token at rho = e > c, others
+    # between 1+eps and c (the ratio branch, as without it)
+    dc = f32([DUAL_C])
+    dc_loss, dc_clip, _, _ = grpo_terms(grpo_logp(model, tokens, pm), old, ref, adv, cm, eps, beta, c=dc[0])
+    dc_grads = grads_of(model, dc_loss)
+    fd_check(model, lambda: grpo_terms(grpo_logp(model, tokens, pm), old, ref, adv, cm, eps, beta,
+                                       c=dc[0])[0], g, "grpo dual-clip")
+    with torch.no_grad():
+        rho_c = torch.exp(logp - old)
+        neg = (adv[:, None] < 0).expand_as(rho_c) & (cm > 0)
+        n_dual = int((neg & (rho_c > dc[0])).sum())
+        n_mid = int((neg & (rho_c > 1 + eps) & (rho_c < dc[0])).sum())
+        print(f"dual-clip c {dc[0].item()}: {n_dual} tokens with A < 0 past c, {n_mid} between 1+eps and c; "
+              f"nearest ratio to c {(rho_c[cm > 0] - dc[0]).abs().min().item():.3e} away")
+        assert n_dual >= 1 and n_mid >= 1 and (rho_c[cm > 0] - dc[0]).abs().min() > 1e-3
+        assert dc_loss.item() != g_loss.item()
+    # ESPO with dual-clip c: sequence 3 (A < 0) at rho = exp(5 / Lc) > c, sequence 1
+    # (A < 0) at exp(3 / Lc), between 1+eps and c
+    ed_old = f32(elbo0 + torch.tensor([-1.5, -3.0, 0.3, -5.0], dtype=torch.float64))
+    ed_loss, _, ed_clip = espo_loss_of(espo_elbo(model, tokens, e_masks), ed_old, e_ref, adv, e_eb[0],
+                                       e_eb[1], dc[0])
+    ed_grads = grads_of(model, ed_loss)
+    fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), ed_old, e_ref, adv, e_eb[0],
+                                         e_eb[1], dc[0])[0], g, "espo dual-clip")
+    rho_ed = torch.exp((e_elbo.detach() - ed_old) / GR_LC)
+    print(f"espo dual-clip: rho {[round(x, 4) for x in rho_ed.tolist()]}, clipped {ed_clip.item():.3f}")
+    assert rho_ed[3] > dc[0] + 1e-3 and 1 + e_eb[0] + 1e-3 < rho_ed[1] < dc[0] - 1e-3
 
     # ---- sanity checks
     rho_d = rho.detach()
@@ -699,6 +755,16 @@ def main():
     w.add("espo_onpolicy.loss", eo_loss.detach().reshape(1))
     for n, gr in eo_grads:
         w.add("espo_onpolicy.grad." + n, gr)
+    w.add("dual.c", dc)
+    w.add("grpo_dual.loss", dc_loss.detach().reshape(1))
+    w.add("grpo_dual.clip_frac", dc_clip.reshape(1))
+    for n, gr in dc_grads:
+        w.add("grpo_dual.grad." + n, gr)
+    w.add("espo_dual.old", ed_old)
+    w.add("espo_dual.loss", ed_loss.detach().reshape(1))
+    w.add("espo_dual.clip_frac", ed_clip.reshape(1))
+    for n, gr in ed_grads:
+        w.add("espo_dual.grad." + n, gr)
     w.write(OUT)
 
     # the written file must read back to the same values
