@@ -117,6 +117,7 @@
        ESPO: sequence ELBO, sequence ratio, k2     d1__grpo_masks_elbo, d1__grpo_loss_seq
        d2 StepMerge: trajectory segments           d1__grpo_masks_trajectory, d1__grpo_record_reveals
        SPG: block masks, ELBO / EUBO               d1__grpo_masks_block, d1__grpo_loss_spg
+       dual-clip PPO: rho's pull capped for A < 0  d1__surrogate, d1_grpo_desc.dual_clip
      d1.h's own: a group's rows share their masks  d1_grpo_desc.group_masks, d1__grpo_row_stream
        (common random numbers: shared tokens cancel)
      LoRA adapters                                 d1_lora_attach / _merge
@@ -725,7 +726,7 @@ typedef struct d1_grpo_desc {
                                passed c gives no gradient. d1's min() alone leaves
                                rho unbounded when A < 0, and a token the one-step
                                estimator scores low can rise several nats in one
-                               update (rho = e^5 ~ 150). 0: off (d1, ESPO, d2)     */
+                               update. 0: off (d1, ESPO, d2)                       */
     int   group_masks;      /* 1: the G rows of a group draw the same masks (common
                                random numbers; d1.h's own option, no reference has
                                it): a token the rows share, seen in the same context,
