@@ -997,6 +997,44 @@ static void test_group_masks_cancel(void) {
     }
 }
 
+/* Dual-clip through d1_grpo_step: desc.dual_clip reaches the loss of every
+   inner update. A large lr moves the ratios of the later updates far from 1,
+   so with c 1.05 more tokens lose their gradient (clip share up) than with
+   c 0, and with a c no ratio reaches the step is the plain one, bit for bit. */
+static void test_dual_clip_step(void) {
+    static const float cs[3] = {0.0f, 1.05f, 1e6f};
+    d1_grpo_stats st[3];
+    int k;
+    for (k = 0; k < 3; k++) {
+        d1_config c = bandit_config();
+        d1_model m;
+        d1_adamw opt;
+        d1_adamw_desc od = d1_adamw_default_desc();
+        d1_grpo_desc d = d1_grpo_default_desc(8);
+        d1_reward rw;
+        d1_rng rng;
+        int prompts[2 * 3] = {1, 2, 4, 5, 6, 7};
+        d1_model_init(&m, &c, 21);
+        od.lr = 3e-2f;
+        d1_adamw_init(&opt, &m, &od);
+        rw.name = "member"; rw.fn = member_reward; rw.weight = 1.0f; rw.user = NULL;
+        d.rewards = &rw; d.n_rewards = 1; d.group_size = 3; d.inner_steps = 4; d.beta = 0.0f; d.clip_eps = 0.2f;
+        d.dual_clip = cs[k];
+        d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8;
+        d1_rng_seed(&rng, 9);
+        CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st[k]) == D1_OK, "step, c %g: %s",
+              (double)cs[k], d1_last_error());
+        d1_adamw_free(&opt);
+        d1_model_free(&m);
+    }
+    printf("  clip share %.4f (c 0), %.4f (c 1.05), %.4f (c 1e6); loss %.5f / %.5f / %.5f\n", st[0].clip_frac,
+           st[1].clip_frac, st[2].clip_frac, st[0].loss, st[1].loss, st[2].loss);
+    CHECK(st[1].clip_frac > st[0].clip_frac, "c 1.05: clip share %g not above c 0's %g", st[1].clip_frac,
+          st[0].clip_frac);
+    CHECK(st[2].clip_frac == st[0].clip_frac && st[2].loss == st[0].loss && st[2].grad_norm == st[0].grad_norm,
+          "c 1e6 differs from c 0");
+}
+
 static void test_bad_input(void) {
     d1_config c = bandit_config();
     d1_model m, ref;
@@ -1114,6 +1152,7 @@ int main(void) {
     RUN(test_block_masks);
     RUN(test_group_masks);
     RUN(test_group_masks_cancel);
+    RUN(test_dual_clip_step);
     RUN(test_invariants);
     RUN(test_sft_masks_answer_only);
     RUN(test_bad_input);
