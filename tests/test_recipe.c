@@ -962,33 +962,42 @@ static float member_reward(const d1_rollout *ro, void *user) {
     (void)user;
     return 10.0f * (float)ro->member;
 }
+/* One d1_grpo_step of the bandit model (seed 21) on 2 prompts x G 3 with
+   member_reward, gen 8 in one block of 8 steps, no KL, rng seed 9, AdamW
+   at lr; d's other settings are the caller's. */
+static void member_step(d1_grpo_desc *d, float lr, d1_grpo_stats *st) {
+    d1_config c = bandit_config();
+    d1_model m;
+    d1_adamw opt;
+    d1_adamw_desc od = d1_adamw_default_desc();
+    d1_reward rw;
+    d1_rng rng;
+    int prompts[2 * 3] = {1, 2, 4, 5, 6, 7};
+    d1_model_init(&m, &c, 21);
+    od.lr = lr;
+    d1_adamw_init(&opt, &m, &od);
+    rw.name = "member"; rw.fn = member_reward; rw.weight = 1.0f; rw.user = NULL;
+    d->rewards = &rw; d->n_rewards = 1; d->group_size = 3; d->beta = 0.0f;
+    d->sampler.gen_len = 8; d->sampler.block_len = 8; d->sampler.steps = 8;
+    d1_rng_seed(&rng, 9);
+    CHECK(d1_grpo_step(&m, NULL, &opt, d, prompts, 2, 3, NULL, &rng, st) == D1_OK, "step: %s", d1_last_error());
+    d->rewards = NULL;
+    d1_adamw_free(&opt);
+    d1_model_free(&m);
+}
+
 static void test_group_masks_cancel(void) {
     static const int ests[5] = {D1_LOGP_ONE_STEP, D1_LOGP_COUPLED, D1_LOGP_PARTIAL, D1_LOGP_ELBO, D1_LOGP_TRAJECTORY};
     int k, gm;
     for (k = 0; k < 5; k++) {
         float gn[2];
         for (gm = 0; gm < 2; gm++) {
-            d1_config c = bandit_config();
-            d1_model m;
-            d1_adamw opt;
-            d1_adamw_desc od = d1_adamw_default_desc();
             d1_grpo_desc d = d1_grpo_default_desc(8);
             d1_grpo_stats st;
-            d1_reward rw;
-            d1_rng rng;
-            int prompts[2 * 3] = {1, 2, 4, 5, 6, 7};
-            d1_model_init(&m, &c, 21);
-            d1_adamw_init(&opt, &m, &od);
-            rw.name = "member"; rw.fn = member_reward; rw.weight = 1.0f; rw.user = NULL;
-            d.rewards = &rw; d.n_rewards = 1; d.group_size = 3; d.inner_steps = 1; d.beta = 0.0f;
-            d.estimator = ests[k]; d.group_masks = gm; d.mc_draws = 2; d.segments = 4;
-            d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8; d.sampler.temperature = 0.0f;
-            d1_rng_seed(&rng, 9);
-            CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st) == D1_OK, "step: %s",
-                  d1_last_error());
+            d.inner_steps = 1; d.estimator = ests[k]; d.group_masks = gm; d.mc_draws = 2; d.segments = 4;
+            d.sampler.temperature = 0.0f;
+            member_step(&d, d1_adamw_default_desc().lr, &st);
             gn[gm] = st.grad_norm;
-            d1_adamw_free(&opt);
-            d1_model_free(&m);
         }
         printf("  estimator %d: first update's grad norm %.3g with each row's masks, %.3g with the group's\n",
                ests[k], gn[0], gn[1]);
@@ -1006,26 +1015,9 @@ static void test_dual_clip_step(void) {
     d1_grpo_stats st[3];
     int k;
     for (k = 0; k < 3; k++) {
-        d1_config c = bandit_config();
-        d1_model m;
-        d1_adamw opt;
-        d1_adamw_desc od = d1_adamw_default_desc();
         d1_grpo_desc d = d1_grpo_default_desc(8);
-        d1_reward rw;
-        d1_rng rng;
-        int prompts[2 * 3] = {1, 2, 4, 5, 6, 7};
-        d1_model_init(&m, &c, 21);
-        od.lr = 3e-2f;
-        d1_adamw_init(&opt, &m, &od);
-        rw.name = "member"; rw.fn = member_reward; rw.weight = 1.0f; rw.user = NULL;
-        d.rewards = &rw; d.n_rewards = 1; d.group_size = 3; d.inner_steps = 4; d.beta = 0.0f; d.clip_eps = 0.2f;
-        d.dual_clip = cs[k];
-        d.sampler.gen_len = 8; d.sampler.block_len = 8; d.sampler.steps = 8;
-        d1_rng_seed(&rng, 9);
-        CHECK(d1_grpo_step(&m, NULL, &opt, &d, prompts, 2, 3, NULL, &rng, &st[k]) == D1_OK, "step, c %g: %s",
-              (double)cs[k], d1_last_error());
-        d1_adamw_free(&opt);
-        d1_model_free(&m);
+        d.inner_steps = 4; d.clip_eps = 0.2f; d.dual_clip = cs[k];
+        member_step(&d, 3e-2f, &st[k]);
     }
     printf("  clip share %.4f (c 0), %.4f (c 1.05), %.4f (c 1e6); loss %.5f / %.5f / %.5f\n", st[0].clip_frac,
            st[1].clip_frac, st[2].clip_frac, st[0].loss, st[1].loss, st[2].loss);
