@@ -606,6 +606,7 @@ def main():
     eo_grads = grads_of(model, eo_loss)
     fd_check(model, lambda: espo_loss_of(espo_elbo(model, tokens, e_masks), elbo0, e_ref, adv,
                                          e_eb[0], e_eb[1])[0], g, "espo on-policy")
+
     # ---- part 5: d2 StepMerge (one token revealed per step: a permutation per row)
     d2_rev = torch.stack([torch.randperm(GR_LC, generator=g) for _ in range(GR_B)])
     d2_old = f32(logp0 + 0.3 * torch.randn(GR_B, GR_LC, generator=g, dtype=torch.float64))
