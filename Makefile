@@ -66,6 +66,10 @@ $(BUILD)/d1_demo: examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
 $(BUILD)/demo_measure: tools/demo_measure.c examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
+# an experiment: diffu-GRPO over the order of reveals (Plackett-Luce), on d1.h's public API
+$(BUILD)/order_rl: tools/order_rl.c examples/d1_demo.c examples/tasks.h d1.h | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
+
 $(BUILD)/bench: tools/bench.c d1.h | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $< -o $@ $(LDLIBS)
 
