@@ -168,11 +168,8 @@ static int or_rollout(d1_model *m, const orl *o, const int *prompts, int R, int 
                             double y = li[v] / o->temp + or_gumbel(rng);
                             if (y > bx) { bx = y; xt = v; }
                         }
-                } else {
-                    or_log_softmax(lg + (size_t)(P + c) * V, V, mask, 1.0, lp);
-                    for (v = 0; v < V; v++)
-                        if (v != mask && (xt < 0 || lp[v] > lp[xt])) xt = v;
-                }
+                } else
+                    xt = or_log_softmax(lg + (size_t)(P + c) * V, V, mask, 1.0, lp); /* its argmax */
                 x[P + c] = xt; rv[c] = s; ps[j] = c;
             }
             if (lold) lold[(size_t)r * S + s] = or_step_loglik(lg, x, rv, ps, k, s, P, L, V, mask, o->tau, o->temp,
