@@ -14,7 +14,8 @@
    USAGE
        d1_demo [--task all|NAME] [--stage all|base|sft|rl|rl-base|d1|x|x-rl-base|x-d1|eval|table]
                [--full] [--quick] [--seed N] [--out DIR] [--ship] [--rope-theta X]
-               [--base-steps N] [--sft-steps N] [--rl-iters N] [--rl-lr X] [--monitor N] [--base-joint]
+               [--base-steps N] [--sft-steps N] [--base-lr X] [--sft-lr X] [--rl-iters N] [--rl-lr X]
+               [--monitor N] [--base-joint]
                [--rl-prompts N] [--rl-group G] [--rl-inner N]
                [--rl-estimator one-step|coupled|partial]
                [--rl-advantages scaled|centered] [--device cpu|cuda]
@@ -26,7 +27,8 @@
    --quick  tiny budgets: a smoke test of every stage in a minute or two
    --ship   after training (or, if trained already, from OUT), save base and
             SFT as BF16 into examples/checkpoints
-   --base-steps, --sft-steps, --rl-iters, --rl-lr   override the defaults
+   --base-steps, --sft-steps, --base-lr, --sft-lr, --rl-iters, --rl-lr
+            override the defaults
    --monitor N  held-out check (48 prompts, one decoded sample) every N
             base/SFT steps
    --dim N, --layers N  another model size (heads of 32, ffn 11/4 of dim);
@@ -1164,7 +1166,7 @@ static int base_and_sft(const settings *S, int unused) {
 typedef struct cli {
     const char *task, *stage, *out, *block;
     int block_n;       /* parsed from block (-1: not given) */
-    float rope_theta;
+    float rope_theta, base_lr, sft_lr;
     int full, quick, ship, base_joint, base_steps, sft_steps, rl_iters, monitor;
     int dim, layers, rl_prompts, rl_group, device, train_mixed, precision; /* precision: PRECISION_* */
     uint64_t seed;
@@ -1190,6 +1192,8 @@ static const cli_option cli_options[] = {
     {"--rope-theta", OPT_FLOAT, CLI(rope_theta), "X", NULL},
     {"--base-steps", OPT_INT, CLI(base_steps), "N", NULL},
     {"--sft-steps", OPT_INT, CLI(sft_steps), "N", NULL},
+    {"--base-lr", OPT_FLOAT, CLI(base_lr), "X", NULL},
+    {"--sft-lr", OPT_FLOAT, CLI(sft_lr), "X", NULL},
     {"--rl-iters", OPT_INT, CLI(rl_iters), "N", NULL},
     {"--monitor", OPT_INT, CLI(monitor), "N", NULL},
     {"--base-joint", OPT_FLAG, CLI(base_joint), NULL, NULL},
@@ -1366,6 +1370,8 @@ static int demo_settings(const cli *c, const rl_recipe *rl, const rl_recipe *rlx
         if (c->base_steps > 0) S[n].base_steps = c->base_steps;
         if (c->base_joint >= 0) S[n].base_joint = c->base_joint;
         if (c->sft_steps > 0) S[n].sft_steps = c->sft_steps;
+        if (c->base_lr > 0.0f) S[n].base_lr = c->base_lr;
+        if (c->sft_lr > 0.0f) S[n].sft_lr = c->sft_lr;
         if (c->rl_iters > 0) S[n].rl_iters = c->rl_iters;
         if (c->monitor > 0) S[n].train_monitor_every = c->monitor;
         if (c->rl_prompts > 0) S[n].rl_prompts = c->rl_prompts;
