@@ -1171,6 +1171,7 @@ typedef struct cli {
     int dim, layers, rl_prompts, rl_group, device, train_mixed, precision; /* precision: PRECISION_* */
     uint64_t seed;
 } cli;
+#define LR_NOT_GIVEN (-1e30f) /* --base-lr, --sft-lr: no number a user means */
 enum { PRECISION_AUTO, PRECISION_F32, PRECISION_BF16 }; /* --precision's choices, in its order */
 enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
 typedef struct cli_option {
@@ -1337,7 +1338,7 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     int i;
     memset(c, 0, sizeof *c); /* 0: the defaults */
     c->task = "all"; c->stage = "all"; c->out = "build/demo"; c->seed = 1; c->base_joint = -1; c->dim = -1;
-    c->block_n = -1;
+    c->block_n = -1; c->base_lr = c->sft_lr = LR_NOT_GIVEN;
     *rl = recipe_d1();
     *rlx = recipe_after_d1(D1_LOGP_ELBO);
     for (i = 1; i < argc; i++) { /* the recipe's flags, then the table's */
@@ -1351,6 +1352,10 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     }
     /* what the table cannot check */
     if (c->dim != -1 && (c->dim < 32 || c->dim % 32)) { usage(); return 2; }
+    if ((c->base_lr != LR_NOT_GIVEN && !(c->base_lr > 0.0f)) || (c->sft_lr != LR_NOT_GIVEN && !(c->sft_lr > 0.0f))) {
+        usage(); /* an lr given must be a positive number */
+        return 2;
+    }
     if (c->block) {
         c->block_n = !strcmp(c->block, "all") ? 0 : atoi(c->block);
         if (c->block_n < 0 || (c->block_n == 0 && strcmp(c->block, "all"))) { usage(); return 2; }
