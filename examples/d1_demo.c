@@ -1171,9 +1171,8 @@ typedef struct cli {
     int dim, layers, rl_prompts, rl_group, device, train_mixed, precision; /* precision: PRECISION_* */
     uint64_t seed;
 } cli;
-#define LR_NOT_GIVEN (-1e30f) /* --base-lr, --sft-lr: no number a user means */
 enum { PRECISION_AUTO, PRECISION_F32, PRECISION_BF16 }; /* --precision's choices, in its order */
-enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_U64, OPT_STR, OPT_CHOICE };
+enum { OPT_FLAG, OPT_INT, OPT_FLOAT, OPT_POSITIVE, OPT_U64, OPT_STR, OPT_CHOICE }; /* POSITIVE: a float > 0 */
 typedef struct cli_option {
     const char *name;
     int kind;
@@ -1193,8 +1192,8 @@ static const cli_option cli_options[] = {
     {"--rope-theta", OPT_FLOAT, CLI(rope_theta), "X", NULL},
     {"--base-steps", OPT_INT, CLI(base_steps), "N", NULL},
     {"--sft-steps", OPT_INT, CLI(sft_steps), "N", NULL},
-    {"--base-lr", OPT_FLOAT, CLI(base_lr), "X", NULL},
-    {"--sft-lr", OPT_FLOAT, CLI(sft_lr), "X", NULL},
+    {"--base-lr", OPT_POSITIVE, CLI(base_lr), "X", NULL},
+    {"--sft-lr", OPT_POSITIVE, CLI(sft_lr), "X", NULL},
     {"--rl-iters", OPT_INT, CLI(rl_iters), "N", NULL},
     {"--monitor", OPT_INT, CLI(monitor), "N", NULL},
     {"--base-joint", OPT_FLAG, CLI(base_joint), NULL, NULL},
@@ -1257,6 +1256,10 @@ static int cli_option_at(cli *c, int argc, char **argv, int i) {
             break;
         }
         case OPT_FLOAT: *(float *)field = (float)strtod(v, &end); if (end == v || *end) return -1; break;
+        case OPT_POSITIVE:
+            *(float *)field = (float)strtod(v, &end);
+            if (end == v || *end || !(*(float *)field > 0.0f)) return -1; /* 0, negative, nan */
+            break;
         case OPT_U64: *(uint64_t *)field = strtoull(v, &end, 10); if (end == v || *end) return -1; break;
         case OPT_STR: *(const char **)field = v; break;
         default: { /* OPT_CHOICE: the index of v in "a|b|..." */
@@ -1338,7 +1341,7 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     int i;
     memset(c, 0, sizeof *c); /* 0: the defaults */
     c->task = "all"; c->stage = "all"; c->out = "build/demo"; c->seed = 1; c->base_joint = -1; c->dim = -1;
-    c->block_n = -1; c->base_lr = c->sft_lr = LR_NOT_GIVEN;
+    c->block_n = -1;
     *rl = recipe_d1();
     *rlx = recipe_after_d1(D1_LOGP_ELBO);
     for (i = 1; i < argc; i++) { /* the recipe's flags, then the table's */
@@ -1352,10 +1355,6 @@ static int cli_parse(int argc, char **argv, cli *c, rl_recipe *rl, rl_recipe *rl
     }
     /* what the table cannot check */
     if (c->dim != -1 && (c->dim < 32 || c->dim % 32)) { usage(); return 2; }
-    if ((c->base_lr != LR_NOT_GIVEN && !(c->base_lr > 0.0f)) || (c->sft_lr != LR_NOT_GIVEN && !(c->sft_lr > 0.0f))) {
-        usage(); /* an lr given must be a positive number */
-        return 2;
-    }
     if (c->block) {
         c->block_n = !strcmp(c->block, "all") ? 0 : atoi(c->block);
         if (c->block_n < 0 || (c->block_n == 0 && strcmp(c->block, "all"))) { usage(); return 2; }
